@@ -1,0 +1,153 @@
+import { createServer, type Server as HttpServer } from "node:http";
+import { Server } from "socket.io";
+import type { AddressInfo } from "node:net";
+import { systemClock, type Clock } from "./clock";
+import type { Config } from "./config";
+import { LocalLeaderLock, type LeaderLock } from "./cluster/LeaderLock";
+import { MemoryPresenceTracker } from "./cluster/MemoryPresenceTracker";
+import type { PresenceTracker } from "./cluster/PresenceTracker";
+import { httpHandler, type ReadinessCheck } from "./http/routes";
+import type { Logger } from "./log";
+import { ExpirySweeper } from "./messaging/ExpirySweeper";
+import { MessagingService } from "./messaging/MessagingService";
+import type { MessageStore } from "./messaging/ports";
+import { PresenceService } from "./messaging/PresenceService";
+import { Metrics } from "./metrics";
+import { authMiddleware } from "./transport/auth";
+import { registerHandlers } from "./transport/handlers";
+import { SYNCING_ROOM, userRoom } from "./transport/rooms";
+import { SocketNotifier } from "./transport/SocketNotifier";
+import { syncBacklog } from "./transport/syncBacklog";
+import type { TicksServer } from "./transport/types";
+
+export type AppDeps = {
+  config: Config;
+  store: MessageStore;
+  log: Logger;
+  /** @default the system clock */
+  clock?: Clock;
+  /** @default one node, in memory */
+  presence?: PresenceTracker;
+  /** @default one node: always the leader */
+  leaderLock?: LeaderLock;
+  /** A Socket.IO adapter factory (the Redis adapter in a cluster). @default in memory */
+  adapter?: ConstructorParameters<typeof Server>[1] extends infer O ? (O extends { adapter?: infer A } ? A : never) : never;
+  /** Checks besides the database for /readyz (Redis, in a cluster). */
+  readiness?: ReadinessCheck[];
+  /** Clustered nodes are WebSocket-only (no sticky sessions). @default ["polling", "websocket"] */
+  transports?: ("polling" | "websocket")[];
+};
+
+export type TicksApp = {
+  http: HttpServer;
+  io: TicksServer;
+  messaging: MessagingService;
+  sweeper: ExpirySweeper;
+  metrics: Metrics;
+  listen(port: number, host?: string): Promise<number>;
+  /** Idempotent: stop accepting, finish in-flight events, disconnect sockets, stop sweeping. */
+  close(): Promise<void>;
+};
+
+/** Longest wait for in-flight events at shutdown. */
+const DRAIN_TIMEOUT_MS = 10_000;
+
+/** Room for the JSON envelope around the largest content (4 bytes a code point at most). */
+export const maxHttpBufferSize = (maxContentLength: number): number => Math.max(64 * 1024, maxContentLength * 4 + 16 * 1024);
+
+/** Wires the core, the transport and HTTP together. No I/O until listen(). */
+export function createApp(deps: AppDeps): TicksApp {
+  const { config, store, log } = deps;
+  const clock = deps.clock ?? systemClock;
+  const metrics = new Metrics();
+  const checks: ReadinessCheck[] = [{ name: "database", check: () => store.ping() }, ...(deps.readiness ?? [])];
+  const http = createServer(httpHandler(checks, metrics, log));
+  const io: TicksServer = new Server(http, {
+    transports: deps.transports ?? ["polling", "websocket"],
+    maxHttpBufferSize: maxHttpBufferSize(config.maxContentLength),
+    serveClient: false,
+    ...(deps.adapter ? { adapter: deps.adapter } : {}),
+  });
+
+  const notifier = new SocketNotifier(io, config.deliveryAckTimeoutMs);
+  const messaging = new MessagingService(
+    store,
+    notifier,
+    clock,
+    { messageTtlMs: config.messageTtlMs, maxContentLength: config.maxContentLength },
+    log,
+    {
+      stored: (n) => metrics.messagesStored.inc(n),
+      delivered: (n) => metrics.messagesDelivered.inc(n),
+      read: (n) => metrics.messagesRead.inc(n),
+    },
+  );
+  const presence = new PresenceService(deps.presence ?? new MemoryPresenceTracker(), store, notifier, clock);
+  const sweeper = new ExpirySweeper(
+    messaging,
+    deps.leaderLock ?? new LocalLeaderLock(),
+    config.expirySweepIntervalMs,
+    log,
+    (n) => metrics.expired.inc(n),
+  );
+
+  const inflight = new Set<Promise<unknown>>();
+  let closing = false;
+  const track = (work: Promise<unknown>): void => {
+    inflight.add(work);
+    void work.finally(() => inflight.delete(work));
+  };
+
+  io.use(authMiddleware(config.auth, log));
+  io.on("connection", (socket) => {
+    const { userId } = socket.data;
+    metrics.connectedSockets.inc();
+    // Syncing until the backlog is drained: live messages skip this socket meanwhile.
+    socket.join([userRoom(userId), SYNCING_ROOM]);
+    registerHandlers(socket, { messaging, presence, log, track, closing: () => closing });
+    socket.on("disconnect", () => {
+      metrics.connectedSockets.dec();
+      presence.disconnected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed"));
+    });
+    void (async () => {
+      await messaging.connect(userId).catch((err) => log.warn({ err, userId }, "user not recorded"));
+      await presence.connected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed"));
+      await syncBacklog(
+        socket,
+        { backlog: messaging.backlog.bind(messaging), confirmDelivered: messaging.confirmDelivered.bind(messaging) },
+        { pageSize: config.backlogPageSize, ackTimeoutMs: config.deliveryAckTimeoutMs },
+        log,
+        () => metrics.backlogPages.inc(),
+      );
+    })().catch((err) => log.error({ err, userId }, "connection setup failed"));
+  });
+
+  let closed: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closed ??= (async () => {
+      closing = true;
+      http.close(); // no new connections; open sockets stay until their events are answered
+      await Promise.race([Promise.allSettled([...inflight]), new Promise((r) => setTimeout(r, DRAIN_TIMEOUT_MS).unref())]);
+      await sweeper.stop();
+      // Closes every socket at the transport level: clients reconnect by themselves (elsewhere).
+      await io.close();
+    })());
+
+  return {
+    http,
+    io,
+    messaging,
+    sweeper,
+    metrics,
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        http.once("error", reject);
+        http.listen(port, host, () => {
+          http.off("error", reject);
+          sweeper.start();
+          resolve((http.address() as AddressInfo).port);
+        });
+      }),
+    close,
+  };
+}

@@ -1,0 +1,12 @@
+/**
+ * Who is online, counted per connection across every node. A user is online while any of
+ * their sockets, on any node, is connected.
+ */
+export interface PresenceTracker {
+  /** Records a connection; true when it made the user go from offline to online. */
+  connected(userId: string, connectionId: string): Promise<boolean>;
+  /** Forgets a connection; true when it was the user's last one. */
+  disconnected(userId: string, connectionId: string): Promise<boolean>;
+  online(userIds: string[]): Promise<Set<string>>;
+  close(): Promise<void>;
+}

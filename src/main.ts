@@ -1,0 +1,74 @@
+/**
+ * Composition root: config → database (migrated) → store → cluster parts → app → listen;
+ * SIGINT/SIGTERM → close in order. Also what tests call to run a real server.
+ */
+import { systemClock, type Clock } from "./clock";
+import { ConfigError, loadConfig, type Config } from "./config";
+import { createApp, type TicksApp } from "./app";
+import { createLogger, type Logger } from "./log";
+import { createDatabase, migrateToLatest, type Database } from "./storage/database";
+import { SqlMessageStore } from "./storage/SqlMessageStore";
+
+export type RunningTicks = TicksApp & { port: number; db: Database; stop(): Promise<void> };
+
+export async function startTicks(config: Config, options: { log?: Logger; clock?: Clock } = {}): Promise<RunningTicks> {
+  const log = options.log ?? createLogger(config.logLevel);
+  const db = createDatabase(config.database);
+  try {
+    await migrateToLatest(db);
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+  const app = createApp({ config, store: new SqlMessageStore(db), log, clock: options.clock ?? systemClock });
+  const port = await app.listen(config.port, config.host);
+  let stopped: Promise<void> | undefined;
+  const stop = () =>
+    (stopped ??= (async () => {
+      await app.close();
+      await db.destroy();
+    })());
+  return { ...app, port, db, stop };
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(err.message);
+    process.exit(78); // EX_CONFIG
+  }
+  const log = createLogger(config.logLevel);
+  if (config.auth.mode === "dev") {
+    log.warn("AUTH_MODE=dev: handshakes are trusted (auth.userId), anyone can act as anyone. Set JWT_SECRET for real use.");
+  }
+  if (config.database.kind === "pglite") {
+    log.info({ dataDir: config.database.dataDir }, "no DATABASE_URL: using the embedded PGlite database (one process only)");
+  }
+  const ticks = await startTicks(config, { log });
+  log.info({ port: ticks.port }, "ticks listening");
+  // PM2 (wait_ready) routes traffic here only after this.
+  process.send?.("ready");
+
+  const shutdown = (signal: string) => {
+    log.info({ signal }, "shutting down");
+    ticks.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, "unclean shutdown");
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGINT", () => shutdown("SIGINT"));
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error("ticks failed to start:", err);
+    process.exit(1);
+  });
+}

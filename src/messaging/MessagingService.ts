@@ -1,0 +1,161 @@
+import { v7 as uuidv7 } from "uuid";
+import type { Clock } from "../clock";
+import type { Logger } from "../log";
+import { AppError, type ConversationSummary, type HistoryResult, type Message, type SendResult } from "../protocol";
+import { contentLength, LIMITS } from "../protocol/schemas";
+import { noMetrics, type MessageStore, type MessagingMetrics, type Notifier, type SendTarget, type StatusChange } from "./ports";
+
+export type MessagingOptions = {
+  messageTtlMs: number;
+  maxContentLength: number;
+};
+
+export type SendCommand = { clientMsgId: string; target: SendTarget; content: string };
+export type HistoryCommand = { conversationId: string; beforeSeq?: number; afterSeq?: number; limit?: number };
+
+/**
+ * The messaging core: send, receipts, backlog, history, conversations. It knows nothing of
+ * Socket.IO or SQL; callers pass the authenticated user id, so a payload can never choose
+ * who acts.
+ */
+export class MessagingService {
+  constructor(
+    private readonly store: MessageStore,
+    private readonly notifier: Notifier,
+    private readonly clock: Clock,
+    private readonly options: MessagingOptions,
+    private readonly log: Logger,
+    private readonly metrics: MessagingMetrics = noMetrics,
+  ) {}
+
+  async connect(userId: string): Promise<void> {
+    await this.store.ensureUser(userId);
+  }
+
+  /** Resolves only once the message is committed; live delivery starts after that. */
+  async send(from: string, cmd: SendCommand): Promise<SendResult> {
+    if (contentLength(cmd.content) > this.options.maxContentLength) {
+      throw new AppError("TOO_LARGE", `content is longer than ${this.options.maxContentLength} characters`);
+    }
+    if ("to" in cmd.target && cmd.target.to === from) {
+      throw new AppError("BAD_REQUEST", "cannot send a direct message to yourself");
+    }
+    // A retry is the common duplicate: answer it without opening a transaction.
+    const original = await this.store.findBySender(from, cmd.clientMsgId);
+    if (original) return { message: original, duplicate: true };
+
+    const createdAt = this.clock.now();
+    const result = await this.store.append({
+      id: uuidv7(),
+      from,
+      clientMsgId: cmd.clientMsgId,
+      target: cmd.target,
+      content: cmd.content,
+      createdAt,
+      expiresAt: new Date(createdAt.getTime() + this.options.messageTtlMs),
+    });
+    if (!result.duplicate) {
+      this.metrics.stored(1);
+      for (const recipient of result.recipients) this.deliverLive(recipient, result.message);
+    }
+    return { message: result.message, duplicate: result.duplicate };
+  }
+
+  /** Best effort: a message nobody confirms stays `sent` and comes back in the backlog. */
+  private deliverLive(recipient: string, message: Message): void {
+    this.notifier
+      .deliver(recipient, message)
+      .then((confirmed) => (confirmed ? this.confirmDelivered(recipient, [message.id]) : 0))
+      .catch((err) => this.log.warn({ err, messageId: message.id, recipient }, "live delivery receipt not stored"));
+  }
+
+  /** A device of `recipient` has these messages; returns how many changed state. */
+  async confirmDelivered(recipient: string, messageIds: string[]): Promise<number> {
+    if (messageIds.length === 0) return 0;
+    const at = this.clock.now();
+    const changed = await this.store.markDelivered(recipient, messageIds, at);
+    this.metrics.delivered(changed.length);
+    this.announce(changed, "delivered", recipient, at);
+    return changed.length;
+  }
+
+  async markRead(reader: string, messageIds: string[]): Promise<number> {
+    const at = this.clock.now();
+    const changed = await this.store.markRead(reader, [...new Set(messageIds)], at);
+    this.metrics.read(changed.length);
+    this.announce(changed, "read", reader, at);
+    return changed.length;
+  }
+
+  private announce(changed: StatusChange[], status: "delivered" | "read", by: string, at: Date): void {
+    const bySender = new Map<string, string[]>();
+    for (const { messageId, from } of changed) {
+      const ids = bySender.get(from) ?? [];
+      ids.push(messageId);
+      bySender.set(from, ids);
+    }
+    for (const [sender, messageIds] of bySender) {
+      this.notifier.status(sender, { messageIds, status, by, at: at.toISOString() });
+    }
+  }
+
+  backlog(recipient: string, limit: number): Promise<Message[]> {
+    return this.store.backlog(recipient, this.clock.now(), limit);
+  }
+
+  async history(userId: string, cmd: HistoryCommand): Promise<HistoryResult> {
+    await this.requireMember(cmd.conversationId, userId);
+    return this.store.history(
+      cmd.conversationId,
+      { beforeSeq: cmd.beforeSeq, afterSeq: cmd.afterSeq, limit: cmd.limit ?? LIMITS.historyDefault },
+      this.clock.now(),
+    );
+  }
+
+  listConversations(userId: string): Promise<ConversationSummary[]> {
+    return this.store.listConversations(userId, this.clock.now());
+  }
+
+  async createGroup(creator: string, title: string, members: string[]): Promise<string> {
+    const all = new Set([creator, ...members]);
+    if (all.size < 2 || all.size > LIMITS.groupMembers) {
+      throw new AppError("BAD_REQUEST", `a group has 2-${LIMITS.groupMembers} members, the creator included`);
+    }
+    const summary = await this.store.createGroup({
+      id: uuidv7(),
+      title,
+      creator,
+      members: [...all],
+      at: this.clock.now(),
+    });
+    for (const member of summary.members) this.notifier.conversationCreated(member, summary);
+    return summary.id;
+  }
+
+  async typing(userId: string, conversationId: string, typing: boolean): Promise<void> {
+    await this.requireMember(conversationId, userId);
+    const others = (await this.store.members(conversationId)).filter((m) => m !== userId);
+    this.notifier.typing(others, { conversationId, userId, typing });
+  }
+
+  /** Removes expired messages in bounded batches; returns how many went. */
+  async sweepExpired(batchSize = 1000, maxBatches = 100): Promise<number> {
+    let total = 0;
+    for (let i = 0; i < maxBatches; i++) {
+      const n = await this.store.deleteExpired(this.clock.now(), batchSize);
+      total += n;
+      if (n < batchSize) break;
+    }
+    return total;
+  }
+
+  private async requireMember(conversationId: string, userId: string): Promise<void> {
+    const membership = await this.store.membership(conversationId, userId);
+    if (membership === "not_found") throw new AppError("NOT_FOUND", "no such conversation");
+    if (membership === "not_member") throw new AppError("FORBIDDEN", "not a member of this conversation");
+  }
+
+  ping(): Promise<void> {
+    return this.store.ping();
+  }
+}

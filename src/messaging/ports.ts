@@ -1,0 +1,74 @@
+/**
+ * What the messaging core needs from the outside world, as small interfaces: storage
+ * (storage/SqlMessageStore) and a way to reach users' devices (transport/SocketNotifier).
+ */
+import type { ConversationSummary, HistoryResult, Message, StatusUpdate, TypingEvent } from "../protocol";
+
+export type SendTarget = { to: string } | { conversationId: string };
+
+export type AppendRequest = {
+  id: string;
+  from: string;
+  clientMsgId: string;
+  target: SendTarget;
+  content: string;
+  createdAt: Date;
+  expiresAt: Date;
+};
+
+export type AppendResult =
+  | { duplicate: false; message: Message; recipients: string[] }
+  | { duplicate: true; message: Message };
+
+/** A message whose status just moved, with its sender (who is told). */
+export type StatusChange = { messageId: string; from: string };
+
+export type HistoryQuery = { beforeSeq?: number; afterSeq?: number; limit: number };
+
+export type Membership = "member" | "not_member" | "not_found";
+
+/** Durable storage. Every method throws StorageUnavailableError when the database fails. */
+export interface MessageStore {
+  ensureUser(userId: string): Promise<void>;
+  findBySender(from: string, clientMsgId: string): Promise<Message | null>;
+  /**
+   * Stores the message, its seq and one delivery row per recipient in one commit; resolves
+   * only after COMMIT. A (from, clientMsgId) already stored answers the original.
+   */
+  append(req: AppendRequest): Promise<AppendResult>;
+  markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]>;
+  markRead(reader: string, messageIds: string[], at: Date): Promise<StatusChange[]>;
+  /** Oldest undelivered, unexpired messages for the recipient. */
+  backlog(recipient: string, now: Date, limit: number): Promise<Message[]>;
+  history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult>;
+  membership(conversationId: string, userId: string): Promise<Membership>;
+  members(conversationId: string): Promise<string[]>;
+  listConversations(userId: string, now: Date): Promise<ConversationSummary[]>;
+  createGroup(req: { id: string; title: string; creator: string; members: string[]; at: Date }): Promise<ConversationSummary>;
+  /** Deletes up to `limit` expired messages (and their delivery rows); returns how many. */
+  deleteExpired(now: Date, limit: number): Promise<number>;
+  setLastSeen(userId: string, at: Date): Promise<void>;
+  lastSeen(userIds: string[]): Promise<Map<string, Date>>;
+  ping(): Promise<void>;
+}
+
+/** Reaching users' connected devices, wherever they are. Best effort: nothing here is durable. */
+export interface Notifier {
+  /**
+   * Offers a live message to every live (already synced) device of the recipient; resolves
+   * true once at least one device confirmed it, false if none did in time.
+   */
+  deliver(recipient: string, message: Message): Promise<boolean>;
+  status(sender: string, update: StatusUpdate): void;
+  conversationCreated(userId: string, conversation: ConversationSummary): void;
+  typing(userIds: string[], event: TypingEvent): void;
+}
+
+/** Counters the core reports; the app feeds them to Prometheus. */
+export interface MessagingMetrics {
+  stored(count: number): void;
+  delivered(count: number): void;
+  read(count: number): void;
+}
+
+export const noMetrics: MessagingMetrics = { stored() {}, delivered() {}, read() {} };

@@ -1,0 +1,49 @@
+import client from "prom-client";
+
+/**
+ * Prometheus metrics, one registry per server instance (tests run several in one process).
+ */
+export class Metrics {
+  readonly registry = new client.Registry();
+  readonly messagesStored = new client.Counter({
+    name: "ticks_messages_stored_total",
+    help: "Messages committed to the database",
+    registers: [this.registry],
+  });
+  readonly messagesDelivered = new client.Counter({
+    name: "ticks_messages_delivered_total",
+    help: "Delivery receipts stored (live or backlog)",
+    registers: [this.registry],
+  });
+  readonly messagesRead = new client.Counter({
+    name: "ticks_messages_read_total",
+    help: "Read receipts stored",
+    registers: [this.registry],
+  });
+  readonly backlogPages = new client.Counter({
+    name: "ticks_backlog_pages_total",
+    help: "Backlog pages acknowledged by devices",
+    registers: [this.registry],
+  });
+  readonly expired = new client.Counter({
+    name: "ticks_messages_expired_total",
+    help: "Expired messages deleted by the sweep",
+    registers: [this.registry],
+  });
+  readonly handlerSeconds = new client.Histogram({
+    name: "ticks_handler_duration_seconds",
+    help: "Time from receiving a client event to its acknowledgement",
+    labelNames: ["event", "outcome"] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+  readonly connectedSockets = new client.Gauge({
+    name: "ticks_connected_sockets",
+    help: "Sockets connected to this node",
+    registers: [this.registry],
+  });
+
+  constructor() {
+    client.collectDefaultMetrics({ register: this.registry });
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The wire protocol as typed event maps, shared by the server, the SDK, the CLI and the
+ * tests, so a protocol change is a compile error everywhere it matters.
+ * The prose contract is docs/protocol.md.
+ */
+import type { ErrorCode } from "./errors";
+
+export type Message = {
+  /** Server-generated UUIDv7; the persisted id. */
+  id: string;
+  /** The sender's idempotency key. */
+  clientMsgId: string;
+  conversationId: string;
+  /** 1, 2, 3… per conversation, no gaps, in commit order. */
+  seq: number;
+  from: string;
+  /** Recipient of a direct message; null in a group. */
+  to: string | null;
+  content: string;
+  createdAt: string;
+  expiresAt: string;
+};
+
+export type Status = "sent" | "delivered" | "read";
+
+export type ConversationSummary = {
+  id: string;
+  kind: "direct" | "group";
+  title: string | null;
+  members: string[];
+  lastSeq: number;
+  unread: number;
+  lastMessage: Message | null;
+};
+
+export type Presence = { userId: string; online: boolean; lastSeen: string | null };
+
+export type Ok<T> = { ok: true } & T;
+export type Err = { ok: false; error: { code: ErrorCode; message: string } };
+export type Reply<T> = Ok<T> | Err;
+export type Ack<T> = (reply: Reply<T>) => void;
+
+export type SendRequest = { clientMsgId: string; to?: string; conversationId?: string; content: string };
+export type SendResult = { message: Message; duplicate: boolean };
+export type ReadRequest = { messageIds: string[] };
+export type HistoryRequest = { conversationId: string; beforeSeq?: number; afterSeq?: number; limit?: number };
+export type HistoryResult = { messages: Message[]; hasMore: boolean };
+export type GroupCreateRequest = { title: string; members: string[] };
+export type TypingRequest = { conversationId: string; typing: boolean };
+export type PresenceSubscribeRequest = { userIds: string[] };
+
+export interface ClientToServerEvents {
+  "message:send": (req: SendRequest, ack: Ack<SendResult>) => void;
+  "message:read": (req: ReadRequest, ack: Ack<{ updated: number }>) => void;
+  "message:history": (req: HistoryRequest, ack: Ack<HistoryResult>) => void;
+  "conversation:list": (req: Record<string, never>, ack: Ack<{ conversations: ConversationSummary[] }>) => void;
+  "group:create": (req: GroupCreateRequest, ack: Ack<{ conversationId: string }>) => void;
+  typing: (req: TypingRequest, ack: Ack<Record<string, never>>) => void;
+  "presence:subscribe": (req: PresenceSubscribeRequest, ack: Ack<{ presence: Presence[] }>) => void;
+}
+
+export type BacklogPage = { messages: Message[]; remaining: boolean };
+export type StatusUpdate = { messageIds: string[]; status: "delivered" | "read"; by: string; at: string };
+export type TypingEvent = { conversationId: string; userId: string; typing: boolean };
+
+export interface ServerToClientEvents {
+  /** The client calls `ack` once it has the message: that is the delivery receipt. */
+  "message:new": (message: Message, ack: (received?: unknown) => void) => void;
+  /** Acknowledging a page marks all of it delivered and asks for the next one. */
+  "message:backlog": (page: BacklogPage, ack: (received?: unknown) => void) => void;
+  "sync:complete": (info: { delivered: number }) => void;
+  "message:status": (update: StatusUpdate) => void;
+  "conversation:new": (conversation: ConversationSummary) => void;
+  typing: (event: TypingEvent) => void;
+  presence: (presence: Presence) => void;
+}
+
+export type ClientEventName = keyof ClientToServerEvents;
+export const CLIENT_EVENTS: readonly ClientEventName[] = [
+  "message:send",
+  "message:read",
+  "message:history",
+  "conversation:list",
+  "group:create",
+  "typing",
+  "presence:subscribe",
+];

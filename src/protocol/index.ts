@@ -1,0 +1,3 @@
+export * from "./events";
+export * from "./errors";
+export * from "./ids";

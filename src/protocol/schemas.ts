@@ -1,0 +1,67 @@
+/**
+ * Payload schemas for every client→server event. Unknown fields are stripped (a `from` in
+ * a payload is ignored: the sender is always the authenticated user).
+ */
+import { z } from "zod";
+import { AppError } from "./errors";
+import { CLIENT_MSG_ID, USER_ID, UUID } from "./ids";
+import type { ClientEventName } from "./events";
+
+const userId = z.string().regex(USER_ID, "a user id is 1-64 chars of [A-Za-z0-9._@-]");
+const uuid = z.string().regex(UUID, "must be a UUID");
+const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+export const LIMITS = {
+  readIds: 500,
+  historyPage: 100,
+  historyDefault: 50,
+  groupMembers: 256,
+  titleLength: 128,
+  presenceIds: 500,
+} as const;
+
+export const schemas = {
+  "message:send": z
+    .object({
+      clientMsgId: z.string().regex(CLIENT_MSG_ID, "clientMsgId is 1-64 chars of [A-Za-z0-9._:-]"),
+      to: userId.optional(),
+      conversationId: uuid.optional(),
+      // The length limit is checked after parsing, so it can answer TOO_LARGE.
+      content: z.string().min(1, "content must not be empty"),
+    })
+    .refine((p) => (p.to === undefined) !== (p.conversationId === undefined), {
+      message: "exactly one of `to` or `conversationId` is required",
+    }),
+  "message:read": z.object({ messageIds: z.array(uuid).min(1).max(LIMITS.readIds) }),
+  "message:history": z.object({
+    conversationId: uuid,
+    beforeSeq: seq.optional(),
+    afterSeq: seq.optional(),
+    limit: z.number().int().min(1).max(LIMITS.historyPage).optional(),
+  }),
+  "conversation:list": z.object({}),
+  "group:create": z.object({
+    title: z.string().trim().min(1).max(LIMITS.titleLength),
+    members: z.array(userId).min(1).max(LIMITS.groupMembers),
+  }),
+  typing: z.object({ conversationId: uuid, typing: z.boolean() }),
+  "presence:subscribe": z.object({ userIds: z.array(userId).min(1).max(LIMITS.presenceIds) }),
+} satisfies Record<ClientEventName, z.ZodType>;
+
+export type Payload<E extends ClientEventName> = z.infer<(typeof schemas)[E]>;
+
+/** Parses a payload or throws BAD_REQUEST naming the first problem. */
+export function parsePayload<E extends ClientEventName>(event: E, payload: unknown): Payload<E> {
+  const result = schemas[event].safeParse(payload);
+  if (result.success) return result.data as Payload<E>;
+  const issue = result.error.issues[0];
+  const where = issue?.path.length ? `${issue.path.join(".")}: ` : "";
+  throw new AppError("BAD_REQUEST", `${event}: ${where}${issue?.message ?? "invalid payload"}`);
+}
+
+/** Content length in Unicode code points, the unit MAX_CONTENT_LENGTH is given in. */
+export function contentLength(content: string): number {
+  let n = 0;
+  for (const _ of content) n++;
+  return n;
+}

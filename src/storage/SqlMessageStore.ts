@@ -1,0 +1,363 @@
+import type { Knex } from "knex";
+import { AppError, StorageUnavailableError, type ConversationSummary, type HistoryResult, type Message } from "../protocol";
+import type {
+  AppendRequest,
+  AppendResult,
+  HistoryQuery,
+  Membership,
+  MessageStore,
+  StatusChange,
+} from "../messaging/ports";
+import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
+
+/** Thrown inside a transaction to roll it back when a concurrent retry won the insert. */
+class LostDuplicateRace extends Error {}
+
+/** Direct conversations are keyed by the sorted pair; a space cannot occur in a user id. */
+export const directKey = (a: string, b: string): string => (a < b ? `${a} ${b}` : `${b} ${a}`);
+
+/**
+ * The Knex repository behind the messaging core, for PostgreSQL and PGlite alike. Database
+ * failures surface as StorageUnavailableError (the protocol's UNAVAILABLE); the core's own
+ * refusals (NOT_FOUND, FORBIDDEN) pass through as they are.
+ */
+export class SqlMessageStore implements MessageStore {
+  constructor(private readonly db: Knex) {}
+
+  private async guard<T>(work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      throw new StorageUnavailableError(err);
+    }
+  }
+
+  ensureUser(userId: string): Promise<void> {
+    return this.guard(async () => {
+      await this.db.raw(`INSERT INTO users (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING`, [userId]);
+    });
+  }
+
+  setLastSeen(userId: string, at: Date): Promise<void> {
+    return this.guard(async () => {
+      await this.db.raw(`UPDATE users SET last_seen = ? WHERE user_id = ?`, [at, userId]);
+    });
+  }
+
+  lastSeen(userIds: string[]): Promise<Map<string, Date>> {
+    return this.guard(async () => {
+      const rows = rowsOf<{ user_id: string; last_seen: Date | string }>(
+        await this.db.raw(`SELECT user_id, last_seen FROM users WHERE user_id IN (?) AND last_seen IS NOT NULL`, [userIds]),
+      );
+      return new Map(rows.map((r) => [r.user_id, new Date(r.last_seen)]));
+    });
+  }
+
+  findBySender(from: string, clientMsgId: string): Promise<Message | null> {
+    return this.guard(() => this.findOriginal(this.db, from, clientMsgId));
+  }
+
+  private async findOriginal(q: Knex | Knex.Transaction, from: string, clientMsgId: string): Promise<Message | null> {
+    const rows = rowsOf<MessageRow>(
+      await q.raw(`SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE m.from_user_id = ? AND m.client_msg_id = ?`, [
+        from,
+        clientMsgId,
+      ]),
+    );
+    return rows[0] ? toMessage(rows[0]) : null;
+  }
+
+  append(req: AppendRequest): Promise<AppendResult> {
+    return this.guard(async () => {
+      try {
+        return await this.db.transaction((trx) => this.appendIn(trx, req));
+      } catch (err) {
+        if (!(err instanceof LostDuplicateRace)) throw err;
+        const original = await this.findOriginal(this.db, req.from, req.clientMsgId);
+        if (!original) throw new StorageUnavailableError(err);
+        return { duplicate: true, message: original };
+      }
+    });
+  }
+
+  private async appendIn(trx: Knex.Transaction, req: AppendRequest): Promise<AppendResult> {
+    const { conversationId, to } = await this.resolveConversation(trx, req);
+    // The row lock taken here serialises writers of one conversation until COMMIT, and a
+    // rollback undoes the increment: seq stays gap-free.
+    const [counter] = rowsOf<{ last_seq: string }>(
+      await trx.raw(
+        `UPDATE conversations SET last_seq = last_seq + 1, last_message_at = ?
+         WHERE conversation_id = ? RETURNING last_seq`,
+        [req.createdAt, conversationId],
+      ),
+    );
+    const seq = toNumber(counter!.last_seq);
+    const inserted = rowsOf<MessageRow>(
+      await trx.raw(
+        `INSERT INTO messages AS m (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id,
+           content, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (from_user_id, client_msg_id) DO NOTHING
+         RETURNING ${MESSAGE_COLUMNS}`,
+        [req.id, conversationId, seq, req.from, to, req.clientMsgId, req.content, req.createdAt, req.expiresAt],
+      ),
+    );
+    if (!inserted[0]) throw new LostDuplicateRace();
+    const recipients = rowsOf<{ recipient_id: string }>(
+      await trx.raw(
+        `INSERT INTO message_delivery (message_id, recipient_id, status)
+         SELECT ?, user_id, 'sent' FROM conversation_members
+         WHERE conversation_id = ? AND user_id <> ?
+         ORDER BY user_id
+         RETURNING recipient_id`,
+        [req.id, conversationId, req.from],
+      ),
+    ).map((r) => r.recipient_id);
+    return { duplicate: false, message: toMessage(inserted[0]), recipients };
+  }
+
+  private async resolveConversation(
+    trx: Knex.Transaction,
+    req: AppendRequest,
+  ): Promise<{ conversationId: string; to: string | null }> {
+    if ("to" in req.target) {
+      const to = req.target.to;
+      const conversationId = await this.findOrCreateDirect(trx, req.from, to, req.id, req.createdAt);
+      return { conversationId, to };
+    }
+    const conversationId = req.target.conversationId;
+    const rows = rowsOf<{ kind: string; user_id: string }>(
+      await trx.raw(
+        `SELECT c.kind, cm.user_id FROM conversations c
+         LEFT JOIN conversation_members cm ON cm.conversation_id = c.conversation_id
+         WHERE c.conversation_id = ?`,
+        [conversationId],
+      ),
+    );
+    if (rows.length === 0) throw new AppError("NOT_FOUND", "no such conversation");
+    if (!rows.some((r) => r.user_id === req.from)) throw new AppError("FORBIDDEN", "not a member of this conversation");
+    const to = rows[0]!.kind === "direct" ? (rows.find((r) => r.user_id !== req.from)?.user_id ?? null) : null;
+    return { conversationId, to };
+  }
+
+  private async findOrCreateDirect(trx: Knex.Transaction, a: string, b: string, newId: string, at: Date): Promise<string> {
+    const key = directKey(a, b);
+    const created = rowsOf<{ conversation_id: string }>(
+      await trx.raw(
+        `INSERT INTO conversations (conversation_id, kind, direct_key, created_at, created_by)
+         VALUES (?, 'direct', ?, ?, ?) ON CONFLICT (direct_key) DO NOTHING RETURNING conversation_id`,
+        [newId, key, at, a],
+      ),
+    );
+    if (created[0]) {
+      await trx.raw(`INSERT INTO users (user_id) VALUES (?), (?) ON CONFLICT (user_id) DO NOTHING`, [a, b]);
+      await trx.raw(`INSERT INTO conversation_members (conversation_id, user_id, joined_at) VALUES (?, ?, ?), (?, ?, ?)`, [
+        newId,
+        a,
+        at,
+        newId,
+        b,
+        at,
+      ]);
+      return newId;
+    }
+    const existing = rowsOf<{ conversation_id: string }>(
+      await trx.raw(`SELECT conversation_id FROM conversations WHERE direct_key = ?`, [key]),
+    );
+    return existing[0]!.conversation_id;
+  }
+
+  markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]> {
+    return this.guard(async () => {
+      const rows = rowsOf<{ message_id: string; from_user_id: string }>(
+        await this.db.raw(
+          `UPDATE message_delivery d SET status = 'delivered', delivered_at = ?
+           FROM messages m
+           WHERE m.message_id = d.message_id AND d.recipient_id = ? AND d.message_id IN (?) AND d.status = 'sent'
+           RETURNING d.message_id, m.from_user_id`,
+          [at, recipient, messageIds],
+        ),
+      );
+      return rows.map((r) => ({ messageId: r.message_id, from: r.from_user_id }));
+    });
+  }
+
+  markRead(reader: string, messageIds: string[], at: Date): Promise<StatusChange[]> {
+    return this.guard(async () => {
+      const rows = rowsOf<{ message_id: string; from_user_id: string }>(
+        await this.db.raw(
+          `UPDATE message_delivery d SET status = 'read', read_at = ?, delivered_at = COALESCE(d.delivered_at, ?)
+           FROM messages m
+           WHERE m.message_id = d.message_id AND d.recipient_id = ? AND d.message_id IN (?)
+             AND d.status <> 'read' AND m.expires_at > ?
+           RETURNING d.message_id, m.from_user_id`,
+          [at, at, reader, messageIds, at],
+        ),
+      );
+      return rows.map((r) => ({ messageId: r.message_id, from: r.from_user_id }));
+    });
+  }
+
+  backlog(recipient: string, now: Date, limit: number): Promise<Message[]> {
+    return this.guard(async () => {
+      const rows = rowsOf<MessageRow>(
+        await this.db.raw(
+          `SELECT ${MESSAGE_COLUMNS} FROM message_delivery d
+           JOIN messages m ON m.message_id = d.message_id
+           WHERE d.recipient_id = ? AND d.status = 'sent' AND m.expires_at > ?
+           ORDER BY d.delivery_id LIMIT ?`,
+          [recipient, now, limit],
+        ),
+      );
+      return rows.map(toMessage);
+    });
+  }
+
+  history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult> {
+    return this.guard(async () => {
+      const where = ["m.conversation_id = ?", "m.expires_at > ?"];
+      const bindings: Knex.RawBinding[] = [conversationId, now];
+      if (query.afterSeq !== undefined) {
+        where.push("m.seq > ?");
+        bindings.push(query.afterSeq);
+      }
+      if (query.beforeSeq !== undefined) {
+        where.push("m.seq < ?");
+        bindings.push(query.beforeSeq);
+      }
+      // With afterSeq the page starts right after it (catching up); otherwise it ends at
+      // beforeSeq or the newest message (scrolling back). Either way: seq ascending.
+      const forward = query.afterSeq !== undefined;
+      const rows = rowsOf<MessageRow>(
+        await this.db.raw(
+          `SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE ${where.join(" AND ")}
+           ORDER BY m.seq ${forward ? "ASC" : "DESC"} LIMIT ?`,
+          [...bindings, query.limit + 1],
+        ),
+      );
+      const hasMore = rows.length > query.limit;
+      const page = rows.slice(0, query.limit).map(toMessage);
+      return { messages: forward ? page : page.reverse(), hasMore };
+    });
+  }
+
+  membership(conversationId: string, userId: string): Promise<Membership> {
+    return this.guard(async () => {
+      const rows = rowsOf<{ is_member: boolean }>(
+        await this.db.raw(
+          `SELECT EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = c.conversation_id AND user_id = ?)
+             AS is_member
+           FROM conversations c WHERE c.conversation_id = ?`,
+          [userId, conversationId],
+        ),
+      );
+      if (!rows[0]) return "not_found";
+      return rows[0].is_member ? "member" : "not_member";
+    });
+  }
+
+  members(conversationId: string): Promise<string[]> {
+    return this.guard(async () => {
+      const rows = rowsOf<{ user_id: string }>(
+        await this.db.raw(`SELECT user_id FROM conversation_members WHERE conversation_id = ? ORDER BY user_id`, [
+          conversationId,
+        ]),
+      );
+      return rows.map((r) => r.user_id);
+    });
+  }
+
+  listConversations(userId: string, now: Date): Promise<ConversationSummary[]> {
+    return this.guard(() => this.summaries(this.db, userId, now));
+  }
+
+  private async summaries(q: Knex | Knex.Transaction, userId: string, now: Date, only?: string): Promise<ConversationSummary[]> {
+    const rows = rowsOf<
+      MessageRow & {
+        id: string;
+        kind: "direct" | "group";
+        title: string | null;
+        last_seq: string | number;
+        members: string[];
+        unread: string | number | null;
+      }
+    >(
+      await q.raw(
+        `WITH mine AS (
+           SELECT c.* FROM conversation_members cm JOIN conversations c ON c.conversation_id = cm.conversation_id
+           WHERE cm.user_id = ? ${only ? "AND c.conversation_id = ?" : ""}
+         ), unread AS (
+           SELECT m.conversation_id, count(*) AS n FROM message_delivery d
+           JOIN messages m ON m.message_id = d.message_id
+           WHERE d.recipient_id = ? AND d.status IN ('sent', 'delivered') AND m.expires_at > ?
+           GROUP BY m.conversation_id
+         )
+         SELECT c.conversation_id AS id, c.kind, c.title, c.last_seq,
+           (SELECT array_agg(x.user_id ORDER BY x.user_id) FROM conversation_members x
+             WHERE x.conversation_id = c.conversation_id) AS members,
+           u.n AS unread, ${MESSAGE_COLUMNS}
+         FROM mine c
+         LEFT JOIN unread u ON u.conversation_id = c.conversation_id
+         LEFT JOIN LATERAL (
+           SELECT * FROM messages lm WHERE lm.conversation_id = c.conversation_id AND lm.expires_at > ?
+           ORDER BY lm.seq DESC LIMIT 1
+         ) m ON true
+         ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.conversation_id`,
+        only ? [userId, only, userId, now, now] : [userId, userId, now, now],
+      ),
+    );
+    return rows.map((r) => ({
+      id: r.id,
+      kind: r.kind,
+      title: r.title,
+      members: r.members,
+      lastSeq: toNumber(r.last_seq),
+      unread: toNumber(r.unread),
+      lastMessage: r.message_id ? toMessage(r) : null,
+    }));
+  }
+
+  createGroup(req: { id: string; title: string; creator: string; members: string[]; at: Date }): Promise<ConversationSummary> {
+    return this.guard(() =>
+      this.db.transaction(async (trx) => {
+        const all = [...new Set([req.creator, ...req.members])];
+        await trx.raw(
+          `INSERT INTO users (user_id) SELECT * FROM unnest(ARRAY[?]::text[]) ON CONFLICT (user_id) DO NOTHING`,
+          [all],
+        );
+        await trx.raw(
+          `INSERT INTO conversations (conversation_id, kind, title, created_at, created_by) VALUES (?, 'group', ?, ?, ?)`,
+          [req.id, req.title, req.at, req.creator],
+        );
+        await trx.raw(
+          `INSERT INTO conversation_members (conversation_id, user_id, joined_at)
+           SELECT ?, u, ? FROM unnest(ARRAY[?]::text[]) AS u`,
+          [req.id, req.at, all],
+        );
+        const [summary] = await this.summaries(trx, req.creator, req.at, req.id);
+        return summary!;
+      }),
+    );
+  }
+
+  deleteExpired(now: Date, limit: number): Promise<number> {
+    return this.guard(async () => {
+      const rows = rowsOf<{ message_id: string }>(
+        await this.db.raw(
+          `DELETE FROM messages WHERE message_id IN (
+             SELECT message_id FROM messages WHERE expires_at <= ? ORDER BY expires_at LIMIT ?
+           ) RETURNING message_id`,
+          [now, limit],
+        ),
+      );
+      return rows.length;
+    });
+  }
+
+  ping(): Promise<void> {
+    return this.guard(async () => {
+      await this.db.raw("SELECT 1");
+    });
+  }
+}

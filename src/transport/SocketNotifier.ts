@@ -1,0 +1,43 @@
+import type { Notifier } from "../messaging/ports";
+import type { PresenceNotifier } from "../messaging/PresenceService";
+import type { ConversationSummary, Message, Presence, StatusUpdate, TypingEvent } from "../protocol";
+import { presenceRoom, SYNCING_ROOM, userRoom } from "./rooms";
+import type { TicksServer } from "./types";
+
+/**
+ * Reaches users through their rooms; with the Redis adapter a room spans every node.
+ * Nothing here is durable: the database is the source of truth, this is the fast path.
+ */
+export class SocketNotifier implements Notifier, PresenceNotifier {
+  constructor(
+    private readonly io: TicksServer,
+    private readonly ackTimeoutMs: number,
+  ) {}
+
+  deliver(recipient: string, message: Message): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.io
+        .to(userRoom(recipient))
+        .except(SYNCING_ROOM)
+        .timeout(this.ackTimeoutMs)
+        // On timeout `replies` still holds the devices that did answer.
+        .emit("message:new", message, (_err: Error | null, replies: unknown[]) => resolve((replies?.length ?? 0) > 0));
+    });
+  }
+
+  status(sender: string, update: StatusUpdate): void {
+    this.io.to(userRoom(sender)).emit("message:status", update);
+  }
+
+  conversationCreated(userId: string, conversation: ConversationSummary): void {
+    this.io.to(userRoom(userId)).emit("conversation:new", { ...conversation, unread: 0 });
+  }
+
+  presence(update: Presence): void {
+    this.io.to(presenceRoom(update.userId)).emit("presence", update);
+  }
+
+  typing(userIds: string[], event: TypingEvent): void {
+    if (userIds.length > 0) this.io.to(userIds.map(userRoom)).emit("typing", event);
+  }
+}

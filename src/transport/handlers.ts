@@ -1,0 +1,70 @@
+import type { Logger } from "../log";
+import type { MessagingService } from "../messaging/MessagingService";
+import { AppError, type ClientEventName, type ClientToServerEvents } from "../protocol";
+import { parsePayload, type Payload } from "../protocol/schemas";
+import type { PresenceService } from "../messaging/PresenceService";
+import { presenceRoom } from "./rooms";
+import { toErr } from "./reply";
+import type { TicksSocket } from "./types";
+
+type AckValue<E extends ClientEventName> = Parameters<Parameters<ClientToServerEvents[E]>[1]>[0];
+type OkBody<E extends ClientEventName> = Omit<Extract<AckValue<E>, { ok: true }>, "ok">;
+type Handler<E extends ClientEventName> = (input: Payload<E>, socket: TicksSocket) => Promise<OkBody<E>>;
+
+export type HandlerDeps = {
+  messaging: MessagingService;
+  presence: PresenceService;
+  log: Logger;
+  /** Every handler's work is registered here so shutdown can wait for it. */
+  track: (work: Promise<unknown>) => void;
+  /** True once shutdown began: new events are refused as UNAVAILABLE (retry elsewhere). */
+  closing: () => boolean;
+};
+
+/**
+ * The transport's whole job: validate → one call on the core → ack. The user id always
+ * comes from the authenticated socket, never from the payload.
+ */
+export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
+  const { messaging, presence } = deps;
+  const userId = socket.data.userId;
+
+  on(socket, deps, "message:send", async (p) => {
+    const target = p.to !== undefined ? { to: p.to } : { conversationId: p.conversationId! };
+    return messaging.send(userId, { clientMsgId: p.clientMsgId, target, content: p.content });
+  });
+  on(socket, deps, "message:read", async (p) => ({ updated: await messaging.markRead(userId, p.messageIds) }));
+  on(socket, deps, "message:history", (p) => messaging.history(userId, p));
+  on(socket, deps, "conversation:list", async () => ({ conversations: await messaging.listConversations(userId) }));
+  on(socket, deps, "group:create", async (p) => ({
+    conversationId: await messaging.createGroup(userId, p.title, p.members),
+  }));
+  on(socket, deps, "typing", async (p) => {
+    await messaging.typing(userId, p.conversationId, p.typing);
+    return {};
+  });
+  on(socket, deps, "presence:subscribe", async (p, s) => {
+    // Join first, so no change between the snapshot and the subscription is missed.
+    await s.join(p.userIds.map(presenceRoom));
+    return { presence: await presence.snapshot(p.userIds) };
+  });
+}
+
+function on<E extends ClientEventName>(socket: TicksSocket, deps: HandlerDeps, event: E, handler: Handler<E>): void {
+  // Registered untyped: a client may send anything, in any arity.
+  (socket as unknown as { on(ev: string, fn: (...args: unknown[]) => void): void }).on(event, (...args) => {
+    const ack = typeof args[args.length - 1] === "function" ? (args.pop() as (reply: unknown) => void) : null;
+    // Without a callback nobody could learn the outcome: ignored, nothing changes.
+    if (!ack) return;
+    if (deps.closing()) return ack(toErr(new AppError("UNAVAILABLE", "server is shutting down, retry"), deps.log, {}));
+    const work = (async () => {
+      try {
+        const input = parsePayload(event, args[0]);
+        ack({ ok: true, ...(await handler(input, socket)) });
+      } catch (err) {
+        ack(toErr(err, deps.log, { event, userId: socket.data.userId }));
+      }
+    })();
+    deps.track(work);
+  });
+}

@@ -1,0 +1,119 @@
+import { expect } from "chai";
+import { Client } from "pg";
+import { v4 as uuidv4 } from "uuid";
+import type { RunningTicks } from "../src/main";
+import { createTestDatabase, type TestDatabase } from "./helpers/database";
+import { Device, uniqueId } from "./helpers/device";
+import { startServer, urlOf } from "./helpers/server";
+
+describe("message:send", () => {
+  let db: TestDatabase;
+  let server: RunningTicks;
+  let pg: Client;
+  const devices: Device[] = [];
+  const device = async (userId: string) => {
+    const d = await new Device(urlOf(server), { userId }).connectSynced();
+    devices.push(d);
+    return d;
+  };
+
+  before(async () => {
+    db = await createTestDatabase();
+    server = await startServer(db.url);
+    pg = new Client({ connectionString: db.url });
+    await pg.connect();
+  });
+  afterEach(() => devices.splice(0).forEach((d) => d.close()));
+  after(async () => {
+    await pg.end();
+    await server.stop();
+    await db.drop();
+  });
+
+  it("acknowledges only after the message is committed, with its persisted id", async () => {
+    const alice = await device(uniqueId("alice"));
+    const bob = uniqueId("bob");
+    const reply = await alice.request("message:send", { clientMsgId: uuidv4(), to: bob, content: "hi" });
+    if (!reply.ok) throw new Error(reply.error.message);
+    // Another connection sees the row the moment the ack arrives: it was committed first.
+    const { rows } = await pg.query("SELECT * FROM messages WHERE message_id = $1", [reply.message.id]);
+    expect(rows).to.have.length(1);
+    expect(rows[0].content).to.equal("hi");
+    expect(rows[0].from_user_id).to.equal(alice.socket.auth && (alice.socket.auth as { userId: string }).userId);
+    const delivery = await pg.query("SELECT status FROM message_delivery WHERE message_id = $1 AND recipient_id = $2", [
+      reply.message.id,
+      bob,
+    ]);
+    expect(delivery.rows).to.deep.equal([{ status: "sent" }]);
+    expect(reply.duplicate).to.equal(false);
+    expect(reply.message).to.include({ seq: 1, to: bob, content: "hi" });
+    expect(reply.message.id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-7/); // UUIDv7
+    const created = Date.parse(reply.message.createdAt);
+    expect(Date.parse(reply.message.expiresAt) - created).to.equal(30 * 24 * 3600 * 1000);
+  });
+
+  it("answers a retry with the original message and stores nothing new", async () => {
+    const aliceId = uniqueId("alice");
+    const alice = await device(aliceId);
+    const bob = uniqueId("bob");
+    const clientMsgId = uuidv4();
+    const first = await alice.request("message:send", { clientMsgId, to: bob, content: "once" });
+    const again = await alice.request("message:send", { clientMsgId, to: bob, content: "changed on retry" });
+    expect(first.ok && again.ok).to.equal(true);
+    if (!first.ok || !again.ok) return;
+    expect(again.duplicate).to.equal(true);
+    expect(again.message).to.deep.equal(first.message);
+    const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [aliceId]);
+    expect(rows[0].n).to.equal(1);
+    // Another sender's identical clientMsgId is unrelated.
+    const carol = await device(uniqueId("carol"));
+    const other = await carol.request("message:send", { clientMsgId, to: bob, content: "mine" });
+    expect(other.ok && !other.duplicate && other.message.id !== first.message.id).to.equal(true);
+  });
+
+  it("stores one message when the same retry arrives concurrently", async () => {
+    const aliceId = uniqueId("alice");
+    const alice = await device(aliceId);
+    const clientMsgId = uuidv4();
+    const replies = await Promise.all(
+      Array.from({ length: 10 }, () => alice.request("message:send", { clientMsgId, to: "bob-race", content: "x" })),
+    );
+    const ids = new Set(replies.map((r) => (r.ok ? r.message.id : "error")));
+    expect([...ids]).to.have.length(1);
+    expect(replies.filter((r) => r.ok && !r.duplicate)).to.have.length(1);
+    const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [aliceId]);
+    expect(rows[0].n).to.equal(1);
+  });
+
+  it("gives concurrent sends in one conversation seq 1..N with no gap", async () => {
+    const a = uniqueId("alice");
+    const b = uniqueId("bob");
+    const alice = await device(a);
+    const bob = await device(b);
+    const sends = Array.from({ length: 60 }, (_, i) =>
+      i % 2 === 0
+        ? alice.request("message:send", { clientMsgId: `a-${i}`, to: b, content: `a${i}` })
+        : bob.request("message:send", { clientMsgId: `b-${i}`, to: a, content: `b${i}` }),
+    );
+    const replies = await Promise.all(sends);
+    const seqs = replies.map((r) => (r.ok ? r.message.seq : -1)).sort((x, y) => x - y);
+    expect(seqs).to.deep.equal(Array.from({ length: 60 }, (_, i) => i + 1));
+    const conversations = new Set(replies.map((r) => (r.ok ? r.message.conversationId : "")));
+    expect(conversations.size).to.equal(1);
+  });
+
+  it("takes the sender from the authenticated socket, never from the payload", async () => {
+    const aliceId = uniqueId("alice");
+    const alice = await device(aliceId);
+    const reply = (await alice.raw("message:send", {
+      clientMsgId: uuidv4(),
+      to: "bob-forged",
+      content: "who am I",
+      from: "mallory",
+    })) as { ok: boolean; message: { from: string } };
+    expect(reply.ok).to.equal(true);
+    expect(reply.message.from).to.equal(aliceId);
+    const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = 'mallory'");
+    expect(rows[0].n).to.equal(0);
+  });
+});
