@@ -61,10 +61,9 @@ export class TicksClient {
   }
 
   request<E extends ClientEventName>(event: E, payload: RequestOf<E>): Promise<ReplyOf<E>> {
-    const emit = this.socket.timeout(this.timeoutMs).emitWithAck as unknown as (
-      ev: E,
-      p: RequestOf<E>,
-    ) => Promise<ReplyOf<E>>;
+    const timed = this.socket.timeout(this.timeoutMs);
+    // Bound to its socket: emitWithAck reads `this`, so a detached reference would throw.
+    const emit = timed.emitWithAck.bind(timed) as unknown as (ev: E, p: RequestOf<E>) => Promise<ReplyOf<E>>;
     return emit(event, payload);
   }
 

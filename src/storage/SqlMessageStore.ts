@@ -48,7 +48,7 @@ export class SqlMessageStore implements MessageStore {
   lastSeen(userIds: string[]): Promise<Map<string, Date>> {
     return this.guard(async () => {
       const rows = rowsOf<{ user_id: string; last_seen: Date | string }>(
-        await this.db.raw(`SELECT user_id, last_seen FROM users WHERE user_id IN (?) AND last_seen IS NOT NULL`, [userIds]),
+        await this.db.raw(`SELECT user_id, last_seen FROM users WHERE user_id = ANY(?::text[]) AND last_seen IS NOT NULL`, [userIds]),
       );
       return new Map(rows.map((r) => [r.user_id, new Date(r.last_seen)]));
     });
@@ -174,7 +174,7 @@ export class SqlMessageStore implements MessageStore {
         await this.db.raw(
           `UPDATE message_delivery d SET status = 'delivered', delivered_at = ?
            FROM messages m
-           WHERE m.message_id = d.message_id AND d.recipient_id = ? AND d.message_id IN (?) AND d.status = 'sent'
+           WHERE m.message_id = d.message_id AND d.recipient_id = ? AND d.message_id = ANY(?::uuid[]) AND d.status = 'sent'
            RETURNING d.message_id, m.from_user_id`,
           [at, recipient, messageIds],
         ),
@@ -189,7 +189,7 @@ export class SqlMessageStore implements MessageStore {
         await this.db.raw(
           `UPDATE message_delivery d SET status = 'read', read_at = ?, delivered_at = COALESCE(d.delivered_at, ?)
            FROM messages m
-           WHERE m.message_id = d.message_id AND d.recipient_id = ? AND d.message_id IN (?)
+           WHERE m.message_id = d.message_id AND d.recipient_id = ? AND d.message_id = ANY(?::uuid[])
              AND d.status <> 'read' AND m.expires_at > ?
            RETURNING d.message_id, m.from_user_id`,
           [at, at, reader, messageIds, at],
@@ -323,7 +323,7 @@ export class SqlMessageStore implements MessageStore {
       this.db.transaction(async (trx) => {
         const all = [...new Set([req.creator, ...req.members])];
         await trx.raw(
-          `INSERT INTO users (user_id) SELECT * FROM unnest(ARRAY[?]::text[]) ON CONFLICT (user_id) DO NOTHING`,
+          `INSERT INTO users (user_id) SELECT * FROM unnest(?::text[]) ON CONFLICT (user_id) DO NOTHING`,
           [all],
         );
         await trx.raw(
@@ -332,7 +332,7 @@ export class SqlMessageStore implements MessageStore {
         );
         await trx.raw(
           `INSERT INTO conversation_members (conversation_id, user_id, joined_at)
-           SELECT ?, u, ? FROM unnest(ARRAY[?]::text[]) AS u`,
+           SELECT ?, u, ? FROM unnest(?::text[]) AS u`,
           [req.id, req.at, all],
         );
         const [summary] = await this.summaries(trx, req.creator, req.at, req.id);

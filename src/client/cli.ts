@@ -1,0 +1,194 @@
+/**
+ * The Ticks command-line client. Line-oriented on purpose: every event is one greppable
+ * line on stdout, and commands come from stdin, so it works typed by hand, piped from a
+ * script (`echo "send bob hi" | npm run client -- --user alice`) or driven by a test.
+ *
+ *   npm run client -- --user bob [--url http://localhost:3000] [--device laptop]
+ *   npm run client -- --token <jwt>
+ */
+import { createInterface } from "node:readline";
+import { Command } from "commander";
+import { decodeJwt } from "jose";
+import { v7 as uuidv7 } from "uuid";
+import type { ClientEventName, Message, Status } from "../protocol";
+import { TicksClient, type ReplyOf, type RequestOf } from "./TicksClient";
+
+const USAGE = "usage: send <user> <text...> | read | history <user> | quit";
+/** The protocol's most ids per message:read. */
+const READ_CHUNK = 500;
+const HISTORY_LIMIT = 20;
+const RANK: Record<Status, number> = { sent: 0, delivered: 1, read: 2 };
+
+type Options = { user?: string; token?: string; url: string; device?: string };
+
+function parseOptions(argv: string[]): Options {
+  const program = new Command()
+    .name("ticks-client")
+    .description(`Ticks messaging client; reads commands from stdin (${USAGE})`)
+    .option("--user <id>", "act as this user (server in AUTH_MODE=dev)")
+    .option("--token <jwt>", "authenticate with this JWT")
+    .option("--url <url>", "server URL", "http://localhost:3000")
+    .option("--device <id>", "name this device")
+    .parse(argv);
+  const options = program.opts<Options>();
+  if (!options.user === !options.token) program.error("error: give exactly one of --user or --token");
+  return options;
+}
+
+/** Only for display and filtering: the server verifies the token, we just read `sub`. */
+function subjectOf(token: string): string {
+  try {
+    return decodeJwt(token).sub ?? "?";
+  } catch {
+    return "?";
+  }
+}
+
+const colour = process.stdout.isTTY === true && !process.env.NO_COLOR;
+const blue = (text: string) => (colour ? `\x1b[34m${text}\x1b[0m` : text);
+const say = (line: string) => void process.stdout.write(`${line}\n`);
+const ticks = (status: Status) =>
+  status === "sent" ? "✓ sent" : status === "delivered" ? "✓✓ delivered" : `${blue("✓✓")} read`;
+
+/**
+ * Content comes from other users: escape line breaks so a message stays one line, and
+ * control characters so it cannot drive the terminal (ANSI escape sequences).
+ */
+const clean = (text: string) =>
+  text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) =>
+    c === "\n" ? "\\n" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
+  );
+const formatMessage = (m: Message) => `[${m.from}] ${clean(m.content)}${m.to === null ? ` (group ${m.conversationId})` : ""}`;
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv);
+  const me = options.user ?? subjectOf(options.token!);
+  const client = new TicksClient(options.url, {
+    ...(options.user ? { userId: options.user } : { token: options.token }),
+    ...(options.device ? { deviceId: options.device } : {}),
+  });
+  const socket = client.socket;
+  /** What we know of each message we sent: only ever moves forward. */
+  const sent = new Map<string, Status>();
+  const advance = (id: string, status: Status) => {
+    const known = sent.get(id);
+    if (!known || RANK[known] < RANK[status]) sent.set(id, status);
+  };
+  /** Received from others and not yet marked read, in arrival order. */
+  const unread = new Set<string>();
+  let quitting = false;
+  const rl = createInterface({ input: process.stdin, terminal: false });
+  // Iterate from the start: lines that arrive while the backlog drains are buffered, not lost.
+  const lines = rl[Symbol.asyncIterator]();
+
+  const exit = (code: number): void => {
+    quitting = true;
+    client.close();
+    rl.close();
+    // Let stdout drain first, so a reader of the pipe sees every line we wrote.
+    process.stdout.write("", () => process.exit(code));
+  };
+
+  /** A missing acknowledgement is reported like a server error, so scripts see one shape. */
+  async function ask<E extends ClientEventName>(event: E, payload: RequestOf<E>) {
+    try {
+      const reply = await client.request(event, payload);
+      if (reply.ok) return reply as Extract<ReplyOf<E>, { ok: true }>;
+      say(`error ${reply.error.code}: ${reply.error.message}`);
+    } catch (err) {
+      // Socket.IO's only rejection here is the timeout; anything else is a bug: let it crash.
+      if (!/timed out/.test((err as Error).message)) throw err;
+      say(`error TIMEOUT: no acknowledgement for ${event}`);
+    }
+    return undefined;
+  }
+
+  async function send(to: string, content: string): Promise<void> {
+    const reply = await ask("message:send", { clientMsgId: uuidv7(), to, content });
+    if (!reply) return;
+    advance(reply.message.id, "sent");
+    say(`✓ sent ${reply.message.id} to ${to}`);
+  }
+
+  async function markRead(): Promise<void> {
+    const ids = [...unread];
+    let updated = 0;
+    for (let i = 0; i < ids.length; i += READ_CHUNK) {
+      const chunk = ids.slice(i, i + READ_CHUNK);
+      const reply = await ask("message:read", { messageIds: chunk });
+      if (!reply) return; // the rest stay unread: `read` again retries them
+      updated += reply.updated;
+      for (const id of chunk) unread.delete(id);
+    }
+    say(`read ${updated}`);
+  }
+
+  async function history(user: string): Promise<void> {
+    const list = await ask("conversation:list", {});
+    if (!list) return;
+    const conversation = list.conversations.find(
+      (c) => c.kind === "direct" && user !== me && c.members.includes(user),
+    );
+    if (!conversation) return say(`history ${user}: no conversation`);
+    const page = await ask("message:history", { conversationId: conversation.id, limit: HISTORY_LIMIT });
+    if (!page) return;
+    say(`history ${user}: ${page.messages.length} messages${page.hasMore ? " (older ones not shown)" : ""}`);
+    for (const m of page.messages) {
+      // Ticks are ours to show only for what we sent, and only if we saw its state.
+      const status = m.from === me ? sent.get(m.id) : undefined;
+      say(`#${m.seq} ${formatMessage(m)}${status ? `  ${ticks(status)}` : ""}`);
+    }
+  }
+
+  async function run(line: string): Promise<void> {
+    const text = line.trim();
+    const sendArgs = /^send\s+(\S+)\s+(.+)$/.exec(text);
+    const historyArgs = /^history\s+(\S+)$/.exec(text);
+    if (text === "") return;
+    if (sendArgs) return send(sendArgs[1]!, sendArgs[2]!);
+    if (text === "read") return markRead();
+    if (historyArgs) return history(historyArgs[1]!);
+    if (text === "quit") return exit(0);
+    say(USAGE);
+  }
+
+  client.onMessage((m) => {
+    if (m.from !== me) unread.add(m.id);
+    say(formatMessage(m));
+  });
+  socket.on("message:status", (update) => {
+    for (const id of update.messageIds) {
+      advance(id, update.status);
+      say(`${ticks(update.status)} ${id} by ${update.by}`);
+    }
+  });
+  socket.on("connect", () => say(`connected as ${me}`));
+  socket.on("disconnect", (reason) => {
+    // Socket.IO reconnects by itself; the backlog then brings whatever was missed.
+    if (!quitting) say(`disconnected: ${reason}`);
+  });
+  const synced = new Promise<void>((resolve) =>
+    socket.on("sync:complete", ({ delivered }) => {
+      say(`synced (${delivered} delivered)`);
+      resolve();
+    }),
+  );
+
+  try {
+    await client.connect();
+  } catch (err) {
+    process.stderr.write(`connect failed: ${(err as Error).message}\n`);
+    return exit(1);
+  }
+  await synced;
+  // One command at a time, in order: each waits for its acknowledgements before the next.
+  for (let next = await lines.next(); !next.done && !quitting; next = await lines.next()) {
+    await run(next.value);
+  }
+  if (!quitting) exit(0); // stdin ended: everything read has been done
+}
+
+main().catch((err) => {
+  process.stderr.write(`${(err as Error).stack ?? err}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,61 @@
+import { expect } from "chai";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { startTicks, type RunningTicks } from "../src/main";
+import { Device, uniqueId, waitFor } from "./helpers/device";
+import { testConfig, urlOf } from "./helpers/server";
+
+/** The `npm start` default: no DATABASE_URL, an embedded PGlite database on disk. */
+describe("embedded PGlite (no DATABASE_URL)", function () {
+  this.timeout(60_000);
+  let dataDir: string;
+  let server: RunningTicks | undefined;
+  const devices: Device[] = [];
+  const start = () => startTicks(testConfig({ DATA_DIR: dataDir, AUTH_MODE: "dev" }));
+
+  before(() => {
+    dataDir = mkdtempSync(path.join(tmpdir(), "ticks-pglite-"));
+  });
+  afterEach(async () => {
+    devices.splice(0).forEach((d) => d.close());
+    await server?.stop();
+    server = undefined;
+  });
+  after(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it("migrates, stores, delivers, groups and reads; the data survives a restart", async () => {
+    server = await start();
+    const a = uniqueId("alice");
+    const b = uniqueId("bob");
+    const c = uniqueId("carol");
+    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
+    const bob = await new Device(urlOf(server), { userId: b }).connectSynced();
+    devices.push(alice, bob);
+
+    const sent = await alice.request("message:send", { clientMsgId: "k1", to: b, content: "hello from PGlite" });
+    if (!sent.ok) throw new Error(sent.error.message);
+    await waitFor(() => bob.live.length === 1, "live message");
+    await waitFor(() => alice.statuses.length === 1, "delivered status");
+    const dup = await alice.request("message:send", { clientMsgId: "k1", to: b, content: "again" });
+    expect(dup.ok && dup.duplicate && dup.message.id).to.equal(sent.message.id);
+    expect(await bob.request("message:read", { messageIds: [sent.message.id] })).to.deep.equal({ ok: true, updated: 1 });
+
+    const group = await alice.request("group:create", { title: "pglite group", members: [b, c] });
+    expect(group.ok).to.equal(true);
+    const list = await alice.request("conversation:list", {});
+    expect(list.ok && list.conversations.map((x) => x.kind).sort()).to.deep.equal(["direct", "group"]);
+    const presence = await alice.request("presence:subscribe", { userIds: [b, c] });
+    expect(presence.ok && presence.presence.map((p) => p.online)).to.deep.equal([true, false]);
+    // A message for offline carol waits in the database.
+    const toCarol = await alice.request("message:send", { clientMsgId: "k2", to: c, content: "for later" });
+    expect(toCarol.ok).to.equal(true);
+
+    devices.splice(0).forEach((d) => d.close());
+    await server.stop();
+    server = await start();
+    const carol = await new Device(urlOf(server), { userId: c }).connectSynced();
+    devices.push(carol);
+    expect(carol.received.map((m) => m.content)).to.deep.equal(["for later"]);
+  });
+});
