@@ -3,12 +3,11 @@ import { Server } from "socket.io";
 import type { AddressInfo } from "node:net";
 import { systemClock, type Clock } from "./clock";
 import type { Config } from "./config";
-import { LocalLeaderLock, type LeaderLock } from "./cluster/LeaderLock";
-import { MemoryPresenceTracker } from "./cluster/MemoryPresenceTracker";
-import type { PresenceTracker } from "./cluster/PresenceTracker";
+import { localCluster, type Cluster } from "./cluster";
 import { httpHandler, type ReadinessCheck } from "./http/routes";
 import type { Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
+import { Redeliverer } from "./messaging/Redeliverer";
 import { MessagingService } from "./messaging/MessagingService";
 import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
@@ -26,16 +25,8 @@ export type AppDeps = {
   log: Logger;
   /** @default the system clock */
   clock?: Clock;
-  /** @default one node, in memory */
-  presence?: PresenceTracker;
-  /** @default one node: always the leader */
-  leaderLock?: LeaderLock;
-  /** A Socket.IO adapter factory (the Redis adapter in a cluster). @default in memory */
-  adapter?: ConstructorParameters<typeof Server>[1] extends infer O ? (O extends { adapter?: infer A } ? A : never) : never;
-  /** Checks besides the database for /readyz (Redis, in a cluster). */
-  readiness?: ReadinessCheck[];
-  /** Clustered nodes are WebSocket-only (no sticky sessions). @default ["polling", "websocket"] */
-  transports?: ("polling" | "websocket")[];
+  /** Rooms, presence and leadership across nodes. @default one node, in memory */
+  cluster?: Cluster;
 };
 
 export type TicksApp = {
@@ -43,6 +34,7 @@ export type TicksApp = {
   io: TicksServer;
   messaging: MessagingService;
   sweeper: ExpirySweeper;
+  redeliverer: Redeliverer;
   metrics: Metrics;
   listen(port: number, host?: string): Promise<number>;
   /** Idempotent: stop accepting, finish in-flight events, disconnect sockets, stop sweeping. */
@@ -59,14 +51,15 @@ export const maxHttpBufferSize = (maxContentLength: number): number => Math.max(
 export function createApp(deps: AppDeps): TicksApp {
   const { config, store, log } = deps;
   const clock = deps.clock ?? systemClock;
+  const cluster = deps.cluster ?? localCluster();
   const metrics = new Metrics();
-  const checks: ReadinessCheck[] = [{ name: "database", check: () => store.ping() }, ...(deps.readiness ?? [])];
+  const checks: ReadinessCheck[] = [{ name: "database", check: () => store.ping() }, ...cluster.readiness];
   const http = createServer(httpHandler(checks, metrics, log));
   const io: TicksServer = new Server(http, {
-    transports: deps.transports ?? ["polling", "websocket"],
+    transports: cluster.transports,
     maxHttpBufferSize: maxHttpBufferSize(config.maxContentLength),
     serveClient: false,
-    ...(deps.adapter ? { adapter: deps.adapter } : {}),
+    ...(cluster.adapter ? { adapter: cluster.adapter } : {}),
   });
 
   const notifier = new SocketNotifier(io, config.deliveryAckTimeoutMs);
@@ -82,14 +75,24 @@ export function createApp(deps: AppDeps): TicksApp {
       read: (n) => metrics.messagesRead.inc(n),
     },
   );
-  const presence = new PresenceService(deps.presence ?? new MemoryPresenceTracker(), store, notifier, clock);
+  const presence = new PresenceService(cluster.presence, store, notifier, clock, log);
   const sweeper = new ExpirySweeper(
     messaging,
-    deps.leaderLock ?? new LocalLeaderLock(),
+    cluster.leaderLock,
     config.expirySweepIntervalMs,
     log,
     (n) => metrics.expired.inc(n),
   );
+
+  // Users with a synced socket on this node: their devices are this node's to redeliver to.
+  const localUsers = () => {
+    const users = new Set<string>();
+    for (const socket of io.of("/").sockets.values()) {
+      if (!socket.rooms.has(SYNCING_ROOM)) users.add(socket.data.userId);
+    }
+    return [...users];
+  };
+  const redeliverer = new Redeliverer(messaging, localUsers, config.redeliveryAfterMs, log);
 
   const inflight = new Set<Promise<unknown>>();
   let closing = false;
@@ -129,6 +132,8 @@ export function createApp(deps: AppDeps): TicksApp {
       http.close(); // no new connections; open sockets stay until their events are answered
       await Promise.race([Promise.allSettled([...inflight]), new Promise((r) => setTimeout(r, DRAIN_TIMEOUT_MS).unref())]);
       await sweeper.stop();
+      await redeliverer.stop();
+      presence.stop();
       // Closes every socket at the transport level: clients reconnect by themselves (elsewhere).
       await io.close();
     })());
@@ -138,6 +143,7 @@ export function createApp(deps: AppDeps): TicksApp {
     io,
     messaging,
     sweeper,
+    redeliverer,
     metrics,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
@@ -145,6 +151,8 @@ export function createApp(deps: AppDeps): TicksApp {
         http.listen(port, host, () => {
           http.off("error", reject);
           sweeper.start();
+          redeliverer.start();
+          presence.start(Math.max(50, Math.round(config.presenceTtlMs / 6)));
           resolve((http.address() as AddressInfo).port);
         });
       }),

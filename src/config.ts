@@ -19,6 +19,14 @@ const envSchema = z.object({
   DATA_DIR: z.string().default("./data"),
   /** Redis URL for the cluster adapter, presence and rate limits. Unset: one node, in memory. */
   REDIS_URL: z.string().url().optional(),
+  /** Which Redis adapter carries rooms across nodes (docs/cluster.md has the measurements). @default "sharded" */
+  REDIS_ADAPTER: z.enum(["sharded", "classic"]).default("sharded"),
+  /** Prefix of every Redis key and channel Ticks uses, so deployments can share a Redis. @default "ticks" */
+  REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/).default("ticks"),
+  /** A user whose node died is shown offline within this time. @default 30000 */
+  PRESENCE_TTL_MS: int(300).default(30_000),
+  /** How long a node's lease on a background job lasts without renewal. @default 15000 */
+  LEADER_LEASE_MS: int(100).default(15_000),
   /** HS256 secret for handshake JWTs; at least 32 characters. */
   JWT_SECRET: z.string().min(32, "JWT_SECRET must be at least 32 characters").optional(),
   /** `jwt` or `dev` (trust `auth.userId`). @default "jwt" with JWT_SECRET, else "dev" */
@@ -30,6 +38,8 @@ const envSchema = z.object({
   MAX_CONTENT_LENGTH: int(1, 1_000_000).default(4096),
   /** How often expired messages are deleted. @default 60000 */
   EXPIRY_SWEEP_INTERVAL_MS: int(100).default(60_000),
+  /** A live message not confirmed this long after sending is offered again. @default 30000 */
+  REDELIVERY_AFTER_MS: int(100).default(30_000),
   /** Messages in one `message:backlog` page. @default 100 */
   BACKLOG_PAGE_SIZE: int(1, 1000).default(100),
   /** How long the server waits for a device's `message:new` / backlog receipt. @default 10000 */
@@ -41,13 +51,16 @@ export type Config = {
   port: number;
   host: string;
   database: { kind: "postgres"; url: string } | { kind: "pglite"; dataDir: string };
-  redisUrl: string | undefined;
+  redis: { url: string; adapter: "sharded" | "classic"; prefix: string } | null;
+  presenceTtlMs: number;
+  leaderLeaseMs: number;
   auth: { mode: "jwt"; secret: string } | { mode: "dev" };
   production: boolean;
   messageTtlMs: number;
   maxContentLength: number;
   expirySweepIntervalMs: number;
   backlogPageSize: number;
+  redeliveryAfterMs: number;
   deliveryAckTimeoutMs: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
 };
@@ -82,13 +95,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     host: e.HOST,
     database: e.DATABASE_URL ? { kind: "postgres", url: e.DATABASE_URL } : { kind: "pglite", dataDir: e.DATA_DIR },
-    redisUrl: e.REDIS_URL,
+    redis: e.REDIS_URL ? { url: e.REDIS_URL, adapter: e.REDIS_ADAPTER, prefix: e.REDIS_PREFIX } : null,
+    presenceTtlMs: e.PRESENCE_TTL_MS,
+    leaderLeaseMs: e.LEADER_LEASE_MS,
     auth: mode === "jwt" ? { mode, secret: e.JWT_SECRET! } : { mode },
     production,
     messageTtlMs: Math.round(e.MESSAGE_TTL_DAYS * DAY_MS),
     maxContentLength: e.MAX_CONTENT_LENGTH,
     expirySweepIntervalMs: e.EXPIRY_SWEEP_INTERVAL_MS,
     backlogPageSize: e.BACKLOG_PAGE_SIZE,
+    redeliveryAfterMs: e.REDELIVERY_AFTER_MS,
     deliveryAckTimeoutMs: e.DELIVERY_ACK_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,
   };

@@ -5,6 +5,7 @@
 import { systemClock, type Clock } from "./clock";
 import { ConfigError, loadConfig, type Config } from "./config";
 import { createApp, type TicksApp } from "./app";
+import { createCluster } from "./cluster";
 import { createLogger, type Logger } from "./log";
 import { createDatabase, migrateToLatest, type Database } from "./storage/database";
 import { SqlMessageStore } from "./storage/SqlMessageStore";
@@ -15,17 +16,26 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
   const log = options.log ?? createLogger(config.logLevel);
   const db = createDatabase(config.database);
   try {
-    await migrateToLatest(db);
+    await migrateToLatest(db, config.database.kind);
   } catch (err) {
     await db.destroy();
     throw err;
   }
-  const app = createApp({ config, store: new SqlMessageStore(db), log, clock: options.clock ?? systemClock });
+  let cluster;
+  try {
+    cluster = await createCluster(config, log);
+  } catch (err) {
+    await db.destroy();
+    throw err;
+  }
+  const app = createApp({ config, store: new SqlMessageStore(db), log, clock: options.clock ?? systemClock, cluster });
   const port = await app.listen(config.port, config.host);
   let stopped: Promise<void> | undefined;
+  // Ordered: sockets and in-flight events first, then Redis, then the database.
   const stop = () =>
     (stopped ??= (async () => {
       await app.close();
+      await cluster.close();
       await db.destroy();
     })());
   return { ...app, port, db, stop };

@@ -305,7 +305,7 @@ describe("configuration (loadConfig)", () => {
     expect(config.production).to.equal(false);
     expect(config.messageTtlMs).to.equal(30 * 24 * 3600 * 1000);
     expect(config.maxContentLength).to.equal(4096);
-    expect(config.redisUrl).to.equal(undefined);
+    expect(config.redis).to.equal(null);
     expect(config.logLevel).to.equal("info");
     // An empty DATABASE_URL means the embedded database, not an invalid URL.
     expect(loadConfig({ DATABASE_URL: "" }).database.kind).to.equal("pglite");

@@ -4,6 +4,8 @@
 export interface LeaderLock {
   /** Runs `work` if this node holds (or can take) the lock; returns false when another node does. */
   runExclusive(name: string, work: () => Promise<void>): Promise<boolean>;
+  /** Gives up what this node holds (at shutdown). */
+  release(): Promise<void>;
 }
 
 /** One node: it is always the leader. */
@@ -20,4 +22,6 @@ export class LocalLeaderLock implements LeaderLock {
       this.running.delete(name);
     }
   }
+
+  async release(): Promise<void> {}
 }

@@ -23,6 +23,15 @@ export class MemoryPresenceTracker implements PresenceTracker {
     return new Set(userIds.filter((u) => this.connections.has(u)));
   }
 
+  /** Nothing expires: this process is the only node, and it sees every disconnect. */
+  async refresh(): Promise<string[]> {
+    return [];
+  }
+
+  async reap(): Promise<string[]> {
+    return [];
+  }
+
   async close(): Promise<void> {
     this.connections.clear();
   }

@@ -8,5 +8,12 @@ export interface PresenceTracker {
   /** Forgets a connection; true when it was the user's last one. */
   disconnected(userId: string, connectionId: string): Promise<boolean>;
   online(userIds: string[]): Promise<Set<string>>;
+  /**
+   * Called every few seconds: keeps this node's connections alive for the other nodes.
+   * Returns users who had wrongly been reaped (a stalled node) and are online again.
+   */
+  refresh(): Promise<string[]>;
+  /** Forgets connections whose node stopped refreshing them; returns users now offline. */
+  reap(): Promise<string[]>;
   close(): Promise<void>;
 }

@@ -56,17 +56,40 @@ export class MessagingService {
     });
     if (!result.duplicate) {
       this.metrics.stored(1);
-      for (const recipient of result.recipients) this.deliverLive(recipient, result.message);
+      for (const recipient of result.recipients) void this.deliverLive(recipient, result.message);
     }
     return { message: result.message, duplicate: result.duplicate };
   }
 
-  /** Best effort: a message nobody confirms stays `sent` and comes back in the backlog. */
-  private deliverLive(recipient: string, message: Message): void {
-    this.notifier
-      .deliver(recipient, message)
+  /** Best effort: a message nobody confirms stays `sent` and comes back (backlog, redelivery). */
+  private deliverLive(recipient: string, message: Message, scope: "cluster" | "local" = "cluster"): Promise<void> {
+    return this.notifier
+      .deliver(recipient, message, scope)
       .then((confirmed) => (confirmed ? this.confirmDelivered(recipient, [message.id]) : 0))
-      .catch((err) => this.log.warn({ err, messageId: message.id, recipient }, "live delivery receipt not stored"));
+      .then(
+        () => undefined,
+        (err) => this.log.warn({ err, messageId: message.id, recipient }, "live delivery receipt not stored"),
+      );
+  }
+
+  /**
+   * Offers again, to the devices connected to this node, what `recipients` have not
+   * confirmed `olderThanMs` after it was sent. Each node does this for its own connections,
+   * so the work splits across the cluster with no coordination. Returns how many were offered.
+   */
+  async redeliver(recipients: string[], olderThanMs: number, limit: number, skip: Set<string>): Promise<number> {
+    if (recipients.length === 0) return 0;
+    const now = this.clock.now();
+    const pending = await this.store.undelivered(recipients, new Date(now.getTime() - olderThanMs), now, limit);
+    let offered = 0;
+    for (const { recipient, message } of pending) {
+      const key = `${recipient} ${message.id}`;
+      if (skip.has(key)) continue; // an earlier offer is still waiting for its receipt
+      skip.add(key);
+      offered++;
+      void this.deliverLive(recipient, message, "local").finally(() => skip.delete(key));
+    }
+    return offered;
   }
 
   /** A device of `recipient` has these messages; returns how many changed state. */

@@ -38,6 +38,13 @@ export interface MessageStore {
   append(req: AppendRequest): Promise<AppendResult>;
   markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]>;
   markRead(reader: string, messageIds: string[], at: Date): Promise<StatusChange[]>;
+  /** Undelivered, unexpired messages for any of `recipients`, created before `createdBefore`. */
+  undelivered(
+    recipients: string[],
+    createdBefore: Date,
+    now: Date,
+    limit: number,
+  ): Promise<{ recipient: string; message: Message }[]>;
   /** Oldest undelivered, unexpired messages for the recipient. */
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]>;
   history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult>;
@@ -55,10 +62,11 @@ export interface MessageStore {
 /** Reaching users' connected devices, wherever they are. Best effort: nothing here is durable. */
 export interface Notifier {
   /**
-   * Offers a live message to every live (already synced) device of the recipient; resolves
-   * true once at least one device confirmed it, false if none did in time.
+   * Offers a live message to every live (already synced) device of the recipient, on every
+   * node or (`local`) on this node only; resolves true once at least one device confirmed
+   * it, false if none did in time.
    */
-  deliver(recipient: string, message: Message): Promise<boolean>;
+  deliver(recipient: string, message: Message, scope?: "cluster" | "local"): Promise<boolean>;
   status(sender: string, update: StatusUpdate): void;
   conversationCreated(userId: string, conversation: ConversationSummary): void;
   typing(userIds: string[], event: TypingEvent): void;

@@ -199,6 +199,26 @@ export class SqlMessageStore implements MessageStore {
     });
   }
 
+  undelivered(
+    recipients: string[],
+    createdBefore: Date,
+    now: Date,
+    limit: number,
+  ): Promise<{ recipient: string; message: Message }[]> {
+    return this.guard(async () => {
+      const rows = rowsOf<MessageRow & { recipient_id: string }>(
+        await this.db.raw(
+          `SELECT d.recipient_id, ${MESSAGE_COLUMNS} FROM message_delivery d
+           JOIN messages m ON m.message_id = d.message_id
+           WHERE d.recipient_id = ANY(?::text[]) AND d.status = 'sent' AND m.created_at <= ? AND m.expires_at > ?
+           ORDER BY d.delivery_id LIMIT ?`,
+          [recipients, createdBefore, now, limit],
+        ),
+      );
+      return rows.map((r) => ({ recipient: r.recipient_id, message: toMessage(r) }));
+    });
+  }
+
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]> {
     return this.guard(async () => {
       const rows = rowsOf<MessageRow>(

@@ -27,6 +27,21 @@ export function createDatabase(database: Config["database"]): Database {
   return knexFactory(knexConfig(database));
 }
 
-export async function migrateToLatest(db: Database): Promise<void> {
-  await db.migrate.latest();
+/** Arbitrary, fixed: the advisory lock key that serialises migrations across nodes. */
+const MIGRATION_LOCK_KEY = 7_346_250_011;
+
+/**
+ * Brings the schema up to date. Every node of a cluster does this at start, all at once
+ * under PM2: an advisory lock makes them take turns (Knex's own lock table would make the
+ * losers fail instead of wait). PGlite is one process with one connection: no lock.
+ */
+export async function migrateToLatest(db: Database, kind: Config["database"]["kind"]): Promise<void> {
+  if (kind === "pglite") {
+    await db.migrate.latest();
+    return;
+  }
+  await db.transaction(async (trx) => {
+    await trx.raw("SELECT pg_advisory_xact_lock(?)", [MIGRATION_LOCK_KEY]);
+    await db.migrate.latest();
+  });
 }

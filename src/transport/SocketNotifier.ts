@@ -14,9 +14,9 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
     private readonly ackTimeoutMs: number,
   ) {}
 
-  deliver(recipient: string, message: Message): Promise<boolean> {
+  deliver(recipient: string, message: Message, scope: "cluster" | "local" = "cluster"): Promise<boolean> {
     return new Promise((resolve) => {
-      this.io
+      (scope === "local" ? this.io.local : this.io)
         .to(userRoom(recipient))
         .except(SYNCING_ROOM)
         .timeout(this.ackTimeoutMs)

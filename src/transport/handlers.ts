@@ -1,6 +1,6 @@
 import type { Logger } from "../log";
 import type { MessagingService } from "../messaging/MessagingService";
-import { AppError, type ClientEventName, type ClientToServerEvents } from "../protocol";
+import { AppError, CLIENT_EVENTS, type ClientEventName, type ClientToServerEvents } from "../protocol";
 import { parsePayload, type Payload } from "../protocol/schemas";
 import type { PresenceService } from "../messaging/PresenceService";
 import { presenceRoom } from "./rooms";
@@ -42,6 +42,13 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
   on(socket, deps, "typing", async (p) => {
     await messaging.typing(userId, p.conversationId, p.typing);
     return {};
+  });
+  // An event the protocol does not have: answered, if it can be, so the client is not left waiting.
+  const known = new Set<string>(CLIENT_EVENTS);
+  socket.onAny((event: string, ...args: unknown[]) => {
+    const ack = args[args.length - 1];
+    if (known.has(event) || typeof ack !== "function") return;
+    ack({ ok: false, error: { code: "BAD_REQUEST", message: `unknown event ${JSON.stringify(String(event)).slice(0, 80)}` } });
   });
   on(socket, deps, "presence:subscribe", async (p, s) => {
     // Join first, so no change between the snapshot and the subscription is missed.

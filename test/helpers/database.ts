@@ -28,3 +28,9 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     drop: () => admin((c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).then(() => undefined),
   };
 }
+
+/** Whether a database of that name exists on the test server (e.g. after dropping one under a server). */
+export async function databaseExists(name: string): Promise<boolean> {
+  const { rows } = await admin((c) => c.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]));
+  return rows.length > 0;
+}

@@ -1,0 +1,145 @@
+import type Redis from "ioredis";
+import type { PresenceTracker } from "./PresenceTracker";
+
+/**
+ * Presence shared by every node through Redis, with expiring heartbeats so a node that dies
+ * (kill -9) cannot leave its users online: each connection entry carries a deadline that its
+ * node pushes forward every ttl/3; a connection past its deadline is reaped as gone.
+ *
+ * Keys (`{prefix}` is REDIS_PREFIX, default "ticks"):
+ * - `{prefix}:presence:user:{userId}`  ZSET connectionId → deadline (ms): the user's connections
+ * - `{prefix}:presence:deadlines`      ZSET "{userId} {connectionId}" → deadline: what to reap
+ * A space cannot occur in a user id, so it separates the two. The scripts touch keys they
+ * compute themselves: standalone Redis (or one hash slot), not Redis Cluster.
+ */
+
+const CONNECT = `
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local before = redis.call('ZCARD', KEYS[1])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4] .. ' ' .. ARGV[3])
+if before == 0 then return 1 else return 0 end`;
+
+const DISCONNECT = `
+local removed = redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[2], ARGV[3] .. ' ' .. ARGV[2])
+if removed == 0 then return 0 end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) == 0 then return 1 else return 0 end`;
+
+/** ARGV: now, deadline, prefix, then pairs userId, connectionId. Returns users back online. */
+const HEARTBEAT = `
+local back = {}
+for i = 4, #ARGV, 2 do
+  local key = ARGV[3] .. ARGV[i]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  local before = redis.call('ZCARD', key)
+  redis.call('ZADD', key, ARGV[2], ARGV[i + 1])
+  if redis.call('PTTL', key) < tonumber(ARGV[2]) - tonumber(ARGV[1]) then redis.call('PEXPIREAT', key, ARGV[2]) end
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i] .. ' ' .. ARGV[i + 1])
+  if before == 0 then table.insert(back, ARGV[i]) end
+end
+return back`;
+
+/** ARGV: now, limit, prefix. Returns the users whose last connection was reaped. */
+const REAP = `
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local offline = {}
+for _, entry in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], entry)
+  local sep = string.find(entry, ' ', 1, true)
+  local user = string.sub(entry, 1, sep - 1)
+  local key = ARGV[3] .. user
+  local removed = redis.call('ZREM', key, string.sub(entry, sep + 1))
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
+  if removed == 1 and redis.call('ZCARD', key) == 0 then table.insert(offline, user) end
+end
+return offline`;
+
+export class RedisPresenceTracker implements PresenceTracker {
+  private readonly local = new Map<string, string>(); // connectionId → userId, on this node
+  private readonly userPrefix: string;
+  private readonly deadlines: string;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly nodeId: string,
+    private readonly ttlMs: number,
+    prefix: string,
+  ) {
+    this.userPrefix = `${prefix}:presence:user:`;
+    this.deadlines = `${prefix}:presence:deadlines`;
+  }
+
+  private deadline(): number {
+    // Two heartbeats fit before the deadline, so one late heartbeat does not flap presence.
+    return Date.now() + Math.round((this.ttlMs * 2) / 3);
+  }
+
+  private connectionKey(connectionId: string): string {
+    return `${this.nodeId}/${connectionId}`;
+  }
+
+  async connected(userId: string, connectionId: string): Promise<boolean> {
+    this.local.set(connectionId, userId);
+    const result = await this.redis.eval(
+      CONNECT,
+      2,
+      this.userPrefix + userId,
+      this.deadlines,
+      Date.now(),
+      this.deadline(),
+      this.connectionKey(connectionId),
+      userId,
+    );
+    return result === 1;
+  }
+
+  async disconnected(userId: string, connectionId: string): Promise<boolean> {
+    this.local.delete(connectionId);
+    const result = await this.redis.eval(
+      DISCONNECT,
+      2,
+      this.userPrefix + userId,
+      this.deadlines,
+      Date.now(),
+      this.connectionKey(connectionId),
+      userId,
+    );
+    return result === 1;
+  }
+
+  async online(userIds: string[]): Promise<Set<string>> {
+    const now = Date.now();
+    const pipeline = this.redis.pipeline();
+    for (const u of userIds) pipeline.zcount(this.userPrefix + u, `(${now}`, "+inf");
+    const results = (await pipeline.exec()) ?? [];
+    const online = new Set<string>();
+    results.forEach(([err, count], i) => {
+      if (err) throw err;
+      if (Number(count) > 0) online.add(userIds[i]!);
+    });
+    return online;
+  }
+
+  async refresh(): Promise<string[]> {
+    const back: string[] = [];
+    const entries = [...this.local];
+    // Chunked: one script call must not hold Redis for long.
+    for (let i = 0; i < entries.length; i += 1000) {
+      const args: (string | number)[] = [Date.now(), this.deadline(), this.userPrefix];
+      for (const [connectionId, userId] of entries.slice(i, i + 1000)) args.push(userId, this.connectionKey(connectionId));
+      back.push(...((await this.redis.eval(HEARTBEAT, 1, this.deadlines, ...args)) as string[]));
+    }
+    return back;
+  }
+
+  async reap(limit = 1000): Promise<string[]> {
+    return (await this.redis.eval(REAP, 1, this.deadlines, Date.now(), limit, this.userPrefix)) as string[];
+  }
+
+  async close(): Promise<void> {
+    this.local.clear();
+  }
+}

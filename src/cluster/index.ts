@@ -1,0 +1,70 @@
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
+import type { Config } from "../config";
+import type { ReadinessCheck } from "../http/routes";
+import type { Logger } from "../log";
+import { LocalLeaderLock, type LeaderLock } from "./LeaderLock";
+import { MemoryPresenceTracker } from "./MemoryPresenceTracker";
+import type { PresenceTracker } from "./PresenceTracker";
+import { connectRedis, NODE_ID } from "./redis";
+import { RedisLeaderLock } from "./RedisLeaderLock";
+import { RedisPresenceTracker } from "./RedisPresenceTracker";
+
+import type { Adapter } from "socket.io-adapter";
+import type { Namespace } from "socket.io";
+
+type AdapterFactory = (nsp: Namespace) => Adapter;
+
+/**
+ * Everything that differs between one node and many: how rooms reach other nodes, who is
+ * online, who runs background jobs, and which transports clients may use.
+ */
+export type Cluster = {
+  adapter?: AdapterFactory;
+  presence: PresenceTracker;
+  leaderLock: LeaderLock;
+  readiness: ReadinessCheck[];
+  /** Without sticky sessions, long-polling breaks across nodes: clusters are WebSocket-only. */
+  transports: ("polling" | "websocket")[];
+  close(): Promise<void>;
+};
+
+/** One process: in-memory rooms, presence and leadership. */
+export function localCluster(): Cluster {
+  return {
+    presence: new MemoryPresenceTracker(),
+    leaderLock: new LocalLeaderLock(),
+    readiness: [],
+    transports: ["polling", "websocket"],
+    close: async () => {},
+  };
+}
+
+/** Many processes sharing Redis (REDIS_URL). */
+export async function redisCluster(config: Config, log: Logger): Promise<Cluster> {
+  const redis = config.redis!;
+  const clients = await connectRedis(redis.url, log);
+  const leaderLock = new RedisLeaderLock(clients.data, NODE_ID, config.leaderLeaseMs, redis.prefix);
+  const presence = new RedisPresenceTracker(clients.data, NODE_ID, config.presenceTtlMs, redis.prefix);
+  return {
+    adapter:
+      redis.adapter === "sharded"
+        ? createShardedAdapter(clients.pub, clients.sub, {
+            subscriptionMode: "dynamic",
+            channelPrefix: `${redis.prefix}:sio`,
+          })
+        : createAdapter(clients.pub, clients.sub, { key: `${redis.prefix}:sio` }),
+    presence,
+    leaderLock,
+    readiness: [{ name: "redis", check: async () => void (await clients.data.ping()) }],
+    transports: ["websocket"],
+    close: async () => {
+      await leaderLock.release();
+      await presence.close();
+      await clients.close();
+    },
+  };
+}
+
+export function createCluster(config: Config, log: Logger): Promise<Cluster> {
+  return config.redis ? redisCluster(config, log) : Promise.resolve(localCluster());
+}
