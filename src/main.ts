@@ -51,6 +51,9 @@ async function main(): Promise<void> {
     process.exit(78); // EX_CONFIG
   }
   const log = createLogger(config.logLevel);
+  // A last line of defence: a stray rejection in a library (seen with Redis outages) must
+  // not take every connection of this node down with it.
+  process.on("unhandledRejection", (err) => log.error({ err }, "unhandled rejection"));
   if (config.auth.mode === "dev") {
     log.warn("AUTH_MODE=dev: handshakes are trusted (auth.userId), anyone can act as anyone. Set JWT_SECRET for real use.");
   }

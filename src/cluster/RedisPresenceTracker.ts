@@ -17,7 +17,6 @@ const CONNECT = `
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local before = redis.call('ZCARD', KEYS[1])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
-redis.call('PEXPIREAT', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4] .. ' ' .. ARGV[3])
 if before == 0 then return 1 else return 0 end`;
 
@@ -36,24 +35,31 @@ for i = 4, #ARGV, 2 do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
   local before = redis.call('ZCARD', key)
   redis.call('ZADD', key, ARGV[2], ARGV[i + 1])
-  if redis.call('PTTL', key) < tonumber(ARGV[2]) - tonumber(ARGV[1]) then redis.call('PEXPIREAT', key, ARGV[2]) end
   redis.call('ZADD', KEYS[1], ARGV[2], ARGV[i] .. ' ' .. ARGV[i + 1])
   if before == 0 then table.insert(back, ARGV[i]) end
 end
 return back`;
 
-/** ARGV: now, limit, prefix. Returns the users whose last connection was reaped. */
+/**
+ * ARGV: now, limit, prefix. Returns the users left with no live connection. An entry still
+ * in the deadlines set was never disconnected cleanly, so its user had not been reported
+ * offline; an empty set (ZSETs vanish when empty) means they are offline now.
+ */
 const REAP = `
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local offline = {}
+local seen = {}
 for _, entry in ipairs(expired) do
   redis.call('ZREM', KEYS[1], entry)
   local sep = string.find(entry, ' ', 1, true)
   local user = string.sub(entry, 1, sep - 1)
   local key = ARGV[3] .. user
-  local removed = redis.call('ZREM', key, string.sub(entry, sep + 1))
+  redis.call('ZREM', key, string.sub(entry, sep + 1))
   redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[1])
-  if removed == 1 and redis.call('ZCARD', key) == 0 then table.insert(offline, user) end
+  if not seen[user] and redis.call('ZCARD', key) == 0 then
+    seen[user] = true
+    table.insert(offline, user)
+  end
 end
 return offline`;
 

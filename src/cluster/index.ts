@@ -45,14 +45,15 @@ export async function redisCluster(config: Config, log: Logger): Promise<Cluster
   const clients = await connectRedis(redis.url, log);
   const leaderLock = new RedisLeaderLock(clients.data, NODE_ID, config.leaderLeaseMs, redis.prefix);
   const presence = new RedisPresenceTracker(clients.data, NODE_ID, config.presenceTtlMs, redis.prefix);
+  const factory: AdapterFactory =
+    redis.adapter === "sharded"
+      ? createShardedAdapter(clients.pub, clients.sub, { subscriptionMode: "dynamic", channelPrefix: `${redis.prefix}:sio` })
+      : createAdapter(clients.pub, clients.sub, { key: `${redis.prefix}:sio` });
   return {
-    adapter:
-      redis.adapter === "sharded"
-        ? createShardedAdapter(clients.pub, clients.sub, {
-            subscriptionMode: "dynamic",
-            channelPrefix: `${redis.prefix}:sio`,
-          })
-        : createAdapter(clients.pub, clients.sub, { key: `${redis.prefix}:sio` }),
+    // socket.io calls it with `new`: a function, not an arrow.
+    adapter: function (nsp: Namespace) {
+      return survivesRedisOutage(factory(nsp), log);
+    },
     presence,
     leaderLock,
     readiness: [{ name: "redis", check: async () => void (await clients.data.ping()) }],
@@ -63,6 +64,22 @@ export async function redisCluster(config: Config, log: Logger): Promise<Cluster
       await clients.close();
     },
   };
+}
+
+/**
+ * Broadcasts with acknowledgements first ask Redis how many nodes there are, and socket.io
+ * does not catch that promise: with Redis down it would crash the process. Counting only
+ * this node instead makes such a broadcast reach the local sockets, as every other packet
+ * does during an outage.
+ */
+function survivesRedisOutage(adapter: Adapter, log: Logger): Adapter {
+  const serverCount = adapter.serverCount.bind(adapter);
+  adapter.serverCount = () =>
+    serverCount().catch((err: Error) => {
+      log.debug({ err: err.message }, "redis unavailable: broadcasting to this node only");
+      return 1;
+    });
+  return adapter;
 }
 
 export function createCluster(config: Config, log: Logger): Promise<Cluster> {

@@ -15,13 +15,35 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
   ) {}
 
   deliver(recipient: string, message: Message, scope: "cluster" | "local" = "cluster"): Promise<boolean> {
+    if (scope === "local") return this.deliverLocal(recipient, message);
     return new Promise((resolve) => {
-      (scope === "local" ? this.io.local : this.io)
+      this.io
         .to(userRoom(recipient))
         .except(SYNCING_ROOM)
         .timeout(this.ackTimeoutMs)
         // On timeout `replies` still holds the devices that did answer.
         .emit("message:new", message, (_err: Error | null, replies: unknown[]) => resolve((replies?.length ?? 0) > 0));
+    });
+  }
+
+  /**
+   * Socket by socket on this node: a local broadcast with acknowledgements would still wait
+   * for every node of the cluster to answer, that is for the whole timeout.
+   */
+  private deliverLocal(recipient: string, message: Message): Promise<boolean> {
+    const nsp = this.io.of("/");
+    const sockets = [...(nsp.adapter.rooms.get(userRoom(recipient)) ?? [])]
+      .map((id) => nsp.sockets.get(id))
+      .filter((s) => s !== undefined && !s.rooms.has(SYNCING_ROOM));
+    if (sockets.length === 0) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      let waiting = sockets.length;
+      for (const socket of sockets) {
+        socket!.timeout(this.ackTimeoutMs).emit("message:new", message, (err: Error | null) => {
+          if (!err) resolve(true);
+          else if (--waiting === 0) resolve(false);
+        });
+      }
     });
   }
 
