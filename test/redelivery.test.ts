@@ -1,0 +1,61 @@
+import { expect } from "chai";
+import { Client } from "pg";
+import type { RunningTicks } from "../src/main";
+import { createTestDatabase, type TestDatabase } from "./helpers/database";
+import { Device, uniqueId, waitFor } from "./helpers/device";
+import { startServer, urlOf } from "./helpers/server";
+
+describe("periodic redelivery to connected devices", () => {
+  let db: TestDatabase;
+  let server: RunningTicks;
+  let pg: Client;
+  const devices: Device[] = [];
+
+  before(async () => {
+    db = await createTestDatabase();
+    server = await startServer(db.url, { REDELIVERY_AFTER_MS: "400", DELIVERY_ACK_TIMEOUT_MS: "200" });
+    pg = new Client({ connectionString: db.url });
+    await pg.connect();
+  });
+  afterEach(() => devices.splice(0).forEach((d) => d.close()));
+  after(async () => {
+    await pg.end();
+    await server.stop();
+    await db.drop();
+  });
+
+  it("offers an unconfirmed live message again, while connected, until a device confirms it", async () => {
+    const a = uniqueId("alice");
+    const b = uniqueId("bob");
+    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
+    const bob = await new Device(urlOf(server), { userId: b, autoAck: false }).connectSynced();
+    devices.push(alice, bob);
+    const reply = await alice.request("message:send", { clientMsgId: "once", to: b, content: "are you there?" });
+    if (!reply.ok) throw new Error(reply.error.message);
+    await waitFor(() => bob.live.length >= 3, "three offers of the same message");
+    expect(new Set(bob.live.map((m) => m.id))).to.deep.equal(new Set([reply.message.id]));
+    expect(alice.statuses).to.have.length(0);
+
+    bob.autoAck = true; // the device comes back to life and confirms the next offer
+    await waitFor(() => alice.statuses.length === 1, "delivered status");
+    const { rows } = await pg.query("SELECT status FROM message_delivery WHERE message_id = $1", [reply.message.id]);
+    expect(rows[0].status).to.equal("delivered");
+    const offers = bob.live.length;
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(bob.live.length, "no more offers once confirmed").to.equal(offers);
+  });
+
+  it("never redelivers to a device that has not finished its backlog", async () => {
+    const a = uniqueId("alice");
+    const b = uniqueId("bob");
+    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
+    devices.push(alice);
+    await alice.request("message:send", { clientMsgId: "m1", to: b, content: "waiting" });
+    const bob = new Device(urlOf(server), { userId: b, autoAck: false });
+    devices.push(bob);
+    await bob.connect();
+    await waitFor(() => bob.backlogPages.length >= 1, "backlog page");
+    await new Promise((r) => setTimeout(r, 1000)); // several redelivery rounds
+    expect(bob.live).to.have.length(0);
+  });
+});
