@@ -51,7 +51,7 @@ export const maxHttpBufferSize = (maxContentLength: number): number => Math.max(
 export function createApp(deps: AppDeps): TicksApp {
   const { config, store, log } = deps;
   const clock = deps.clock ?? systemClock;
-  const cluster = deps.cluster ?? localCluster();
+  const cluster = deps.cluster ?? localCluster(config);
   const metrics = new Metrics();
   const checks: ReadinessCheck[] = [{ name: "database", check: () => store.ping() }, ...cluster.readiness];
   const http = createServer(httpHandler(checks, metrics, log));
@@ -107,7 +107,7 @@ export function createApp(deps: AppDeps): TicksApp {
     metrics.connectedSockets.inc();
     // Syncing until the backlog is drained: live messages skip this socket meanwhile.
     socket.join([userRoom(userId), SYNCING_ROOM]);
-    registerHandlers(socket, { messaging, presence, log, track, closing: () => closing });
+    registerHandlers(socket, { messaging, presence, rateLimiter: cluster.rateLimiter, log, track, closing: () => closing });
     socket.on("disconnect", () => {
       metrics.connectedSockets.dec();
       presence.disconnected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed"));

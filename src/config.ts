@@ -40,6 +40,8 @@ const envSchema = z.object({
   EXPIRY_SWEEP_INTERVAL_MS: int(100).default(60_000),
   /** A live message not confirmed this long after sending is offered again. @default 30000 */
   REDELIVERY_AFTER_MS: int(100).default(30_000),
+  /** Events a user may send per second, across all their devices; 0 turns the limit off. @default 100 */
+  RATE_LIMIT_EVENTS_PER_SEC: int(0).default(100),
   /** Messages in one `message:backlog` page. @default 100 */
   BACKLOG_PAGE_SIZE: int(1, 1000).default(100),
   /** How long the server waits for a device's `message:new` / backlog receipt. @default 10000 */
@@ -61,6 +63,7 @@ export type Config = {
   expirySweepIntervalMs: number;
   backlogPageSize: number;
   redeliveryAfterMs: number;
+  rateLimitPerSec: number;
   deliveryAckTimeoutMs: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
 };
@@ -105,6 +108,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     expirySweepIntervalMs: e.EXPIRY_SWEEP_INTERVAL_MS,
     backlogPageSize: e.BACKLOG_PAGE_SIZE,
     redeliveryAfterMs: e.REDELIVERY_AFTER_MS,
+    rateLimitPerSec: e.RATE_LIMIT_EVENTS_PER_SEC,
     deliveryAckTimeoutMs: e.DELIVERY_ACK_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,
   };

@@ -23,6 +23,7 @@ for (const adapter of ["sharded", "classic"] as const) {
       REDIS_URL: redis.url,
       REDIS_ADAPTER: adapter,
       AUTH_MODE: "dev",
+      RATE_LIMIT_EVENTS_PER_SEC: "0",
       PRESENCE_TTL_MS: "1500",
       LEADER_LEASE_MS: "1000",
       EXPIRY_SWEEP_INTERVAL_MS: "300",

@@ -5,6 +5,7 @@ import type { Logger } from "../log";
 import { LocalLeaderLock, type LeaderLock } from "./LeaderLock";
 import { MemoryPresenceTracker } from "./MemoryPresenceTracker";
 import type { PresenceTracker } from "./PresenceTracker";
+import { memoryRateLimiter, redisRateLimiter, type RateLimiter } from "./RateLimiter";
 import { connectRedis, NODE_ID } from "./redis";
 import { RedisLeaderLock } from "./RedisLeaderLock";
 import { RedisPresenceTracker } from "./RedisPresenceTracker";
@@ -22,6 +23,7 @@ export type Cluster = {
   adapter?: AdapterFactory;
   presence: PresenceTracker;
   leaderLock: LeaderLock;
+  rateLimiter: RateLimiter;
   readiness: ReadinessCheck[];
   /** Without sticky sessions, long-polling breaks across nodes: clusters are WebSocket-only. */
   transports: ("polling" | "websocket")[];
@@ -29,10 +31,11 @@ export type Cluster = {
 };
 
 /** One process: in-memory rooms, presence and leadership. */
-export function localCluster(): Cluster {
+export function localCluster(config: Pick<Config, "rateLimitPerSec">): Cluster {
   return {
     presence: new MemoryPresenceTracker(),
     leaderLock: new LocalLeaderLock(),
+    rateLimiter: memoryRateLimiter(config.rateLimitPerSec),
     readiness: [],
     transports: ["polling", "websocket"],
     close: async () => {},
@@ -56,6 +59,7 @@ export async function redisCluster(config: Config, log: Logger): Promise<Cluster
     },
     presence,
     leaderLock,
+    rateLimiter: redisRateLimiter(clients.data, config.rateLimitPerSec, redis.prefix),
     readiness: [{ name: "redis", check: async () => void (await clients.data.ping()) }],
     transports: ["websocket"],
     close: async () => {
@@ -83,5 +87,5 @@ function survivesRedisOutage(adapter: Adapter, log: Logger): Adapter {
 }
 
 export function createCluster(config: Config, log: Logger): Promise<Cluster> {
-  return config.redis ? redisCluster(config, log) : Promise.resolve(localCluster());
+  return config.redis ? redisCluster(config, log) : Promise.resolve(localCluster(config));
 }

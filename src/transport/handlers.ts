@@ -3,6 +3,7 @@ import type { MessagingService } from "../messaging/MessagingService";
 import { AppError, CLIENT_EVENTS, type ClientEventName, type ClientToServerEvents } from "../protocol";
 import { parsePayload, type Payload } from "../protocol/schemas";
 import type { PresenceService } from "../messaging/PresenceService";
+import type { RateLimiter } from "../cluster/RateLimiter";
 import { presenceRoom } from "./rooms";
 import { toErr } from "./reply";
 import type { TicksSocket } from "./types";
@@ -14,6 +15,7 @@ type Handler<E extends ClientEventName> = (input: Payload<E>, socket: TicksSocke
 export type HandlerDeps = {
   messaging: MessagingService;
   presence: PresenceService;
+  rateLimiter: RateLimiter;
   log: Logger;
   /** Every handler's work is registered here so shutdown can wait for it. */
   track: (work: Promise<unknown>) => void;
@@ -66,6 +68,9 @@ function on<E extends ClientEventName>(socket: TicksSocket, deps: HandlerDeps, e
     if (deps.closing()) return ack(toErr(new AppError("UNAVAILABLE", "server is shutting down, retry"), deps.log, {}));
     const work = (async () => {
       try {
+        if (!(await deps.rateLimiter.allow(socket.data.userId))) {
+          throw new AppError("RATE_LIMITED", "too many events, slow down");
+        }
         const input = parsePayload(event, args[0]);
         ack({ ok: true, ...(await handler(input, socket)) });
       } catch (err) {

@@ -6,9 +6,18 @@ import type { Clock } from "../../src/clock";
 
 export const TEST_SECRET = "test-secret-that-is-at-least-32-chars-long";
 
-/** The server's configuration as an operator would give it, plus test defaults. */
+/**
+ * The server's configuration as an operator would give it, plus test defaults. Tests fire
+ * bursts on purpose, so the rate limit is off unless a test sets it (test/rate-limit.test.ts).
+ */
 export function testConfig(env: Record<string, string | undefined>): Config {
-  return loadConfig({ PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent", ...env });
+  return loadConfig({
+    PORT: "0",
+    HOST: "127.0.0.1",
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? "silent",
+    RATE_LIMIT_EVENTS_PER_SEC: "0",
+    ...env,
+  });
 }
 
 /** A real server on a random port against `databaseUrl`. */

@@ -1,0 +1,214 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import path from "node:path";
+import type { Readable } from "node:stream";
+import { expect } from "chai";
+import type { RunningTicks } from "../src/main";
+import { createTestDatabase, type TestDatabase } from "./helpers/database";
+import { Device, uniqueId, waitFor } from "./helpers/device";
+import { ROOT } from "./helpers/processes";
+import { mintToken, startServer, TEST_SECRET, urlOf } from "./helpers/server";
+
+const CLI = path.join(ROOT, "src/client/cli.ts");
+
+/** One CLI child process with piped stdio, as a script would run it; tests wait on its lines. */
+class Cli {
+  readonly child: ChildProcess;
+  readonly stdout: string[] = [];
+  readonly stderr: string[] = [];
+  /** Resolves after the process exited and its output was read to the end. */
+  readonly closed: Promise<number | null>;
+
+  constructor(readonly args: string[]) {
+    this.child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], { cwd: ROOT, stdio: "pipe" });
+    collectLines(this.child.stdout!, this.stdout);
+    collectLines(this.child.stderr!, this.stderr);
+    this.closed = new Promise((resolve) => this.child.once("close", (code) => resolve(code)));
+  }
+
+  write(line: string): void {
+    this.child.stdin!.write(`${line}\n`);
+  }
+
+  /** Closes stdin: EOF for the CLI. */
+  end(): void {
+    this.child.stdin!.end();
+  }
+
+  /** Waits for an output line matching `pattern` (a string is matched as the whole line). */
+  async line(pattern: RegExp | string, timeoutMs = 15_000): Promise<RegExpExecArray> {
+    const re = typeof pattern === "string" ? new RegExp(`^${escape(pattern)}$`) : pattern;
+    const find = () => this.stdout.map((l) => re.exec(l)).find((m) => m !== null);
+    await waitFor(() => find() !== undefined, `${re} from cli ${this.args.join(" ")}`, timeoutMs).catch((err: Error) => {
+      throw new Error(`${err.message}\nstdout:\n${this.stdout.join("\n")}\nstderr:\n${this.stderr.join("\n")}`);
+    });
+    return find()!;
+  }
+
+  /** Index of the first line equal to `text`, for checking order. */
+  indexOf(text: string): number {
+    return this.stdout.indexOf(text);
+  }
+
+  async exitCode(timeoutMs = 15_000): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`cli ${this.args.join(" ")} did not exit:\n${this.stdout.join("\n")}`)), timeoutMs);
+    });
+    try {
+      return await Promise.race([this.closed, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Kills this child only (by its pid), if it still runs. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+    await this.closed;
+  }
+}
+
+function collectLines(stream: Readable, into: string[]): void {
+  let buffer = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk: string) => {
+    buffer += chunk;
+    const lines = buffer.split("\n");
+    buffer = lines.pop()!;
+    into.push(...lines);
+  });
+  stream.on("end", () => buffer && into.push(buffer));
+}
+
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+describe("CLI client", function () {
+  // Each CLI is a fresh node process with tsx: about a second to start.
+  this.timeout(60_000);
+  let db: TestDatabase;
+  let server: RunningTicks;
+  const clis: Cli[] = [];
+  const devices: Device[] = [];
+  const cli = (...args: string[]) => {
+    const c = new Cli(args);
+    clis.push(c);
+    return c;
+  };
+
+  before(async () => {
+    db = await createTestDatabase();
+    server = await startServer(db.url);
+  });
+  afterEach(async () => {
+    await Promise.all(clis.splice(0).map((c) => c.kill()));
+    devices.splice(0).forEach((d) => d.close());
+  });
+  after(async () => {
+    await server.stop();
+    await db.drop();
+  });
+
+  it("delivers to an offline user on reconnect, then shows delivered and read ticks to the sender", async () => {
+    const alice = uniqueId("alice");
+    const bob = uniqueId("bob");
+    const url = urlOf(server);
+
+    const bobFirst = cli("--user", bob, "--url", url);
+    await bobFirst.line(`connected as ${bob}`);
+    await bobFirst.line("synced (0 delivered)");
+    bobFirst.write("quit");
+    expect(await bobFirst.exitCode()).to.equal(0);
+
+    const a = cli("--user", alice, "--url", url, "--device", "laptop");
+    await a.line("synced (0 delivered)");
+    a.write(`send ${bob} Hello offline Bob!`);
+    const [, id] = await a.line(new RegExp(`^✓ sent (\\S+) to ${bob}$`));
+
+    const b = cli("--user", bob, "--url", url);
+    await b.line(`[${alice}] Hello offline Bob!`);
+    await b.line("synced (1 delivered)");
+    // The backlog is printed before sync completes.
+    expect(b.indexOf(`[${alice}] Hello offline Bob!`)).to.be.below(b.indexOf("synced (1 delivered)"));
+    await a.line(`✓✓ delivered ${id} by ${bob}`);
+
+    b.write("read");
+    await b.line("read 1");
+    await a.line(`✓✓ read ${id} by ${bob}`);
+
+    // History on both sides; the sender's shows the state its ticks reached.
+    a.write(`history ${bob}`);
+    await a.line(`#1 [${alice}] Hello offline Bob!  ✓✓ read`);
+    b.write(`history ${alice}`);
+    await b.line(`#1 [${alice}] Hello offline Bob!`);
+    // Nothing left to read: the same message is not marked twice.
+    b.write("read");
+    await b.line("read 0");
+
+    a.write("quit");
+    b.write("quit");
+    expect(await a.exitCode()).to.equal(0);
+    expect(await b.exitCode()).to.equal(0);
+    expect(a.stdout.filter((l) => l.includes(id!))).to.have.length(3); // sent, delivered, read: each once
+    expect(a.stderr.concat(b.stderr)).to.deep.equal([]);
+  });
+
+  it("on EOF runs every command already read, in order, waits for the acks and exits 0", async () => {
+    const carol = uniqueId("carol");
+    // Everything arrives before the CLI has even connected, as with `echo ... | cli`.
+    const c = cli("--user", uniqueId("dave"), "--url", urlOf(server));
+    c.write("bogus");
+    c.write(`send ${carol} hi`);
+    c.write(`send ${carol} second`);
+    c.end();
+    expect(await c.exitCode()).to.equal(0);
+
+    const synced = c.indexOf("synced (0 delivered)");
+    const sent = c.stdout.filter((l) => l.startsWith(`✓ sent `) && l.endsWith(` to ${carol}`));
+    expect(synced).to.be.at.least(0);
+    expect(sent).to.have.length(2);
+    expect(c.indexOf("usage: send <user> <text...> | read | history <user> | quit")).to.be.within(synced, c.indexOf(sent[0]!));
+    // Acknowledged means stored: carol gets both, in the order they were sent.
+    const device = await new Device(urlOf(server), { userId: carol }).connectSynced();
+    devices.push(device);
+    expect(device.received.map((m) => m.content)).to.deep.equal(["hi", "second"]);
+    expect(sent.map((l) => l.split(" ")[2])).to.deep.equal(device.received.map((m) => m.id));
+  });
+
+  it("prints server errors as error lines and carries on", async () => {
+    const erin = uniqueId("erin");
+    const c = cli("--user", erin, "--url", urlOf(server));
+    c.write(`send ${erin} talking to myself`);
+    c.write(`history ${uniqueId("nobody")}`);
+    c.end();
+    expect(await c.exitCode()).to.equal(0);
+    expect(c.stdout).to.include("error BAD_REQUEST: cannot send a direct message to yourself");
+    expect(c.stdout.some((l) => /^history \S+: no conversation$/.test(l))).to.equal(true);
+  });
+
+  describe("against a server in JWT mode", () => {
+    let jwtServer: RunningTicks;
+    before(async () => {
+      jwtServer = await startServer(db.url, { AUTH_MODE: "jwt", JWT_SECRET: TEST_SECRET });
+    });
+    after(() => jwtServer.stop());
+
+    it("exits 1 with `connect failed: unauthorized` when the handshake is refused", async () => {
+      const bad = cli("--token", "not-a-jwt", "--url", urlOf(jwtServer));
+      const devOnly = cli("--user", uniqueId("mallory"), "--url", urlOf(jwtServer));
+      for (const c of [bad, devOnly]) {
+        expect(await c.exitCode()).to.equal(1);
+        expect(c.stderr).to.deep.equal(["connect failed: unauthorized"]);
+        expect(c.stdout).to.deep.equal([]);
+      }
+    });
+
+    it("connects with a valid token as the token's subject", async () => {
+      const frank = uniqueId("frank");
+      const c = cli("--token", await mintToken(frank), "--url", urlOf(jwtServer));
+      await c.line(`connected as ${frank}`);
+      await c.line("synced (0 delivered)");
+      c.end();
+      expect(await c.exitCode()).to.equal(0);
+    });
+  });
+});
