@@ -27,6 +27,8 @@ export type AppDeps = {
   clock?: Clock;
   /** Rooms, presence and leadership across nodes. @default one node, in memory */
   cluster?: Cluster;
+  /** @default a fresh registry */
+  metrics?: Metrics;
 };
 
 export type TicksApp = {
@@ -52,7 +54,7 @@ export function createApp(deps: AppDeps): TicksApp {
   const { config, store, log } = deps;
   const clock = deps.clock ?? systemClock;
   const cluster = deps.cluster ?? localCluster(config);
-  const metrics = new Metrics();
+  const metrics = deps.metrics ?? new Metrics();
   const checks: ReadinessCheck[] = [{ name: "database", check: () => store.ping() }, ...cluster.readiness];
   const http = createServer(httpHandler(checks, metrics, log));
   const io: TicksServer = new Server(http, {

@@ -7,6 +7,7 @@ import { ConfigError, loadConfig, type Config } from "./config";
 import { createApp, type TicksApp } from "./app";
 import { createCluster } from "./cluster";
 import { createLogger, type Logger } from "./log";
+import { Metrics } from "./metrics";
 import { createDatabase, migrateToLatest, type Database } from "./storage/database";
 import { SqlMessageStore } from "./storage/SqlMessageStore";
 
@@ -28,7 +29,9 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
     await db.destroy();
     throw err;
   }
-  const app = createApp({ config, store: new SqlMessageStore(db), log, clock: options.clock ?? systemClock, cluster });
+  const metrics = new Metrics();
+  const store = new SqlMessageStore(db, { onBatch: (kind, size) => metrics.writeBatchSize.observe({ kind }, size) });
+  const app = createApp({ config, store, log, clock: options.clock ?? systemClock, cluster, metrics });
   const port = await app.listen(config.port, config.host);
   let stopped: Promise<void> | undefined;
   // Ordered: sockets and in-flight events first, then Redis, then the database.

@@ -37,6 +37,13 @@ export class Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [this.registry],
   });
+  readonly writeBatchSize = new client.Histogram({
+    name: "ticks_write_batch_size",
+    help: "Requests sharing one database round trip (group commit)",
+    labelNames: ["kind"] as const,
+    buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+    registers: [this.registry],
+  });
   readonly connectedSockets = new client.Gauge({
     name: "ticks_connected_sockets",
     help: "Sockets connected to this node",

@@ -34,11 +34,14 @@ class Cli {
     this.child.stdin!.end();
   }
 
-  /** Waits for an output line matching `pattern` (a string is matched as the whole line). */
-  async line(pattern: RegExp | string, timeoutMs = 15_000): Promise<RegExpExecArray> {
+  /**
+   * Waits for an output line matching `pattern` (a string is matched as the whole line),
+   * at index `since` or later, so a repeated line can be told from an earlier one.
+   */
+  async line(pattern: RegExp | string, since = 0): Promise<RegExpExecArray> {
     const re = typeof pattern === "string" ? new RegExp(`^${escape(pattern)}$`) : pattern;
-    const find = () => this.stdout.map((l) => re.exec(l)).find((m) => m !== null);
-    await waitFor(() => find() !== undefined, `${re} from cli ${this.args.join(" ")}`, timeoutMs).catch((err: Error) => {
+    const find = () => this.stdout.slice(since).map((l) => re.exec(l)).find((m) => m !== null);
+    await waitFor(() => find() !== undefined, `${re} from cli ${this.args.join(" ")}`, 15_000).catch((err: Error) => {
       throw new Error(`${err.message}\nstdout:\n${this.stdout.join("\n")}\nstderr:\n${this.stderr.join("\n")}`);
     });
     return find()!;
@@ -135,20 +138,32 @@ describe("CLI client", function () {
     await b.line("read 1");
     await a.line(`✓✓ read ${id} by ${bob}`);
 
+    // Now bob is online: the next message comes live.
+    const aliceSince = a.stdout.length;
+    a.write(`send ${bob} Still there?`);
+    const [, id2] = await a.line(new RegExp(`^✓ sent (\\S+) to ${bob}$`), aliceSince);
+    await b.line(`[${alice}] Still there?`);
+    await a.line(`✓✓ delivered ${id2} by ${bob}`);
+
     // History on both sides; the sender's shows the state its ticks reached.
     a.write(`history ${bob}`);
+    await a.line(`history ${bob}: 2 messages`);
     await a.line(`#1 [${alice}] Hello offline Bob!  ✓✓ read`);
+    await a.line(`#2 [${alice}] Still there?  ✓✓ delivered`);
     b.write(`history ${alice}`);
     await b.line(`#1 [${alice}] Hello offline Bob!`);
-    // Nothing left to read: the same message is not marked twice.
+    await b.line(`#2 [${alice}] Still there?`);
+    // Only what was not marked yet is marked again.
+    const since = b.stdout.length;
     b.write("read");
-    await b.line("read 0");
+    await b.line("read 1", since);
+    await a.line(`✓✓ read ${id2} by ${bob}`);
 
     a.write("quit");
     b.write("quit");
     expect(await a.exitCode()).to.equal(0);
     expect(await b.exitCode()).to.equal(0);
-    expect(a.stdout.filter((l) => l.includes(id!))).to.have.length(3); // sent, delivered, read: each once
+    for (const sent of [id, id2]) expect(a.stdout.filter((l) => l.includes(sent!))).to.have.length(3); // sent, delivered, read
     expect(a.stderr.concat(b.stderr)).to.deep.equal([]);
   });
 

@@ -116,4 +116,37 @@ describe("message:send", () => {
     const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = 'mallory'");
     expect(rows[0].n).to.equal(0);
   });
+
+  it("commits concurrent sends together (group commit) and settles each request on its own", async () => {
+    const a = uniqueId("alice");
+    const alice = await device(a);
+    const before = await batchStats();
+    const missing = "01890000-0000-7000-8000-000000000000";
+    const replies = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        i === 7
+          ? alice.request("message:send", { clientMsgId: `g-${i}`, conversationId: missing, content: "nowhere" })
+          : alice.request("message:send", { clientMsgId: `g-${i}`, to: `peer-${i % 4}-${a}`, content: `m${i}` }),
+      ),
+    );
+    const after = await batchStats();
+    expect(after.sum - before.sum).to.equal(40);
+    expect(after.count - before.count, "round trips for 40 sends").to.be.lessThan(40);
+    expect(replies[7]).to.deep.equal({ ok: false, error: { code: "NOT_FOUND", message: "no such conversation" } });
+    const ok = replies.filter((r) => r.ok);
+    expect(ok).to.have.length(39);
+    // Four conversations, each with its own gap-free seq.
+    const byConversation = new Map<string, number[]>();
+    for (const r of ok) if (r.ok) byConversation.set(r.message.conversationId, [...(byConversation.get(r.message.conversationId) ?? []), r.message.seq]);
+    expect(byConversation.size).to.equal(4);
+    for (const seqs of byConversation.values()) {
+      expect(seqs.sort((x, y) => x - y)).to.deep.equal(Array.from({ length: seqs.length }, (_, i) => i + 1));
+    }
+  });
+
+  async function batchStats(): Promise<{ sum: number; count: number }> {
+    const text = await (await fetch(`${urlOf(server)}/metrics`)).text();
+    const read = (name: string) => Number(new RegExp(`^${name}\\{kind="append"\\} (\\d+)`, "m").exec(text)?.[1] ?? 0);
+    return { sum: read("ticks_write_batch_size_sum"), count: read("ticks_write_batch_size_count") };
+  }
 });

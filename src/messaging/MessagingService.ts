@@ -40,10 +40,6 @@ export class MessagingService {
     if ("to" in cmd.target && cmd.target.to === from) {
       throw new AppError("BAD_REQUEST", "cannot send a direct message to yourself");
     }
-    // A retry is the common duplicate: answer it without opening a transaction.
-    const original = await this.store.findBySender(from, cmd.clientMsgId);
-    if (original) return { message: original, duplicate: true };
-
     const createdAt = this.clock.now();
     const result = await this.store.append({
       id: uuidv7(),

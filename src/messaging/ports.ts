@@ -30,10 +30,10 @@ export type Membership = "member" | "not_member" | "not_found";
 /** Durable storage. Every method throws StorageUnavailableError when the database fails. */
 export interface MessageStore {
   ensureUser(userId: string): Promise<void>;
-  findBySender(from: string, clientMsgId: string): Promise<Message | null>;
   /**
    * Stores the message, its seq and one delivery row per recipient in one commit; resolves
    * only after COMMIT. A (from, clientMsgId) already stored answers the original.
+   * Concurrent calls may share a commit (group commit).
    */
   append(req: AppendRequest): Promise<AppendResult>;
   markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]>;

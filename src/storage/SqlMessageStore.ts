@@ -8,13 +8,22 @@ import type {
   MessageStore,
   StatusChange,
 } from "../messaging/ports";
+import { appendBatch, LostDuplicateRace } from "./appendBatch";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
+import { TickBatcher, type BatchOutcome } from "./TickBatcher";
 
-/** Thrown inside a transaction to roll it back when a concurrent retry won the insert. */
-class LostDuplicateRace extends Error {}
+/** Deadlock and serialization failures: the transaction can simply run again. */
+const RETRYABLE_PG_CODES = new Set(["40P01", "40001"]);
 
-/** Direct conversations are keyed by the sorted pair; a space cannot occur in a user id. */
-export const directKey = (a: string, b: string): string => (a < b ? `${a} ${b}` : `${b} ${a}`);
+type ReceiptRequest = { recipient: string; messageIds: string[]; at: Date };
+
+export type StoreOptions = {
+  /** Largest group commit. @default 256 */
+  maxBatch?: number;
+  /** Group commits in flight at once. @default 4 */
+  maxConcurrentBatches?: number;
+  onBatch?: (kind: "append" | "receipt", size: number) => void;
+};
 
 /**
  * The Knex repository behind the messaging core, for PostgreSQL and PGlite alike. Database
@@ -22,7 +31,23 @@ export const directKey = (a: string, b: string): string => (a < b ? `${a} ${b}` 
  * refusals (NOT_FOUND, FORBIDDEN) pass through as they are.
  */
 export class SqlMessageStore implements MessageStore {
-  constructor(private readonly db: Knex) {}
+  private readonly appends: TickBatcher<AppendRequest, AppendResult>;
+  private readonly receipts: TickBatcher<ReceiptRequest, StatusChange[]>;
+
+  constructor(
+    private readonly db: Knex,
+    options: StoreOptions = {},
+  ) {
+    const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
+    this.appends = new TickBatcher((reqs) => this.appendMany(reqs), {
+      ...batching,
+      onBatch: (n) => options.onBatch?.("append", n),
+    });
+    this.receipts = new TickBatcher((reqs) => this.markDeliveredMany(reqs), {
+      ...batching,
+      onBatch: (n) => options.onBatch?.("receipt", n),
+    });
+  }
 
   private async guard<T>(work: () => Promise<T>): Promise<T> {
     try {
@@ -54,132 +79,58 @@ export class SqlMessageStore implements MessageStore {
     });
   }
 
-  findBySender(from: string, clientMsgId: string): Promise<Message | null> {
-    return this.guard(() => this.findOriginal(this.db, from, clientMsgId));
-  }
-
-  private async findOriginal(q: Knex | Knex.Transaction, from: string, clientMsgId: string): Promise<Message | null> {
-    const rows = rowsOf<MessageRow>(
-      await q.raw(`SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE m.from_user_id = ? AND m.client_msg_id = ?`, [
-        from,
-        clientMsgId,
-      ]),
-    );
-    return rows[0] ? toMessage(rows[0]) : null;
-  }
-
   append(req: AppendRequest): Promise<AppendResult> {
-    return this.guard(async () => {
+    return this.appends.submit(req);
+  }
+
+  /** One transaction per batch; retried when a concurrent batch won a race or deadlocked. */
+  private async appendMany(reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
+    for (let attempt = 1; ; attempt++) {
       try {
-        return await this.db.transaction((trx) => this.appendIn(trx, req));
+        return await this.db.transaction((trx) => appendBatch(trx, reqs));
       } catch (err) {
-        if (!(err instanceof LostDuplicateRace)) throw err;
-        const original = await this.findOriginal(this.db, req.from, req.clientMsgId);
-        if (!original) throw new StorageUnavailableError(err);
-        return { duplicate: true, message: original };
+        const retryable = err instanceof LostDuplicateRace || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
+        if (retryable && attempt < 5) continue;
+        throw err instanceof AppError ? err : new StorageUnavailableError(err);
       }
-    });
-  }
-
-  private async appendIn(trx: Knex.Transaction, req: AppendRequest): Promise<AppendResult> {
-    const { conversationId, to } = await this.resolveConversation(trx, req);
-    // The row lock taken here serialises writers of one conversation until COMMIT, and a
-    // rollback undoes the increment: seq stays gap-free.
-    const [counter] = rowsOf<{ last_seq: string }>(
-      await trx.raw(
-        `UPDATE conversations SET last_seq = last_seq + 1, last_message_at = ?
-         WHERE conversation_id = ? RETURNING last_seq`,
-        [req.createdAt, conversationId],
-      ),
-    );
-    const seq = toNumber(counter!.last_seq);
-    const inserted = rowsOf<MessageRow>(
-      await trx.raw(
-        `INSERT INTO messages AS m (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id,
-           content, created_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (from_user_id, client_msg_id) DO NOTHING
-         RETURNING ${MESSAGE_COLUMNS}`,
-        [req.id, conversationId, seq, req.from, to, req.clientMsgId, req.content, req.createdAt, req.expiresAt],
-      ),
-    );
-    if (!inserted[0]) throw new LostDuplicateRace();
-    const recipients = rowsOf<{ recipient_id: string }>(
-      await trx.raw(
-        `INSERT INTO message_delivery (message_id, recipient_id, status)
-         SELECT ?, user_id, 'sent' FROM conversation_members
-         WHERE conversation_id = ? AND user_id <> ?
-         ORDER BY user_id
-         RETURNING recipient_id`,
-        [req.id, conversationId, req.from],
-      ),
-    ).map((r) => r.recipient_id);
-    return { duplicate: false, message: toMessage(inserted[0]), recipients };
-  }
-
-  private async resolveConversation(
-    trx: Knex.Transaction,
-    req: AppendRequest,
-  ): Promise<{ conversationId: string; to: string | null }> {
-    if ("to" in req.target) {
-      const to = req.target.to;
-      const conversationId = await this.findOrCreateDirect(trx, req.from, to, req.id, req.createdAt);
-      return { conversationId, to };
     }
-    const conversationId = req.target.conversationId;
-    const rows = rowsOf<{ kind: string; user_id: string }>(
-      await trx.raw(
-        `SELECT c.kind, cm.user_id FROM conversations c
-         LEFT JOIN conversation_members cm ON cm.conversation_id = c.conversation_id
-         WHERE c.conversation_id = ?`,
-        [conversationId],
-      ),
-    );
-    if (rows.length === 0) throw new AppError("NOT_FOUND", "no such conversation");
-    if (!rows.some((r) => r.user_id === req.from)) throw new AppError("FORBIDDEN", "not a member of this conversation");
-    const to = rows[0]!.kind === "direct" ? (rows.find((r) => r.user_id !== req.from)?.user_id ?? null) : null;
-    return { conversationId, to };
-  }
-
-  private async findOrCreateDirect(trx: Knex.Transaction, a: string, b: string, newId: string, at: Date): Promise<string> {
-    const key = directKey(a, b);
-    const created = rowsOf<{ conversation_id: string }>(
-      await trx.raw(
-        `INSERT INTO conversations (conversation_id, kind, direct_key, created_at, created_by)
-         VALUES (?, 'direct', ?, ?, ?) ON CONFLICT (direct_key) DO NOTHING RETURNING conversation_id`,
-        [newId, key, at, a],
-      ),
-    );
-    if (created[0]) {
-      await trx.raw(`INSERT INTO users (user_id) VALUES (?), (?) ON CONFLICT (user_id) DO NOTHING`, [a, b]);
-      await trx.raw(`INSERT INTO conversation_members (conversation_id, user_id, joined_at) VALUES (?, ?, ?), (?, ?, ?)`, [
-        newId,
-        a,
-        at,
-        newId,
-        b,
-        at,
-      ]);
-      return newId;
-    }
-    const existing = rowsOf<{ conversation_id: string }>(
-      await trx.raw(`SELECT conversation_id FROM conversations WHERE direct_key = ?`, [key]),
-    );
-    return existing[0]!.conversation_id;
   }
 
   markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]> {
-    return this.guard(async () => {
-      const rows = rowsOf<{ message_id: string; from_user_id: string }>(
+    return this.receipts.submit({ recipient, messageIds, at });
+  }
+
+  /** Delivery receipts of many devices in one UPDATE: each caller gets back its own changes. */
+  private async markDeliveredMany(reqs: ReceiptRequest[]): Promise<BatchOutcome<StatusChange[]>[]> {
+    const recipients = reqs.flatMap((r) => r.messageIds.map(() => r.recipient));
+    const ids = reqs.flatMap((r) => r.messageIds);
+    const at = reqs.flatMap((r) => r.messageIds.map(() => r.at.toISOString()));
+    let rows: { recipient_id: string; message_id: string; from_user_id: string }[];
+    try {
+      rows = rowsOf(
         await this.db.raw(
-          `UPDATE message_delivery d SET status = 'delivered', delivered_at = ?
-           FROM messages m
-           WHERE m.message_id = d.message_id AND d.recipient_id = ? AND d.message_id = ANY(?::uuid[]) AND d.status = 'sent'
-           RETURNING d.message_id, m.from_user_id`,
-          [at, recipient, messageIds],
+          `UPDATE message_delivery d SET status = 'delivered', delivered_at = v.at
+           FROM unnest(?::text[], ?::uuid[], ?::timestamptz[]) AS v(recipient_id, message_id, at), messages m
+           WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status = 'sent'
+             AND m.message_id = d.message_id
+           RETURNING d.recipient_id, d.message_id, m.from_user_id`,
+          [recipients, ids, at],
         ),
       );
-      return rows.map((r) => ({ messageId: r.message_id, from: r.from_user_id }));
+    } catch (err) {
+      throw new StorageUnavailableError(err);
+    }
+    const changed = new Map(rows.map((r) => [`${r.recipient_id} ${r.message_id}`, r.from_user_id]));
+    return reqs.map((r) => {
+      const mine: StatusChange[] = [];
+      for (const id of r.messageIds) {
+        const key = `${r.recipient} ${id}`;
+        const from = changed.get(key);
+        if (from === undefined) continue;
+        changed.delete(key); // a receipt listed twice in one batch counts once
+        mine.push({ messageId: id, from });
+      }
+      return { ok: true, value: mine };
     });
   }
 
