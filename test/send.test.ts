@@ -144,6 +144,21 @@ describe("message:send", () => {
     }
   });
 
+  it("refuses text PostgreSQL cannot store as sent (NUL, lone surrogates) with BAD_REQUEST", async () => {
+    const aliceId = uniqueId("alice");
+    const alice = await device(aliceId);
+    for (const content of ["a\u0000b", "half \uD83D", "\uDE00 reversed"]) {
+      const reply = await alice.request("message:send", { clientMsgId: uuidv4(), to: "bob-text", content });
+      expect(!reply.ok && reply.error.code, JSON.stringify(content)).to.equal("BAD_REQUEST");
+    }
+    const group = await alice.request("group:create", { title: "nul\u0000title", members: ["bob-text"] });
+    expect(!group.ok && group.error.code).to.equal("BAD_REQUEST");
+    const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [aliceId]);
+    expect(rows[0].n).to.equal(0);
+    const emoji = await alice.request("message:send", { clientMsgId: uuidv4(), to: "bob-text", content: "ok 😀" });
+    expect(emoji.ok && emoji.message.content).to.equal("ok 😀");
+  });
+
   async function batchStats(): Promise<{ sum: number; count: number }> {
     const text = await (await fetch(`${urlOf(server)}/metrics`)).text();
     const read = (name: string) => Number(new RegExp(`^${name}\\{kind="append"\\} (\\d+)`, "m").exec(text)?.[1] ?? 0);

@@ -10,6 +10,11 @@ import type { ClientEventName } from "./events";
 const userId = z.string().regex(USER_ID, "a user id is 1-64 chars of [A-Za-z0-9._@-]");
 const uuid = z.string().regex(UUID, "must be a UUID");
 const seq = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** Text PostgreSQL can store as sent: well-formed UTF-16 (no lone surrogates), no NUL. */
+const text = z
+  .string()
+  .refine((s) => s.isWellFormed(), "must be well-formed Unicode (no lone surrogates)")
+  .refine((s) => !s.includes("\u0000"), "must not contain NUL characters");
 
 export const LIMITS = {
   readIds: 500,
@@ -27,7 +32,7 @@ export const schemas = {
       to: userId.optional(),
       conversationId: uuid.optional(),
       // The length limit is checked after parsing, so it can answer TOO_LARGE.
-      content: z.string().min(1, "content must not be empty"),
+      content: text.pipe(z.string().min(1, "content must not be empty")),
     })
     .refine((p) => (p.to === undefined) !== (p.conversationId === undefined), {
       message: "exactly one of `to` or `conversationId` is required",
@@ -41,7 +46,7 @@ export const schemas = {
   }),
   "conversation:list": z.object({}),
   "group:create": z.object({
-    title: z.string().trim().min(1).max(LIMITS.titleLength),
+    title: text.pipe(z.string().trim().min(1).max(LIMITS.titleLength)),
     members: z.array(userId).min(1).max(LIMITS.groupMembers),
   }),
   typing: z.object({ conversationId: uuid, typing: z.boolean() }),
