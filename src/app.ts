@@ -109,7 +109,15 @@ export function createApp(deps: AppDeps): TicksApp {
     metrics.connectedSockets.inc();
     // Syncing until the backlog is drained: live messages skip this socket meanwhile.
     socket.join([userRoom(userId), SYNCING_ROOM]);
-    registerHandlers(socket, { messaging, presence, rateLimiter: cluster.rateLimiter, log, track, closing: () => closing });
+    registerHandlers(socket, {
+      messaging,
+      presence,
+      rateLimiter: cluster.rateLimiter,
+      log,
+      track,
+      closing: () => closing,
+      observe: (event, outcome, seconds) => metrics.handlerSeconds.observe({ event, outcome }, seconds),
+    });
     socket.on("disconnect", () => {
       metrics.connectedSockets.dec();
       presence.disconnected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed"));

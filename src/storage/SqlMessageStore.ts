@@ -22,7 +22,7 @@ export type StoreOptions = {
   maxBatch?: number;
   /** Group commits in flight at once. @default 4 */
   maxConcurrentBatches?: number;
-  onBatch?: (kind: "append" | "receipt", size: number) => void;
+  onBatch?: (kind: "append" | "delivered" | "read", size: number) => void;
 };
 
 /**
@@ -32,7 +32,8 @@ export type StoreOptions = {
  */
 export class SqlMessageStore implements MessageStore {
   private readonly appends: TickBatcher<AppendRequest, AppendResult>;
-  private readonly receipts: TickBatcher<ReceiptRequest, StatusChange[]>;
+  private readonly deliveredReceipts: TickBatcher<ReceiptRequest, StatusChange[]>;
+  private readonly readReceipts: TickBatcher<ReceiptRequest, StatusChange[]>;
 
   constructor(
     private readonly db: Knex,
@@ -43,9 +44,13 @@ export class SqlMessageStore implements MessageStore {
       ...batching,
       onBatch: (n) => options.onBatch?.("append", n),
     });
-    this.receipts = new TickBatcher((reqs) => this.markDeliveredMany(reqs), {
+    this.deliveredReceipts = new TickBatcher((reqs) => this.markMany("delivered", reqs), {
       ...batching,
-      onBatch: (n) => options.onBatch?.("receipt", n),
+      onBatch: (n) => options.onBatch?.("delivered", n),
+    });
+    this.readReceipts = new TickBatcher((reqs) => this.markMany("read", reqs), {
+      ...batching,
+      onBatch: (n) => options.onBatch?.("read", n),
     });
   }
 
@@ -97,26 +102,37 @@ export class SqlMessageStore implements MessageStore {
   }
 
   markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]> {
-    return this.receipts.submit({ recipient, messageIds, at });
+    return this.deliveredReceipts.submit({ recipient, messageIds, at });
   }
 
-  /** Delivery receipts of many devices in one UPDATE: each caller gets back its own changes. */
-  private async markDeliveredMany(reqs: ReceiptRequest[]): Promise<BatchOutcome<StatusChange[]>[]> {
+  markRead(reader: string, messageIds: string[], at: Date): Promise<StatusChange[]> {
+    return this.readReceipts.submit({ recipient: reader, messageIds, at });
+  }
+
+  /**
+   * Receipts of many devices in one UPDATE; each caller gets back its own changes. Only
+   * rows of the caller as recipient move, and only forward: sent → delivered → read (read
+   * also sets delivered_at; an expired message is no longer marked read).
+   */
+  private async markMany(status: "delivered" | "read", reqs: ReceiptRequest[]): Promise<BatchOutcome<StatusChange[]>[]> {
     const recipients = reqs.flatMap((r) => r.messageIds.map(() => r.recipient));
     const ids = reqs.flatMap((r) => r.messageIds);
     const at = reqs.flatMap((r) => r.messageIds.map(() => r.at.toISOString()));
-    let rows: { recipient_id: string; message_id: string; from_user_id: string }[];
-    try {
-      rows = rowsOf(
-        await this.db.raw(
-          `UPDATE message_delivery d SET status = 'delivered', delivered_at = v.at
+    const sql =
+      status === "delivered"
+        ? `UPDATE message_delivery d SET status = 'delivered', delivered_at = v.at
            FROM unnest(?::text[], ?::uuid[], ?::timestamptz[]) AS v(recipient_id, message_id, at), messages m
            WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status = 'sent'
              AND m.message_id = d.message_id
-           RETURNING d.recipient_id, d.message_id, m.from_user_id`,
-          [recipients, ids, at],
-        ),
-      );
+           RETURNING d.recipient_id, d.message_id, m.from_user_id`
+        : `UPDATE message_delivery d SET status = 'read', read_at = v.at, delivered_at = COALESCE(d.delivered_at, v.at)
+           FROM unnest(?::text[], ?::uuid[], ?::timestamptz[]) AS v(recipient_id, message_id, at), messages m
+           WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status <> 'read'
+             AND m.message_id = d.message_id AND m.expires_at > v.at
+           RETURNING d.recipient_id, d.message_id, m.from_user_id`;
+    let rows: { recipient_id: string; message_id: string; from_user_id: string }[];
+    try {
+      rows = rowsOf(await this.db.raw(sql, [recipients, ids, at]));
     } catch (err) {
       throw new StorageUnavailableError(err);
     }
@@ -131,22 +147,6 @@ export class SqlMessageStore implements MessageStore {
         mine.push({ messageId: id, from });
       }
       return { ok: true, value: mine };
-    });
-  }
-
-  markRead(reader: string, messageIds: string[], at: Date): Promise<StatusChange[]> {
-    return this.guard(async () => {
-      const rows = rowsOf<{ message_id: string; from_user_id: string }>(
-        await this.db.raw(
-          `UPDATE message_delivery d SET status = 'read', read_at = ?, delivered_at = COALESCE(d.delivered_at, ?)
-           FROM messages m
-           WHERE m.message_id = d.message_id AND d.recipient_id = ? AND d.message_id = ANY(?::uuid[])
-             AND d.status <> 'read' AND m.expires_at > ?
-           RETURNING d.message_id, m.from_user_id`,
-          [at, at, reader, messageIds, at],
-        ),
-      );
-      return rows.map((r) => ({ messageId: r.message_id, from: r.from_user_id }));
     });
   }
 

@@ -21,6 +21,8 @@ export type HandlerDeps = {
   track: (work: Promise<unknown>) => void;
   /** True once shutdown began: new events are refused as UNAVAILABLE (retry elsewhere). */
   closing: () => boolean;
+  /** Time from receiving an event to acknowledging it. */
+  observe?: (event: ClientEventName, outcome: string, seconds: number) => void;
 };
 
 /**
@@ -66,6 +68,8 @@ function on<E extends ClientEventName>(socket: TicksSocket, deps: HandlerDeps, e
     // Without a callback nobody could learn the outcome: ignored, nothing changes.
     if (!ack) return;
     if (deps.closing()) return ack(toErr(new AppError("UNAVAILABLE", "server is shutting down, retry"), deps.log, {}));
+    const started = process.hrtime.bigint();
+    const done = (outcome: string) => deps.observe?.(event, outcome, Number(process.hrtime.bigint() - started) / 1e9);
     const work = (async () => {
       try {
         if (!(await deps.rateLimiter.allow(socket.data.userId))) {
@@ -73,8 +77,11 @@ function on<E extends ClientEventName>(socket: TicksSocket, deps: HandlerDeps, e
         }
         const input = parsePayload(event, args[0]);
         ack({ ok: true, ...(await handler(input, socket)) });
+        done("ok");
       } catch (err) {
-        ack(toErr(err, deps.log, { event, userId: socket.data.userId }));
+        const reply = toErr(err, deps.log, { event, userId: socket.data.userId });
+        ack(reply);
+        done(reply.error.code);
       }
     })();
     deps.track(work);
