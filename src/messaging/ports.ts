@@ -27,6 +27,8 @@ export type HistoryQuery = { beforeSeq?: number; afterSeq?: number; limit: numbe
 
 export type Membership = "member" | "not_member" | "not_found";
 
+export type NewGroup = { id: string; title: string; creator: string; members: string[]; at: Date };
+
 /** Durable storage. Every method throws StorageUnavailableError when the database fails. */
 export interface MessageStore {
   ensureUser(userId: string): Promise<void>;
@@ -51,7 +53,7 @@ export interface MessageStore {
   membership(conversationId: string, userId: string): Promise<Membership>;
   members(conversationId: string): Promise<string[]>;
   listConversations(userId: string, now: Date): Promise<ConversationSummary[]>;
-  createGroup(req: { id: string; title: string; creator: string; members: string[]; at: Date }): Promise<ConversationSummary>;
+  createGroup(req: NewGroup): Promise<ConversationSummary>;
   /** Deletes up to `limit` expired messages (and their delivery rows); returns how many. */
   deleteExpired(now: Date, limit: number): Promise<number>;
   setLastSeen(userId: string, at: Date): Promise<void>;

@@ -6,10 +6,12 @@ import type {
   HistoryQuery,
   Membership,
   MessageStore,
+  NewGroup,
   StatusChange,
 } from "../messaging/ports";
 import { appendBatch, LostDuplicateRace } from "./appendBatch";
-import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
+import { conversationSummaries, insertGroup } from "./conversationQueries";
+import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
 import { TickBatcher, type BatchOutcome } from "./TickBatcher";
 
 /** Deadlock and serialization failures: the transaction can simply run again. */
@@ -240,76 +242,11 @@ export class SqlMessageStore implements MessageStore {
   }
 
   listConversations(userId: string, now: Date): Promise<ConversationSummary[]> {
-    return this.guard(() => this.summaries(this.db, userId, now));
+    return this.guard(() => conversationSummaries(this.db, userId, now));
   }
 
-  private async summaries(q: Knex | Knex.Transaction, userId: string, now: Date, only?: string): Promise<ConversationSummary[]> {
-    const rows = rowsOf<
-      MessageRow & {
-        id: string;
-        kind: "direct" | "group";
-        title: string | null;
-        last_seq: string | number;
-        members: string[];
-        unread: string | number | null;
-      }
-    >(
-      await q.raw(
-        `WITH mine AS (
-           SELECT c.* FROM conversation_members cm JOIN conversations c ON c.conversation_id = cm.conversation_id
-           WHERE cm.user_id = ? ${only ? "AND c.conversation_id = ?" : ""}
-         ), unread AS (
-           SELECT m.conversation_id, count(*) AS n FROM message_delivery d
-           JOIN messages m ON m.message_id = d.message_id
-           WHERE d.recipient_id = ? AND d.status IN ('sent', 'delivered') AND m.expires_at > ?
-           GROUP BY m.conversation_id
-         )
-         SELECT c.conversation_id AS id, c.kind, c.title, c.last_seq,
-           (SELECT array_agg(x.user_id ORDER BY x.user_id) FROM conversation_members x
-             WHERE x.conversation_id = c.conversation_id) AS members,
-           u.n AS unread, ${MESSAGE_COLUMNS}
-         FROM mine c
-         LEFT JOIN unread u ON u.conversation_id = c.conversation_id
-         LEFT JOIN LATERAL (
-           SELECT * FROM messages lm WHERE lm.conversation_id = c.conversation_id AND lm.expires_at > ?
-           ORDER BY lm.seq DESC LIMIT 1
-         ) m ON true
-         ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.conversation_id`,
-        only ? [userId, only, userId, now, now] : [userId, userId, now, now],
-      ),
-    );
-    return rows.map((r) => ({
-      id: r.id,
-      kind: r.kind,
-      title: r.title,
-      members: r.members,
-      lastSeq: toNumber(r.last_seq),
-      unread: toNumber(r.unread),
-      lastMessage: r.message_id ? toMessage(r) : null,
-    }));
-  }
-
-  createGroup(req: { id: string; title: string; creator: string; members: string[]; at: Date }): Promise<ConversationSummary> {
-    return this.guard(() =>
-      this.db.transaction(async (trx) => {
-        const all = [...new Set([req.creator, ...req.members])];
-        await trx.raw(
-          `INSERT INTO users (user_id) SELECT * FROM unnest(?::text[]) ON CONFLICT (user_id) DO NOTHING`,
-          [all],
-        );
-        await trx.raw(
-          `INSERT INTO conversations (conversation_id, kind, title, created_at, created_by) VALUES (?, 'group', ?, ?, ?)`,
-          [req.id, req.title, req.at, req.creator],
-        );
-        await trx.raw(
-          `INSERT INTO conversation_members (conversation_id, user_id, joined_at)
-           SELECT ?, u, ? FROM unnest(?::text[]) AS u`,
-          [req.id, req.at, all],
-        );
-        const [summary] = await this.summaries(trx, req.creator, req.at, req.id);
-        return summary!;
-      }),
-    );
+  createGroup(req: NewGroup): Promise<ConversationSummary> {
+    return this.guard(() => insertGroup(this.db, req));
   }
 
   deleteExpired(now: Date, limit: number): Promise<number> {
