@@ -120,7 +120,7 @@ export function createApp(deps: AppDeps): TicksApp {
     });
     socket.on("disconnect", () => {
       metrics.connectedSockets.dec();
-      presence.disconnected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed"));
+      track(presence.disconnected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed")));
     });
     void (async () => {
       await messaging.connect(userId).catch((err) => log.warn({ err, userId }, "user not recorded"));
@@ -135,17 +135,24 @@ export function createApp(deps: AppDeps): TicksApp {
     })().catch((err) => log.error({ err, userId }, "connection setup failed"));
   });
 
+  const settled = (work: Promise<unknown>) =>
+    Promise.race([work, new Promise((r) => setTimeout(r, DRAIN_TIMEOUT_MS).unref())]);
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closed ??= (async () => {
       closing = true;
       http.close(); // no new connections; open sockets stay until their events are answered
-      await Promise.race([Promise.allSettled([...inflight]), new Promise((r) => setTimeout(r, DRAIN_TIMEOUT_MS).unref())]);
+      await settled(Promise.allSettled([...inflight]));
       await sweeper.stop();
       await redeliverer.stop();
       presence.stop();
+      // Receipts of messages just sent come back through this node (and Redis): wait for them
+      // (at most DELIVERY_ACK_TIMEOUT_MS), or they would stay `sent` until redelivery.
+      await settled(messaging.settleOffers());
       // Closes every socket at the transport level: clients reconnect by themselves (elsewhere).
       await io.close();
+      // What the disconnects started (presence, last seen) before Redis and the database go.
+      await settled(Promise.allSettled([...inflight]));
     })());
 
   return {

@@ -19,6 +19,9 @@ export type HistoryCommand = { conversationId: string; beforeSeq?: number; after
  * who acts.
  */
 export class MessagingService {
+  /** Live offers waiting for a receipt: shutdown lets them finish, or the receipt is lost. */
+  private readonly offers = new Set<Promise<void>>();
+
   constructor(
     private readonly store: MessageStore,
     private readonly notifier: Notifier,
@@ -59,13 +62,21 @@ export class MessagingService {
 
   /** Best effort: a message nobody confirms stays `sent` and comes back (backlog, redelivery). */
   private deliverLive(recipient: string, message: Message, scope: "cluster" | "local" = "cluster"): Promise<void> {
-    return this.notifier
+    const offer = this.notifier
       .deliver(recipient, message, scope)
       .then((confirmed) => (confirmed ? this.confirmDelivered(recipient, [message.id]) : 0))
       .then(
         () => undefined,
         (err) => this.log.warn({ err, messageId: message.id, recipient }, "live delivery receipt not stored"),
       );
+    this.offers.add(offer);
+    void offer.finally(() => this.offers.delete(offer));
+    return offer;
+  }
+
+  /** Resolves when every live offer made so far got its receipt stored or timed out. */
+  async settleOffers(): Promise<void> {
+    await Promise.allSettled([...this.offers]);
   }
 
   /**

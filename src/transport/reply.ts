@@ -1,10 +1,10 @@
 import type { Logger } from "../log";
-import { AppError, type Err } from "../protocol";
+import { AppError, StorageUnavailableError, type Err } from "../protocol";
 
 /** Turns any failure into a protocol error; internals never reach a client. */
 export function toErr(err: unknown, log: Logger, context: Record<string, unknown>): Err {
   if (err instanceof AppError) {
-    if (err.code === "UNAVAILABLE") log.warn({ ...context, err: (err as { cause?: unknown }).cause }, "storage unavailable");
+    if (err instanceof StorageUnavailableError) log.warn({ ...context, err: err.cause }, "storage unavailable");
     return { ok: false, error: { code: err.code, message: err.message } };
   }
   log.error({ ...context, err }, "unexpected error in handler");

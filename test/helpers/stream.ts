@@ -16,6 +16,8 @@ export type StreamClient = {
   raw: Message[];
   /** Reasons given to `disconnect`, in order (client-initiated ones included). */
   disconnects: string[];
+  /** When each of those happened (Date.now()). */
+  disconnectedAt: number[];
   /** How many times `connect` fired (1 + reconnections). */
   connects: number;
   syncs: number;
@@ -31,9 +33,12 @@ export function streamClient(url: string, userId: string, auth: Record<string, s
     forceNew: true,
     autoConnect: false,
   });
-  const client: StreamClient = { userId, socket, raw: [], disconnects: [], connects: 0, syncs: 0 };
+  const client: StreamClient = { userId, socket, raw: [], disconnects: [], disconnectedAt: [], connects: 0, syncs: 0 };
   socket.on("connect", () => client.connects++);
-  socket.on("disconnect", (reason) => client.disconnects.push(reason));
+  socket.on("disconnect", (reason) => {
+    client.disconnects.push(reason);
+    client.disconnectedAt.push(Date.now());
+  });
   socket.on("message:new", (m, ack) => {
     client.raw.push(m);
     ack();
@@ -69,6 +74,8 @@ export type SendStats = {
   /** Acknowledgements that said `duplicate: true` (a retry of something already stored). */
   duplicateAcks: number;
   unavailable: number;
+  /** RATE_LIMITED answers (the server's per-user limit): retried after a pause. */
+  rateLimited: number;
   /** Attempts that got no answer: ack timeout, or the socket disconnected first. */
   noAnswer: number;
   /** Every ok acknowledgement, including duplicates: clientMsgId → message ids answered. */
@@ -81,6 +88,7 @@ export const newStats = (): SendStats => ({
   acknowledged: 0,
   duplicateAcks: 0,
   unavailable: 0,
+  rateLimited: 0,
   noAnswer: 0,
   answers: new Map(),
 });
@@ -97,7 +105,8 @@ async function connected(socket: ClientSocket, timeoutMs: number): Promise<void>
 
 /**
  * Sends until acknowledged, always with the same clientMsgId: UNAVAILABLE (a node shutting
- * down) and no answer (timeout, disconnect) are retried, any other error fails the test.
+ * down), RATE_LIMITED (after a pause) and no answer (timeout, disconnect) are retried; any
+ * other error fails the test.
  */
 export async function sendReliably(
   client: StreamClient,
@@ -126,6 +135,11 @@ export async function sendReliably(
       if (reply.duplicate) stats.duplicateAcks++;
       stats.acknowledged++;
       return reply.message;
+    }
+    if (reply.error.code === "RATE_LIMITED") {
+      stats.rateLimited++;
+      await sleep(250);
+      continue;
     }
     if (reply.error.code !== "UNAVAILABLE") throw new Error(`${payload.clientMsgId}: ${reply.error.code} ${reply.error.message}`);
     stats.unavailable++;
