@@ -15,7 +15,7 @@ export type RunningTicks = TicksApp & { port: number; db: Database; stop(): Prom
 
 export async function startTicks(config: Config, options: { log?: Logger; clock?: Clock } = {}): Promise<RunningTicks> {
   const log = options.log ?? createLogger(config.logLevel);
-  const db = createDatabase(config.database);
+  const db = createDatabase(config.database, log);
   try {
     await migrateToLatest(db, config.database.kind);
   } catch (err) {

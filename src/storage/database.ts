@@ -3,15 +3,17 @@ import path from "node:path";
 import knexFactory, { type Knex } from "knex";
 import ClientPgLite from "knex-pglite";
 import type { Config } from "../config";
+import { throttledWarn, type Logger } from "../log";
 import { MigrationSource } from "./MigrationSource";
 
 export type Database = Knex;
 
 /** Knex settings for PostgreSQL (pg) or the embedded PGlite default; also the knexfile's. */
-export function knexConfig(database: Config["database"]): Knex.Config {
+export function knexConfig(database: Config["database"], log?: Logger): Knex.Config {
   const migrations = { migrationSource: new MigrationSource() };
   if (database.kind === "postgres") {
-    return { client: "pg", connection: database.url, pool: { min: 0, max: 10 }, migrations };
+    const pg: Knex.Config = { client: "pg", connection: database.url, pool: { min: 0, max: 10 }, migrations };
+    return log ? { ...pg, log: knexLog(log) } : pg;
   }
   const dir = path.resolve(database.dataDir, "pglite");
   mkdirSync(dir, { recursive: true });
@@ -23,8 +25,22 @@ export function knexConfig(database: Config["database"]): Knex.Config {
   } as Knex.Config;
 }
 
-export function createDatabase(database: Config["database"]): Database {
-  return knexFactory(knexConfig(database));
+export function createDatabase(database: Config["database"], log?: Logger): Database {
+  return knexFactory(knexConfig(database, log));
+}
+
+/**
+ * Knex writes its own warnings (one per failed connection attempt while the database is
+ * down) straight to stdout; through pino, throttled, they keep the log one JSON per line.
+ */
+function knexLog(log: Logger): Knex.Config["log"] {
+  const warn = throttledWarn(log);
+  return {
+    warn: (message: unknown) => warn({ knex: String(message).split("\n")[0] }, "knex warning"),
+    error: (message: unknown) => log.error({ knex: String(message) }, "knex error"),
+    deprecate: (method: unknown, alternative: unknown) => log.warn({ method, alternative }, "knex deprecation"),
+    debug: () => {},
+  };
 }
 
 /** Arbitrary, fixed: the advisory lock key that serialises migrations across nodes. */

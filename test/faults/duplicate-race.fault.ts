@@ -1,0 +1,180 @@
+import { expect } from "chai";
+import { Client } from "pg";
+import { io } from "socket.io-client";
+import type { ClientSocket } from "../../src/client/TicksClient";
+import { createTestDatabase, type TestDatabase } from "../helpers/database";
+import { uniqueId } from "../helpers/device";
+import {
+  FailoverRecipient,
+  LogWatch,
+  printFigures,
+  settle,
+  spread,
+  type FloodStats,
+  type Intent,
+  type SendReply,
+} from "../helpers/flood";
+import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "../helpers/processes";
+
+const USERS = 20;
+const PER_USER = 50; // 1 000 distinct messages
+const RECIPIENTS = 10;
+
+/**
+ * Extra case 5: a retry storm. Every message is sent four times at once with the same
+ * clientMsgId: twice on one socket (same node, likely the same group-commit batch), once
+ * from a second device on the same node and once from a third device on the other node
+ * (a race between two nodes' transactions). Guarantee 2: one stored message per
+ * (sender, clientMsgId), and every ok answers that one message.
+ */
+describe("fault (extra): the same clientMsgId sent four times at once, on both nodes", function () {
+  this.timeout(180_000);
+  let db: TestDatabase | undefined;
+  let redis: RedisProcess | undefined;
+  let pg: Client | undefined;
+  let nodes: NodeProcess[] = [];
+  let watches: LogWatch[] = [];
+  const sockets: ClientSocket[] = [];
+  const clients: { close(): void }[] = [];
+
+  before(async () => {
+    db = await createTestDatabase();
+    redis = await startPrivateRedis();
+    pg = new Client({ connectionString: db.url });
+    await pg.connect();
+    const env = {
+      DATABASE_URL: db.url,
+      REDIS_URL: redis.url,
+      AUTH_MODE: "dev",
+      RATE_LIMIT_EVENTS_PER_SEC: "0",
+      REDELIVERY_AFTER_MS: "2000",
+      DELIVERY_ACK_TIMEOUT_MS: "3000",
+    };
+    nodes = await Promise.all([spawnNode(env), spawnNode(env)]);
+    watches = nodes.map((n) => new LogWatch(n));
+  });
+
+  after(async () => {
+    sockets.splice(0).forEach((s) => s.disconnect());
+    clients.splice(0).forEach((c) => c.close());
+    for (const w of watches) console.log(`      ${w.summary()}`);
+    await Promise.allSettled(nodes.map((n) => n.kill("SIGKILL")));
+    await pg?.end().catch(() => {});
+    await redis?.stop().catch(() => {});
+    await db?.drop().catch((err) => console.log(`could not drop ${db?.name}: ${err}`));
+  });
+
+  it("stores each message once and answers every copy with the same message", async () => {
+    const [A, B] = nodes as [NodeProcess, NodeProcess];
+    const urls = [A.url, B.url];
+    const recipients = spread(RECIPIENTS, (i, start) => new FailoverRecipient(urls, uniqueId(`r${i}`), start), 2);
+    clients.push(...recipients);
+    await Promise.all(recipients.map((r) => r.startSynced()));
+
+    const connect = (url: string, userId: string, deviceId: string) =>
+      new Promise<ClientSocket>((resolve, reject) => {
+        const s: ClientSocket = io(url, { auth: { userId, deviceId }, transports: ["websocket"], reconnection: false, forceNew: true });
+        sockets.push(s);
+        s.once("connect", () => resolve(s));
+        s.once("connect_error", reject);
+      });
+    const users = Array.from({ length: USERS }, (_, i) => uniqueId(`u${i}`));
+    const devices = await Promise.all(
+      users.map(async (u) => [await connect(A.url, u, "one"), await connect(A.url, u, "two"), await connect(B.url, u, "three")]),
+    );
+
+    const intents: Intent[] = [];
+    const replies = new Map<Intent, SendReply[]>();
+    const emit = (s: ClientSocket, intent: Intent) =>
+      (s.timeout(30_000).emitWithAck as unknown as (ev: string, p: unknown) => Promise<SendReply>)
+        .call(s, "message:send", { clientMsgId: intent.clientMsgId, to: intent.to, content: intent.content })
+        .then(
+          (r) => replies.get(intent)!.push(r),
+          () => replies.get(intent)!.push({ ok: false, error: { code: "INTERNAL", message: "no ack in 30 s" } }),
+        );
+    const started = Date.now();
+    await Promise.all(
+      users.map(async (from, u) => {
+        const [one, two, three] = devices[u]!;
+        for (let k = 0; k < PER_USER; k++) {
+          const intent: Intent = {
+            sender: u,
+            from,
+            clientMsgId: `dup-${u}-${k}`,
+            to: recipients[(u + k) % RECIPIENTS]!.userId,
+            content: `race ${k}`,
+            okIds: new Set(),
+            okReplies: 0,
+            duplicateReplies: 0,
+            unavailable: 0,
+            rateLimited: 0,
+            errors: [],
+            done: false,
+          };
+          intents.push(intent);
+          replies.set(intent, []);
+          // All four in the same tick: no copy waits for another's answer.
+          await Promise.all([emit(one!, intent), emit(one!, intent), emit(two!, intent), emit(three!, intent)]);
+        }
+      }),
+    );
+    const floodMs = Date.now() - started;
+
+    const stats: FloodStats = {
+      intents,
+      acked: 0,
+      unavailable: 0,
+      rateLimited: 0,
+      duplicateReplies: 0,
+      otherErrors: 0,
+      startedAt: started,
+      finishedAt: Date.now(),
+    };
+    const freshPerMessage = new Map<number, number>();
+    for (const intent of intents) {
+      const list = replies.get(intent)!;
+      let fresh = 0;
+      for (const r of list) {
+        if (r.ok) {
+          intent.okReplies++;
+          intent.okIds.add(r.message.id);
+          if (r.duplicate) {
+            intent.duplicateReplies++;
+            stats.duplicateReplies++;
+          } else fresh++;
+        } else if (r.error.code === "UNAVAILABLE") {
+          intent.unavailable++;
+          stats.unavailable++;
+        } else {
+          intent.errors.push(r.error.code);
+          stats.otherErrors++;
+        }
+      }
+      if (intent.okReplies > 0) stats.acked++;
+      freshPerMessage.set(fresh, (freshPerMessage.get(fresh) ?? 0) + 1);
+    }
+    const { figures, settledMs, settled } = await settle(pg!, stats, recipients, 60_000);
+    const sameIdInAllOks = intents.filter((i) => i.okIds.size === 1 && i.okReplies === 4).length;
+    printFigures("5 duplicate race", figures, {
+      emits: intents.length * 4,
+      okReplies: intents.reduce((n, i) => n + i.okReplies, 0),
+      allFourOkSameId: sameIdInAllOks,
+      duplicateFalsePerMessage: [...freshPerMessage].sort((a, b) => a[0] - b[0]).map(([f, n]) => `${f}:${n}`).join(","),
+      floodMs,
+      settleMs: settledMs,
+    });
+
+    expect(figures.duplicateRows, "duplicate rows per (from_user_id, client_msg_id)").to.equal(0);
+    expect(figures.okIdMismatch, "copies answered with different message ids").to.equal(0);
+    expect(figures.storedRows).to.equal(intents.length);
+    expect(figures.notStored).to.equal(0);
+    expect(figures.ackedLost).to.equal(0);
+    expect(figures.otherErrors, "copies answered with an error other than UNAVAILABLE").to.equal(0);
+    expect(figures.seqGaps, "conversations with a seq gap").to.equal(0);
+    expect(figures.undelivered).to.equal(0);
+    expect(figures.misaddressed).to.equal(0);
+    expect(settled && figures.sentLeft, "message_delivery rows still 'sent' after settling").to.equal(0);
+    // One copy stored it; every other copy is a retry and says so.
+    expect([...freshPerMessage.keys()], "copies answered duplicate: false, per message").to.deep.equal([1]);
+  });
+});

@@ -1,0 +1,193 @@
+import { expect } from "chai";
+import { Client } from "pg";
+import { uniqueId } from "../helpers/device";
+import {
+  FailoverRecipient,
+  FailoverSender,
+  LogWatch,
+  planFlood,
+  printFigures,
+  settle,
+  sleep,
+  startFlood,
+  waitUntil,
+} from "../helpers/flood";
+import { spawnNode, type NodeProcess } from "../helpers/processes";
+import { startPrivatePostgres, type PrivatePostgres } from "../helpers/privatePostgres";
+
+const SENDERS = 50;
+const RECIPIENTS = 50;
+const PER_SENDER = 200; // 10 000 messages, as in case 1
+const OUTAGE_AT = 0.3;
+const OUTAGE_MS = 4000;
+
+/**
+ * Case 2. One node on a private PostgreSQL cluster (the machine's shared server is never
+ * touched). A third of the way into a flood the database is stopped (`-m immediate`: a
+ * crash, as far as clients can tell) for a few seconds, then started again.
+ */
+describe("fault: PostgreSQL stopped for a few seconds during a flood", function () {
+  this.timeout(300_000);
+  let pgServer: PrivatePostgres | undefined;
+  let pg: Client | undefined;
+  let node: NodeProcess | undefined;
+  let watch: LogWatch | undefined;
+  const clients: { close(): void }[] = [];
+  let databaseUrl = "";
+
+  before(async () => {
+    pgServer = await startPrivatePostgres();
+    const admin = new Client({ connectionString: pgServer.adminUrl });
+    await admin.connect();
+    await admin.query("CREATE DATABASE ticks_faults");
+    await admin.end();
+    const url = new URL(pgServer.adminUrl);
+    url.pathname = "/ticks_faults";
+    databaseUrl = url.toString();
+    node = await spawnNode({
+      DATABASE_URL: databaseUrl,
+      AUTH_MODE: "dev",
+      RATE_LIMIT_EVENTS_PER_SEC: "0",
+      REDELIVERY_AFTER_MS: "2000",
+      DELIVERY_ACK_TIMEOUT_MS: "3000",
+    });
+    watch = new LogWatch(node);
+  });
+
+  after(async () => {
+    clients.splice(0).forEach((c) => c.close());
+    if (watch) console.log(`      ${watch.summary()}`);
+    await node?.kill("SIGKILL").catch(() => {});
+    await pg?.end().catch(() => {});
+    await pgServer?.destroy().catch((err) => console.log(`could not remove the private PostgreSQL: ${err}`));
+  });
+
+  it("answers UNAVAILABLE (never a false ok) while the database is down and stores every retry once", async () => {
+    const n = node!;
+    const urls = [n.url];
+    const recipients = Array.from({ length: RECIPIENTS }, (_, i) => new FailoverRecipient(urls, uniqueId(`r${i}`), 0));
+    const senders = Array.from(
+      { length: SENDERS },
+      (_, i) => new FailoverSender(urls, uniqueId(`s${i}`), 0, { retries: 10, ackTimeout: 2000 }),
+    );
+    // One more recipient, offline until the database is down: it connects during the outage
+    // and must drain its backlog once the database is back.
+    const late = new FailoverRecipient(urls, uniqueId("late"), 0);
+    clients.push(...recipients, ...senders, late);
+    await Promise.all(recipients.map((r) => r.startSynced()));
+    await Promise.all(senders.map((s) => s.start()));
+    expect((await fetch(`${n.url}/readyz`)).status, "ready before the outage").to.equal(200);
+
+    const intents = planFlood(
+      senders,
+      [...recipients, late].map((r) => r.userId),
+      PER_SENDER,
+      "pgdown",
+    );
+    const { stats, done } = startFlood(senders, intents, { retryDelayMs: 250 });
+    expect(await waitUntil(() => stats.acked >= intents.length * OUTAGE_AT, 120_000), "flood under way").to.equal(true);
+
+    // The outage, with /readyz polled throughout.
+    const ackedAtStop = stats.acked;
+    const unavailableBefore = stats.unavailable;
+    await pgServer!.stop();
+    const stoppedAt = Date.now();
+    // Oks that raced the stop (commits already under way) are fine if stored (checked below
+    // for every ok). Once `pg_ctl stop` has returned nothing can commit: an ok arriving
+    // a second later or more, before the restart, could only be a false one.
+    const okDuringStopCall = stats.acked - ackedAtStop;
+    const ackedWhenStopped = stats.acked;
+    await late.start();
+    const lateSyncsDuringOutage = late.syncs;
+    const readyDuring: number[] = [];
+    while (Date.now() - stoppedAt < OUTAGE_MS) {
+      readyDuring.push((await fetch(`${n.url}/readyz`)).status);
+      await sleep(250);
+    }
+    const okWhileStopped = stats.acked - ackedWhenStopped;
+    const restartBeganAt = Date.now();
+    const unavailableDuringOutage = stats.unavailable - unavailableBefore;
+    expect((await fetch(`${n.url}/healthz`)).status, "/healthz while the database is down").to.equal(200);
+    await pgServer!.start();
+    const restartedAt = Date.now();
+    let readyAfter = 0;
+    while (Date.now() - restartedAt < 20_000) {
+      readyAfter = (await fetch(`${n.url}/readyz`)).status;
+      if (readyAfter === 200) break;
+      await sleep(200);
+    }
+    const readyAfterMs = Date.now() - restartedAt;
+
+    const finished = await Promise.race([done.then(() => true), sleep(180_000).then(() => false)]);
+    const floodMs = (stats.finishedAt ?? Date.now()) - stats.startedAt;
+    pg = new Client({ connectionString: databaseUrl });
+    await pg.connect();
+    const { figures, settledMs, settled } = await settle(pg, stats, [...recipients, late], 60_000);
+    const lateExpected = intents.filter((i) => i.to === late.userId).length;
+    const retried = intents.filter((i) => i.unavailable > 0);
+    const okLateInOutage = intents.filter((i) => i.ackedAt && i.ackedAt > stoppedAt + 1000 && i.ackedAt < restartBeganAt).length;
+    const retriedStoredOnce = (
+      await pg.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM (
+           SELECT from_user_id, client_msg_id FROM messages
+           WHERE (from_user_id, client_msg_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+           GROUP BY 1, 2 HAVING count(*) = 1) x`,
+        [retried.map((i) => i.from), retried.map((i) => i.clientMsgId)],
+      )
+    ).rows[0]!.n;
+
+    printFigures("2 PostgreSQL outage", figures, {
+      senders: SENDERS,
+      recipients: RECIPIENTS,
+      outageMs: restartedAt - stoppedAt,
+      ackedAtStop,
+      okDuringStopCall,
+      okWhileStopped,
+      okLateInOutage,
+      unavailableDuringOutage,
+      unavailableTotal: stats.unavailable,
+      messagesRetriedAfterUnavailable: retried.length,
+      retriedStoredOnce,
+      lateRecipient: `${late.received.size}/${lateExpected}`,
+      lateBacklogRaw: late.backlogRaw,
+      readyzDuring: summarize(readyDuring),
+      readyzAfter: readyAfter,
+      readyAfterMs,
+      floodMs,
+      settleMs: settledMs,
+      retriesExhausted: senders.reduce((k, s) => k + s.exhausted, 0),
+      backlogRaw: recipients.reduce((k, r) => k + r.backlogRaw, 0),
+      liveRaw: recipients.reduce((k, r) => k + r.liveRaw, 0),
+    });
+
+    expect(n.child.exitCode, "the node never crashed").to.equal(null);
+    expect(n.child.signalCode).to.equal(null);
+    expect(finished, "every sender finished").to.equal(true);
+    expect(okLateInOutage, "ok answers 1 s or more into the outage").to.equal(0);
+    expect(unavailableDuringOutage, "UNAVAILABLE answers during the outage").to.be.greaterThan(0);
+    expect(readyDuring.length).to.be.greaterThan(0);
+    // The first probe can race the stop by a few ms; after that: 503 every time.
+    expect(readyDuring.slice(1).every((s) => s === 503), `/readyz during the outage: ${readyDuring.join(",")}`).to.equal(true);
+    expect(readyAfter, "/readyz after the restart").to.equal(200);
+    expect(lateSyncsDuringOutage, "no sync:complete while the backlog cannot be read").to.equal(0);
+    expect(late.received.size, "the device that connected during the outage got its backlog").to.equal(lateExpected);
+    expect(figures.ackedLost, "acknowledged but not stored (a false ok)").to.equal(0);
+    expect(figures.duplicateRows, "duplicate rows per (from_user_id, client_msg_id)").to.equal(0);
+    expect(figures.okIdMismatch).to.equal(0);
+    expect(figures.otherErrors, "answers other than ok / UNAVAILABLE").to.equal(0);
+    expect(retriedStoredOnce, "messages retried after UNAVAILABLE, stored exactly once").to.equal(retried.length);
+    expect(figures.acknowledged).to.equal(intents.length);
+    expect(figures.notStored).to.equal(0);
+    expect(figures.storedRows).to.equal(intents.length);
+    expect(figures.seqGaps, "conversations with a seq gap").to.equal(0);
+    expect(figures.misaddressed).to.equal(0);
+    expect(figures.undelivered, "addressed but never received").to.equal(0);
+    expect(settled && figures.sentLeft, "message_delivery rows still 'sent' after settling").to.equal(0);
+  });
+});
+
+function summarize(statuses: number[]): string {
+  const counts = new Map<number, number>();
+  for (const s of statuses) counts.set(s, (counts.get(s) ?? 0) + 1);
+  return [...counts].map(([s, k]) => `${s}x${k}`).join("+");
+}

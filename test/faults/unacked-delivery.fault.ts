@@ -1,0 +1,216 @@
+import { expect } from "chai";
+import { Client } from "pg";
+import type { Message } from "../../src/protocol";
+import { createTestDatabase, type TestDatabase } from "../helpers/database";
+import { Device, uniqueId, waitFor } from "../helpers/device";
+import { LogWatch, sleep } from "../helpers/flood";
+import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "../helpers/processes";
+
+const REDELIVERY_AFTER_MS = 1000;
+const DELIVERY_ACK_TIMEOUT_MS = 1000;
+
+/**
+ * Case 4. A device that got a message but never acknowledged it: the message must stay
+ * 'sent' and come again, by backlog on the next connection and, while a non-acking device
+ * stays connected, by periodic redelivery. Two nodes and a private Redis, so receipts and
+ * offers cross nodes as in production.
+ */
+describe("fault: a recipient that never acknowledges", function () {
+  this.timeout(120_000);
+  let db: TestDatabase | undefined;
+  let redis: RedisProcess | undefined;
+  let pg: Client | undefined;
+  let nodes: NodeProcess[] = [];
+  let watches: LogWatch[] = [];
+  const devices: Device[] = [];
+
+  const device = (node: NodeProcess, userId: string, autoAck = true) => {
+    const d = new Device(node.url, { userId, autoAck });
+    devices.push(d);
+    return d;
+  };
+  const statusOf = async (recipient: string) =>
+    (
+      await pg!.query<{ message_id: string; status: string }>(
+        "SELECT message_id, status FROM message_delivery WHERE recipient_id = $1 ORDER BY delivery_id",
+        [recipient],
+      )
+    ).rows;
+  const send = async (from: Device, to: string, content: string): Promise<Message> => {
+    const reply = await from.request("message:send", { clientMsgId: uniqueId("c"), to, content });
+    if (!reply.ok) throw new Error(`${reply.error.code}: ${reply.error.message}`);
+    return reply.message;
+  };
+  /** Every message:new and backlog message a device got, with its arrival time. */
+  const record = (d: Device) => {
+    const got: { id: string; at: number; via: "live" | "backlog" }[] = [];
+    d.socket.on("message:new", (m) => got.push({ id: m.id, at: Date.now(), via: "live" }));
+    d.socket.on("message:backlog", (p) => p.messages.forEach((m) => got.push({ id: m.id, at: Date.now(), via: "backlog" })));
+    return got;
+  };
+
+  before(async () => {
+    db = await createTestDatabase();
+    redis = await startPrivateRedis();
+    pg = new Client({ connectionString: db.url });
+    await pg.connect();
+    const env = {
+      DATABASE_URL: db.url,
+      REDIS_URL: redis.url,
+      AUTH_MODE: "dev",
+      RATE_LIMIT_EVENTS_PER_SEC: "0",
+      REDELIVERY_AFTER_MS: String(REDELIVERY_AFTER_MS),
+      DELIVERY_ACK_TIMEOUT_MS: String(DELIVERY_ACK_TIMEOUT_MS),
+    };
+    nodes = await Promise.all([spawnNode(env), spawnNode(env)]);
+    watches = nodes.map((n) => new LogWatch(n));
+  });
+  afterEach(() => devices.splice(0).forEach((d) => d.close()));
+  after(async () => {
+    devices.splice(0).forEach((d) => d.close());
+    for (const w of watches) console.log(`      ${w.summary()}`);
+    await Promise.allSettled(nodes.map((n) => n.kill("SIGKILL")));
+    await pg?.end().catch(() => {});
+    await redis?.stop().catch(() => {});
+    await db?.drop().catch((err) => console.log(`could not drop ${db?.name}: ${err}`));
+  });
+
+  it("keeps a live message 'sent' when the device drops before acknowledging, and redelivers it on reconnect", async () => {
+    const [A, B] = nodes as [NodeProcess, NodeProcess];
+    const a = uniqueId("alice");
+    const b = uniqueId("bob");
+    const alice = await device(A, a).connectSynced();
+    const raw = device(B, b, false); // a raw socket that never acks
+    const rawGot = record(raw);
+    await raw.connectSynced();
+
+    const sent: Message[] = [];
+    for (let i = 0; i < 10; i++) sent.push(await send(alice, b, `unacked ${i}`));
+    await waitFor(() => new Set(raw.live.map((m) => m.id)).size === sent.length, "all ten live, unacknowledged");
+    raw.close(); // drops before acknowledging anything
+
+    // Past the server's receipt timeout and two redelivery periods: nothing may have moved.
+    await sleep(DELIVERY_ACK_TIMEOUT_MS + 2 * REDELIVERY_AFTER_MS);
+    const whileAway = await statusOf(b);
+    expect(whileAway.map((r) => r.message_id)).to.deep.equal(sent.map((m) => m.id));
+    expect(whileAway.every((r) => r.status === "sent"), "still 'sent' while the device is away").to.equal(true);
+    expect(alice.statuses, "no delivered receipt reached the sender").to.have.length(0);
+
+    const back = device(A, b); // reconnects, on the other node
+    const backGot = record(back);
+    await back.connectSynced();
+    const backlogIds = back.backlogPages.flatMap((p) => p.messages.map((m) => m.id));
+    expect(backlogIds, "redelivered in the backlog, in seq order").to.deep.equal(sent.map((m) => m.id));
+    const deadline = Date.now() + 10_000;
+    let after = await statusOf(b);
+    while (after.some((r) => r.status !== "delivered") && Date.now() < deadline) {
+      await sleep(100);
+      after = await statusOf(b);
+    }
+    await waitFor(() => alice.statuses.flatMap((s) => s.messageIds).length >= sent.length, "delivered receipts", 10_000);
+
+    const rawReceived = rawGot.length + backGot.length;
+    const unique = new Set([...rawGot, ...backGot].map((g) => g.id)).size;
+    const dupRows = await duplicateRows(pg!);
+    const stored = (await pg!.query("SELECT count(*)::int AS n FROM messages WHERE to_user_id = $1", [b])).rows[0].n;
+    console.log(
+      `      FIGURES [4a drop before ack] sent=${sent.length} acknowledged=${sent.length} storedRows=${stored} ` +
+        `delivered=${unique}/${sent.length} rawReceived=${rawReceived} rawDuplicates=${rawReceived - unique} ` +
+        `duplicateRows=${dupRows} lost=${sent.length - unique} (sentWhileAway=${whileAway.filter((r) => r.status === "sent").length} ` +
+        `backlogOnReconnect=${backlogIds.length} liveBeforeDrop=${rawGot.length} ` +
+        `deliveredAfter=${after.filter((r) => r.status === "delivered").length} sentLeft=${after.filter((r) => r.status === "sent").length})`,
+    );
+    expect(after.every((r) => r.status === "delivered"), "delivered once the backlog page was acknowledged").to.equal(true);
+    expect(dupRows).to.equal(0);
+    expect(unique).to.equal(sent.length);
+  });
+
+  it("keeps a backlog page 'sent' when the device drops before acknowledging it", async () => {
+    const [A, B] = nodes as [NodeProcess, NodeProcess];
+    const a = uniqueId("alice");
+    const d = uniqueId("dave");
+    const alice = await device(A, a).connectSynced();
+    const sent: Message[] = [];
+    for (let i = 0; i < 5; i++) sent.push(await send(alice, d, `offline ${i}`));
+
+    const raw = device(B, d, false);
+    await raw.connect();
+    await waitFor(() => raw.backlogPages.length >= 1, "the backlog page");
+    raw.close();
+    await sleep(DELIVERY_ACK_TIMEOUT_MS + 500);
+    const whileAway = await statusOf(d);
+    expect(whileAway.every((r) => r.status === "sent"), "the unacknowledged page is still 'sent'").to.equal(true);
+
+    const back = await device(B, d).connectSynced();
+    const ids = back.backlogPages.flatMap((p) => p.messages.map((m) => m.id));
+    expect(ids).to.deep.equal(sent.map((m) => m.id));
+    let after = await statusOf(d);
+    const deadline = Date.now() + 10_000;
+    while (after.some((r) => r.status !== "delivered") && Date.now() < deadline) {
+      await sleep(100);
+      after = await statusOf(d);
+    }
+    const rawReceived = raw.backlogPages.flatMap((p) => p.messages).length + ids.length;
+    console.log(
+      `      FIGURES [4b backlog page dropped] sent=${sent.length} acknowledged=${sent.length} storedRows=${whileAway.length} ` +
+        `delivered=${new Set(ids).size}/${sent.length} rawReceived=${rawReceived} rawDuplicates=${rawReceived - new Set(ids).size} ` +
+        `duplicateRows=${await duplicateRows(pg!)} lost=${sent.length - new Set(ids).size} ` +
+        `(sentWhileAway=${whileAway.filter((r) => r.status === "sent").length} sentLeft=${after.filter((r) => r.status === "sent").length})`,
+    );
+    expect(after.every((r) => r.status === "delivered")).to.equal(true);
+  });
+
+  it("offers an unacknowledged message again and again to a device that stays connected", async () => {
+    const [A, B] = nodes as [NodeProcess, NodeProcess];
+    const a = uniqueId("alice");
+    const c = uniqueId("carol");
+    const alice = await device(A, a).connectSynced();
+    const carol = device(B, c, false);
+    const got = record(carol);
+    await carol.connectSynced();
+
+    const sent = [await send(alice, c, "one"), await send(alice, c, "two"), await send(alice, c, "three")];
+    const window = 5 * REDELIVERY_AFTER_MS;
+    await sleep(window);
+    const offers = (id: string) => got.filter((g) => g.id === id);
+    const offersInWindow = sent.map((m) => offers(m.id).length);
+    const stillSent = (await statusOf(c)).filter((r) => r.status === "sent").length;
+    const gaps = offers(sent[0]!.id)
+      .map((g) => g.at)
+      .map((t, i, all) => (i === 0 ? 0 : t - all[i - 1]!))
+      .slice(1);
+    expect(alice.statuses, "no receipt while nobody acknowledges").to.have.length(0);
+
+    carol.autoAck = true; // the device recovers: the next offer is confirmed
+    let after = await statusOf(c);
+    const deadline = Date.now() + 10_000;
+    while (after.some((r) => r.status !== "delivered") && Date.now() < deadline) {
+      await sleep(100);
+      after = await statusOf(c);
+    }
+    const offersWhenConfirmed = got.length;
+    await sleep(3 * REDELIVERY_AFTER_MS);
+    const offersAfterConfirm = got.length - offersWhenConfirmed;
+
+    const unique = new Set(got.map((g) => g.id)).size;
+    console.log(
+      `      FIGURES [4c connected, never acks] sent=${sent.length} acknowledged=${sent.length} storedRows=${after.length} ` +
+        `delivered=${unique}/${sent.length} rawReceived=${got.length} rawDuplicates=${got.length - unique} ` +
+        `duplicateRows=${await duplicateRows(pg!)} lost=${sent.length - unique} ` +
+        `(offersIn${window}ms=${offersInWindow.join(",")} gapsMs=${gaps.join(",")} sentDuringWindow=${stillSent} ` +
+        `sentLeft=${after.filter((r) => r.status === "sent").length} offersAfterConfirm=${offersAfterConfirm})`,
+    );
+    expect(stillSent, "still 'sent' while unacknowledged").to.equal(sent.length);
+    for (const n of offersInWindow) expect(n, "offers of each message while connected").to.be.at.least(3);
+    expect(gaps.every((g) => g >= REDELIVERY_AFTER_MS / 2), `offers are spaced out: ${gaps.join(",")}`).to.equal(true);
+    expect(after.every((r) => r.status === "delivered"), "delivered once acknowledged").to.equal(true);
+    expect(offersAfterConfirm, "no more offers once confirmed").to.equal(0);
+  });
+});
+
+async function duplicateRows(pg: Client): Promise<number> {
+  const { rows } = await pg.query(
+    "SELECT COALESCE(sum(n - 1), 0)::int AS n FROM (SELECT count(*) AS n FROM messages GROUP BY from_user_id, client_msg_id) x",
+  );
+  return rows[0].n as number;
+}
