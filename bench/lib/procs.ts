@@ -1,0 +1,253 @@
+/**
+ * Child processes under test (the Ticks server, the relay) and what the harness reads from
+ * outside them: CPU time from /proc/<pid>/stat, Prometheus text from GET /metrics.
+ */
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createServer } from "node:net";
+import path from "node:path";
+
+export const ROOT = path.resolve(__dirname, "../..");
+export const MAIN_JS = path.join(ROOT, "dist/src/main.js");
+export const RELAY_TS = path.join(ROOT, "bench/relay.ts");
+const GC_PRELOAD = path.join(ROOT, "bench/gc-preload.cjs");
+
+/**
+ * Synchronous clean-ups run if the harness exits early (Ctrl-C, a crash): kill the children
+ * it started, by pid, and the PM2 daemons of its own PM2_HOMEs.
+ */
+const cleanups = new Set<() => void>();
+export function atExit(fn: () => void): () => void {
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+process.once("exit", () => {
+  for (const fn of [...cleanups].reverse()) {
+    try {
+      fn();
+    } catch {
+      // best effort
+    }
+  }
+});
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => process.exit(130));
+}
+
+export type Target = {
+  name: string;
+  url: string;
+  port: number;
+  /** Every process whose CPU counts as the server's. */
+  pids: number[];
+  output: string[];
+  /** Full GC in the server (its heap is then read without garbage). */
+  gc(): Promise<void>;
+  stop(): Promise<void>;
+};
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on("error", reject);
+  });
+}
+
+/** The soft limit on open files of processes started from here. */
+export function openFileLimit(): number {
+  try {
+    const out = execFileSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).trim();
+    return out === "unlimited" ? Number.MAX_SAFE_INTEGER : Number(out);
+  } catch {
+    return 1024;
+  }
+}
+
+/**
+ * Spawns `node <args>` with an IPC channel; with `nofile` above the current limit it goes
+ * through `sh -c 'ulimit -n N; exec node …'` (the pid stays node's).
+ */
+export function spawnNode(args: string[], env: Record<string, string>, nofile?: number): ChildProcess {
+  const child = spawnRaw(args, env, nofile);
+  const forget = atExit(() => {
+    if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, "SIGKILL");
+  });
+  child.once("exit", forget);
+  return child;
+}
+
+function spawnRaw(args: string[], env: Record<string, string>, nofile?: number): ChildProcess {
+  const options = { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe", "ipc"] as const };
+  if (nofile && openFileLimit() < nofile) {
+    return spawn("sh", ["-c", `ulimit -n ${nofile} 2>/dev/null; exec "$0" "$@"`, process.execPath, ...args], {
+      ...options,
+      stdio: [...options.stdio],
+    });
+  }
+  return spawn(process.execPath, args, { ...options, stdio: [...options.stdio] });
+}
+
+/** Polls `url` until it answers 200. */
+export async function waitHttpOk(url: string, timeoutMs: number, alive: () => boolean = () => true): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (!alive()) throw new Error(`process exited before ${url} answered`);
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      await res.text();
+      if (res.status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+function collectOutput(child: ChildProcess): string[] {
+  const output: string[] = [];
+  const push = (chunk: Buffer) => {
+    for (const line of chunk.toString().split("\n")) {
+      if (!line) continue;
+      output.push(line);
+      if (output.length > 500) output.shift();
+    }
+  };
+  child.stdout?.on("data", push);
+  child.stderr?.on("data", push);
+  return output;
+}
+
+function managed(name: string, child: ChildProcess, port: number, output: string[]): Target {
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  let gcSeq = 0;
+  return {
+    name,
+    url: `http://127.0.0.1:${port}`,
+    port,
+    pids: [child.pid!],
+    output,
+    gc: () =>
+      new Promise((resolve) => {
+        const id = ++gcSeq;
+        const timer = setTimeout(done, 5000);
+        function done() {
+          clearTimeout(timer);
+          child.off("message", onMessage);
+          resolve();
+        }
+        function onMessage(m: unknown) {
+          if ((m as { bench?: string; id?: number })?.bench === "gc-done" && (m as { id: number }).id === id) done();
+        }
+        child.on("message", onMessage);
+        child.send({ bench: "gc", id });
+      }),
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      process.kill(child.pid!, "SIGTERM");
+      const killer = setTimeout(() => {
+        if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, "SIGKILL");
+      }, 15_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+/** `node dist/src/main.js` against `env` (DATABASE_URL, AUTH_MODE…), ready when /readyz says so. */
+export async function startTicksProcess(env: Record<string, string>, nofile?: number): Promise<Target> {
+  const port = await freePort();
+  const child = spawnNode(["--expose-gc", "--require", GC_PRELOAD, MAIN_JS], {
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    LOG_LEVEL: "warn",
+    ...env,
+  }, nofile);
+  const output = collectOutput(child);
+  try {
+    await waitHttpOk(`http://127.0.0.1:${port}/readyz`, 60_000, () => child.exitCode === null && child.signalCode === null);
+  } catch (err) {
+    if (child.exitCode === null) child.kill("SIGKILL");
+    throw new Error(`ticks did not start: ${(err as Error).message}\n${output.join("\n")}`);
+  }
+  return managed("ticks", child, port, output);
+}
+
+/** The storage-less baseline, bench/relay.ts, in its own process. */
+export async function startRelayProcess(nofile?: number): Promise<Target> {
+  const port = await freePort();
+  const child = spawnNode(["--expose-gc", "--import", "tsx", RELAY_TS], { PORT: String(port), HOST: "127.0.0.1" }, nofile);
+  const output = collectOutput(child);
+  try {
+    await waitHttpOk(`http://127.0.0.1:${port}/healthz`, 30_000, () => child.exitCode === null && child.signalCode === null);
+  } catch (err) {
+    if (child.exitCode === null) child.kill("SIGKILL");
+    throw new Error(`relay did not start: ${(err as Error).message}\n${output.join("\n")}`);
+  }
+  return managed("relay", child, port, output);
+}
+
+let clockTicks: number | undefined;
+function ticksPerSecond(): number {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** utime + stime of one process in ms, or null if it is gone. */
+export function cpuMs(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // The command name may hold spaces: fields are counted after its closing parenthesis.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / ticksPerSecond();
+  } catch {
+    return null;
+  }
+}
+
+export type CpuSnapshot = { at: number; byPid: Map<number, number> };
+
+export function cpuSnapshot(pids: number[]): CpuSnapshot {
+  const byPid = new Map<number, number>();
+  for (const pid of pids) {
+    const ms = cpuMs(pid);
+    if (ms !== null) byPid.set(pid, ms);
+  }
+  return { at: performance.now(), byPid };
+}
+
+/** CPU ms spent between two snapshots; a pid first seen in `after` counts from zero. */
+export function cpuBetween(before: CpuSnapshot, after: CpuSnapshot): number {
+  let total = 0;
+  for (const [pid, ms] of after.byPid) total += ms - (before.byPid.get(pid) ?? 0);
+  return total;
+}
+
+/**
+ * GET /metrics, parsed: every sample under its full name (`name{labels}`), and under its bare
+ * name the unlabelled sample or the first labelled one.
+ */
+export async function scrapeMetrics(url: string): Promise<Map<string, number>> {
+  const res = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  const values = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const value = Number(m[3]);
+    if (m[2]) values.set(`${m[1]}${m[2]}`, value);
+    if (!values.has(m[1]!)) values.set(m[1]!, value);
+  }
+  return values;
+}

@@ -1,0 +1,71 @@
+/** A Ticks server on a fresh PostgreSQL database that is dropped afterwards. */
+import { execFileSync } from "node:child_process";
+import { Client } from "pg";
+import { ADMIN_URL, createTestDatabase, type TestDatabase } from "../../test/helpers/database";
+import { DbProbe } from "./phase";
+import { atExit, ROOT, startTicksProcess, type Target } from "./procs";
+
+export { ADMIN_URL };
+
+export type TicksUnderTest = { target: Target; db: TestDatabase; probe: DbProbe; stop(): Promise<void> };
+
+/** The settings every benchmark server runs with: dev auth, no rate limit, quiet logs. */
+export const BENCH_ENV = { AUTH_MODE: "dev", RATE_LIMIT_EVENTS_PER_SEC: "0", LOG_LEVEL: "warn" } as const;
+
+/**
+ * A fresh database, dropped by `drop()` — or, if the harness exits before that, by a
+ * synchronous child process at exit.
+ */
+export async function benchDatabase(): Promise<TestDatabase> {
+  const db = await createTestDatabase();
+  const forget = atExit(() => {
+    const script =
+      `const { Client } = require("pg"); const c = new Client({ connectionString: process.argv[1] });` +
+      `c.connect().then(() => c.query("DROP DATABASE IF EXISTS ${db.name} WITH (FORCE)")).finally(() => c.end());`;
+    execFileSync(process.execPath, ["-e", script, ADMIN_URL], { cwd: ROOT, stdio: "ignore", timeout: 30_000 });
+  });
+  return {
+    ...db,
+    drop: async () => {
+      forget();
+      await db.drop();
+    },
+  };
+}
+
+export async function startTicksOnFreshDb(env: Record<string, string> = {}, nofile?: number): Promise<TicksUnderTest> {
+  const db = await benchDatabase();
+  let target: Target;
+  try {
+    target = await startTicksProcess({ ...BENCH_ENV, DATABASE_URL: db.url, ...env }, nofile);
+  } catch (err) {
+    await db.drop();
+    throw err;
+  }
+  const probe = await DbProbe.open(ADMIN_URL, db.name);
+  return {
+    target,
+    db,
+    probe,
+    stop: async () => {
+      await target.stop();
+      await probe.close().catch(() => {});
+      await db.drop();
+    },
+  };
+}
+
+/** What the database holds: stored messages and stored delivery receipts (delivered or read). */
+export async function storedCounts(url: string): Promise<{ messages: number; delivered: number }> {
+  const client = new Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ messages: string; delivered: string }>(
+      `SELECT (SELECT count(*) FROM messages) AS messages,
+              (SELECT count(*) FROM message_delivery WHERE status <> 'sent') AS delivered`,
+    );
+    return { messages: Number(rows[0]!.messages), delivered: Number(rows[0]!.delivered) };
+  } finally {
+    await client.end();
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The baseline: a minimal Socket.IO relay with no storage, speaking the same events and
+ * acknowledgement shapes as Ticks for one direct message's whole lifecycle:
+ *
+ *   message:send → ack { ok: true, message, duplicate: false } → message:new to the
+ *   recipient's user room, with an acknowledgement → message:status "delivered" to the
+ *   sender's user room.
+ *
+ * Same transport settings as a clustered Ticks node (WebSocket only), same auth shape as
+ * AUTH_MODE=dev (`auth.userId`), and prom-client's default metrics on GET /metrics, so the
+ * harness reads heap, RSS and event-loop lag the same way from both. Whatever Ticks costs
+ * beyond this is storage, validation and bookkeeping.
+ *
+ * Run: node --expose-gc --import tsx bench/relay.ts (PORT, HOST from the environment).
+ */
+import { createServer } from "node:http";
+import { randomUUID } from "node:crypto";
+import client from "prom-client";
+import { Server } from "socket.io";
+import { v7 as uuidv7 } from "uuid";
+import type { ClientToServerEvents, Message, ServerToClientEvents } from "../src/protocol/events";
+
+const USER_ID = /^[A-Za-z0-9._@-]{1,64}$/;
+const userRoom = (userId: string) => `user:${userId}`;
+const MESSAGE_TTL_MS = 30 * 24 * 60 * 60 * 1000;
+const ACK_TIMEOUT_MS = 10_000;
+
+type SocketData = { userId: string };
+
+export function startRelay(port: number, host: string): Promise<number> {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  const http = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (path === "/healthz" || path === "/readyz") return void res.writeHead(200).end("ok\n");
+    if (path === "/metrics") {
+      void registry.metrics().then((text) => res.writeHead(200, { "content-type": registry.contentType }).end(text));
+      return;
+    }
+    res.writeHead(404).end();
+  });
+  const io = new Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>(http, {
+    transports: ["websocket"],
+    serveClient: false,
+  });
+
+  // One conversation per unordered pair, with its seq counter: what a client sees from Ticks.
+  const conversations = new Map<string, { id: string; seq: number }>();
+  const conversation = (a: string, b: string) => {
+    const key = a < b ? `${a} ${b}` : `${b} ${a}`;
+    let c = conversations.get(key);
+    if (!c) conversations.set(key, (c = { id: randomUUID(), seq: 0 }));
+    return c;
+  };
+
+  io.use((socket, next) => {
+    const userId = (socket.handshake.auth as { userId?: unknown } | undefined)?.userId;
+    if (typeof userId !== "string" || !USER_ID.test(userId)) {
+      return next(Object.assign(new Error("unauthorized"), { data: { code: "UNAUTHORIZED" } }));
+    }
+    socket.data.userId = userId;
+    next();
+  });
+
+  io.on("connection", (socket) => {
+    const from = socket.data.userId;
+    void socket.join(userRoom(from));
+    // Nothing is stored, so there is never a backlog.
+    socket.emit("sync:complete", { delivered: 0 });
+
+    socket.on("message:send", (req, ack) => {
+      if (typeof ack !== "function") return;
+      const to = req?.to;
+      if (typeof to !== "string" || typeof req.content !== "string" || typeof req.clientMsgId !== "string") {
+        return ack({ ok: false, error: { code: "BAD_REQUEST", message: "message:send needs to, clientMsgId, content" } });
+      }
+      const c = conversation(from, to);
+      const createdAt = new Date();
+      const message: Message = {
+        id: uuidv7(),
+        clientMsgId: req.clientMsgId,
+        conversationId: c.id,
+        seq: ++c.seq,
+        from,
+        to,
+        content: req.content,
+        createdAt: createdAt.toISOString(),
+        expiresAt: new Date(createdAt.getTime() + MESSAGE_TTL_MS).toISOString(),
+      };
+      ack({ ok: true, message, duplicate: false });
+      io.to(userRoom(to))
+        .timeout(ACK_TIMEOUT_MS)
+        .emit("message:new", message, (_err: Error | null, replies: unknown[]) => {
+          if ((replies?.length ?? 0) === 0) return;
+          io.to(userRoom(from)).emit("message:status", {
+            messageIds: [message.id],
+            status: "delivered",
+            by: to,
+            at: new Date().toISOString(),
+          });
+        });
+    });
+  });
+
+  return new Promise((resolve, reject) => {
+    http.once("error", reject);
+    http.listen(port, host, () => resolve((http.address() as { port: number }).port));
+  });
+}
+
+if (require.main === module) {
+  // The harness may ask for a full GC before reading the heap (see bench/gc-preload.cjs).
+  process.on("message", (m: { bench?: string; id?: number }) => {
+    if (m?.bench !== "gc") return;
+    const gc = (globalThis as { gc?: () => void }).gc;
+    gc?.();
+    gc?.();
+    process.send?.({ bench: "gc-done", id: m.id });
+  });
+  process.channel?.unref();
+  startRelay(Number(process.env.PORT ?? 0), process.env.HOST ?? "127.0.0.1").then(
+    (port) => {
+      console.log(JSON.stringify({ msg: "relay listening", port }));
+      process.send?.({ bench: "ready", port });
+    },
+    (err) => {
+      console.error("relay failed to start:", err);
+      process.exit(1);
+    },
+  );
+  process.once("SIGTERM", () => process.exit(0));
+  process.once("SIGINT", () => process.exit(0));
+}

@@ -1,0 +1,177 @@
+/**
+ * `npm run bench`: Ticks against a storage-less Socket.IO relay on the same machine, in the
+ * same run, so every figure is also given as a ratio to the relay's (the machine is small,
+ * shared and noisy: absolute numbers move between runs, ratios much less).
+ *
+ *   npm run bench                                  # everything (a few minutes)
+ *   npm run bench -- --scenarios main --duration 5 # just the main comparison, quickly
+ *
+ * Prints one table per scenario and writes bench/results/<timestamp>.json and latest.json.
+ * docs/benchmarks.md explains the method.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { ROOT } from "./lib/procs";
+import { renderSection, type Section } from "./lib/table";
+import type { BenchOptions, Context, ScenarioResult } from "./scenarios/context";
+import { runMain } from "./scenarios/main";
+import { runBacklog } from "./scenarios/backlog";
+import { runIdle } from "./scenarios/idle";
+import { runPm2 } from "./scenarios/pm2";
+
+const SCENARIOS = {
+  main: runMain,
+  backlog: runBacklog,
+  idle: runIdle,
+  pm2: runPm2,
+} satisfies Record<string, (ctx: Context) => Promise<ScenarioResult>>;
+type ScenarioName = keyof typeof SCENARIOS;
+
+const positive = (name: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number`);
+  return n;
+};
+const positiveInt = (name: string) => (value: string) => {
+  const n = positive(name)(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be a whole number`);
+  return n;
+};
+
+function parseArgs(argv: string[]): { options: BenchOptions; scenarios: ScenarioName[]; out: string } {
+  const program = new Command()
+    .name("npm run bench --")
+    .description("Ticks vs a storage-less Socket.IO relay, side by side; see docs/benchmarks.md")
+    .option("-d, --duration <s>", "measured seconds per target and phase", positive("duration"), 15)
+    .option("-w, --warmup <s>", "warm-up seconds before a target's first window (1 s before later ones)", positive("warmup"), 3)
+    .option("--rounds <n>", "rounds each phase is split into, targets alternating", positiveInt("rounds"), 3)
+    .option("-p, --pairs <n>", "sender→recipient pairs", positiveInt("pairs"), 50)
+    .option("-f, --in-flight <n>", "sends in flight per sender", positiveInt("in-flight"), 8)
+    .option("-r, --rate <msg/s|auto>", "rate of the paced phase; auto = half the lower measured maximum", "auto")
+    .option("--content-size <chars>", "message content length", positiveInt("content-size"), 100)
+    .option("--drain <s>", "longest wait for outstanding acks/receipts after a window", positive("drain"), 10)
+    .option("--backlog <n>", "undelivered messages in the backlog-drain scenario", positiveInt("backlog"), 100_000)
+    .option("--backlog-live-rate <msg/s>", "rate of the live pair during the drain", positive("backlog-live-rate"), 50)
+    .option("--idle-sockets <n>", "idle sockets in the memory scenario", positiveInt("idle-sockets"), 10_000)
+    .option("--idle-processes <n|auto>", "client processes holding the idle sockets", "auto")
+    .option("--pm2-instances <list>", "PM2 worker counts to compare", "1,2")
+    .addOption(
+      new Option("-s, --scenarios <list>", `comma-separated: ${Object.keys(SCENARIOS).join(",")}`).default(Object.keys(SCENARIOS).join(",")),
+    )
+    .option("-o, --out <dir>", "where the JSON results go", path.join(ROOT, "bench/results"))
+    .allowExcessArguments(false);
+  program.parse(argv);
+  const o = program.opts();
+  const scenarios = String(o.scenarios)
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const s of scenarios) {
+    if (!(s in SCENARIOS)) program.error(`unknown scenario "${s}" (known: ${Object.keys(SCENARIOS).join(", ")})`);
+  }
+  const rate = o.rate === "auto" ? "auto" : positive("rate")(String(o.rate));
+  const idleProcesses = o.idleProcesses === "auto" ? "auto" : positiveInt("idle-processes")(String(o.idleProcesses));
+  const pm2Instances = String(o.pm2Instances)
+    .split(",")
+    .map((n) => positiveInt("pm2-instances")(n.trim()));
+  return {
+    scenarios: scenarios as ScenarioName[],
+    out: o.out as string,
+    options: {
+      durationS: o.duration,
+      warmupS: o.warmup,
+      rounds: o.rounds,
+      pairs: o.pairs,
+      inFlight: o.inFlight,
+      rate,
+      contentSize: o.contentSize,
+      drainS: o.drain,
+      backlog: o.backlog,
+      backlogLiveRate: o.backlogLiveRate,
+      idleSockets: o.idleSockets,
+      idleProcesses,
+      pm2Instances,
+    },
+  };
+}
+
+function git(args: string[]): string | null {
+  try {
+    return execFileSync("git", args, { cwd: ROOT, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return null;
+  }
+}
+
+async function main(): Promise<void> {
+  const { options, scenarios, out } = parseArgs(process.argv);
+  const started = new Date();
+  const t0 = performance.now();
+  const runId = randomBytes(3).toString("hex");
+  const log = (line: string) => console.error(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${line}`);
+  const ctx: Context = { options, runId, log, shared: {} };
+  const environment = {
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? null,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    loadAverageAtStart: os.loadavg(),
+    node: process.version,
+    commit: git(["rev-parse", "--short", "HEAD"]),
+    uncommittedSrcFiles: (git(["status", "--porcelain", "src"]) ?? "").split("\n").filter(Boolean).length,
+  };
+  console.log(
+    `ticks bench ${started.toISOString()}: ${environment.cpus} CPUs (${environment.cpuModel}), node ${environment.node}, ` +
+      `commit ${environment.commit}${environment.uncommittedSrcFiles ? ` + ${environment.uncommittedSrcFiles} uncommitted src files` : ""}, ` +
+      `load average ${environment.loadAverageAtStart.map((l) => l.toFixed(2)).join(" ")}`,
+  );
+
+  const sections: Section[] = [];
+  const results: Record<string, unknown> = {};
+  let failed = false;
+  for (const name of scenarios) {
+    log(`scenario ${name}`);
+    const s0 = performance.now();
+    try {
+      const result = await SCENARIOS[name](ctx);
+      results[name] = { ...result.data, seconds: (performance.now() - s0) / 1000 };
+      for (const section of result.sections) {
+        sections.push(section);
+        console.log(`\n${renderSection(section)}`);
+      }
+    } catch (err) {
+      failed = true;
+      log(`scenario ${name} failed: ${(err as Error).stack ?? String(err)}`);
+      results[name] = { error: String((err as Error).message ?? err) };
+      const section: Section = { title: `${name}: FAILED`, columns: [], rows: [], notes: [String((err as Error).message).split("\n")[0]!] };
+      sections.push(section);
+      console.log(`\n${renderSection(section)}`);
+    }
+  }
+  const totalS = (performance.now() - t0) / 1000;
+  console.log(`\ntotal ${totalS.toFixed(0)} s`);
+
+  const stamp = started.toISOString().replace(/[:.]/g, "-");
+  const report = {
+    startedAt: started.toISOString(),
+    totalSeconds: totalS,
+    environment,
+    options,
+    scenarios: results,
+    tables: sections.map(renderSection),
+  };
+  mkdirSync(out, { recursive: true });
+  const json = JSON.stringify(report, null, 2);
+  writeFileSync(path.join(out, `${stamp}.json`), json);
+  writeFileSync(path.join(out, "latest.json"), json);
+  log(`results: ${path.relative(process.cwd(), path.join(out, `${stamp}.json`))} (and latest.json)`);
+  process.exit(failed ? 1 : 0);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,31 @@
+/** What every scenario gets from the runner. */
+import type { Section } from "../lib/table";
+
+export type BenchOptions = {
+  durationS: number;
+  warmupS: number;
+  /** Rounds the measured time is split into, targets alternating (A B A B …). */
+  rounds: number;
+  pairs: number;
+  inFlight: number;
+  /** Paced phase rate in msg/s, or "auto": half the lower of the two measured maxima. */
+  rate: number | "auto";
+  contentSize: number;
+  drainS: number;
+  backlog: number;
+  backlogLiveRate: number;
+  idleSockets: number;
+  idleProcesses: number | "auto";
+  pm2Instances: number[];
+};
+
+export type Context = {
+  options: BenchOptions;
+  /** Unique per run: user ids, clientMsgIds, Redis prefixes. */
+  runId: string;
+  log: (line: string) => void;
+  /** Figures one scenario leaves for another (the relay's msg/s for the backlog ratio). */
+  shared: { relayMaxMsgPerSec?: number };
+};
+
+export type ScenarioResult = { sections: Section[]; data: Record<string, unknown> };
