@@ -22,8 +22,14 @@ type ReceiptRequest = { recipient: string; messageIds: string[]; at: Date };
 export type StoreOptions = {
   /** Largest group commit. @default 256 */
   maxBatch?: number;
-  /** Group commits in flight at once. @default 4 */
+  /** Receipt batches in flight at once. @default 4 */
   maxConcurrentBatches?: number;
+  /**
+   * Append batches in flight at once. Two batches that touch the same conversations
+   * serialise on its row lock anyway; one at a time lets the next batch grow instead.
+   * @default 1
+   */
+  maxConcurrentAppends?: number;
   onBatch?: (kind: "append" | "delivered" | "read", size: number) => void;
 };
 
@@ -44,6 +50,7 @@ export class SqlMessageStore implements MessageStore {
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
     this.appends = new TickBatcher((reqs) => this.appendMany(reqs), {
       ...batching,
+      maxConcurrent: options.maxConcurrentAppends ?? 1,
       onBatch: (n) => options.onBatch?.("append", n),
     });
     this.deliveredReceipts = new TickBatcher((reqs) => this.markMany("delivered", reqs), {

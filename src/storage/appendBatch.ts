@@ -24,15 +24,18 @@ export async function appendBatch(trx: Knex.Transaction, reqs: AppendRequest[]):
   const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
 
   // 1. Retries of messages already stored answer the original, and take no seq.
+  // Both lists as ANY: one scan of the (from_user_id, client_msg_id) index. It may return a
+  // pair nobody asked for (sender of one, id of another); the map lookup ignores those.
   const existing = rowsOf<MessageRow>(
     await trx.raw(
       `SELECT ${MESSAGE_COLUMNS} FROM messages m
-       JOIN unnest(?::text[], ?::text[]) AS k(sender, client_msg_id)
-         ON m.from_user_id = k.sender AND m.client_msg_id = k.client_msg_id`,
-      [reqs.map((r) => r.from), reqs.map((r) => r.clientMsgId)],
+       WHERE m.from_user_id = ANY(?::text[]) AND m.client_msg_id = ANY(?::text[])`,
+      [[...new Set(reqs.map((r) => r.from))], [...new Set(reqs.map((r) => r.clientMsgId))]],
     ),
   );
-  const originals = new Map(existing.map((row) => [senderKey({ from: row.from_user_id, clientMsgId: row.client_msg_id }), toMessage(row)]));
+  const originals = new Map(
+    existing.map((row) => [senderKey({ from: row.from_user_id, clientMsgId: row.client_msg_id }), toMessage(row)]),
+  );
   const firstInBatch = new Map<string, number>();
   const fresh: number[] = [];
   reqs.forEach((req, i) => {
@@ -99,32 +102,44 @@ async function resolveDirect(trx: Knex.Transaction, reqs: AppendRequest[]): Prom
   if (pairs.size === 0) return new Map();
   // Sorted, so two batches creating the same pairs take the index locks in the same order.
   const keys = [...pairs.keys()].sort();
-  const rows = keys.map((k) => pairs.get(k)!);
-  const created = rowsOf<{ conversation_id: string }>(
-    await trx.raw(
-      `INSERT INTO conversations (conversation_id, kind, direct_key, created_at, created_by)
-       SELECT id, 'direct', key, at, creator FROM unnest(?::uuid[], ?::text[], ?::timestamptz[], ?::text[])
-         AS v(id, key, at, creator)
-       ON CONFLICT (direct_key) DO NOTHING RETURNING conversation_id`,
-      [rows.map((r) => r.id), keys, rows.map((r) => r.at.toISOString()), rows.map((r) => r.from)],
-    ),
-  );
-  if (created.length > 0) {
-    const createdIds = new Set(created.map((c) => c.conversation_id));
-    const members = rows.filter((r) => createdIds.has(r.id)).flatMap((r) => [[r.id, r.from, r.at], [r.id, r.to, r.at]] as const);
-    await trx.raw(
-      `INSERT INTO conversation_members (conversation_id, user_id, joined_at)
-       SELECT * FROM unnest(?::uuid[], ?::text[], ?::timestamptz[])`,
-      [members.map((m) => m[0]), members.map((m) => m[1]), members.map((m) => m[2].toISOString())],
-    );
-    await trx.raw(`INSERT INTO users (user_id) SELECT DISTINCT unnest(?::text[]) ON CONFLICT (user_id) DO NOTHING`, [
-      members.map((m) => m[1]),
-    ]);
-  }
-  const all = rowsOf<{ conversation_id: string; direct_key: string }>(
+  const found = rowsOf<{ conversation_id: string; direct_key: string }>(
     await trx.raw(`SELECT conversation_id, direct_key FROM conversations WHERE direct_key = ANY(?::text[])`, [keys]),
   );
-  return new Map(all.map((r) => [r.direct_key, r.conversation_id]));
+  const ids = new Map(found.map((r) => [r.direct_key, r.conversation_id]));
+  const missing = keys.filter((k) => !ids.has(k)).map((k) => ({ key: k, ...pairs.get(k)! }));
+  if (missing.length === 0) return ids; // the steady state: one round trip
+  // First message between these users: the conversation, its two members and their
+  // directory entries, in one statement. A concurrent batch may create the same pair:
+  // ON CONFLICT leaves its row, which the final SELECT then finds.
+  await trx.raw(
+    `WITH v AS (
+       SELECT * FROM unnest(?::uuid[], ?::text[], ?::timestamptz[], ?::text[], ?::text[]) AS v(id, key, at, a, b)
+     ), created AS (
+       INSERT INTO conversations (conversation_id, kind, direct_key, created_at, created_by)
+       SELECT id, 'direct', key, at, a FROM v ORDER BY key
+       ON CONFLICT (direct_key) DO NOTHING RETURNING conversation_id
+     ), members AS (
+       INSERT INTO conversation_members (conversation_id, user_id, joined_at)
+       SELECT v.id, u.user_id, v.at FROM v JOIN created c ON c.conversation_id = v.id
+       CROSS JOIN LATERAL (VALUES (v.a), (v.b)) AS u(user_id)
+     )
+     INSERT INTO users (user_id) SELECT DISTINCT u FROM v, LATERAL (VALUES (v.a), (v.b)) AS x(u)
+     ON CONFLICT (user_id) DO NOTHING`,
+    [
+      missing.map((m) => m.id),
+      missing.map((m) => m.key),
+      missing.map((m) => m.at.toISOString()),
+      missing.map((m) => m.from),
+      missing.map((m) => m.to),
+    ],
+  );
+  const all = rowsOf<{ conversation_id: string; direct_key: string }>(
+    await trx.raw(`SELECT conversation_id, direct_key FROM conversations WHERE direct_key = ANY(?::text[])`, [
+      missing.map((m) => m.key),
+    ]),
+  );
+  for (const r of all) ids.set(r.direct_key, r.conversation_id);
+  return ids;
 }
 
 async function loadConversations(
@@ -149,42 +164,63 @@ async function loadConversations(
   return map;
 }
 
-/** Locks the batch's conversations (sorted: no deadlock between batches) and hands out seq. */
+/**
+ * Hands out seq ranges in one statement: the CTE locks the batch's conversations in id
+ * order (so concurrent batches cannot deadlock), the UPDATE moves each counter by the
+ * number of messages it gets, and RETURNING gives the first seq of each range.
+ */
 async function allocateSeq(trx: Knex.Transaction, accepted: Accepted[]): Promise<void> {
-  const ids = [...new Set(accepted.map((a) => a.conversationId))].sort();
-  const locked = rowsOf<{ conversation_id: string; last_seq: string | number }>(
+  const counts = new Map<string, { n: number; at: Date }>();
+  for (const a of accepted) {
+    const c = counts.get(a.conversationId) ?? { n: 0, at: a.req.createdAt };
+    c.n++;
+    c.at = a.req.createdAt;
+    counts.set(a.conversationId, c);
+  }
+  const ids = [...counts.keys()].sort();
+  const bumped = rowsOf<{ conversation_id: string; first_seq: string | number }>(
     await trx.raw(
-      `SELECT conversation_id, last_seq FROM conversations
-       WHERE conversation_id = ANY(?::uuid[]) ORDER BY conversation_id FOR UPDATE`,
-      [ids],
+      `WITH locked AS (
+         SELECT conversation_id FROM conversations WHERE conversation_id = ANY(?::uuid[])
+         ORDER BY conversation_id FOR UPDATE
+       )
+       UPDATE conversations c SET last_seq = c.last_seq + v.n, last_message_at = v.at
+       FROM locked, unnest(?::uuid[], ?::int[], ?::timestamptz[]) AS v(id, n, at)
+       WHERE c.conversation_id = locked.conversation_id AND c.conversation_id = v.id
+       RETURNING c.conversation_id, c.last_seq - v.n + 1 AS first_seq`,
+      [ids, ids, ids.map((id) => counts.get(id)!.n), ids.map((id) => counts.get(id)!.at.toISOString())],
     ),
   );
-  const next = new Map(locked.map((r) => [r.conversation_id, toNumber(r.last_seq)]));
-  const lastAt = new Map<string, Date>();
+  const next = new Map(bumped.map((r) => [r.conversation_id, toNumber(r.first_seq)]));
   for (const a of accepted) {
-    const seq = next.get(a.conversationId)! + 1;
-    next.set(a.conversationId, seq);
-    a.seq = seq;
-    lastAt.set(a.conversationId, a.req.createdAt);
+    a.seq = next.get(a.conversationId)!;
+    next.set(a.conversationId, a.seq + 1);
   }
-  await trx.raw(
-    `UPDATE conversations c SET last_seq = v.last_seq, last_message_at = v.at
-     FROM unnest(?::uuid[], ?::bigint[], ?::timestamptz[]) AS v(id, last_seq, at)
-     WHERE c.conversation_id = v.id`,
-    [ids, ids.map((id) => next.get(id)!), ids.map((id) => lastAt.get(id)!.toISOString())],
-  );
 }
 
-/** Inserts the messages and their delivery rows; returns each message's recipients. */
+/**
+ * Inserts the messages and their delivery rows in one statement; returns each message's
+ * recipients. Every message has at least one recipient (a conversation has two members or
+ * more), so a message missing from the result lost its insert to a concurrent retry.
+ */
 async function insertMessages(trx: Knex.Transaction, accepted: Accepted[]): Promise<Map<string, string[]>> {
   const col = <T>(pick: (a: Accepted) => T) => accepted.map(pick);
-  const inserted = rowsOf<{ message_id: string }>(
+  const deliveries = rowsOf<{ message_id: string; recipient_id: string }>(
     await trx.raw(
-      `INSERT INTO messages (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id, content,
-         created_at, expires_at)
-       SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[],
-         ?::timestamptz[], ?::timestamptz[])
-       ON CONFLICT (from_user_id, client_msg_id) DO NOTHING RETURNING message_id`,
+      `WITH inserted AS (
+         INSERT INTO messages (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id, content,
+           created_at, expires_at)
+         SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[],
+           ?::timestamptz[], ?::timestamptz[])
+         ON CONFLICT (from_user_id, client_msg_id) DO NOTHING
+         RETURNING message_id, conversation_id, seq, from_user_id
+       )
+       INSERT INTO message_delivery (message_id, recipient_id, status)
+       SELECT m.message_id, cm.user_id, 'sent' FROM inserted m
+       JOIN conversation_members cm ON cm.conversation_id = m.conversation_id AND cm.user_id <> m.from_user_id
+       -- delivery_id then follows seq within each conversation: the backlog's order
+       ORDER BY m.conversation_id, m.seq, cm.user_id
+       RETURNING message_id, recipient_id`,
       [
         col((a) => a.req.id),
         col((a) => a.conversationId),
@@ -198,25 +234,13 @@ async function insertMessages(trx: Knex.Transaction, accepted: Accepted[]): Prom
       ] as Knex.RawBinding[],
     ),
   );
-  if (inserted.length !== accepted.length) throw new LostDuplicateRace();
-  // In request order, so delivery_id follows seq within each conversation (the backlog's order).
-  const deliveries = rowsOf<{ message_id: string; recipient_id: string }>(
-    await trx.raw(
-      `INSERT INTO message_delivery (message_id, recipient_id, status)
-       SELECT m.id, cm.user_id, 'sent'
-       FROM unnest(?::uuid[], ?::uuid[], ?::text[]) WITH ORDINALITY AS m(id, conversation_id, sender, ord)
-       JOIN conversation_members cm ON cm.conversation_id = m.conversation_id AND cm.user_id <> m.sender
-       ORDER BY m.ord, cm.user_id
-       RETURNING message_id, recipient_id`,
-      [col((a) => a.req.id), col((a) => a.conversationId), col((a) => a.req.from)],
-    ),
-  );
   const recipients = new Map<string, string[]>();
   for (const d of deliveries) {
     const list = recipients.get(d.message_id) ?? [];
     list.push(d.recipient_id);
     recipients.set(d.message_id, list);
   }
+  if (recipients.size !== accepted.length) throw new LostDuplicateRace();
   return recipients;
 }
 
