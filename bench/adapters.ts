@@ -35,7 +35,6 @@ async function round(adapter: "classic" | "sharded", roundNo: number): Promise<R
     REDIS_PREFIX: `bench-${adapter}-${roundNo}-${process.pid}`,
     AUTH_MODE: "dev",
     RATE_LIMIT_EVENTS_PER_SEC: "0",
-    LOG_LEVEL: "warn",
   };
   const [a, b] = await Promise.all([spawnNode(env), spawnNode(env)]);
   const latencies: number[] = [];
