@@ -1,44 +1,25 @@
 import type { Logger } from "../log";
 import type { MessagingService } from "./MessagingService";
+import { PeriodicJob } from "./PeriodicJob";
 
 /**
  * The periodic retry behind at-least-once delivery: every `afterMs / 2`, messages that the
  * users connected to this node have not confirmed `afterMs` after sending are offered again
  * to those devices, at most `batch` per round, until confirmed or expired.
  */
-export class Redeliverer {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<unknown> = Promise.resolve();
+export class Redeliverer extends PeriodicJob {
+  /** Offers still waiting for a receipt: not offered again until they settle. */
   private readonly waiting = new Set<string>();
 
   constructor(
-    private readonly messaging: Pick<MessagingService, "redeliver">,
-    private readonly localUsers: () => string[],
-    private readonly afterMs: number,
-    private readonly log: Logger,
-    private readonly batch = 500,
-  ) {}
-
-  start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => void this.runOnce(), Math.max(100, Math.round(this.afterMs / 2)));
-    this.timer.unref();
-  }
-
-  runOnce(): Promise<number> {
-    const run = this.messaging
-      .redeliver(this.localUsers(), this.afterMs, this.batch, this.waiting)
-      .catch((err) => {
-        this.log.warn({ err }, "redelivery round failed; next round retries");
-        return 0;
-      });
-    this.running = run;
-    return run;
-  }
-
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-    await this.running;
+    messaging: Pick<MessagingService, "redeliver">,
+    localUsers: () => string[],
+    afterMs: number,
+    log: Logger,
+    batch = 500,
+  ) {
+    // The round runs only after construction, when `this.waiting` exists.
+    const round = () => messaging.redeliver(localUsers(), afterMs, batch, this.waiting);
+    super("redelivery", round, Math.max(100, Math.round(afterMs / 2)), log);
   }
 }
