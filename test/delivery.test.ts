@@ -1,21 +1,11 @@
 import { expect } from "chai";
-import { Client } from "pg";
-import type { RunningTicks } from "../src/main";
 import type { Message } from "../src/protocol";
-import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, quiet, uniqueId, waitFor } from "./helpers/device";
-import { startServer, urlOf } from "./helpers/server";
+import { useServerSuite } from "./helpers/serverSuite";
 
 describe("delivery: live, backlog and receipts", () => {
-  let db: TestDatabase;
-  let server: RunningTicks;
-  let pg: Client;
-  const devices: Device[] = [];
-  const device = (userId: string, options: { autoAck?: boolean; deviceId?: string } = {}) => {
-    const d = new Device(urlOf(server), { userId, ...options });
-    devices.push(d);
-    return d;
-  };
+  const suite = useServerSuite({ BACKLOG_PAGE_SIZE: "5", DELIVERY_ACK_TIMEOUT_MS: "500" });
+  const device = suite.device;
   const send = async (from: Device, to: string, content: string): Promise<Message> => {
     const reply = await from.request("message:send", { clientMsgId: uniqueId("c"), to, content });
     if (!reply.ok) throw new Error(`${reply.error.code}: ${reply.error.message}`);
@@ -23,24 +13,11 @@ describe("delivery: live, backlog and receipts", () => {
   };
   const statusOf = async (messageId: string, recipient: string) =>
     (
-      await pg.query("SELECT status FROM message_delivery WHERE message_id = $1 AND recipient_id = $2", [
+      await suite.pg.query("SELECT status FROM message_delivery WHERE message_id = $1 AND recipient_id = $2", [
         messageId,
         recipient,
       ])
     ).rows[0]?.status;
-
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startServer(db.url, { BACKLOG_PAGE_SIZE: "5", DELIVERY_ACK_TIMEOUT_MS: "500" });
-    pg = new Client({ connectionString: db.url });
-    await pg.connect();
-  });
-  afterEach(() => devices.splice(0).forEach((d) => d.close()));
-  after(async () => {
-    await pg.end();
-    await server.stop();
-    await db.drop();
-  });
 
   it("delivers live to every device of the recipient; a receipt marks it delivered and tells the sender", async () => {
     const a = uniqueId("alice");
@@ -76,7 +53,7 @@ describe("delivery: live, backlog and receipts", () => {
     expect(bob.syncs).to.deep.equal([{ delivered: 12 }]);
     const events = bob.events.map((e) => e.event);
     expect(events.lastIndexOf("message:backlog")).to.be.lessThan(events.indexOf("sync:complete"));
-    const { rows } = await pg.query(
+    const { rows } = await suite.pg.query(
       "SELECT count(*)::int AS n FROM message_delivery WHERE recipient_id = $1 AND status = 'sent'",
       [b],
     );
@@ -166,7 +143,7 @@ describe("delivery: live, backlog and receipts", () => {
     expect(await statusOf(m1.id, b)).to.equal("read");
     // Reading again, or confirming delivery after read, changes nothing.
     expect(await bob.request("message:read", { messageIds: [m1.id] })).to.deep.equal({ ok: true, updated: 0 });
-    await server.messaging.confirmDelivered(b, [m1.id]);
+    await suite.server.messaging.confirmDelivered(b, [m1.id]);
     expect(await statusOf(m1.id, b)).to.equal("read");
   });
 
@@ -178,7 +155,7 @@ describe("delivery: live, backlog and receipts", () => {
     const bob = await device(b).connect();
     const reply = await bob.request("message:read", { messageIds: [m.id] });
     expect(reply.ok).to.equal(true);
-    const { rows } = await pg.query(
+    const { rows } = await suite.pg.query(
       "SELECT status, delivered_at, read_at FROM message_delivery WHERE message_id = $1",
       [m.id],
     );

@@ -1,34 +1,16 @@
 import { expect } from "chai";
-import type { RunningTicks } from "../src/main";
 import type { Message } from "../src/protocol";
-import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId } from "./helpers/device";
-import { startServer, urlOf } from "./helpers/server";
+import { useServerSuite } from "./helpers/serverSuite";
 
 describe("message:history and conversation:list", () => {
-  let db: TestDatabase;
-  let server: RunningTicks;
-  const devices: Device[] = [];
-  const device = async (userId: string) => {
-    const d = await new Device(urlOf(server), { userId }).connectSynced();
-    devices.push(d);
-    return d;
-  };
+  const suite = useServerSuite();
+  const device = (userId: string) => suite.device(userId).connectSynced();
   const send = async (from: Device, to: string, content: string): Promise<Message> => {
     const reply = await from.request("message:send", { clientMsgId: uniqueId("c"), to, content });
     if (!reply.ok) throw new Error(reply.error.message);
     return reply.message;
   };
-
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startServer(db.url);
-  });
-  afterEach(() => devices.splice(0).forEach((d) => d.close()));
-  after(async () => {
-    await server.stop();
-    await db.drop();
-  });
 
   it("pages a conversation by seq, ascending, in both directions", async () => {
     const a = uniqueId("alice");

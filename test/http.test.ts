@@ -4,6 +4,7 @@ import type { RunningTicks } from "../src/main";
 import { createTestDatabase, databaseExists, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";
+import { useServerSuite } from "./helpers/serverSuite";
 
 async function get(server: RunningTicks, path: string): Promise<{ status: number; type: string | null; body: string }> {
   const res = await fetch(`${urlOf(server)}${path}`, { signal: AbortSignal.timeout(10_000) });
@@ -17,41 +18,27 @@ function counter(text: string, name: string): number | null {
 }
 
 describe("HTTP endpoints", () => {
-  let db: TestDatabase;
-  let server: RunningTicks;
-  const devices: Device[] = [];
-
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startServer(db.url);
-  });
-  afterEach(() => devices.splice(0).forEach((d) => d.close()));
-  after(async () => {
-    await server.stop();
-    await db.drop();
-  });
+  const suite = useServerSuite();
 
   it("GET /healthz answers 200", async () => {
-    const res = await get(server, "/healthz");
+    const res = await get(suite.server, "/healthz");
     expect(res.status).to.equal(200);
   });
 
   it("GET /readyz answers 200 while the database answers", async () => {
-    const res = await get(server, "/readyz");
+    const res = await get(suite.server, "/readyz");
     expect(res.status).to.equal(200);
   });
 
   it("GET /metrics answers Prometheus text that counts stored messages", async () => {
-    const first = await get(server, "/metrics");
+    const first = await get(suite.server, "/metrics");
     expect(first.status).to.equal(200);
     expect(first.type).to.match(/^text\/plain/);
     expect(first.body).to.include("# TYPE ticks_messages_stored_total counter");
     const before = counter(first.body, "ticks_messages_stored_total");
     expect(before).to.be.a("number");
 
-    const alice = new Device(urlOf(server), { userId: uniqueId("alice") });
-    devices.push(alice);
-    await alice.connectSynced();
+    const alice = await suite.device(uniqueId("alice")).connectSynced();
     const to = uniqueId("bob");
     for (const content of ["one", "two"]) {
       const reply = await alice.request("message:send", { clientMsgId: uuidv4(), to, content });
@@ -62,7 +49,7 @@ describe("HTTP endpoints", () => {
     await alice.request("message:send", { clientMsgId, to, content: "three" });
     await alice.request("message:send", { clientMsgId, to, content: "three" });
 
-    const after = counter((await get(server, "/metrics")).body, "ticks_messages_stored_total");
+    const after = counter((await get(suite.server, "/metrics")).body, "ticks_messages_stored_total");
     expect(after).to.equal(before! + 3);
   });
 });

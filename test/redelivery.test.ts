@@ -1,35 +1,15 @@
 import { expect } from "chai";
-import { Client } from "pg";
-import type { RunningTicks } from "../src/main";
-import { createTestDatabase, type TestDatabase } from "./helpers/database";
-import { Device, uniqueId, waitFor } from "./helpers/device";
-import { startServer, urlOf } from "./helpers/server";
+import { uniqueId, waitFor } from "./helpers/device";
+import { useServerSuite } from "./helpers/serverSuite";
 
 describe("periodic redelivery to connected devices", () => {
-  let db: TestDatabase;
-  let server: RunningTicks;
-  let pg: Client;
-  const devices: Device[] = [];
-
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startServer(db.url, { REDELIVERY_AFTER_MS: "400", DELIVERY_ACK_TIMEOUT_MS: "200" });
-    pg = new Client({ connectionString: db.url });
-    await pg.connect();
-  });
-  afterEach(() => devices.splice(0).forEach((d) => d.close()));
-  after(async () => {
-    await pg.end();
-    await server.stop();
-    await db.drop();
-  });
+  const suite = useServerSuite({ REDELIVERY_AFTER_MS: "400", DELIVERY_ACK_TIMEOUT_MS: "200" });
 
   it("offers an unconfirmed live message again, while connected, until a device confirms it", async () => {
     const a = uniqueId("alice");
     const b = uniqueId("bob");
-    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
-    const bob = await new Device(urlOf(server), { userId: b, autoAck: false }).connectSynced();
-    devices.push(alice, bob);
+    const alice = await suite.device(a).connectSynced();
+    const bob = await suite.device(b, { autoAck: false }).connectSynced();
     const reply = await alice.request("message:send", { clientMsgId: "once", to: b, content: "are you there?" });
     if (!reply.ok) throw new Error(reply.error.message);
     await waitFor(() => bob.live.length >= 3, "three offers of the same message");
@@ -38,7 +18,7 @@ describe("periodic redelivery to connected devices", () => {
 
     bob.autoAck = true; // the device comes back to life and confirms the next offer
     await waitFor(() => alice.statuses.length === 1, "delivered status");
-    const { rows } = await pg.query("SELECT status FROM message_delivery WHERE message_id = $1", [reply.message.id]);
+    const { rows } = await suite.pg.query("SELECT status FROM message_delivery WHERE message_id = $1", [reply.message.id]);
     expect(rows[0].status).to.equal("delivered");
     const offers = bob.live.length;
     await new Promise((r) => setTimeout(r, 1000));
@@ -48,11 +28,9 @@ describe("periodic redelivery to connected devices", () => {
   it("never redelivers to a device that has not finished its backlog", async () => {
     const a = uniqueId("alice");
     const b = uniqueId("bob");
-    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
-    devices.push(alice);
+    const alice = await suite.device(a).connectSynced();
     await alice.request("message:send", { clientMsgId: "m1", to: b, content: "waiting" });
-    const bob = new Device(urlOf(server), { userId: b, autoAck: false });
-    devices.push(bob);
+    const bob = suite.device(b, { autoAck: false });
     await bob.connect();
     await waitFor(() => bob.backlogPages.length >= 1, "backlog page");
     await new Promise((r) => setTimeout(r, 1000)); // several redelivery rounds

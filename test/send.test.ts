@@ -1,34 +1,12 @@
 import { expect } from "chai";
-import { Client } from "pg";
 import { v4 as uuidv4 } from "uuid";
-import type { RunningTicks } from "../src/main";
-import { createTestDatabase, type TestDatabase } from "./helpers/database";
-import { Device, uniqueId } from "./helpers/device";
-import { startServer, urlOf } from "./helpers/server";
+import { uniqueId } from "./helpers/device";
+import { urlOf } from "./helpers/server";
+import { useServerSuite } from "./helpers/serverSuite";
 
 describe("message:send", () => {
-  let db: TestDatabase;
-  let server: RunningTicks;
-  let pg: Client;
-  const devices: Device[] = [];
-  const device = async (userId: string) => {
-    const d = await new Device(urlOf(server), { userId }).connectSynced();
-    devices.push(d);
-    return d;
-  };
-
-  before(async () => {
-    db = await createTestDatabase();
-    server = await startServer(db.url);
-    pg = new Client({ connectionString: db.url });
-    await pg.connect();
-  });
-  afterEach(() => devices.splice(0).forEach((d) => d.close()));
-  after(async () => {
-    await pg.end();
-    await server.stop();
-    await db.drop();
-  });
+  const suite = useServerSuite();
+  const device = (userId: string) => suite.device(userId).connectSynced();
 
   it("acknowledges only after the message is committed, with its persisted id", async () => {
     const alice = await device(uniqueId("alice"));
@@ -36,11 +14,11 @@ describe("message:send", () => {
     const reply = await alice.request("message:send", { clientMsgId: uuidv4(), to: bob, content: "hi" });
     if (!reply.ok) throw new Error(reply.error.message);
     // Another connection sees the row the moment the ack arrives: it was committed first.
-    const { rows } = await pg.query("SELECT * FROM messages WHERE message_id = $1", [reply.message.id]);
+    const { rows } = await suite.pg.query("SELECT * FROM messages WHERE message_id = $1", [reply.message.id]);
     expect(rows).to.have.length(1);
     expect(rows[0].content).to.equal("hi");
     expect(rows[0].from_user_id).to.equal(alice.socket.auth && (alice.socket.auth as { userId: string }).userId);
-    const delivery = await pg.query("SELECT status FROM message_delivery WHERE message_id = $1 AND recipient_id = $2", [
+    const delivery = await suite.pg.query("SELECT status FROM message_delivery WHERE message_id = $1 AND recipient_id = $2", [
       reply.message.id,
       bob,
     ]);
@@ -63,7 +41,7 @@ describe("message:send", () => {
     if (!first.ok || !again.ok) return;
     expect(again.duplicate).to.equal(true);
     expect(again.message).to.deep.equal(first.message);
-    const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [aliceId]);
+    const { rows } = await suite.pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [aliceId]);
     expect(rows[0].n).to.equal(1);
     // Another sender's identical clientMsgId is unrelated.
     const carol = await device(uniqueId("carol"));
@@ -81,7 +59,7 @@ describe("message:send", () => {
     const ids = new Set(replies.map((r) => (r.ok ? r.message.id : "error")));
     expect([...ids]).to.have.length(1);
     expect(replies.filter((r) => r.ok && !r.duplicate)).to.have.length(1);
-    const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [aliceId]);
+    const { rows } = await suite.pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [aliceId]);
     expect(rows[0].n).to.equal(1);
   });
 
@@ -113,7 +91,7 @@ describe("message:send", () => {
     })) as { ok: boolean; message: { from: string } };
     expect(reply.ok).to.equal(true);
     expect(reply.message.from).to.equal(aliceId);
-    const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = 'mallory'");
+    const { rows } = await suite.pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = 'mallory'");
     expect(rows[0].n).to.equal(0);
   });
 
@@ -153,14 +131,14 @@ describe("message:send", () => {
     }
     const group = await alice.request("group:create", { title: "nul\u0000title", members: ["bob-text"] });
     expect(!group.ok && group.error.code).to.equal("BAD_REQUEST");
-    const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [aliceId]);
+    const { rows } = await suite.pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [aliceId]);
     expect(rows[0].n).to.equal(0);
     const emoji = await alice.request("message:send", { clientMsgId: uuidv4(), to: "bob-text", content: "ok 😀" });
     expect(emoji.ok && emoji.message.content).to.equal("ok 😀");
   });
 
   async function batchStats(): Promise<{ sum: number; count: number }> {
-    const text = await (await fetch(`${urlOf(server)}/metrics`)).text();
+    const text = await (await fetch(`${urlOf(suite.server)}/metrics`)).text();
     const read = (name: string) => Number(new RegExp(`^${name}\\{kind="append"\\} (\\d+)`, "m").exec(text)?.[1] ?? 0);
     return { sum: read("ticks_write_batch_size_sum"), count: read("ticks_write_batch_size_count") };
   }

@@ -1,20 +1,19 @@
 import { expect } from "chai";
-import { Client } from "pg";
 import { io } from "socket.io-client";
 import type { ClientSocket } from "../../src/client/TicksClient";
-import { createTestDatabase, type TestDatabase } from "../helpers/database";
 import { uniqueId } from "../helpers/device";
 import {
   FailoverRecipient,
-  LogWatch,
+  newFloodStats,
+  newIntent,
   printFigures,
   settle,
   spread,
-  type FloodStats,
   type Intent,
   type SendReply,
 } from "../helpers/flood";
-import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "../helpers/processes";
+import type { NodeProcess } from "../helpers/processes";
+import { useTwoNodeCluster } from "../helpers/twoNodeCluster";
 
 const USERS = 20;
 const PER_USER = 50; // 1 000 distinct messages
@@ -29,52 +28,19 @@ const RECIPIENTS = 10;
  */
 describe("fault (extra): the same clientMsgId sent four times at once, on both nodes", function () {
   this.timeout(180_000);
-  let db: TestDatabase | undefined;
-  let redis: RedisProcess | undefined;
-  let pg: Client | undefined;
-  let nodes: NodeProcess[] = [];
-  let watches: LogWatch[] = [];
-  const sockets: ClientSocket[] = [];
-  const clients: { close(): void }[] = [];
-
-  before(async () => {
-    db = await createTestDatabase();
-    redis = await startPrivateRedis();
-    pg = new Client({ connectionString: db.url });
-    await pg.connect();
-    const env = {
-      DATABASE_URL: db.url,
-      REDIS_URL: redis.url,
-      AUTH_MODE: "dev",
-      RATE_LIMIT_EVENTS_PER_SEC: "0",
-      REDELIVERY_AFTER_MS: "2000",
-      DELIVERY_ACK_TIMEOUT_MS: "3000",
-    };
-    nodes = await Promise.all([spawnNode(env), spawnNode(env)]);
-    watches = nodes.map((n) => new LogWatch(n));
-  });
-
-  after(async () => {
-    sockets.splice(0).forEach((s) => s.disconnect());
-    clients.splice(0).forEach((c) => c.close());
-    for (const w of watches) console.log(`      ${w.summary()}`);
-    await Promise.allSettled(nodes.map((n) => n.kill("SIGKILL")));
-    await pg?.end().catch(() => {});
-    await redis?.stop().catch(() => {});
-    await db?.drop().catch((err) => console.log(`could not drop ${db?.name}: ${err}`));
-  });
+  const cluster = useTwoNodeCluster({ REDELIVERY_AFTER_MS: "2000", DELIVERY_ACK_TIMEOUT_MS: "3000" });
 
   it("stores each message once and answers every copy with the same message", async () => {
-    const [A, B] = nodes as [NodeProcess, NodeProcess];
+    const [A, B] = cluster.nodes as [NodeProcess, NodeProcess];
     const urls = [A.url, B.url];
     const recipients = spread(RECIPIENTS, (i, start) => new FailoverRecipient(urls, uniqueId(`r${i}`), start), 2);
-    clients.push(...recipients);
+    cluster.clients.push(...recipients);
     await Promise.all(recipients.map((r) => r.startSynced()));
 
     const connect = (url: string, userId: string, deviceId: string) =>
       new Promise<ClientSocket>((resolve, reject) => {
         const s: ClientSocket = io(url, { auth: { userId, deviceId }, transports: ["websocket"], reconnection: false, forceNew: true });
-        sockets.push(s);
+        cluster.clients.push({ close: () => s.disconnect() });
         s.once("connect", () => resolve(s));
         s.once("connect_error", reject);
       });
@@ -97,20 +63,13 @@ describe("fault (extra): the same clientMsgId sent four times at once, on both n
       users.map(async (from, u) => {
         const [one, two, three] = devices[u]!;
         for (let k = 0; k < PER_USER; k++) {
-          const intent: Intent = {
+          const intent = newIntent({
             sender: u,
             from,
             clientMsgId: `dup-${u}-${k}`,
             to: recipients[(u + k) % RECIPIENTS]!.userId,
             content: `race ${k}`,
-            okIds: new Set(),
-            okReplies: 0,
-            duplicateReplies: 0,
-            unavailable: 0,
-            rateLimited: 0,
-            errors: [],
-            done: false,
-          };
+          });
           intents.push(intent);
           replies.set(intent, []);
           // All four in the same tick: no copy waits for another's answer.
@@ -120,16 +79,7 @@ describe("fault (extra): the same clientMsgId sent four times at once, on both n
     );
     const floodMs = Date.now() - started;
 
-    const stats: FloodStats = {
-      intents,
-      acked: 0,
-      unavailable: 0,
-      rateLimited: 0,
-      duplicateReplies: 0,
-      otherErrors: 0,
-      startedAt: started,
-      finishedAt: Date.now(),
-    };
+    const stats = { ...newFloodStats(intents, started), finishedAt: Date.now() };
     const freshPerMessage = new Map<number, number>();
     for (const intent of intents) {
       const list = replies.get(intent)!;
@@ -153,7 +103,7 @@ describe("fault (extra): the same clientMsgId sent four times at once, on both n
       if (intent.okReplies > 0) stats.acked++;
       freshPerMessage.set(fresh, (freshPerMessage.get(fresh) ?? 0) + 1);
     }
-    const { figures, settledMs, settled } = await settle(pg!, stats, recipients, 60_000);
+    const { figures, settledMs, settled } = await settle(cluster.pg, stats, recipients, 60_000);
     const sameIdInAllOks = intents.filter((i) => i.okIds.size === 1 && i.okReplies === 4).length;
     printFigures("5 duplicate race", figures, {
       emits: intents.length * 4,

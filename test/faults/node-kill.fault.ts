@@ -1,20 +1,6 @@
 import { expect } from "chai";
-import { Client } from "pg";
-import { createTestDatabase, type TestDatabase } from "../helpers/database";
-import { uniqueId } from "../helpers/device";
-import {
-  FailoverRecipient,
-  FailoverSender,
-  LogWatch,
-  planFlood,
-  printFigures,
-  settle,
-  sleep,
-  spread,
-  startFlood,
-  waitUntil,
-} from "../helpers/flood";
-import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "../helpers/processes";
+import { planFlood, printFigures, settle, sleep, startFlood, startFloodClients, waitUntil } from "../helpers/flood";
+import { FLOOD_TIMEOUTS, useTwoNodeCluster } from "../helpers/twoNodeCluster";
 
 const SENDERS = 50;
 const RECIPIENTS = 50;
@@ -29,53 +15,15 @@ const KILL_AT = 0.3; // share of the flood acknowledged when the node dies
  */
 describe("fault: kill -9 one of two nodes during a flood", function () {
   this.timeout(300_000);
-  let db: TestDatabase | undefined;
-  let redis: RedisProcess | undefined;
-  let pg: Client | undefined;
-  let nodes: NodeProcess[] = [];
-  let watches: LogWatch[] = [];
-  const clients: { close(): void }[] = [];
-
-  const env = () => ({
-    DATABASE_URL: db!.url,
-    REDIS_URL: redis!.url,
-    AUTH_MODE: "dev",
-    RATE_LIMIT_EVENTS_PER_SEC: "0",
-    REDELIVERY_AFTER_MS: "2000",
-    DELIVERY_ACK_TIMEOUT_MS: "3000",
-    PRESENCE_TTL_MS: "3000",
-    LEADER_LEASE_MS: "2000",
-  });
-
-  before(async () => {
-    db = await createTestDatabase();
-    redis = await startPrivateRedis();
-    pg = new Client({ connectionString: db.url });
-    await pg.connect();
-    nodes = await Promise.all([spawnNode(env()), spawnNode(env())]);
-    watches = nodes.map((n) => new LogWatch(n));
-  });
-
-  after(async () => {
-    clients.splice(0).forEach((c) => c.close());
-    for (const w of watches) console.log(`      ${w.summary()}`);
-    await Promise.allSettled(nodes.map((n) => n.kill("SIGKILL")));
-    await pg?.end().catch(() => {});
-    await redis?.stop().catch(() => {});
-    await db?.drop().catch((err) => console.log(`could not drop ${db?.name}: ${err}`));
-  });
+  const cluster = useTwoNodeCluster(FLOOD_TIMEOUTS);
 
   it("loses nothing acknowledged, stores each message once and delivers each once after de-dup", async () => {
-    const urls = nodes.map((n) => n.url);
-    const recipients = spread(RECIPIENTS, (i, start) => new FailoverRecipient(urls, uniqueId(`r${i}`), start), urls.length);
-    const senders = spread(
-      SENDERS,
-      (i, start) => new FailoverSender(urls, uniqueId(`s${i}`), start, { retries: 10, ackTimeout: 2000 }),
-      urls.length,
+    const { nodes, pg } = cluster;
+    const { senders, recipients } = await startFloodClients(
+      cluster.urls,
+      { senders: SENDERS, recipients: RECIPIENTS },
+      cluster.clients,
     );
-    clients.push(...recipients, ...senders);
-    await Promise.all(recipients.map((r) => r.startSynced()));
-    await Promise.all(senders.map((s) => s.start()));
 
     const intents = planFlood(
       senders,
@@ -92,7 +40,7 @@ describe("fault: kill -9 one of two nodes during a flood", function () {
 
     const finished = await Promise.race([done.then(() => true), sleep(180_000).then(() => false)]);
     const floodMs = (stats.finishedAt ?? Date.now()) - stats.startedAt;
-    const { figures, settledMs, settled } = await settle(pg!, stats, recipients, 60_000);
+    const { figures, settledMs, settled } = await settle(pg, stats, recipients, 60_000);
 
     printFigures("1 kill -9 node", figures, {
       senders: SENDERS,

@@ -3,13 +3,13 @@ import { Client } from "pg";
 import { uniqueId } from "../helpers/device";
 import {
   FailoverRecipient,
-  FailoverSender,
   LogWatch,
   planFlood,
   printFigures,
   settle,
   sleep,
   startFlood,
+  startFloodClients,
   waitUntil,
 } from "../helpers/flood";
 import { spawnNode, type NodeProcess } from "../helpers/processes";
@@ -65,17 +65,11 @@ describe("fault: PostgreSQL stopped for a few seconds during a flood", function 
   it("answers UNAVAILABLE (never a false ok) while the database is down and stores every retry once", async () => {
     const n = node!;
     const urls = [n.url];
-    const recipients = Array.from({ length: RECIPIENTS }, (_, i) => new FailoverRecipient(urls, uniqueId(`r${i}`), 0));
-    const senders = Array.from(
-      { length: SENDERS },
-      (_, i) => new FailoverSender(urls, uniqueId(`s${i}`), 0, { retries: 10, ackTimeout: 2000 }),
-    );
+    const { senders, recipients } = await startFloodClients(urls, { senders: SENDERS, recipients: RECIPIENTS }, clients);
     // One more recipient, offline until the database is down: it connects during the outage
     // and must drain its backlog once the database is back.
     const late = new FailoverRecipient(urls, uniqueId("late"), 0);
-    clients.push(...recipients, ...senders, late);
-    await Promise.all(recipients.map((r) => r.startSynced()));
-    await Promise.all(senders.map((s) => s.start()));
+    clients.push(late);
     expect((await fetch(`${n.url}/readyz`)).status, "ready before the outage").to.equal(200);
 
     const intents = planFlood(

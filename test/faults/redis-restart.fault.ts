@@ -1,20 +1,16 @@
 import { expect } from "chai";
-import { Client } from "pg";
-import { createTestDatabase, type TestDatabase } from "../helpers/database";
-import { uniqueId } from "../helpers/device";
 import {
-  FailoverRecipient,
-  FailoverSender,
-  LogWatch,
   planFlood,
   printFigures,
   settle,
   sleep,
-  spread,
   startFlood,
+  startFloodClients,
   waitUntil,
+  type FailoverRecipient,
+  type FailoverSender,
 } from "../helpers/flood";
-import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "../helpers/processes";
+import { FLOOD_TIMEOUTS, useTwoNodeCluster } from "../helpers/twoNodeCluster";
 
 const SENDERS = 50;
 const RECIPIENTS = 50;
@@ -29,53 +25,11 @@ const OUTAGE_MS = 3000;
  */
 describe("fault: Redis restarted during a flood across two nodes", function () {
   this.timeout(300_000);
-  let db: TestDatabase | undefined;
-  let redis: RedisProcess | undefined;
-  let pg: Client | undefined;
-  let nodes: NodeProcess[] = [];
-  let watches: LogWatch[] = [];
-  const clients: { close(): void }[] = [];
-
-  const env = () => ({
-    DATABASE_URL: db!.url,
-    REDIS_URL: redis!.url,
-    AUTH_MODE: "dev",
-    RATE_LIMIT_EVENTS_PER_SEC: "0",
-    REDELIVERY_AFTER_MS: "2000",
-    DELIVERY_ACK_TIMEOUT_MS: "3000",
-    PRESENCE_TTL_MS: "3000",
-    LEADER_LEASE_MS: "2000",
-  });
-
-  before(async () => {
-    db = await createTestDatabase();
-    redis = await startPrivateRedis();
-    pg = new Client({ connectionString: db.url });
-    await pg.connect();
-    nodes = await Promise.all([spawnNode(env()), spawnNode(env())]);
-    watches = nodes.map((n) => new LogWatch(n));
-  });
-
-  after(async () => {
-    clients.splice(0).forEach((c) => c.close());
-    for (const w of watches) console.log(`      ${w.summary()}`);
-    await Promise.allSettled(nodes.map((n) => n.kill("SIGKILL")));
-    await pg?.end().catch(() => {});
-    await redis?.stop().catch(() => {});
-    await db?.drop().catch((err) => console.log(`could not drop ${db?.name}: ${err}`));
-  });
+  const cluster = useTwoNodeCluster(FLOOD_TIMEOUTS);
 
   it("loses nothing, stores each message once and delivers each once after de-dup", async () => {
-    const urls = nodes.map((n) => n.url);
-    const recipients = spread(RECIPIENTS, (i, start) => new FailoverRecipient(urls, uniqueId(`r${i}`), start), urls.length);
-    const senders = spread(
-      SENDERS,
-      (i, start) => new FailoverSender(urls, uniqueId(`s${i}`), start, { retries: 10, ackTimeout: 2000 }),
-      urls.length,
-    );
-    clients.push(...recipients, ...senders);
-    await Promise.all(recipients.map((r) => r.startSynced()));
-    await Promise.all(senders.map((s) => s.start()));
+    const { nodes, redis, pg, urls } = cluster;
+    const { senders, recipients } = await startFloodClients(urls, { senders: SENDERS, recipients: RECIPIENTS }, cluster.clients);
 
     const intents = planFlood(
       senders,
@@ -87,13 +41,13 @@ describe("fault: Redis restarted during a flood across two nodes", function () {
     expect(await waitUntil(() => stats.acked >= intents.length * OUTAGE_AT, 120_000), "flood under way").to.equal(true);
 
     const ackedAtStop = stats.acked;
-    await redis!.stop();
+    await redis.stop();
     const stoppedAt = Date.now();
     await sleep(500);
     const readyDuring = await Promise.all(nodes.map(async (n) => (await fetch(`${n.url}/readyz`)).status));
     await sleep(OUTAGE_MS - 500);
     const ackedDuringOutage = stats.acked - ackedAtStop;
-    await redis!.start();
+    await redis.start();
     const outageMs = Date.now() - stoppedAt;
     const readyAfter = await Promise.all(
       nodes.map(async (n) => {
@@ -106,7 +60,7 @@ describe("fault: Redis restarted during a flood across two nodes", function () {
 
     const finished = await Promise.race([done.then(() => true), sleep(180_000).then(() => false)]);
     const floodMs = (stats.finishedAt ?? Date.now()) - stats.startedAt;
-    const { figures, settledMs, settled } = await settle(pg!, stats, recipients, 60_000);
+    const { figures, settledMs, settled } = await settle(pg, stats, recipients, 60_000);
 
     // After the restart, does a message still cross nodes live (well before a redelivery)?
     const crossLatencies = await crossNodeProbe(senders, recipients, urls, 10);

@@ -1,10 +1,10 @@
 import { expect } from "chai";
 import { Client } from "pg";
 import type { Message } from "../../src/protocol";
-import { createTestDatabase, type TestDatabase } from "../helpers/database";
 import { Device, uniqueId, waitFor } from "../helpers/device";
-import { LogWatch, sleep } from "../helpers/flood";
-import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "../helpers/processes";
+import { sleep } from "../helpers/flood";
+import type { NodeProcess } from "../helpers/processes";
+import { useTwoNodeCluster } from "../helpers/twoNodeCluster";
 
 const REDELIVERY_AFTER_MS = 1000;
 const DELIVERY_ACK_TIMEOUT_MS = 1000;
@@ -17,21 +17,21 @@ const DELIVERY_ACK_TIMEOUT_MS = 1000;
  */
 describe("fault: a recipient that never acknowledges", function () {
   this.timeout(120_000);
-  let db: TestDatabase | undefined;
-  let redis: RedisProcess | undefined;
-  let pg: Client | undefined;
-  let nodes: NodeProcess[] = [];
-  let watches: LogWatch[] = [];
-  const devices: Device[] = [];
+  const cluster = useTwoNodeCluster({
+    REDELIVERY_AFTER_MS: String(REDELIVERY_AFTER_MS),
+    DELIVERY_ACK_TIMEOUT_MS: String(DELIVERY_ACK_TIMEOUT_MS),
+  });
+  // Every test starts with no device of an earlier one still connected.
+  afterEach(() => cluster.clients.splice(0).forEach((d) => d.close()));
 
   const device = (node: NodeProcess, userId: string, autoAck = true) => {
     const d = new Device(node.url, { userId, autoAck });
-    devices.push(d);
+    cluster.clients.push(d);
     return d;
   };
   const statusOf = async (recipient: string) =>
     (
-      await pg!.query<{ message_id: string; status: string }>(
+      await cluster.pg.query<{ message_id: string; status: string }>(
         "SELECT message_id, status FROM message_delivery WHERE recipient_id = $1 ORDER BY delivery_id",
         [recipient],
       )
@@ -49,34 +49,8 @@ describe("fault: a recipient that never acknowledges", function () {
     return got;
   };
 
-  before(async () => {
-    db = await createTestDatabase();
-    redis = await startPrivateRedis();
-    pg = new Client({ connectionString: db.url });
-    await pg.connect();
-    const env = {
-      DATABASE_URL: db.url,
-      REDIS_URL: redis.url,
-      AUTH_MODE: "dev",
-      RATE_LIMIT_EVENTS_PER_SEC: "0",
-      REDELIVERY_AFTER_MS: String(REDELIVERY_AFTER_MS),
-      DELIVERY_ACK_TIMEOUT_MS: String(DELIVERY_ACK_TIMEOUT_MS),
-    };
-    nodes = await Promise.all([spawnNode(env), spawnNode(env)]);
-    watches = nodes.map((n) => new LogWatch(n));
-  });
-  afterEach(() => devices.splice(0).forEach((d) => d.close()));
-  after(async () => {
-    devices.splice(0).forEach((d) => d.close());
-    for (const w of watches) console.log(`      ${w.summary()}`);
-    await Promise.allSettled(nodes.map((n) => n.kill("SIGKILL")));
-    await pg?.end().catch(() => {});
-    await redis?.stop().catch(() => {});
-    await db?.drop().catch((err) => console.log(`could not drop ${db?.name}: ${err}`));
-  });
-
   it("keeps a live message 'sent' when the device drops before acknowledging, and redelivers it on reconnect", async () => {
-    const [A, B] = nodes as [NodeProcess, NodeProcess];
+    const [A, B] = cluster.nodes as [NodeProcess, NodeProcess];
     const a = uniqueId("alice");
     const b = uniqueId("bob");
     const alice = await device(A, a).connectSynced();
@@ -111,8 +85,8 @@ describe("fault: a recipient that never acknowledges", function () {
 
     const rawReceived = rawGot.length + backGot.length;
     const unique = new Set([...rawGot, ...backGot].map((g) => g.id)).size;
-    const dupRows = await duplicateRows(pg!);
-    const stored = (await pg!.query("SELECT count(*)::int AS n FROM messages WHERE to_user_id = $1", [b])).rows[0].n;
+    const dupRows = await duplicateRows(cluster.pg);
+    const stored = (await cluster.pg.query("SELECT count(*)::int AS n FROM messages WHERE to_user_id = $1", [b])).rows[0].n;
     console.log(
       `      FIGURES [4a drop before ack] sent=${sent.length} acknowledged=${sent.length} storedRows=${stored} ` +
         `delivered=${unique}/${sent.length} rawReceived=${rawReceived} rawDuplicates=${rawReceived - unique} ` +
@@ -126,7 +100,7 @@ describe("fault: a recipient that never acknowledges", function () {
   });
 
   it("keeps a backlog page 'sent' when the device drops before acknowledging it", async () => {
-    const [A, B] = nodes as [NodeProcess, NodeProcess];
+    const [A, B] = cluster.nodes as [NodeProcess, NodeProcess];
     const a = uniqueId("alice");
     const d = uniqueId("dave");
     const alice = await device(A, a).connectSynced();
@@ -154,14 +128,14 @@ describe("fault: a recipient that never acknowledges", function () {
     console.log(
       `      FIGURES [4b backlog page dropped] sent=${sent.length} acknowledged=${sent.length} storedRows=${whileAway.length} ` +
         `delivered=${new Set(ids).size}/${sent.length} rawReceived=${rawReceived} rawDuplicates=${rawReceived - new Set(ids).size} ` +
-        `duplicateRows=${await duplicateRows(pg!)} lost=${sent.length - new Set(ids).size} ` +
+        `duplicateRows=${await duplicateRows(cluster.pg)} lost=${sent.length - new Set(ids).size} ` +
         `(sentWhileAway=${whileAway.filter((r) => r.status === "sent").length} sentLeft=${after.filter((r) => r.status === "sent").length})`,
     );
     expect(after.every((r) => r.status === "delivered")).to.equal(true);
   });
 
   it("offers an unacknowledged message again and again to a device that stays connected", async () => {
-    const [A, B] = nodes as [NodeProcess, NodeProcess];
+    const [A, B] = cluster.nodes as [NodeProcess, NodeProcess];
     const a = uniqueId("alice");
     const c = uniqueId("carol");
     const alice = await device(A, a).connectSynced();
@@ -196,7 +170,7 @@ describe("fault: a recipient that never acknowledges", function () {
     console.log(
       `      FIGURES [4c connected, never acks] sent=${sent.length} acknowledged=${sent.length} storedRows=${after.length} ` +
         `delivered=${unique}/${sent.length} rawReceived=${got.length} rawDuplicates=${got.length - unique} ` +
-        `duplicateRows=${await duplicateRows(pg!)} lost=${sent.length - unique} ` +
+        `duplicateRows=${await duplicateRows(cluster.pg)} lost=${sent.length - unique} ` +
         `(offersIn${window}ms=${offersInWindow.join(",")} gapsMs=${gaps.join(",")} sentDuringWindow=${stillSent} ` +
         `sentLeft=${after.filter((r) => r.status === "sent").length} offersAfterConfirm=${offersAfterConfirm})`,
     );

@@ -7,6 +7,7 @@ import { io } from "socket.io-client";
 import type { Client } from "pg";
 import type { ClientSocket } from "../../src/client/TicksClient";
 import type { Message, Reply, SendRequest, SendResult } from "../../src/protocol";
+import { uniqueId } from "./device";
 import type { NodeProcess } from "./processes";
 
 export type SendReply = Reply<SendResult>;
@@ -257,25 +258,71 @@ export type FloodStats = {
   finishedAt: number | null;
 };
 
+/** A message still to send: nothing answered yet. */
+export function newIntent(message: Pick<Intent, "sender" | "from" | "clientMsgId" | "to" | "content">): Intent {
+  return {
+    ...message,
+    okIds: new Set(),
+    okReplies: 0,
+    duplicateReplies: 0,
+    unavailable: 0,
+    rateLimited: 0,
+    errors: [],
+    done: false,
+  };
+}
+
+/** Counters at zero for `intents`; `finishedAt` stays null until the flood is over. */
+export function newFloodStats(intents: Intent[], startedAt = Date.now()): FloodStats {
+  return {
+    intents,
+    acked: 0,
+    unavailable: 0,
+    rateLimited: 0,
+    duplicateReplies: 0,
+    otherErrors: 0,
+    startedAt,
+    finishedAt: null,
+  };
+}
+
+/**
+ * The population of a flood: `recipients` devices and `senders`, spread over the nodes at
+ * `urls`. All are added to `closeAtEnd` before any connects, so a failed start still leaves
+ * nothing open. Resolves once every recipient had its first sync:complete (nothing it gets
+ * later is backlog from before the flood) and every sender is connected.
+ */
+export async function startFloodClients(
+  urls: string[],
+  counts: { senders: number; recipients: number },
+  closeAtEnd: { close(): void }[],
+): Promise<{ senders: FailoverSender[]; recipients: FailoverRecipient[] }> {
+  const recipients = spread(counts.recipients, (i, start) => new FailoverRecipient(urls, uniqueId(`r${i}`), start), urls.length);
+  const senders = spread(
+    counts.senders,
+    (i, start) => new FailoverSender(urls, uniqueId(`s${i}`), start, { retries: 10, ackTimeout: 2000 }),
+    urls.length,
+  );
+  closeAtEnd.push(...recipients, ...senders);
+  await Promise.all(recipients.map((r) => r.startSynced()));
+  await Promise.all(senders.map((s) => s.start()));
+  return { senders, recipients };
+}
+
 /** Every sender sends `perSender` messages, round-robin over the recipients. */
 export function planFlood(senders: FailoverSender[], recipients: string[], perSender: number, tag: string): Intent[] {
   const intents: Intent[] = [];
   senders.forEach((s, i) => {
     for (let k = 0; k < perSender; k++) {
-      intents.push({
-        sender: i,
-        from: s.userId,
-        clientMsgId: `${tag}-${i}-${k}`,
-        to: recipients[(i * 7 + k) % recipients.length]!,
-        content: `${tag} #${k} from ${s.userId}`,
-        okIds: new Set(),
-        okReplies: 0,
-        duplicateReplies: 0,
-        unavailable: 0,
-        rateLimited: 0,
-        errors: [],
-        done: false,
-      });
+      intents.push(
+        newIntent({
+          sender: i,
+          from: s.userId,
+          clientMsgId: `${tag}-${i}-${k}`,
+          to: recipients[(i * 7 + k) % recipients.length]!,
+          content: `${tag} #${k} from ${s.userId}`,
+        }),
+      );
     }
   });
   return intents;
@@ -291,16 +338,7 @@ export function startFlood(
   intents: Intent[],
   options: { retryDelayMs?: number } = {},
 ): { stats: FloodStats; done: Promise<void> } {
-  const stats: FloodStats = {
-    intents,
-    acked: 0,
-    unavailable: 0,
-    rateLimited: 0,
-    duplicateReplies: 0,
-    otherErrors: 0,
-    startedAt: Date.now(),
-    finishedAt: null,
-  };
+  const stats = newFloodStats(intents);
   const retryDelayMs = options.retryDelayMs ?? 200;
   const runSender = async (index: number) => {
     const sender = senders[index]!;
