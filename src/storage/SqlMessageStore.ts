@@ -97,11 +97,11 @@ export class SqlMessageStore implements MessageStore {
     return this.appends.submit(req);
   }
 
-  /** One transaction per batch; retried when a concurrent batch won a race or deadlocked. */
+  /** Retried when a concurrent batch won a duplicate race or deadlocked. */
   private async appendMany(reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.db.transaction((trx) => appendBatch(trx, reqs));
+        return await appendBatch(this.db, reqs);
       } catch (err) {
         const retryable = err instanceof LostDuplicateRace || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
         if (retryable && attempt < 5) continue;

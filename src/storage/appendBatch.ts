@@ -12,27 +12,32 @@ export const directKey = (a: string, b: string): string => (a < b ? `${a} ${b}` 
 
 const senderKey = (r: { from: string; clientMsgId: string }) => `${r.from}\n${r.clientMsgId}`;
 
-type Accepted = { index: number; req: AppendRequest; conversationId: string; to: string | null; seq?: number };
+type Accepted = { index: number; req: AppendRequest; conversationId: string; to: string | null };
+
+/** PostgreSQL's unique_violation. */
+const UNIQUE_VIOLATION = "23505";
 
 /**
- * Stores a batch of messages in one transaction: a handful of statements whatever the
- * batch size, one COMMIT for all. Per conversation, the row lock taken on `conversations`
- * hands out a contiguous seq range in request order (gap-free: a rollback undoes it).
- * Returns one outcome per request, in order; refusals (NOT_FOUND, FORBIDDEN) are per request.
+ * Stores a batch of messages: three reads in parallel, then ONE statement that hands out
+ * seq, inserts the messages and their delivery rows, and commits (a single statement is
+ * its own transaction). Per conversation, the row lock taken on `conversations` hands out
+ * a contiguous seq range in request order, gap-free: any failure rolls the statement back
+ * whole. Returns one outcome per request, in order; refusals (NOT_FOUND, FORBIDDEN) are
+ * per request. Throws LostDuplicateRace when a concurrent retry got in first: run it again.
  */
-export async function appendBatch(trx: Knex.Transaction, reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
+export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
   const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
+  const directReqs = reqs.filter((r) => "to" in r.target);
+  const givenIds = reqs.flatMap((r) => ("conversationId" in r.target ? [r.target.conversationId] : []));
 
-  // 1. Retries of messages already stored answer the original, and take no seq.
-  // Both lists as ANY: one scan of the (from_user_id, client_msg_id) index. It may return a
-  // pair nobody asked for (sender of one, id of another); the map lookup ignores those.
-  const existing = rowsOf<MessageRow>(
-    await trx.raw(
-      `SELECT ${MESSAGE_COLUMNS} FROM messages m
-       WHERE m.from_user_id = ANY(?::text[]) AND m.client_msg_id = ANY(?::text[])`,
-      [[...new Set(reqs.map((r) => r.from))], [...new Set(reqs.map((r) => r.clientMsgId))]],
-    ),
-  );
+  // 1. Three reads at once, on separate connections: retries already stored, direct
+  // conversations, and the given conversations' members. Reads need no transaction: what
+  // they decide is checked again by the constraints of the one write below.
+  const [existing, directIds, given] = await Promise.all([
+    findStored(db, reqs),
+    resolveDirect(db, directReqs),
+    loadConversations(db, givenIds),
+  ]);
   const originals = new Map(
     existing.map((row) => [senderKey({ from: row.from_user_id, clientMsgId: row.client_msg_id }), toMessage(row)]),
   );
@@ -51,11 +56,6 @@ export async function appendBatch(trx: Knex.Transaction, reqs: AppendRequest[]):
 
   // 2. Where each message goes: direct conversations (created on first use) or given ones.
   const accepted: Accepted[] = [];
-  const directIds = await resolveDirect(trx, fresh.map((i) => reqs[i]!).filter((r) => "to" in r.target));
-  const given = await loadConversations(
-    trx,
-    fresh.map((i) => reqs[i]!.target).flatMap((t) => ("conversationId" in t ? [t.conversationId] : [])),
-  );
   for (const i of fresh) {
     const req = reqs[i]!;
     if ("to" in req.target) {
@@ -73,13 +73,10 @@ export async function appendBatch(trx: Knex.Transaction, reqs: AppendRequest[]):
   }
 
   if (accepted.length > 0) {
-    await allocateSeq(trx, accepted);
-    const recipients = await insertMessages(trx, accepted);
+    const stored = await insertMessages(db, accepted);
     for (const a of accepted) {
-      outcomes[a.index] = {
-        ok: true,
-        value: { duplicate: false, message: messageOf(a), recipients: recipients.get(a.req.id) ?? [] },
-      };
+      const { seq, recipients } = stored.get(a.req.id)!;
+      outcomes[a.index] = { ok: true, value: { duplicate: false, message: messageOf(a, seq), recipients } };
     }
   }
 
@@ -92,7 +89,22 @@ export async function appendBatch(trx: Knex.Transaction, reqs: AppendRequest[]):
   return outcomes;
 }
 
-async function resolveDirect(trx: Knex.Transaction, reqs: AppendRequest[]): Promise<Map<string, string>> {
+/**
+ * Messages already stored for these (sender, clientMsgId) pairs. Both lists as ANY: one
+ * scan of the unique index; a pair nobody asked for (sender of one request, id of another)
+ * may come back and is ignored by the caller's lookup.
+ */
+function findStored(db: Knex, reqs: AppendRequest[]): Promise<MessageRow[]> {
+  return db
+    .raw(
+      `SELECT ${MESSAGE_COLUMNS} FROM messages m
+       WHERE m.from_user_id = ANY(?::text[]) AND m.client_msg_id = ANY(?::text[])`,
+      [[...new Set(reqs.map((r) => r.from))], [...new Set(reqs.map((r) => r.clientMsgId))]],
+    )
+    .then((result) => rowsOf<MessageRow>(result));
+}
+
+async function resolveDirect(db: Knex, reqs: AppendRequest[]): Promise<Map<string, string>> {
   const pairs = new Map<string, { id: string; from: string; to: string; at: Date }>();
   for (const r of reqs) {
     const to = (r.target as { to: string }).to;
@@ -103,7 +115,7 @@ async function resolveDirect(trx: Knex.Transaction, reqs: AppendRequest[]): Prom
   // Sorted, so two batches creating the same pairs take the index locks in the same order.
   const keys = [...pairs.keys()].sort();
   const found = rowsOf<{ conversation_id: string; direct_key: string }>(
-    await trx.raw(`SELECT conversation_id, direct_key FROM conversations WHERE direct_key = ANY(?::text[])`, [keys]),
+    await db.raw(`SELECT conversation_id, direct_key FROM conversations WHERE direct_key = ANY(?::text[])`, [keys]),
   );
   const ids = new Map(found.map((r) => [r.direct_key, r.conversation_id]));
   const missing = keys.filter((k) => !ids.has(k)).map((k) => ({ key: k, ...pairs.get(k)! }));
@@ -111,7 +123,7 @@ async function resolveDirect(trx: Knex.Transaction, reqs: AppendRequest[]): Prom
   // First message between these users: the conversation, its two members and their
   // directory entries, in one statement. A concurrent batch may create the same pair:
   // ON CONFLICT leaves its row, which the final SELECT then finds.
-  await trx.raw(
+  await db.raw(
     `WITH v AS (
        SELECT * FROM unnest(?::uuid[], ?::text[], ?::timestamptz[], ?::text[], ?::text[]) AS v(id, key, at, a, b)
      ), created AS (
@@ -134,7 +146,7 @@ async function resolveDirect(trx: Knex.Transaction, reqs: AppendRequest[]): Prom
     ],
   );
   const all = rowsOf<{ conversation_id: string; direct_key: string }>(
-    await trx.raw(`SELECT conversation_id, direct_key FROM conversations WHERE direct_key = ANY(?::text[])`, [
+    await db.raw(`SELECT conversation_id, direct_key FROM conversations WHERE direct_key = ANY(?::text[])`, [
       missing.map((m) => m.key),
     ]),
   );
@@ -142,13 +154,10 @@ async function resolveDirect(trx: Knex.Transaction, reqs: AppendRequest[]): Prom
   return ids;
 }
 
-async function loadConversations(
-  trx: Knex.Transaction,
-  ids: string[],
-): Promise<Map<string, { kind: string; members: string[] }>> {
+async function loadConversations(db: Knex, ids: string[]): Promise<Map<string, { kind: string; members: string[] }>> {
   if (ids.length === 0) return new Map();
   const rows = rowsOf<{ conversation_id: string; kind: string; user_id: string | null }>(
-    await trx.raw(
+    await db.raw(
       `SELECT c.conversation_id, c.kind, cm.user_id FROM conversations c
        LEFT JOIN conversation_members cm ON cm.conversation_id = c.conversation_id
        WHERE c.conversation_id = ANY(?::uuid[])`,
@@ -165,91 +174,85 @@ async function loadConversations(
 }
 
 /**
- * Hands out seq ranges in one statement: the CTE locks the batch's conversations in id
- * order (so concurrent batches cannot deadlock), the UPDATE moves each counter by the
- * number of messages it gets, and RETURNING gives the first seq of each range.
+ * The one write: lock the batch's conversations in id order (concurrent batches cannot
+ * deadlock), move each seq counter by its number of messages, number the messages in
+ * request order from there, insert them, then their delivery rows in seq order (so
+ * delivery_id follows seq within a conversation: the backlog's order). Returns each
+ * message's seq and recipients. A unique violation (a concurrent retry stored the same
+ * clientMsgId first) undoes the whole statement, seq included.
  */
-async function allocateSeq(trx: Knex.Transaction, accepted: Accepted[]): Promise<void> {
-  const counts = new Map<string, { n: number; at: Date }>();
-  for (const a of accepted) {
-    const c = counts.get(a.conversationId) ?? { n: 0, at: a.req.createdAt };
-    c.n++;
-    c.at = a.req.createdAt;
-    counts.set(a.conversationId, c);
-  }
-  const ids = [...counts.keys()].sort();
-  const bumped = rowsOf<{ conversation_id: string; first_seq: string | number }>(
-    await trx.raw(
-      `WITH locked AS (
-         SELECT conversation_id FROM conversations WHERE conversation_id = ANY(?::uuid[])
-         ORDER BY conversation_id FOR UPDATE
-       )
-       UPDATE conversations c SET last_seq = c.last_seq + v.n, last_message_at = v.at
-       FROM locked, unnest(?::uuid[], ?::int[], ?::timestamptz[]) AS v(id, n, at)
-       WHERE c.conversation_id = locked.conversation_id AND c.conversation_id = v.id
-       RETURNING c.conversation_id, c.last_seq - v.n + 1 AS first_seq`,
-      [ids, ids, ids.map((id) => counts.get(id)!.n), ids.map((id) => counts.get(id)!.at.toISOString())],
-    ),
-  );
-  const next = new Map(bumped.map((r) => [r.conversation_id, toNumber(r.first_seq)]));
-  for (const a of accepted) {
-    a.seq = next.get(a.conversationId)!;
-    next.set(a.conversationId, a.seq + 1);
-  }
-}
-
-/**
- * Inserts the messages and their delivery rows in one statement; returns each message's
- * recipients. Every message has at least one recipient (a conversation has two members or
- * more), so a message missing from the result lost its insert to a concurrent retry.
- */
-async function insertMessages(trx: Knex.Transaction, accepted: Accepted[]): Promise<Map<string, string[]>> {
+async function insertMessages(
+  db: Knex,
+  accepted: Accepted[],
+): Promise<Map<string, { seq: number; recipients: string[] }>> {
   const col = <T>(pick: (a: Accepted) => T) => accepted.map(pick);
-  const deliveries = rowsOf<{ message_id: string; recipient_id: string }>(
-    await trx.raw(
-      `WITH inserted AS (
-         INSERT INTO messages (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id, content,
-           created_at, expires_at)
-         SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::bigint[], ?::text[], ?::text[], ?::text[], ?::text[],
-           ?::timestamptz[], ?::timestamptz[])
-         ON CONFLICT (from_user_id, client_msg_id) DO NOTHING
-         RETURNING message_id, conversation_id, seq, from_user_id
-       )
-       INSERT INTO message_delivery (message_id, recipient_id, status)
-       SELECT m.message_id, cm.user_id, 'sent' FROM inserted m
-       JOIN conversation_members cm ON cm.conversation_id = m.conversation_id AND cm.user_id <> m.from_user_id
-       -- delivery_id then follows seq within each conversation: the backlog's order
-       ORDER BY m.conversation_id, m.seq, cm.user_id
-       RETURNING message_id, recipient_id`,
-      [
-        col((a) => a.req.id),
-        col((a) => a.conversationId),
-        col((a) => a.seq!),
-        col((a) => a.req.from),
-        col((a) => a.to),
-        col((a) => a.req.clientMsgId),
-        col((a) => a.req.content),
-        col((a) => a.req.createdAt.toISOString()),
-        col((a) => a.req.expiresAt.toISOString()),
-      ] as Knex.RawBinding[],
-    ),
-  );
-  const recipients = new Map<string, string[]>();
-  for (const d of deliveries) {
-    const list = recipients.get(d.message_id) ?? [];
-    list.push(d.recipient_id);
-    recipients.set(d.message_id, list);
+  let rows: { message_id: string; recipient_id: string; seq: string | number }[];
+  try {
+    rows = rowsOf(
+      await db.raw(
+        `WITH v AS (
+           SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[],
+             ?::timestamptz[], ?::timestamptz[])
+             WITH ORDINALITY AS v(id, conversation_id, sender, recipient, client_msg_id, content, created_at, expires_at, ord)
+         ), counts AS (
+           SELECT conversation_id, count(*)::int AS n, max(created_at) AS at FROM v GROUP BY conversation_id
+         ), locked AS (
+           SELECT conversation_id FROM conversations
+           WHERE conversation_id IN (SELECT conversation_id FROM counts)
+           ORDER BY conversation_id FOR UPDATE
+         ), bumped AS (
+           UPDATE conversations c SET last_seq = c.last_seq + counts.n, last_message_at = counts.at
+           FROM counts, locked
+           WHERE c.conversation_id = counts.conversation_id AND c.conversation_id = locked.conversation_id
+           RETURNING c.conversation_id, c.last_seq - counts.n AS base
+         ), numbered AS (
+           SELECT v.*, b.base + row_number() OVER (PARTITION BY v.conversation_id ORDER BY v.ord) AS seq
+           FROM v JOIN bumped b ON b.conversation_id = v.conversation_id
+         ), inserted AS (
+           INSERT INTO messages (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id, content,
+             created_at, expires_at)
+           SELECT id, conversation_id, seq, sender, recipient, client_msg_id, content, created_at, expires_at
+           FROM numbered
+           RETURNING message_id, conversation_id, seq, from_user_id
+         ), delivered AS (
+           INSERT INTO message_delivery (message_id, recipient_id, status)
+           SELECT i.message_id, cm.user_id, 'sent' FROM inserted i
+           JOIN conversation_members cm ON cm.conversation_id = i.conversation_id AND cm.user_id <> i.from_user_id
+           ORDER BY i.conversation_id, i.seq, cm.user_id
+           RETURNING message_id, recipient_id
+         )
+         SELECT d.message_id, d.recipient_id, i.seq FROM delivered d JOIN inserted i ON i.message_id = d.message_id`,
+        [
+          col((a) => a.req.id),
+          col((a) => a.conversationId),
+          col((a) => a.req.from),
+          col((a) => a.to),
+          col((a) => a.req.clientMsgId),
+          col((a) => a.req.content),
+          col((a) => a.req.createdAt.toISOString()),
+          col((a) => a.req.expiresAt.toISOString()),
+        ] as Knex.RawBinding[],
+      ),
+    );
+  } catch (err) {
+    if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new LostDuplicateRace();
+    throw err;
   }
-  if (recipients.size !== accepted.length) throw new LostDuplicateRace();
-  return recipients;
+  const stored = new Map<string, { seq: number; recipients: string[] }>();
+  for (const r of rows) {
+    const entry = stored.get(r.message_id) ?? { seq: toNumber(r.seq), recipients: [] };
+    entry.recipients.push(r.recipient_id);
+    stored.set(r.message_id, entry);
+  }
+  return stored;
 }
 
-function messageOf(a: Accepted): Message {
+function messageOf(a: Accepted, seq: number): Message {
   return {
     id: a.req.id,
     clientMsgId: a.req.clientMsgId,
     conversationId: a.conversationId,
-    seq: a.seq!,
+    seq,
     from: a.req.from,
     to: a.to,
     content: a.req.content,
