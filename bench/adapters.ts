@@ -36,7 +36,16 @@ async function round(adapter: "classic" | "sharded", roundNo: number): Promise<R
     AUTH_MODE: "dev",
     RATE_LIMIT_EVENTS_PER_SEC: "0",
   };
-  const [a, b] = await Promise.all([spawnNode(env), spawnNode(env)]);
+  // Started one after the other, so a node that fails to start leaves nothing behind.
+  const a = await spawnNode(env).catch(async (err) => {
+    await db.drop();
+    throw err;
+  });
+  const b = await spawnNode(env).catch(async (err) => {
+    await a.kill("SIGKILL");
+    await db.drop();
+    throw err;
+  });
   const latencies: number[] = [];
   let delivered = 0;
   let measuring = false;
