@@ -122,17 +122,17 @@ export function createApp(deps: AppDeps): TicksApp {
       metrics.connectedSockets.dec();
       track(presence.disconnected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed")));
     });
-    void (async () => {
-      await messaging.connect(userId).catch((err) => log.warn({ err, userId }, "user not recorded"));
-      await presence.connected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed"));
-      await syncBacklog(
-        socket,
-        { backlog: messaging.backlog.bind(messaging), confirmDelivered: messaging.confirmDelivered.bind(messaging) },
-        { pageSize: config.backlogPageSize, ackTimeoutMs: config.deliveryAckTimeoutMs },
-        log,
-        () => metrics.backlogPages.inc(),
-      );
-    })().catch((err) => log.error({ err, userId }, "connection setup failed"));
+    // The directory entry and presence need not hold up the backlog: they run alongside.
+    // (Presence stays ordered: the tracker sends this connect before any disconnect.)
+    track(messaging.connect(userId).catch((err) => log.warn({ err, userId }, "user not recorded")));
+    track(presence.connected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed")));
+    syncBacklog(
+      socket,
+      messaging,
+      { pageSize: config.backlogPageSize, ackTimeoutMs: config.deliveryAckTimeoutMs },
+      log,
+      () => metrics.backlogPages.inc(),
+    ).catch((err) => log.error({ err, userId }, "backlog sync failed"));
   });
 
   const settled = (work: Promise<unknown>) =>

@@ -59,6 +59,8 @@ describe("groups and typing (two nodes through Redis)", function () {
     const carol = await device(0, c).connectSynced();
     const announced: ConversationSummary[] = [];
     bob.socket.on("conversation:new", (conv) => announced.push(conv));
+    const toCreator: ConversationSummary[] = [];
+    alice.socket.on("conversation:new", (conv) => toCreator.push(conv));
 
     const groupId = await createGroup(alice, "  Friday plans ", [b, c, d, e]);
     await waitFor(() => announced.length === 1, "conversation:new on another node");
@@ -71,6 +73,9 @@ describe("groups and typing (two nodes through Redis)", function () {
       lastMessage: null,
     });
     expect(announced[0]!.members).to.deep.equal([a, b, c, d, e].sort());
+    // The creator's own devices are told too (the protocol: every member's devices).
+    await waitFor(() => toCreator.length === 1, "conversation:new to the creator");
+    expect(toCreator[0]).to.deep.equal(announced[0]);
 
     const m = await sendTo(alice, groupId, "pizza?");
     expect(m).to.deep.include({ to: null, seq: 1, conversationId: groupId, from: a });

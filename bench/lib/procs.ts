@@ -4,11 +4,10 @@
  */
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createServer } from "node:net";
 import path from "node:path";
+import { freePort, MAIN_JS, ROOT } from "../../test/helpers/processes";
 
-export const ROOT = path.resolve(__dirname, "../..");
-export const MAIN_JS = path.join(ROOT, "dist/src/main.js");
+export { freePort, MAIN_JS, ROOT };
 export const RELAY_TS = path.join(ROOT, "bench/relay.ts");
 const GC_PRELOAD = path.join(ROOT, "bench/gc-preload.cjs");
 
@@ -46,16 +45,7 @@ export type Target = {
   stop(): Promise<void>;
 };
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on("error", reject);
-  });
-}
+
 
 /** The soft limit on open files of processes started from here. */
 export function openFileLimit(): number {

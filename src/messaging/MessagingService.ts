@@ -37,7 +37,9 @@ export class MessagingService {
 
   /** Resolves only once the message is committed; live delivery starts after that. */
   async send(from: string, cmd: SendCommand): Promise<SendResult> {
-    if (contentLength(cmd.content) > this.options.maxContentLength) {
+    // A string has at most as many code points as UTF-16 units: count only when it matters.
+    const max = this.options.maxContentLength;
+    if (cmd.content.length > max && contentLength(cmd.content) > max) {
       throw new AppError("TOO_LARGE", `content is longer than ${this.options.maxContentLength} characters`);
     }
     if ("to" in cmd.target && cmd.target.to === from) {
@@ -162,10 +164,15 @@ export class MessagingService {
     return summary.id;
   }
 
+  /** Typing comes often: one read both checks membership and names who to tell. */
   async typing(userId: string, conversationId: string, typing: boolean): Promise<void> {
-    await this.requireMember(conversationId, userId);
-    const others = (await this.store.members(conversationId)).filter((m) => m !== userId);
-    this.notifier.typing(others, { conversationId, userId, typing });
+    const members = await this.store.members(conversationId);
+    if (!members) throw new AppError("NOT_FOUND", "no such conversation");
+    if (!members.includes(userId)) throw new AppError("FORBIDDEN", "not a member of this conversation");
+    this.notifier.typing(
+      members.filter((m) => m !== userId),
+      { conversationId, userId, typing },
+    );
   }
 
   /** Removes expired messages in bounded batches; returns how many went. */
@@ -183,9 +190,5 @@ export class MessagingService {
     const membership = await this.store.membership(conversationId, userId);
     if (membership === "not_found") throw new AppError("NOT_FOUND", "no such conversation");
     if (membership === "not_member") throw new AppError("FORBIDDEN", "not a member of this conversation");
-  }
-
-  ping(): Promise<void> {
-    return this.store.ping();
   }
 }

@@ -51,7 +51,8 @@ export interface MessageStore {
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]>;
   history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult>;
   membership(conversationId: string, userId: string): Promise<Membership>;
-  members(conversationId: string): Promise<string[]>;
+  /** The conversation's members, or null when there is no such conversation. */
+  members(conversationId: string): Promise<string[] | null>;
   listConversations(userId: string, now: Date): Promise<ConversationSummary[]>;
   createGroup(req: NewGroup): Promise<ConversationSummary>;
   /** Deletes up to `limit` expired messages (and their delivery rows); returns how many. */

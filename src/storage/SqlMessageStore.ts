@@ -139,12 +139,11 @@ export class SqlMessageStore implements MessageStore {
            WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status <> 'read'
              AND m.message_id = d.message_id AND m.expires_at > v.at
            RETURNING d.recipient_id, d.message_id, m.from_user_id`;
-    let rows: { recipient_id: string; message_id: string; from_user_id: string }[];
-    try {
-      rows = rowsOf(await this.db.raw(sql, [recipients, ids, at]));
-    } catch (err) {
-      throw new StorageUnavailableError(err);
-    }
+    const rows = await this.guard(async () =>
+      rowsOf<{ recipient_id: string; message_id: string; from_user_id: string }>(
+        await this.db.raw(sql, [recipients, ids, at]),
+      ),
+    );
     const changed = new Map(rows.map((r) => [`${r.recipient_id} ${r.message_id}`, r.from_user_id]));
     return reqs.map((r) => {
       const mine: StatusChange[] = [];
@@ -237,14 +236,18 @@ export class SqlMessageStore implements MessageStore {
     });
   }
 
-  members(conversationId: string): Promise<string[]> {
+  members(conversationId: string): Promise<string[] | null> {
     return this.guard(async () => {
-      const rows = rowsOf<{ user_id: string }>(
-        await this.db.raw(`SELECT user_id FROM conversation_members WHERE conversation_id = ? ORDER BY user_id`, [
-          conversationId,
-        ]),
+      const rows = rowsOf<{ user_id: string | null }>(
+        await this.db.raw(
+          `SELECT cm.user_id FROM conversations c
+           LEFT JOIN conversation_members cm ON cm.conversation_id = c.conversation_id
+           WHERE c.conversation_id = ? ORDER BY cm.user_id`,
+          [conversationId],
+        ),
       );
-      return rows.map((r) => r.user_id);
+      if (rows.length === 0) return null;
+      return rows.flatMap((r) => (r.user_id ? [r.user_id] : []));
     });
   }
 

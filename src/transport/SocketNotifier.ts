@@ -52,7 +52,7 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
   }
 
   conversationCreated(userId: string, conversation: ConversationSummary): void {
-    this.io.to(userRoom(userId)).emit("conversation:new", { ...conversation, unread: 0 });
+    this.io.to(userRoom(userId)).emit("conversation:new", conversation);
   }
 
   presence(update: Presence): void {

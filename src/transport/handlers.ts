@@ -47,17 +47,17 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
     await messaging.typing(userId, p.conversationId, p.typing);
     return {};
   });
+  on(socket, deps, "presence:subscribe", async (p, s) => {
+    // Join first, so no change between the snapshot and the subscription is missed.
+    await s.join(p.userIds.map(presenceRoom));
+    return { presence: await presence.snapshot(p.userIds) };
+  });
   // An event the protocol does not have: answered, if it can be, so the client is not left waiting.
   const known = new Set<string>(CLIENT_EVENTS);
   socket.onAny((event: string, ...args: unknown[]) => {
     const ack = args[args.length - 1];
     if (known.has(event) || typeof ack !== "function") return;
     ack({ ok: false, error: { code: "BAD_REQUEST", message: `unknown event ${JSON.stringify(String(event)).slice(0, 80)}` } });
-  });
-  on(socket, deps, "presence:subscribe", async (p, s) => {
-    // Join first, so no change between the snapshot and the subscription is missed.
-    await s.join(p.userIds.map(presenceRoom));
-    return { presence: await presence.snapshot(p.userIds) };
   });
 }
 
