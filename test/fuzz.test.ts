@@ -1,7 +1,8 @@
 import { expect } from "chai";
 import { Client } from "pg";
 import type { RunningTicks } from "../src/main";
-import { CLIENT_EVENTS, ERROR_CODES } from "../src/protocol";
+import { ERROR_CODES } from "../src/protocol";
+import { CLIENT_EVENTS } from "../src/protocol/schemas";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";

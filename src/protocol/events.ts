@@ -76,12 +76,3 @@ export interface ServerToClientEvents {
 }
 
 export type ClientEventName = keyof ClientToServerEvents;
-export const CLIENT_EVENTS: readonly ClientEventName[] = [
-  "message:send",
-  "message:read",
-  "message:history",
-  "conversation:list",
-  "group:create",
-  "typing",
-  "presence:subscribe",
-];

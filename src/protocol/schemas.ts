@@ -53,6 +53,12 @@ export const schemas = {
   "presence:subscribe": z.object({ userIds: z.array(userId).min(1).max(LIMITS.presenceIds) }),
 } satisfies Record<ClientEventName, z.ZodType>;
 
+/**
+ * Every client→server event, derived from the schemas (which `satisfies` forces to match
+ * ClientToServerEvents key for key): a new event cannot be left out of the unknown-event guard.
+ */
+export const CLIENT_EVENTS = Object.freeze(Object.keys(schemas) as ClientEventName[]);
+
 export type Payload<E extends ClientEventName> = z.infer<(typeof schemas)[E]>;
 
 /** Parses a payload or throws BAD_REQUEST naming the first problem. */

@@ -1,7 +1,7 @@
 import type { Logger } from "../log";
 import type { MessagingService } from "../messaging/MessagingService";
-import { AppError, CLIENT_EVENTS, type ClientEventName, type ClientToServerEvents } from "../protocol";
-import { parsePayload, type Payload } from "../protocol/schemas";
+import { AppError, type ClientEventName, type ClientToServerEvents } from "../protocol";
+import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
 import type { PresenceService } from "../messaging/PresenceService";
 import type { RateLimiter } from "../cluster/RateLimiter";
 import { presenceRoom } from "./rooms";
