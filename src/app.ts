@@ -5,6 +5,7 @@ import { systemClock, type Clock } from "./clock";
 import type { Config } from "./config";
 import { localCluster, type Cluster } from "./cluster";
 import { httpHandler, type ReadinessCheck } from "./http/routes";
+import { staticAssets } from "./http/static";
 import type { Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
 import { Redeliverer } from "./messaging/Redeliverer";
@@ -13,6 +14,7 @@ import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
 import { Metrics } from "./metrics";
 import { authMiddleware } from "./transport/auth";
+import { originOptions } from "./transport/origins";
 import { registerHandlers } from "./transport/handlers";
 import { SYNCING_ROOM, userRoom } from "./transport/rooms";
 import { SocketNotifier } from "./transport/SocketNotifier";
@@ -56,11 +58,12 @@ export function createApp(deps: AppDeps): TicksApp {
   const cluster = deps.cluster ?? localCluster(config);
   const metrics = deps.metrics ?? new Metrics();
   const checks: ReadinessCheck[] = [{ name: "database", check: () => store.ping() }, ...cluster.readiness];
-  const http = createServer(httpHandler(checks, metrics, log));
+  const http = createServer(httpHandler(checks, metrics, log, staticAssets({ webApp: config.webApp })));
   const io: TicksServer = new Server(http, {
     transports: cluster.transports,
     maxHttpBufferSize: maxHttpBufferSize(config.maxContentLength),
     serveClient: false,
+    ...originOptions(config.origins, log),
     ...(cluster.adapter ? { adapter: cluster.adapter } : {}),
   });
 

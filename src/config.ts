@@ -47,7 +47,33 @@ const envSchema = z.object({
   /** How long the server waits for a device's `message:new` / backlog receipt. @default 10000 */
   DELIVERY_ACK_TIMEOUT_MS: int(100).default(10_000),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /**
+   * Browser origins allowed to connect, comma-separated (`https://app.example.com,http://localhost:5173`),
+   * or `*` for any. Same-origin pages and clients that send no Origin (native apps, servers) are
+   * always allowed. @default any origin with AUTH_MODE=dev; same-origin only with JWT auth
+   */
+  CORS_ORIGINS: z
+    .string()
+    .transform((v) => v.split(",").map((o) => o.trim()).filter((o) => o !== ""))
+    .pipe(z.array(z.string().refine(isOrigin, "each entry must be `*` or an origin like https://app.example.com (no path)")).min(1))
+    .optional(),
+  /** `off` stops serving the web chat page at `/` (the SDK bundle stays at /sdk/ticks-client.js). @default "on" */
+  WEB_APP: z.enum(["on", "off"]).default("on"),
 });
+
+/** `*`, or what `new URL(x).origin` gives back unchanged: scheme, host and port only. */
+function isOrigin(value: string): boolean {
+  if (value === "*") return true;
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value;
+  } catch {
+    return false;
+  }
+}
+
+/** Which browser origins may open a connection (see src/transport/origins.ts). */
+export type OriginPolicy = { allow: "any" } | { allow: "same-origin" } | { allow: "list"; origins: string[] };
 
 export type Config = {
   port: number;
@@ -66,6 +92,8 @@ export type Config = {
   rateLimitPerSec: number;
   deliveryAckTimeoutMs: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
+  origins: OriginPolicy;
+  webApp: boolean;
 };
 
 export class ConfigError extends Error {}
@@ -111,5 +139,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitPerSec: e.RATE_LIMIT_EVENTS_PER_SEC,
     deliveryAckTimeoutMs: e.DELIVERY_ACK_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,
+    origins: originPolicy(e.CORS_ORIGINS, mode),
+    webApp: e.WEB_APP === "on",
   };
+}
+
+function originPolicy(listed: string[] | undefined, mode: "jwt" | "dev"): OriginPolicy {
+  if (!listed) return mode === "dev" ? { allow: "any" } : { allow: "same-origin" };
+  return listed.includes("*") ? { allow: "any" } : { allow: "list", origins: listed };
 }

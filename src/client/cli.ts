@@ -1,23 +1,22 @@
 /**
- * The Ticks command-line client. Line-oriented on purpose: every event is one greppable
- * line on stdout, and commands come from stdin, so it works typed by hand, piped from a
- * script (`echo "send bob hi" | npm run client -- --user alice`) or driven by a test.
+ * The Ticks command-line client, built on the SDK (TicksClient). Line-oriented on purpose:
+ * every event is one greppable line on stdout, and commands come from stdin, so it works
+ * typed by hand, piped from a script (`echo "send bob hi" | npm run client -- --user alice`)
+ * or driven by a test.
  *
  *   npm run client -- --user bob [--url http://localhost:3000] [--device laptop]
  *   npm run client -- --token <jwt>
  */
 import { createInterface } from "node:readline";
 import { Command } from "commander";
-import { decodeJwt } from "jose";
-import { v7 as uuidv7 } from "uuid";
-import type { ClientEventName, Message, Status } from "../protocol";
-import { TicksClient, type ReplyOf, type RequestOf } from "./TicksClient";
+import type { Message, Status } from "../protocol";
+import { ContentTooLargeError } from "./limits";
+import { ServerError } from "./request";
+import type { StatusChange } from "./StatusTracker";
+import { TicksClient } from "./TicksClient";
 
 const USAGE = "usage: send <user> <text...> | read | history <user> | quit";
-/** The protocol's most ids per message:read. */
-const READ_CHUNK = 500;
 const HISTORY_LIMIT = 20;
-const RANK: Record<Status, number> = { sent: 0, delivered: 1, read: 2 };
 
 type Options = { user?: string; token?: string; url: string; device?: string };
 
@@ -33,15 +32,6 @@ function parseOptions(argv: string[]): Options {
   const options = program.opts<Options>();
   if (!options.user === !options.token) program.error("error: give exactly one of --user or --token");
   return options;
-}
-
-/** Only for display and filtering: the server verifies the token, we just read `sub`. */
-function subjectOf(token: string): string {
-  try {
-    return decodeJwt(token).sub ?? "?";
-  } catch {
-    return "?";
-  }
 }
 
 const colour = process.stdout.isTTY === true && !process.env.NO_COLOR;
@@ -62,20 +52,12 @@ const formatMessage = (m: Message) => `[${m.from}] ${clean(m.content)}${m.to ===
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv);
-  const me = options.user ?? subjectOf(options.token!);
-  const client = new TicksClient(options.url, {
+  const client = new TicksClient({
+    url: options.url,
     ...(options.user ? { userId: options.user } : { token: options.token }),
     ...(options.device ? { deviceId: options.device } : {}),
   });
-  const socket = client.socket;
-  /** What we know of each message we sent: only ever moves forward. */
-  const sent = new Map<string, Status>();
-  const advance = (id: string, status: Status) => {
-    const known = sent.get(id);
-    if (!known || RANK[known] < RANK[status]) sent.set(id, status);
-  };
-  /** Received from others and not yet marked read, in arrival order. */
-  const unread = new Set<string>();
+  const me = client.me ?? "?";
   let quitting = false;
   const rl = createInterface({ input: process.stdin, terminal: false });
   // Iterate from the start: lines that arrive while the backlog drains are buffered, not lost.
@@ -89,53 +71,50 @@ async function main(): Promise<void> {
     process.stdout.write("", () => process.exit(code));
   };
 
-  /** A missing acknowledgement is reported like a server error, so scripts see one shape. */
-  async function ask<E extends ClientEventName>(event: E, payload: RequestOf<E>) {
+  /** A server error is one line, so scripts see one shape; anything else is a bug: let it crash. */
+  async function attempt(work: () => Promise<void>): Promise<void> {
     try {
-      const reply = await client.request(event, payload);
-      if (reply.ok) return reply as Extract<ReplyOf<E>, { ok: true }>;
-      say(`error ${reply.error.code}: ${reply.error.message}`);
+      await work();
     } catch (err) {
-      // Socket.IO's only rejection here is the timeout; anything else is a bug: let it crash.
-      if (!/timed out/.test((err as Error).message)) throw err;
-      say(`error TIMEOUT: no acknowledgement for ${event}`);
+      if (err instanceof ServerError || err instanceof ContentTooLargeError) return say(`error ${err.code}: ${err.message}`);
+      if ((err as Error).name === "RequestTimeout") return say(`error TIMEOUT: ${(err as Error).message}`);
+      throw err;
     }
-    return undefined;
+  }
+
+  /** Waits for the outbox to settle this send: stored (sent) or refused for good (failed). */
+  function settled(clientMsgId: string): Promise<StatusChange> {
+    return new Promise((resolve) => {
+      const off = client.on("status", (change) => {
+        if (change.clientMsgId !== clientMsgId || change.status === "pending") return;
+        off();
+        resolve(change);
+      });
+    });
   }
 
   async function send(to: string, content: string): Promise<void> {
-    const reply = await ask("message:send", { clientMsgId: uuidv7(), to, content });
-    if (!reply) return;
-    advance(reply.message.id, "sent");
-    say(`✓ sent ${reply.message.id} to ${to}`);
+    const local = client.send({ to }, content);
+    const outcome = await settled(local.clientMsgId);
+    if (outcome.status === "failed") return say(`error ${outcome.error!.code}: ${outcome.error!.message}`);
+    say(`✓ sent ${outcome.messageId} to ${to}`);
   }
 
   async function markRead(): Promise<void> {
-    const ids = [...unread];
     let updated = 0;
-    for (let i = 0; i < ids.length; i += READ_CHUNK) {
-      const chunk = ids.slice(i, i + READ_CHUNK);
-      const reply = await ask("message:read", { messageIds: chunk });
-      if (!reply) return; // the rest stay unread: `read` again retries them
-      updated += reply.updated;
-      for (const id of chunk) unread.delete(id);
-    }
+    for (const c of client.conversations()) if (c.unread > 0) updated += await client.markRead(c.id);
     say(`read ${updated}`);
   }
 
   async function history(user: string): Promise<void> {
-    const list = await ask("conversation:list", {});
-    if (!list) return;
-    const conversation = list.conversations.find(
-      (c) => c.kind === "direct" && user !== me && c.members.includes(user),
-    );
+    const { conversations } = await client.call("conversation:list", {});
+    const conversation = conversations.find((c) => c.kind === "direct" && user !== me && c.members.includes(user));
     if (!conversation) return say(`history ${user}: no conversation`);
-    const page = await ask("message:history", { conversationId: conversation.id, limit: HISTORY_LIMIT });
-    if (!page) return;
+    const page = await client.call("message:history", { conversationId: conversation.id, limit: HISTORY_LIMIT });
     say(`history ${user}: ${page.messages.length} messages${page.hasMore ? " (older ones not shown)" : ""}`);
     for (const m of page.messages) {
       // Ticks are ours to show only for what we sent, and only if we saw its state.
-      const status = m.from === me ? sent.get(m.id) : undefined;
+      const status = m.from === me ? client.statusOf(m.id) : undefined;
       say(`#${m.seq} ${formatMessage(m)}${status ? `  ${ticks(status)}` : ""}`);
     }
   }
@@ -145,41 +124,49 @@ async function main(): Promise<void> {
     const sendArgs = /^send\s+(\S+)\s+(.+)$/.exec(text);
     const historyArgs = /^history\s+(\S+)$/.exec(text);
     if (text === "") return;
-    if (sendArgs) return send(sendArgs[1]!, sendArgs[2]!);
-    if (text === "read") return markRead();
-    if (historyArgs) return history(historyArgs[1]!);
+    if (sendArgs) return attempt(() => send(sendArgs[1]!, sendArgs[2]!));
+    if (text === "read") return attempt(markRead);
+    if (historyArgs) return attempt(() => history(historyArgs[1]!));
     if (text === "quit") return exit(0);
     say(USAGE);
   }
 
-  client.onMessage((m) => {
-    if (m.from !== me) unread.add(m.id);
+  client.on("message", (m, source) => {
+    // Our own sends are answered by their "✓ sent" line; history is only context.
+    if (source === "sent" || source === "history") return;
     say(formatMessage(m));
   });
-  socket.on("message:status", (update) => {
-    for (const id of update.messageIds) {
-      advance(id, update.status);
-      say(`${ticks(update.status)} ${id} by ${update.by}`);
+  client.on("status", (change) => {
+    if ((change.status === "delivered" || change.status === "read") && change.messageId) {
+      say(`${ticks(change.status)} ${change.messageId} by ${change.by}`);
     }
   });
-  socket.on("connect", () => say(`connected as ${me}`));
-  socket.on("disconnect", (reason) => {
-    // Socket.IO reconnects by itself; the backlog then brings whatever was missed.
+  client.on("connected", () => say(`connected as ${client.me ?? me}`));
+  client.on("disconnected", (reason) => {
+    // The SDK reconnects by itself; the backlog and the catch-up then bring whatever was missed.
     if (!quitting) say(`disconnected: ${reason}`);
   });
+  client.on("error", (err) => process.stderr.write(`warning: ${err.message}\n`));
   const synced = new Promise<void>((resolve) =>
-    socket.on("sync:complete", ({ delivered }) => {
+    client.on("synced", ({ delivered }) => {
       say(`synced (${delivered} delivered)`);
       resolve();
     }),
   );
 
-  try {
-    await client.connect();
-  } catch (err) {
-    process.stderr.write(`connect failed: ${(err as Error).message}\n`);
+  let connected = false;
+  const failed = new Promise<Error>((resolve) =>
+    // Never connected at all (no server there): say so instead of retrying forever.
+    client.on("connect_error", (err) => {
+      if (!connected) resolve(err);
+    }),
+  );
+  const outcome = await Promise.race([client.connect().then(() => null), failed]).catch((err: Error) => err);
+  if (outcome) {
+    process.stderr.write(`connect failed: ${outcome.message}\n`);
     return exit(1);
   }
+  connected = true;
   await synced;
   // One command at a time, in order: each waits for its acknowledgements before the next.
   for (let next = await lines.next(); !next.done && !quitting; next = await lines.next()) {
