@@ -58,7 +58,7 @@ export function createApp(deps: AppDeps): TicksApp {
   const cluster = deps.cluster ?? localCluster(config);
   const metrics = deps.metrics ?? new Metrics();
   const checks: ReadinessCheck[] = [{ name: "database", check: () => store.ping() }, ...cluster.readiness];
-  const http = createServer(httpHandler(checks, metrics, log, staticAssets({ webApp: config.webApp })));
+  const http = createServer(httpHandler(checks, metrics, log, staticAssets({ webApp: config.webApp, authMode: config.auth.mode, maxContentLength: config.maxContentLength })));
   const io: TicksServer = new Server(http, {
     transports: cluster.transports,
     maxHttpBufferSize: maxHttpBufferSize(config.maxContentLength),

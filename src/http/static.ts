@@ -22,7 +22,7 @@ const JSON_TYPE = "application/json; charset=utf-8";
  * Files the server hands to browsers: the SDK's ES module bundle (always; `npm run build`
  * writes it) and, unless WEB_APP=off, the web chat page built on it. Read once, on first use.
  */
-export function staticAssets(options: { webApp: boolean }) {
+export function staticAssets(options: { webApp: boolean; authMode: "jwt" | "dev"; maxContentLength: number }) {
   const root = projectRoot();
   const assets = new Map<string, Asset>([
     ["/sdk/ticks-client.js", { file: "dist/web/ticks-client.js", type: JS }],
@@ -43,8 +43,16 @@ export function staticAssets(options: { webApp: boolean }) {
     return cache.get(asset.file)!;
   };
 
+  /** What the page needs to know about this server: how to sign in, how long a message may be. */
+  const pageConfig = Buffer.from(JSON.stringify({ authMode: options.authMode, maxContentLength: options.maxContentLength }));
+
   /** Answers and returns true when `urlPath` is one of the assets. */
   return (req: IncomingMessage, res: ServerResponse, urlPath: string): boolean => {
+    if (options.webApp && urlPath === "/app/config.json") {
+      res.writeHead(200, { "content-type": JSON_TYPE, "cache-control": "no-store" });
+      res.end(req.method === "HEAD" ? undefined : pageConfig);
+      return true;
+    }
     const asset = assets.get(urlPath);
     if (!asset) return false;
     const body = load(asset);
@@ -58,6 +66,8 @@ export function staticAssets(options: { webApp: boolean }) {
       "content-length": body.length,
       "cache-control": "no-cache",
       "x-content-type-options": "nosniff",
+      // The SDK is public code: pages on any origin may import it (their connections still need CORS_ORIGINS).
+      ...(urlPath.startsWith("/sdk/") ? { "access-control-allow-origin": "*" } : {}),
       // The page runs only its own scripts: no inline script, so injected markup cannot run.
       ...(asset.type.startsWith("text/html")
         ? { "content-security-policy": "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:" }

@@ -1,0 +1,205 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { expect } from "chai";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { RunningTicks } from "../src/main";
+import { launchChromium } from "./helpers/browser";
+import { createTestDatabase, type TestDatabase } from "./helpers/database";
+import { uniqueId } from "./helpers/device";
+import { startServer, urlOf } from "./helpers/server";
+
+/** A page of a site on another origin (its own HTTP server) that imports the SDK from Ticks. */
+function foreignSite(ticksUrl: string): Promise<{ url: string; server: Server }> {
+  const html = `<!doctype html><meta charset="utf-8"><title>elsewhere</title>
+<script type="module">
+  import { TicksClient } from "${ticksUrl}/sdk/ticks-client.js";
+  window.tryTicks = (userId) => new Promise((resolve) => {
+    // socket.io-client's default transports: long-polling first, then the upgrade.
+    const client = new TicksClient({ url: "${ticksUrl}", userId, transports: ["polling", "websocket"] });
+    client.on("synced", () => { resolve({ ok: true, transport: client.socket.io.engine.transport.name }); client.close(); });
+    client.on("connect_error", (err) => { resolve({ ok: false, error: err.message }); client.close(); });
+    client.connect().catch(() => undefined);
+  });
+  window.sdkReady = true;
+</script>`;
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+    res.end(html);
+  });
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server })),
+  );
+}
+
+describe("web chat page in Chromium", function () {
+  this.timeout(60_000);
+  let db: TestDatabase;
+  let server: RunningTicks;
+  let browser: Browser;
+  const contexts: BrowserContext[] = [];
+
+  /** A fresh browser profile (its own IndexedDB), signed in as `user`. */
+  async function signIn(user: string, base = urlOf(server)): Promise<Page> {
+    const context = await browser.newContext();
+    contexts.push(context);
+    const page = await context.newPage();
+    page.on("dialog", (d) => {
+      throw new Error(`a dialog opened: ${d.message()}`);
+    });
+    await page.goto(`${base}/`);
+    await page.getByLabel("User ID", { exact: true }).fill(user);
+    await page.getByRole("button", { name: "Connect" }).click();
+    await page.getByText(`Connected as ${user}`).waitFor();
+    return page;
+  }
+
+  async function sendTo(page: Page, to: string, text: string): Promise<void> {
+    await page.getByLabel("To", { exact: true }).fill(to);
+    await page.getByLabel("Message", { exact: true }).fill(text);
+    await page.getByRole("button", { name: "Send" }).click();
+  }
+
+  const messages = (page: Page) => page.getByRole("list", { name: "Messages" }).getByRole("listitem");
+  const openChat = async (page: Page, peer: string) => {
+    await page.getByLabel("To", { exact: true }).fill(peer);
+    await page.getByLabel("To", { exact: true }).dispatchEvent("change");
+  };
+
+  before(async () => {
+    db = await createTestDatabase();
+    browser = await launchChromium();
+  });
+  afterEach(async () => {
+    await Promise.all(contexts.splice(0).map((c) => c.close()));
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+    await db?.drop();
+  });
+
+  describe("served by a dev-mode server", () => {
+    before(async () => {
+      server = await startServer(db.url);
+    });
+    after(async () => {
+      await server.stop();
+    });
+
+    it("imports the SDK bundle as an ES module with no bundler", async () => {
+      const alice = uniqueId("alice");
+      const page = await signIn(alice);
+      const exported = await page.evaluate(async () => Object.keys(await import("/sdk/ticks-client.js" as string)).sort());
+      expect(exported).to.include.members(["TicksClient", "IndexedDbOutboxStorage", "MemoryOutboxStorage", "ContentTooLargeError"]);
+    });
+
+    it("two pages chat, and ticks go sent → delivered → read", async () => {
+      const alice = uniqueId("alice");
+      const bob = uniqueId("bob");
+      const a = await signIn(alice);
+      const b = await signIn(bob);
+      // Bob looks at another chat, so alice's message is delivered but not read yet.
+      await openChat(b, uniqueId("someone"));
+
+      await sendTo(a, bob, "Hi Bob");
+      const mine = messages(a).filter({ hasText: "Hi Bob" });
+      await mine.locator('[aria-label="delivered"]').waitFor();
+      // Bob's page shows an unread badge on the new conversation.
+      await b.getByRole("list", { name: "Conversations" }).getByLabel("1 unread").waitFor();
+      await openChat(b, alice);
+      await messages(b).filter({ hasText: "Hi Bob" }).waitFor();
+      await mine.locator('[aria-label="read"]').waitFor();
+
+      await sendTo(b, alice, "Hello Alice");
+      await messages(a).filter({ hasText: "Hello Alice" }).waitFor();
+      await messages(b).filter({ hasText: "Hello Alice" }).locator('[aria-label="read"]').waitFor();
+      expect(await messages(a).allTextContents()).to.have.length(2);
+    });
+
+    it("shows a message sent while the other page was closed when it opens", async () => {
+      const alice = uniqueId("alice");
+      const carol = uniqueId("carol");
+      const c1 = await signIn(carol);
+      await c1.context().close();
+      const a = await signIn(alice);
+      await sendTo(a, carol, "while you were away");
+      await messages(a).filter({ hasText: "while you were away" }).locator('[aria-label="sent"]').waitFor();
+
+      const c2 = await signIn(carol);
+      await c2.getByRole("list", { name: "Conversations" }).getByLabel("1 unread").waitFor();
+      await openChat(c2, alice);
+      await messages(c2).filter({ hasText: "while you were away" }).waitFor();
+      await messages(a).filter({ hasText: "while you were away" }).locator('[aria-label="read"]').waitFor();
+    });
+
+    it("a send made offline is pending, then goes out when the page reconnects", async () => {
+      const alice = uniqueId("alice");
+      const dave = uniqueId("dave");
+      const a = await signIn(alice);
+      await a.context().setOffline(true);
+      await a.evaluate(() => undefined);
+      await sendTo(a, dave, "queued while offline");
+      await messages(a).filter({ hasText: "queued while offline" }).locator('[aria-label="pending"]').waitFor();
+      await a.context().setOffline(false);
+      await messages(a).filter({ hasText: "queued while offline" }).locator('[aria-label="sent"]').waitFor({ timeout: 30_000 });
+    });
+
+    it("shows markup in a message as text: nothing is injected, no dialog opens", async () => {
+      const alice = uniqueId("alice");
+      const erin = uniqueId("erin");
+      const hostile = "<img src=x onerror=alert(1)>";
+      const a = await signIn(alice);
+      const e = await signIn(erin);
+      await sendTo(a, erin, hostile);
+      await openChat(e, alice);
+      const item = messages(e).filter({ hasText: hostile });
+      await item.waitFor();
+      expect(await item.locator("img").count()).to.equal(0);
+      expect(await e.locator("#messages img").count()).to.equal(0);
+      expect(await messages(a).filter({ hasText: hostile }).locator("img").count()).to.equal(0);
+    });
+  });
+
+  describe("CORS_ORIGINS against pages on other origins", () => {
+    let allowed: { url: string; server: Server };
+    let refused: { url: string; server: Server };
+    before(async () => {
+      // The server's port must be known for the foreign pages: start them after it, then allow one.
+      const placeholder = await startServer(db.url);
+      const ticksUrl = urlOf(placeholder);
+      allowed = await foreignSite(ticksUrl);
+      refused = await foreignSite(ticksUrl);
+      const port = placeholder.port;
+      await placeholder.stop();
+      server = await startServer(db.url, { PORT: String(port), CORS_ORIGINS: allowed.url });
+    });
+    after(async () => {
+      await server.stop();
+      allowed.server.close();
+      refused.server.close();
+    });
+
+    const visit = async (site: string) => {
+      const context = await browser.newContext();
+      contexts.push(context);
+      const page = await context.newPage();
+      await page.goto(site);
+      await page.waitForFunction(() => (window as unknown as { sdkReady?: boolean }).sdkReady === true);
+      return page;
+    };
+
+    it("an allowed origin connects with the default transports (long-polling first)", async () => {
+      const page = await visit(allowed.url);
+      const result = await page.evaluate((u) => (window as unknown as { tryTicks(u: string): Promise<unknown> }).tryTicks(u), uniqueId("frank"));
+      expect(result).to.deep.include({ ok: true });
+    });
+
+    it("an origin not in the list is refused at the handshake", async () => {
+      const page = await visit(refused.url);
+      const result = (await page.evaluate((u) => (window as unknown as { tryTicks(u: string): Promise<unknown> }).tryTicks(u), uniqueId("grace"))) as {
+        ok: boolean;
+      };
+      expect(result.ok).to.equal(false);
+    });
+  });
+});
