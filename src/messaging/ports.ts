@@ -38,6 +38,14 @@ export interface MessageStore {
    * Stores the message, its seq and one delivery row per recipient in one commit; resolves
    * only after COMMIT. A (from, clientMsgId) already stored answers the original.
    * Concurrent calls may share a commit (group commit).
+   *
+   * Storage also decides what a send may do, inside that same statement (one round trip,
+   * where checking first would cost another), by the rules of ./routing:
+   * - `{ to }`: creates the direct conversation (directKey), its members and their directory
+   *   entries on first use;
+   * - `{ conversationId }`: rejects with AppError NOT_FOUND (no such conversation) or
+   *   FORBIDDEN (the sender is not a member), storing nothing (routeToConversation).
+   * Those refusals are per request: the other requests of a shared commit are unaffected.
    */
   append(req: AppendRequest): Promise<AppendResult>;
   markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]>;
