@@ -1,25 +1,11 @@
-import type { Logger } from "../log";
-import type { MessagingService } from "../messaging/MessagingService";
-import type { PresenceService } from "../messaging/PresenceService";
 import type { Metrics } from "../metrics";
 import { registerHandlers, type HandlerDeps } from "./handlers";
-import type { RateLimiter } from "./ports";
 import { SYNCING_ROOM, userRoom } from "./rooms";
 import { syncBacklog, type SyncOptions } from "./syncBacklog";
 import { logContext, type TicksServer, type TicksSocket } from "./types";
 
-export type ConnectionDeps = {
-  messaging: MessagingService;
-  presence: PresenceService;
-  rateLimiter: RateLimiter;
-  metrics: Metrics;
-  log: Logger;
-  sync: SyncOptions;
-  /** Work that shutdown must wait for (events, presence and directory writes). */
-  track: (work: Promise<unknown>) => void;
-  /** True once shutdown began. */
-  closing: () => boolean;
-};
+/** What the handlers need (track: every piece of work shutdown waits for), plus metrics and backlog paging. */
+export type ConnectionDeps = Omit<HandlerDeps, "observe"> & { metrics: Metrics; sync: SyncOptions };
 
 /**
  * Owns a device's session, from connect to disconnect: everything that happens to one
