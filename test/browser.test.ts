@@ -184,19 +184,19 @@ describe("web chat page in Chromium", function () {
       contexts.push(context);
       const page = await context.newPage();
       await page.goto(site);
-      await page.waitForFunction(() => (window as unknown as { sdkReady?: boolean }).sdkReady === true);
+      await page.waitForFunction(() => (globalThis as unknown as { sdkReady?: boolean }).sdkReady === true);
       return page;
     };
 
     it("an allowed origin connects with the default transports (long-polling first)", async () => {
       const page = await visit(allowed.url);
-      const result = await page.evaluate((u) => (window as unknown as { tryTicks(u: string): Promise<unknown> }).tryTicks(u), uniqueId("frank"));
+      const result = await page.evaluate((u) => (globalThis as unknown as { tryTicks(u: string): Promise<unknown> }).tryTicks(u), uniqueId("frank"));
       expect(result).to.deep.include({ ok: true });
     });
 
     it("an origin not in the list is refused at the handshake", async () => {
       const page = await visit(refused.url);
-      const result = (await page.evaluate((u) => (window as unknown as { tryTicks(u: string): Promise<unknown> }).tryTicks(u), uniqueId("grace"))) as {
+      const result = (await page.evaluate((u) => (globalThis as unknown as { tryTicks(u: string): Promise<unknown> }).tryTicks(u), uniqueId("grace"))) as {
         ok: boolean;
       };
       expect(result.ok).to.equal(false);
