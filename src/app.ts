@@ -13,6 +13,7 @@ import { MessagingService } from "./messaging/MessagingService";
 import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
 import { Metrics } from "./metrics";
+import { maxPacketBytes } from "./protocol/packets";
 import type { ReadinessCheck } from "./readiness";
 import { authMiddleware } from "./transport/auth";
 import { acceptConnections, syncedLocalUsers } from "./transport/connection";
@@ -46,8 +47,6 @@ export type TicksApp = {
 /** Longest wait for in-flight events at shutdown. */
 const DRAIN_TIMEOUT_MS = 10_000;
 
-/** Room for the JSON envelope around the largest content (4 bytes a code point at most). */
-const maxHttpBufferSize = (maxContentLength: number): number => Math.max(64 * 1024, maxContentLength * 4 + 16 * 1024);
 
 /** Wires the core, the transport and HTTP together. No I/O until listen(). */
 export function createApp(deps: AppDeps): TicksApp {
@@ -59,7 +58,7 @@ export function createApp(deps: AppDeps): TicksApp {
   const http = createServer(httpHandler(checks, metrics, log, staticAssets({ webApp: config.webApp, authMode: config.auth.mode, maxContentLength: config.maxContentLength })));
   const io: TicksServer = new Server(http, {
     transports: cluster.transports,
-    maxHttpBufferSize: maxHttpBufferSize(config.maxContentLength),
+    maxHttpBufferSize: maxPacketBytes(config.maxContentLength),
     serveClient: false,
     ...originOptions(config.origins, log),
     ...(cluster.adapter ? { adapter: cluster.adapter } : {}),

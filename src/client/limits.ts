@@ -4,12 +4,12 @@
  * TOO_LARGE, but a packet over the server's maxHttpBufferSize makes Socket.IO drop the whole
  * connection, and a retrying client would then loop through reconnects.
  */
+import { maxPacketBytes } from "../protocol/packets";
+
+export { maxPacketBytes };
 
 /** The server's default MAX_CONTENT_LENGTH (code points). */
 export const DEFAULT_MAX_CONTENT_LENGTH = 4096;
-
-/** The server's packet limit for a given MAX_CONTENT_LENGTH (the formula in src/app.ts). */
-export const maxPacketBytes = (maxContentLength: number): number => Math.max(64 * 1024, maxContentLength * 4 + 16 * 1024);
 
 /** Room kept for the JSON envelope around the content (event name, ids, escaping). */
 const ENVELOPE_BYTES = 1024;
