@@ -6,8 +6,8 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import type { RunningTicks } from "../src/main";
 import { launchChromium } from "./helpers/browser";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
-import { uniqueId } from "./helpers/device";
-import { startServer, urlOf } from "./helpers/server";
+import { Device, uniqueId, waitFor } from "./helpers/device";
+import { mintToken, startServer, TEST_SECRET, urlOf } from "./helpers/server";
 
 /** A page of a site on another origin (its own HTTP server) that imports the SDK from Ticks. */
 function foreignSite(ticksUrl: string): Promise<{ url: string; server: Server }> {
@@ -38,6 +38,8 @@ describe("web chat page in Chromium", function () {
   let server: RunningTicks;
   let browser: Browser;
   const contexts: BrowserContext[] = [];
+  /** Any alert/confirm/prompt a page opened: injected script would show up here. */
+  const dialogs: string[] = [];
 
   /** A fresh browser profile (its own IndexedDB), signed in as `user`. */
   async function signIn(user: string, base = urlOf(server)): Promise<Page> {
@@ -45,7 +47,8 @@ describe("web chat page in Chromium", function () {
     contexts.push(context);
     const page = await context.newPage();
     page.on("dialog", (d) => {
-      throw new Error(`a dialog opened: ${d.message()}`);
+      dialogs.push(d.message());
+      void d.dismiss();
     });
     await page.goto(`${base}/`);
     await page.getByLabel("User ID", { exact: true }).fill(user);
@@ -159,6 +162,32 @@ describe("web chat page in Chromium", function () {
       await messages(a).filter({ hasText: "while you were away" }).locator('[aria-label="read"]').waitFor();
     });
 
+    it("loads older messages when the list is scrolled to the top", async () => {
+      const alice = uniqueId("alice");
+      const bob = uniqueId("bob");
+      // Another device of alice took all 70 already: her page starts from the newest page.
+      const other = await new Device(urlOf(server), { userId: alice }).connectSynced();
+      const sender = await new Device(urlOf(server), { userId: bob }).connectSynced();
+      try {
+        for (let i = 1; i <= 70; i++) {
+          const r = await sender.request("message:send", { clientMsgId: uniqueId("c"), to: alice, content: `old ${i}` });
+          expect(r.ok).to.equal(true);
+        }
+        await waitFor(() => other.received.length === 70, "the other device");
+      } finally {
+        other.close();
+        sender.close();
+      }
+      const a = await signIn(alice);
+      await openChat(a, bob);
+      await messages(a).filter({ hasText: "old 70" }).waitFor();
+      expect(await messages(a).count()).to.equal(50);
+      await a.evaluate(`document.getElementById("messages").scrollTop = 0`);
+      await messages(a).nth(69).waitFor();
+      expect(await messages(a).count()).to.equal(70);
+      expect(await messages(a).first().locator(".text").textContent()).to.equal("old 1");
+    });
+
     it("shows markup in a message as text: nothing is injected, no dialog opens", async () => {
       const alice = uniqueId("alice");
       const erin = uniqueId("erin");
@@ -172,6 +201,7 @@ describe("web chat page in Chromium", function () {
       expect(await item.locator("img").count()).to.equal(0);
       expect(await e.locator("#messages img").count()).to.equal(0);
       expect(await messages(a).filter({ hasText: hostile }).locator("img").count()).to.equal(0);
+      expect(dialogs).to.deep.equal([]);
     });
     // Last in this block: it restarts the server.
     it("a send made while the server is down waits in IndexedDB after its tab closed, and goes out once", async () => {
@@ -204,6 +234,27 @@ describe("web chat page in Chromium", function () {
       }
     });
 
+  });
+
+  describe("served by a JWT server", () => {
+    before(async () => {
+      server = await startServer(db.url, { AUTH_MODE: "jwt", JWT_SECRET: TEST_SECRET });
+    });
+    after(async () => {
+      await server.stop();
+    });
+
+    it("signs in with a token", async () => {
+      const henry = uniqueId("henry");
+      const context = await browser.newContext();
+      contexts.push(context);
+      const page = await context.newPage();
+      await page.goto(`${urlOf(server)}/`);
+      await page.getByLabel("Token", { exact: true }).fill(await mintToken(henry));
+      await page.getByRole("button", { name: "Connect" }).click();
+      await page.getByText(`Connected as ${henry}`).waitFor();
+      expect(await page.getByLabel("User ID", { exact: true }).count()).to.equal(0);
+    });
   });
 
   describe("CORS_ORIGINS against pages on other origins", () => {

@@ -13,7 +13,15 @@
  * a sync and sends no live messages.
  */
 import { io, type ManagerOptions, type SocketOptions } from "socket.io-client";
-import type { ConversationSummary, HistoryResult, Presence, ServerToClientEvents, StatusUpdate } from "../protocol/events";
+import type {
+  AuthRefreshRequest,
+  AuthRefreshResult,
+  ConversationSummary,
+  HistoryResult,
+  Presence,
+  Reply,
+  StatusUpdate,
+} from "../protocol/events";
 import { backoffDelay } from "./backoff";
 import { Conversations } from "./Conversations";
 import { ConversationSync, type MessageSource, type SyncOptions } from "./ConversationSync";
@@ -187,7 +195,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
    * backoff meanwhile (each failure is a `connect_error` event).
    */
   connect(): Promise<void> {
-    this.closed = false;
+    if (this.closed) return Promise.reject(new Error("this client was closed: create a new TicksClient"));
     this.restoring ??= this.outbox.restore().then((entries) => {
       for (const e of entries) this.statuses.pending(e.clientMsgId, conversationOf(e));
     });
@@ -354,7 +362,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   }
 
   private listen(): void {
-    const s = this.socket as unknown as import("socket.io-client").Socket<ServerToClientEvents & ExtraServerEvents>;
+    const s = this.socket;
     s.on("connect", () => {
       this.everConnected = true;
       this.refusals = 0;
@@ -437,9 +445,9 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     if (!this.options.getToken) return;
     try {
       const token = await this.options.getToken();
-      const reply = (await emitRaw(this.socket as never, "auth:refresh", { token }, this.ackTimeoutMs)) as
-        | { ok: true; expiresAt: string | null }
-        | { ok: false; error: { code: string; message: string } };
+      // Untyped until the server's handler is part of ClientToServerEvents.
+      const request: AuthRefreshRequest = { token };
+      const reply = (await emitRaw(this.socket as never, "auth:refresh", request, this.ackTimeoutMs)) as Reply<AuthRefreshResult>;
       if (!reply.ok) throw new Error(`token refresh refused: ${reply.error.code} ${reply.error.message}`);
       this.user = subjectOf(token) ?? this.user;
       this.emit("token", { expiresAt: reply.expiresAt });
@@ -457,12 +465,6 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     }, delay);
   }
 }
-
-/** Server events newer than this build's protocol types (token refresh, v2). */
-type ExtraServerEvents = {
-  "auth:expiring": (info: { expiresAt: string }) => void;
-  "auth:expired": (info: Record<string, never>) => void;
-};
 
 const conversationOf = (entry: PendingEntry): string | undefined =>
   entry.event === "message:send" ? entry.conversationId : undefined;

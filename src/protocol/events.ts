@@ -59,6 +59,10 @@ export interface ClientToServerEvents {
   "presence:subscribe": (req: PresenceSubscribeRequest, ack: Ack<{ presence: Presence[] }>) => void;
 }
 
+/** v2 token refresh: `auth:refresh { token }` answers `Ok<{ expiresAt: string | null }>`. */
+export type AuthRefreshRequest = { token: string };
+export type AuthRefreshResult = { expiresAt: string | null };
+
 export type BacklogPage = { messages: Message[]; remaining: boolean };
 export type StatusUpdate = { messageIds: string[]; status: "delivered" | "read"; by: string; at: string };
 export type TypingEvent = { conversationId: string; userId: string; typing: boolean };
@@ -73,6 +77,10 @@ export interface ServerToClientEvents {
   "conversation:new": (conversation: ConversationSummary) => void;
   typing: (event: TypingEvent) => void;
   presence: (presence: Presence) => void;
+  /** v2: the socket's token expires at `expiresAt` (ISO 8601); send `auth:refresh` before then. */
+  "auth:expiring": (info: { expiresAt: string }) => void;
+  /** v2: the token expired unrefreshed; the server disconnects this socket right after. */
+  "auth:expired": (info: Record<string, never>) => void;
 }
 
 export type ClientEventName = keyof ClientToServerEvents;
