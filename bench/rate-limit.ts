@@ -52,7 +52,7 @@ const conversationOf = (reply: Reply) => (reply as unknown as { message: { conve
  * around it: typing before, reading the peer's replies, a conversation list now and then.
  */
 async function plainSender(server: RunningTicks, rttMs: number, sends = 150): Promise<Tally> {
-  const { me, peer, meId, peerId } = await pair(server, "plain");
+  const { me, peer, meId } = await pair(server, "plain");
   const conversationId = conversationOf(
     await peer.request("message:send", { clientMsgId: uniqueId("r"), to: meId, content: "hello" }),
   );
