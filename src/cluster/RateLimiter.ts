@@ -7,24 +7,20 @@ import {
   type IRateLimiterRedisOptions,
   type RateLimiterAbstract,
 } from "rate-limiter-flexible";
+import type { RateLimiter } from "../transport/ports";
 
 /**
- * Per-user event budget: RATE_LIMIT_EVENTS_PER_SEC events a second, plus RATE_LIMIT_BURST
- * extra events every BURST_WINDOW_SEC for the moments a real client needs more (a pasted
- * burst, a reconnect's gap-fill), counted cluster-wide with Redis. docs/rate-limits.md has
- * the measurements behind the defaults.
+ * The per-user event budget: RATE_LIMIT_EVENTS_PER_SEC events a second, plus
+ * RATE_LIMIT_BURST extra events every BURST_WINDOW_SEC for the moments a real client needs
+ * more (a pasted burst, a reconnect's gap-fill), counted cluster-wide with Redis.
+ * docs/rate-limits.md has the measurements behind the defaults.
  */
-export interface RateLimiter {
-  /** Takes one event from the user's budget; false when it is spent (answer RATE_LIMITED). */
-  allow(userId: string): Promise<boolean>;
-}
-
 export type RateLimit = { eventsPerSec: number; burst: number };
 
 /** The burst allowance refills this often (a fixed window from the user's first extra event). */
 export const BURST_WINDOW_SEC = 10;
 
-export const unlimited: RateLimiter = { allow: async () => true };
+const unlimited: RateLimiter = { allow: async () => true };
 
 type Consumer = { consume(key: string): Promise<unknown> };
 

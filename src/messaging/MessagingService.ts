@@ -4,6 +4,7 @@ import type { Logger } from "../log";
 import { AppError, type ConversationSummary, type HistoryResult, type Message, type SendResult } from "../protocol";
 import { contentLength, LIMITS } from "../protocol/schemas";
 import { noMetrics, type MessageStore, type MessagingMetrics, type Notifier, type SendTarget, type StatusChange } from "./ports";
+import { noSuchConversation, notAMember } from "./routing";
 
 export type MessagingOptions = {
   messageTtlMs: number;
@@ -111,7 +112,7 @@ export class MessagingService {
     const at = this.clock.now();
     const changed = await this.store.markDelivered(recipient, messageIds, at);
     this.metrics.delivered(changed.length);
-    this.announce(changed, "delivered", recipient, at);
+    this.sendReceipts(changed, "delivered", recipient, at);
     return changed.length;
   }
 
@@ -120,7 +121,7 @@ export class MessagingService {
     const at = this.clock.now();
     const changed = await this.store.markRead(reader, [...new Set(messageIds)], at);
     this.metrics.read(changed.length);
-    this.announce(changed, "read", reader, at);
+    this.sendReceipts(changed, "read", reader, at);
     if (changed.length > 0) {
       const update = { messageIds: changed.map((c) => c.messageId), status: "read" as const, by: reader, at: at.toISOString() };
       this.notifier.status(reader, update, origin);
@@ -128,7 +129,8 @@ export class MessagingService {
     return changed.length;
   }
 
-  private announce(changed: StatusChange[], status: "delivered" | "read", by: string, at: Date): void {
+  /** Tells each sender, in one `message:status` per sender, which of their messages moved. */
+  private sendReceipts(changed: StatusChange[], status: "delivered" | "read", by: string, at: Date): void {
     const bySender = new Map<string, string[]>();
     for (const { messageId, from } of changed) {
       const ids = bySender.get(from) ?? [];
@@ -176,8 +178,8 @@ export class MessagingService {
   /** Typing comes often: one read both checks membership and names who to tell. */
   async typing(userId: string, conversationId: string, typing: boolean): Promise<void> {
     const members = await this.store.members(conversationId);
-    if (!members) throw new AppError("NOT_FOUND", "no such conversation");
-    if (!members.includes(userId)) throw new AppError("FORBIDDEN", "not a member of this conversation");
+    if (!members) throw noSuchConversation();
+    if (!members.includes(userId)) throw notAMember();
     this.notifier.typing(
       members.filter((m) => m !== userId),
       { conversationId, userId, typing },
@@ -197,7 +199,7 @@ export class MessagingService {
 
   private async requireMember(conversationId: string, userId: string): Promise<void> {
     const membership = await this.store.membership(conversationId, userId);
-    if (membership === "not_found") throw new AppError("NOT_FOUND", "no such conversation");
-    if (membership === "not_member") throw new AppError("FORBIDDEN", "not a member of this conversation");
+    if (membership === "not_found") throw noSuchConversation();
+    if (membership === "not_member") throw notAMember();
   }
 }
