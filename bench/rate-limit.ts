@@ -121,7 +121,8 @@ async function flooder(server: RunningTicks, seconds = 10): Promise<Tally & { ac
 
 async function main(): Promise<void> {
   const db = await createTestDatabase();
-  const config = loadConfig({ PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "silent", AUTH_MODE: "dev", DATABASE_URL: db.url, ...process.env });
+  // RATE_LIMIT_* and REDIS_URL come from the environment; where the server runs does not.
+  const config = loadConfig({ ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "silent", AUTH_MODE: "dev", DATABASE_URL: db.url });
   const server = await startTicks(config, { log: createLogger("silent") });
   const fmt = (t: Tally) => `${t.events} events in ${t.seconds.toFixed(2)} s (${(t.events / t.seconds).toFixed(0)}/s), RATE_LIMITED ${t.limited}`;
   try {
