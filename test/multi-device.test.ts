@@ -6,7 +6,7 @@ import { useServerSuite } from "./helpers/serverSuite";
 import { useTwoNodeCluster } from "./helpers/twoNodeCluster";
 
 /** Short enough that a device that does not acknowledge its backlog page is asked again soon. */
-const SETTINGS = { DELIVERY_ACK_TIMEOUT_MS: "1500" };
+const SETTINGS = { DELIVERY_ACK_TIMEOUT_MS: "3000" };
 
 type Fixture = {
   pg: () => Client;
