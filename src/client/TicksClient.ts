@@ -27,7 +27,7 @@ import { Conversations } from "./Conversations";
 import { ConversationSync, type MessageSource, type SyncOptions } from "./ConversationSync";
 import { Emitter } from "./Emitter";
 import type { ChatMessage } from "./entries";
-import { checkContent, DEFAULT_MAX_CONTENT_LENGTH } from "./limits";
+import { checkContent, DEFAULT_MAX_CONTENT_LENGTH, maxPacketBytes } from "./limits";
 import { Outbox, type OutboxOptions } from "./Outbox";
 import { MemoryOutboxStorage, type OutboxStorage, type PendingAction, type PendingEntry } from "./OutboxStorage";
 import { call, emitRaw, type ClientSocket, type OkOf, type ReplyOf, type RequestOf, request } from "./request";
@@ -59,6 +59,12 @@ export type TicksClientOptions = {
   ackTimeoutMs?: number;
   /** The server's MAX_CONTENT_LENGTH, for refusing over-long content locally. @default 4096 */
   maxContentLength?: number;
+  /**
+   * Largest packet that reaches the server: content whose encoding would not fit is refused
+   * locally. Set it when a proxy in between has a smaller frame limit than the server.
+   * @default the server's limit for maxContentLength (protocol/packets.ts)
+   */
+  maxPacketBytes?: number;
   /** Reconnect backoff. @default 500 to 30000 */
   reconnectDelayMs?: number;
   reconnectDelayMaxMs?: number;
@@ -225,13 +231,13 @@ export class TicksClient extends Emitter<TicksClientEvents> {
    * server could not accept it, so nothing is queued.
    */
   send(target: { to: string } | { conversationId: string }, content: string): LocalMessage {
-    checkContent(content, this.options.maxContentLength ?? DEFAULT_MAX_CONTENT_LENGTH);
+    this.check(content);
     return this.queue({ event: "message:send", ...target, content });
   }
 
   /** v2: replaces the content of one's own text message. */
   edit(messageId: string, content: string): LocalMessage {
-    checkContent(content, this.options.maxContentLength ?? DEFAULT_MAX_CONTENT_LENGTH);
+    this.check(content);
     return this.queue({ event: "message:edit", messageId, content });
   }
 
@@ -327,6 +333,11 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     this.outbox.close();
     this.typingThrottle.close();
     this.socket.disconnect();
+  }
+
+  private check(content: string): void {
+    const max = this.options.maxContentLength ?? DEFAULT_MAX_CONTENT_LENGTH;
+    checkContent(content, max, this.options.maxPacketBytes ?? maxPacketBytes(max));
   }
 
   private queue(action: PendingAction): LocalMessage {

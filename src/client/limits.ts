@@ -34,8 +34,13 @@ export function encodedBytes(text: string): number {
   return new TextEncoder().encode(JSON.stringify(text)).length;
 }
 
-/** Throws ContentTooLargeError when `content` is empty, too long, or would not fit a packet. */
-export function checkContent(content: string, maxContentLength: number): void {
+/**
+ * Throws ContentTooLargeError when `content` is too long in code points, or when its encoding
+ * would not fit `packetBytes`. With the server's own packet limit (the default) every content
+ * within the length limit fits; a smaller one comes from whatever sits in between (a proxy
+ * or load balancer with a WebSocket frame limit), which closes the connection the same way.
+ */
+export function checkContent(content: string, maxContentLength: number, packetBytes = maxPacketBytes(maxContentLength)): void {
   if (typeof content !== "string" || content.length === 0) throw new TypeError("content must be a non-empty string");
   // Cheap first: a UTF-16 length within the limit is within it in code points too.
   if (content.length > maxContentLength) {
@@ -43,6 +48,6 @@ export function checkContent(content: string, maxContentLength: number): void {
     if (n > maxContentLength) throw new ContentTooLargeError(`content is ${n} characters; the limit is ${maxContentLength}`);
   }
   const bytes = encodedBytes(content);
-  const budget = maxPacketBytes(maxContentLength) - ENVELOPE_BYTES;
+  const budget = packetBytes - ENVELOPE_BYTES;
   if (bytes > budget) throw new ContentTooLargeError(`content is ${bytes} bytes encoded; a packet holds at most ${budget}`);
 }
