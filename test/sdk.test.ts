@@ -117,8 +117,32 @@ describe("SDK (TicksClient) against a real server", function () {
     expect(new Set(filled.map(([, source]) => source))).to.deep.equal(new Set(["sync"]));
   });
 
+  it("multi-device: a send from one device shows on the other, and a read on one clears the other's badge", async () => {
+    const alice = uniqueId("alice");
+    const bob = uniqueId("bob");
+    const phone = await clients.connected(urlOf(server), { userId: alice, deviceId: "phone" });
+    const laptop = await clients.connected(urlOf(server), { userId: alice, deviceId: "laptop" });
+    const b = await clients.connected(urlOf(server), { userId: bob });
+    const onLaptop = next(laptop, "message", (m) => m.content === "from the phone");
+    const mine = phone.send({ to: bob }, "from the phone");
+    const [[m, source]] = await Promise.all([onLaptop, next(b, "message", (x) => x.content === "from the phone")]);
+    expect(m).to.include({ from: alice, clientMsgId: mine.clientMsgId });
+    expect(source).to.equal("live");
+    expect(laptop.statusOf(m.id)).to.equal("sent");
+
+    const both = Promise.all([
+      next(phone, "conversation", (c) => c.id === m.conversationId && c.unread === 1),
+      next(laptop, "conversation", (c) => c.id === m.conversationId && c.unread === 1),
+    ]);
+    b.send({ to: alice }, "reply");
+    await both;
+    const cleared = next(phone, "conversation", (c) => c.id === m.conversationId && c.unread === 0);
+    expect(await laptop.markRead(m.conversationId)).to.equal(1);
+    await cleared;
+  });
+
   it("retries RATE_LIMITED after a delay and never drops a message", async () => {
-    const limited = await startServer(db.url, { RATE_LIMIT_EVENTS_PER_SEC: "5" });
+    const limited = await startServer(db.url, { RATE_LIMIT_EVENTS_PER_SEC: "5", RATE_LIMIT_BURST: "0" });
     try {
       const erin = uniqueId("erin");
       const e = await clients.connected(urlOf(limited), { userId: erin });
