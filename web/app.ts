@@ -6,6 +6,7 @@ import {
   IndexedDbOutboxStorage,
   MemoryOutboxStorage,
   TicksClient,
+  subjectOf,
   type ChatMessage,
   type ConversationSummary,
   type LocalMessage,
@@ -146,7 +147,8 @@ async function openConversation(): Promise<void> {
 async function start(config: PageConfig, value: string): Promise<void> {
   client?.close();
   const dev = config.authMode === "dev";
-  const user = dev ? value : undefined;
+  // One outbox per user: a token names its user in `sub`.
+  const user = dev ? value : subjectOf(value);
   let storage;
   try {
     storage = new IndexedDbOutboxStorage(`ticks-outbox-${user ?? "token"}`);

@@ -4,6 +4,7 @@ export { MemoryOutboxStorage, type OutboxStorage, type PendingEntry, type Pendin
 export { IndexedDbOutboxStorage } from "./IndexedDbOutboxStorage";
 export { ContentTooLargeError, checkContent, codePoints, maxPacketBytes } from "./limits";
 export { RequestTimeout, ServerError, type ClientSocket, type ReplyOf, type RequestOf } from "./request";
+export { subjectOf } from "./token";
 export type { ChatMessage, Reaction } from "./entries";
 export type { MessageStatus, StatusChange } from "./StatusTracker";
 export type { MessageSource } from "./ConversationSync";
