@@ -7,22 +7,14 @@
  *   filled from history) and v2 edits/deletes/reactions applied to their message;
  * - per-message status events (pending → sent → delivered → read, or failed);
  * - receipts, unread counts, typing (throttled), presence;
- * - reconnection with backoff and a fresh token from getToken() at every connect, token
- *   refresh on `auth:expiring`.
+ * - the connection (Connection.ts): reconnection with backoff, a fresh token from getToken()
+ *   at every connect, token refresh on `auth:expiring`.
  * It always listens for `message:backlog`: without that listener the server never finishes
  * a sync and sends no live messages.
  */
-import { io, type ManagerOptions, type SocketOptions } from "socket.io-client";
-import type {
-  AuthRefreshRequest,
-  AuthRefreshResult,
-  ConversationSummary,
-  HistoryResult,
-  Presence,
-  Reply,
-  StatusUpdate,
-} from "../protocol/events";
-import { backoffDelay } from "./backoff";
+import { v4 as uuidv4 } from "uuid";
+import type { ClientEventName, ConversationSummary, HistoryResult, Presence, StatusUpdate } from "../protocol/events";
+import { Connection, type ConnectionEvents, type ConnectionOptions } from "./Connection";
 import { Conversations } from "./Conversations";
 import { ConversationSync, type MessageSource, type SyncOptions } from "./ConversationSync";
 import { Emitter } from "./Emitter";
@@ -32,31 +24,14 @@ import { Outbox, type OutboxOptions } from "./Outbox";
 import { MemoryOutboxStorage, type OutboxStorage, type PendingAction, type PendingEntry } from "./OutboxStorage";
 import { call, emitRaw, type ClientSocket, type OkOf, type ReplyOf, type RequestOf, request } from "./request";
 import { StatusTracker, type StatusChange } from "./StatusTracker";
-import { subjectOf } from "./token";
 import { TypingThrottle, type TypingOptions } from "./Typing";
-import { v4 as uuidv4 } from "uuid";
-import type { ClientEventName } from "../protocol/events";
 
 export type { ClientSocket, ReplyOf, RequestOf } from "./request";
 export type { MessageSource } from "./ConversationSync";
 
-export type TicksClientOptions = {
-  /** Server URL. In a page served by the server: `location.origin`. */
-  url: string;
-  /** Dev-mode servers only (AUTH_MODE=dev): the user id, taken on trust. */
-  userId?: string;
-  /** A JWT. Prefer getToken for tokens that expire. */
-  token?: string;
-  /** Called at every connect and when the server warns the token is expiring. */
-  getToken?: () => string | Promise<string>;
-  /** Names this device (1–64 chars [A-Za-z0-9._-]). */
-  deviceId?: string;
+export type TicksClientOptions = ConnectionOptions & {
   /** Where pending sends wait. @default MemoryOutboxStorage (IndexedDbOutboxStorage in a browser app) */
   storage?: OutboxStorage;
-  /** Clustered servers accept WebSocket only. @default ["websocket"] */
-  transports?: ("websocket" | "polling")[];
-  /** How long a request waits for its acknowledgement. @default 10000 */
-  ackTimeoutMs?: number;
   /** The server's MAX_CONTENT_LENGTH, for refusing over-long content locally. @default 4096 */
   maxContentLength?: number;
   /**
@@ -65,24 +40,15 @@ export type TicksClientOptions = {
    * @default the server's limit for maxContentLength (protocol/packets.ts)
    */
   maxPacketBytes?: number;
-  /** Reconnect backoff. @default 500 to 30000 */
-  reconnectDelayMs?: number;
-  reconnectDelayMaxMs?: number;
   outbox?: OutboxOptions;
   sync?: SyncOptions;
   typing?: TypingOptions;
-  /** Anything else for socket.io-client (path, extraHeaders…). */
-  socket?: Partial<ManagerOptions & SocketOptions>;
 };
 
 /** What the app renders for a message it sent, before and after the server stores it. */
 export type LocalMessage = PendingEntry & { from: string | undefined; status: "pending" };
 
-export type TicksClientEvents = {
-  connected(): void;
-  disconnected(reason: string): void;
-  /** A connection attempt failed; `refused` when the server turned the handshake down. */
-  connect_error(error: Error & { data?: unknown }, refused: boolean): void;
+export type TicksClientEvents = ConnectionEvents & {
   /** A message or log entry, in seq order per conversation (scrolling back excepted). */
   message(message: ChatMessage, source: MessageSource): void;
   /** A text message changed by an edit, delete or reaction. */
@@ -93,16 +59,10 @@ export type TicksClientEvents = {
   conversation(summary: ConversationSummary): void;
   typing(event: { conversationId: string; userId: string; typing: boolean }): void;
   presence(presence: Presence): void;
-  /** A token was refreshed on the live connection. */
-  token(info: { expiresAt: string | null }): void;
-  /** Background work failed (catching up, a token refresh); the client keeps going. */
-  error(error: Error): void;
 };
 
 const READ_CHUNK = 500;
 const CATCH_UP_PARALLEL = 4;
-/** Consecutive refused handshakes (with fresh tokens) before the client gives up. */
-const MAX_REFUSALS = 4;
 
 export class TicksClient extends Emitter<TicksClientEvents> {
   readonly socket: ClientSocket;
@@ -112,36 +72,19 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   private readonly statuses: StatusTracker;
   private readonly conversationList: Conversations;
   private readonly typingThrottle: TypingThrottle;
+  private readonly connection: Connection;
   private readonly presenceSubscribed = new Set<string>();
-  private user: string | undefined;
-  private everConnected = false;
-  private refusals = 0;
-  private closed = false;
   private restoring: Promise<unknown> | undefined;
-  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private isSynced = false;
 
   constructor(options: TicksClientOptions) {
     super();
     this.options = options;
-    this.user = options.userId ?? (options.token ? subjectOf(options.token) : undefined);
-    this.socket = io(options.url, {
-      autoConnect: false,
-      transports: options.transports ?? ["websocket"],
-      reconnectionDelay: options.reconnectDelayMs ?? 500,
-      reconnectionDelayMax: options.reconnectDelayMaxMs ?? 30_000,
-      // A function: called at every (re)connect, so each handshake carries a fresh token.
-      auth: (cb) => {
-        void this.handshakeAuth().then(cb, (err: Error) => {
-          this.emit("error", err);
-          cb({});
-        });
-      },
-      ...options.socket,
-    }) as ClientSocket;
+    this.connection = new Connection(options);
+    this.socket = this.connection.socket;
     this.statuses = new StatusTracker((change) => this.emit("status", change));
     this.conversationList = new Conversations(
-      () => this.user,
+      () => this.me,
       (summary) => this.emit("conversation", summary),
     );
     this.sync = new ConversationSync(
@@ -154,7 +97,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     );
     this.outbox = new Outbox(
       {
-        whenConnected: () => this.whenConnected(),
+        whenConnected: () => this.connection.whenConnected(),
         emit: (event, payload) => emitRaw(this.socket as never, event, payload, this.ackTimeoutMs),
       },
       options.storage ?? new MemoryOutboxStorage(),
@@ -178,7 +121,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
 
   /** The signed-in user (from userId, or the token's `sub`). */
   get me(): string | undefined {
-    return this.user;
+    return this.connection.me;
   }
 
   get connected(): boolean {
@@ -191,7 +134,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   }
 
   private get ackTimeoutMs(): number {
-    return this.options.ackTimeoutMs ?? 10_000;
+    return this.connection.ackTimeoutMs;
   }
 
   /**
@@ -201,23 +144,12 @@ export class TicksClient extends Emitter<TicksClientEvents> {
    * backoff meanwhile (each failure is a `connect_error` event).
    */
   connect(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error("this client was closed: create a new TicksClient"));
-    this.restoring ??= this.outbox.restore().then((entries) => {
-      for (const e of entries) this.statuses.pending(e.clientMsgId, conversationOf(e));
-    });
-    return new Promise((resolve, reject) => {
-      const offConnected = this.once("connected", () => {
-        offError();
-        resolve();
+    if (!this.connection.isClosed) {
+      this.restoring ??= this.outbox.restore().then((entries) => {
+        for (const e of entries) this.statuses.pending(e.clientMsgId, conversationOf(e));
       });
-      const offError = this.on("connect_error", (err, refused) => {
-        if (!refused || this.everConnected) return;
-        offConnected();
-        offError();
-        reject(err);
-      });
-      this.socket.connect();
-    });
+    }
+    return this.connection.connect();
   }
 
   /** Resolves at the next `synced`. */
@@ -253,7 +185,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
 
   /** What the outbox still has to send, oldest first. */
   pending(): LocalMessage[] {
-    return this.outbox.pending.map((e) => ({ ...e, from: this.user, status: "pending" as const }));
+    return this.outbox.pending.map((e) => ({ ...e, from: this.me, status: "pending" as const }));
   }
 
   /** Marks every unread message from others in the conversation read (the read receipts). */
@@ -328,11 +260,9 @@ export class TicksClient extends Emitter<TicksClientEvents> {
 
   /** Disconnects for good; pending sends stay in storage for the next session. */
   close(): void {
-    this.closed = true;
-    clearTimeout(this.reconnectTimer);
     this.outbox.close();
     this.typingThrottle.close();
-    this.socket.disconnect();
+    this.connection.close();
   }
 
   private check(content: string): void {
@@ -341,42 +271,22 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   }
 
   private queue(action: PendingAction): LocalMessage {
-    if (this.closed) throw new Error("the client is closed");
+    if (this.connection.isClosed) throw new Error("the client is closed");
     const entry = this.outbox.add(action, uuidv4(), new Date());
     this.statuses.pending(entry.clientMsgId, conversationOf(entry));
-    return { ...entry, from: this.user, status: "pending" };
-  }
-
-  private async handshakeAuth(): Promise<Record<string, string>> {
-    const auth: Record<string, string> = {};
-    if (this.options.deviceId) auth.deviceId = this.options.deviceId;
-    if (this.options.userId) auth.userId = this.options.userId;
-    const token = this.options.getToken ? await this.options.getToken() : this.options.token;
-    if (token) {
-      auth.token = token;
-      this.user = subjectOf(token) ?? this.user;
-    }
-    return auth;
-  }
-
-  private whenConnected(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error("closed"));
-    if (this.socket.connected) return Promise.resolve();
-    return new Promise((resolve) => this.socket.once("connect", () => resolve()));
+    return { ...entry, from: this.me, status: "pending" };
   }
 
   private delivered(m: ChatMessage, source: MessageSource): void {
     // Mine, sent from another device: it is at least stored.
-    if (m.from === this.user && source !== "sent" && source !== "history") this.statuses.sent(m.id, m.conversationId);
+    if (m.from === this.me && source !== "sent" && source !== "history") this.statuses.sent(m.id, m.conversationId);
     this.conversationList.message(m, source === "live" || source === "backlog");
     this.emit("message", m, source);
   }
 
   private listen(): void {
-    const s = this.socket;
-    s.on("connect", () => {
-      this.everConnected = true;
-      this.refusals = 0;
+    const c = this.connection;
+    c.on("connected", () => {
       this.emit("connected");
       this.outbox.wake();
       if (this.presenceSubscribed.size > 0) {
@@ -386,20 +296,14 @@ export class TicksClient extends Emitter<TicksClientEvents> {
         );
       }
     });
-    s.on("disconnect", (reason) => {
+    c.on("disconnected", (reason) => {
       this.isSynced = false;
       this.emit("disconnected", reason);
-      // The server ended this connection (token expired, shutdown): socket.io-client will not
-      // come back by itself, so the SDK does, with a fresh token.
-      if (reason === "io server disconnect" && !this.closed) this.reconnectLater();
     });
-    s.on("connect_error", (err: Error & { data?: unknown }) => {
-      const refused = err.data !== undefined || !s.active;
-      this.emit("connect_error", err, refused);
-      if (!refused || this.closed || !this.everConnected) return;
-      // A refusal after having been connected (a token that expired meanwhile): retry with a fresh one.
-      if (++this.refusals <= MAX_REFUSALS && this.options.getToken) this.reconnectLater();
-    });
+    c.on("connect_error", (err, refused) => this.emit("connect_error", err, refused));
+    c.on("token", (info) => this.emit("token", info));
+    c.on("error", (err) => this.emit("error", err));
+    const s = this.socket;
     // Always listened for: the server sends nothing live until the backlog is acknowledged.
     s.on("message:backlog", (page, ack) => {
       void (async () => {
@@ -423,7 +327,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
       );
     });
     s.on("message:status", (update: StatusUpdate) => {
-      if (update.by === this.user) {
+      if (update.by === this.me) {
         // Read on another device of this user.
         if (update.status === "read") this.conversationList.read(update.messageIds);
         return;
@@ -432,10 +336,9 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     });
     s.on("conversation:new", (summary) => this.conversationList.upsert(summary));
     s.on("typing", (e) => {
-      if (e.userId !== this.user) this.typingThrottle.received(e.conversationId, e.userId, e.typing);
+      if (e.userId !== this.me) this.typingThrottle.received(e.conversationId, e.userId, e.typing);
     });
     s.on("presence", (p) => this.emit("presence", p));
-    s.on("auth:expiring", () => void this.refreshToken());
   }
 
   /** Every conversation to the server's lastSeq: what other devices took while this one was away. */
@@ -450,30 +353,6 @@ export class TicksClient extends Emitter<TicksClientEvents> {
       }
     };
     await Promise.all(Array.from({ length: CATCH_UP_PARALLEL }, worker));
-  }
-
-  private async refreshToken(): Promise<void> {
-    if (!this.options.getToken) return;
-    try {
-      const token = await this.options.getToken();
-      // Untyped until the server's handler is part of ClientToServerEvents.
-      const request: AuthRefreshRequest = { token };
-      const reply = (await emitRaw(this.socket as never, "auth:refresh", request, this.ackTimeoutMs)) as Reply<AuthRefreshResult>;
-      if (!reply.ok) throw new Error(`token refresh refused: ${reply.error.code} ${reply.error.message}`);
-      this.user = subjectOf(token) ?? this.user;
-      this.emit("token", { expiresAt: reply.expiresAt });
-    } catch (err) {
-      // The server disconnects at expiry; the reconnect then asks getToken() again.
-      this.emit("error", err as Error);
-    }
-  }
-
-  private reconnectLater(): void {
-    clearTimeout(this.reconnectTimer);
-    const delay = backoffDelay(this.refusals, this.options.reconnectDelayMs ?? 500, this.options.reconnectDelayMaxMs ?? 30_000);
-    this.reconnectTimer = setTimeout(() => {
-      if (!this.closed && !this.socket.connected) this.socket.connect();
-    }, delay);
   }
 }
 
