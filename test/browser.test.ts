@@ -132,6 +132,8 @@ describe("web chat page in Chromium", function () {
       const b = await signIn(bob);
       await mine.locator('[aria-label="delivered"]').waitFor();
       await b.getByRole("list", { name: "Conversations" }).getByLabel("1 unread").waitFor();
+      // Alice's chat list shows bob come online.
+      await a.getByRole("list", { name: "Conversations" }).getByText("online", { exact: true }).waitFor();
       // Opening the chat reads it.
       await openChat(b, alice);
       await messages(b).filter({ hasText: "Hi Bob" }).waitFor();

@@ -37,6 +37,8 @@ const presence = new Map<string, boolean>();
 const statuses = new Map<string, MessageStatus>();
 const failures = new Map<string, string>();
 const typingNow = new Map<string, Set<string>>();
+/** Users whose presence this page follows. */
+const watched = new Set<string>();
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, className?: string): HTMLElementTagNameMap[K] {
   const node = document.createElement(tag);
@@ -167,6 +169,7 @@ async function start(config: PageConfig, value: string): Promise<void> {
   c.on("synced", () => {
     connection.textContent = `Connected as ${c.me}`;
     const peers = c.conversations().filter((x) => x.kind === "direct").map(nameOf);
+    peers.forEach((p) => watched.add(p));
     if (peers.length) void c.subscribePresence(peers.slice(0, 500)).then((list) => list.forEach((p) => presence.set(p.userId, p.online)), () => undefined).then(renderConversations);
     renderConversations();
     renderMessages();
@@ -179,7 +182,13 @@ async function start(config: PageConfig, value: string): Promise<void> {
     }
   });
   c.on("updated", renderMessages);
-  c.on("conversation", () => {
+  c.on("conversation", (summary) => {
+    // A chat that appeared after sign-in: follow its peer's presence too.
+    const name = nameOf(summary);
+    if (c.synced && summary.kind === "direct" && !watched.has(name)) {
+      watched.add(name);
+      void c.subscribePresence([name]).then((list) => list.forEach((p) => presence.set(p.userId, p.online)), () => undefined).then(renderConversations);
+    }
     renderConversations();
   });
   c.on("status", (change) => {
