@@ -5,7 +5,7 @@ import { systemClock, type Clock } from "./clock";
 import type { Config } from "./config";
 import { localCluster, type Cluster } from "./cluster";
 import { httpHandler, type ReadinessCheck } from "./http/routes";
-import type { Logger } from "./log";
+import { throttledWarn, type Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
 import { Redeliverer } from "./messaging/Redeliverer";
 import { MessagingService } from "./messaging/MessagingService";
@@ -13,6 +13,8 @@ import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
 import { Metrics } from "./metrics";
 import { authMiddleware } from "./transport/auth";
+import { createTokenVerifier } from "./auth/TokenVerifier";
+import { TokenLifetimes } from "./transport/TokenLifetimes";
 import { registerHandlers } from "./transport/handlers";
 import { SYNCING_ROOM, userRoom } from "./transport/rooms";
 import { SocketNotifier } from "./transport/SocketNotifier";
@@ -103,7 +105,13 @@ export function createApp(deps: AppDeps): TicksApp {
     void work.finally(() => inflight.delete(work));
   };
 
-  io.use(authMiddleware(config.auth, log));
+  const jwksWarn = throttledWarn(log);
+  const verifier =
+    config.auth.mode === "jwt"
+      ? createTokenVerifier(config.auth, { fetchFailed: (err) => jwksWarn({ err }, "JWKS fetch failed: new tokens are refused") })
+      : null;
+  const tokens = new TokenLifetimes(verifier, config.tokenRefreshWindowMs, log);
+  io.use(authMiddleware(verifier, log));
   io.on("connection", (socket) => {
     const { userId } = socket.data;
     metrics.connectedSockets.inc();
@@ -113,11 +121,13 @@ export function createApp(deps: AppDeps): TicksApp {
       messaging,
       presence,
       rateLimiter: cluster.rateLimiter,
+      tokens,
       log,
       track,
       closing: () => closing,
       observe: (event, outcome, seconds) => metrics.handlerSeconds.observe({ event, outcome }, seconds),
     });
+    tokens.track(socket);
     socket.on("disconnect", () => {
       metrics.connectedSockets.dec();
       track(presence.disconnected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed")));
@@ -146,6 +156,7 @@ export function createApp(deps: AppDeps): TicksApp {
       await sweeper.stop();
       await redeliverer.stop();
       presence.stop();
+      tokens.stop();
       // Receipts of messages just sent come back through this node (and Redis): wait for them
       // (at most DELIVERY_ACK_TIMEOUT_MS), or they would stay `sent` until redelivery.
       await settled(messaging.settleOffers());
