@@ -40,6 +40,8 @@ export type TicksApp = {
   sweeper: ExpirySweeper;
   redeliverer: Redeliverer;
   metrics: Metrics;
+  /** Token expiry of this node's sockets. */
+  tokens: TokenLifetimes;
   listen(port: number, host?: string): Promise<number>;
   /** Idempotent: stop accepting, finish in-flight events, disconnect sockets, stop sweeping. */
   close(): Promise<void>;
@@ -173,6 +175,7 @@ export function createApp(deps: AppDeps): TicksApp {
     sweeper,
     redeliverer,
     metrics,
+    tokens,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
         http.once("error", reject);
