@@ -13,6 +13,10 @@ import { startServer, TEST_SECRET, urlOf } from "./helpers/server";
 
 const WINDOW_MS = 1500;
 
+/** A token's `exp` in epoch ms, read from the token itself. */
+const expOf = (token: string) =>
+  (JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()) as { exp: number }).exp * 1000;
+
 type Timed = { event: string; args: unknown[]; at: number };
 
 /** A device that also notes when each event and the disconnect arrived. */
@@ -68,7 +72,7 @@ describe("token expiry on live sockets", function () {
   it("unrefreshed: auth:expiring before exp, then auth:expired and a server disconnect at exp", async () => {
     const sub = uniqueId("alice");
     const token = await tokenFor(sub, 3);
-    const exp = (JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()) as { exp: number }).exp * 1000;
+    const exp = expOf(token);
     const { watcher } = await connect(sub, token);
     await waitFor(() => watcher.disconnect !== null, "the server's disconnect", 10_000);
     const [expiring] = watcher.of("auth:expiring");
@@ -88,7 +92,7 @@ describe("token expiry on live sockets", function () {
   it("refreshed: stays connected and usable past the first exp, and is warned again for the new one", async () => {
     const sub = uniqueId("bob");
     const first = await tokenFor(sub, 2);
-    const firstExp = (nowSec() + 2) * 1000;
+    const firstExp = expOf(first);
     const { device, watcher } = await connect(sub, first);
     await waitFor(() => watcher.of("auth:expiring").length === 1, "auth:expiring");
     const second = await tokenFor(sub, 5);
@@ -110,8 +114,9 @@ describe("token expiry on live sockets", function () {
 
   it("a refresh naming another user is FORBIDDEN and changes nothing", async () => {
     const sub = uniqueId("carol");
-    const exp = (nowSec() + 3) * 1000;
-    const { device, watcher } = await connect(sub, await tokenFor(sub, 3));
+    const token = await tokenFor(sub, 3);
+    const exp = expOf(token);
+    const { device, watcher } = await connect(sub, token);
     const reply = await device.request("auth:refresh", { token: await tokenFor(uniqueId("mallory"), 3600) });
     expect(reply).to.deep.include({ ok: false });
     if (reply.ok) return;
@@ -128,8 +133,9 @@ describe("token expiry on live sockets", function () {
 
   it("an invalid refresh is UNAUTHORIZED and changes nothing", async () => {
     const sub = uniqueId("dave");
-    const exp = (nowSec() + 3) * 1000;
-    const { device, watcher } = await connect(sub, await tokenFor(sub, 3));
+    const token = await tokenFor(sub, 3);
+    const exp = expOf(token);
+    const { device, watcher } = await connect(sub, token);
     const other = await makeKey("ES256", "k");
     const invalid: [string, string][] = [
       ["garbage", "not-a-token"],
