@@ -80,7 +80,6 @@ export type Config = {
   auth: AuthConfig;
   /** `auth:expiring` goes out this long before a token's `exp`. */
   tokenRefreshWindowMs: number;
-  production: boolean;
   messageTtlMs: number;
   maxContentLength: number;
   expirySweepIntervalMs: number;
@@ -165,8 +164,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
-  const production = e.NODE_ENV === "production";
-  const auth = authConfig(e, production);
+  const auth = authConfig(e, e.NODE_ENV === "production");
   return {
     port: e.PORT,
     host: e.HOST,
@@ -176,7 +174,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     leaderLeaseMs: e.LEADER_LEASE_MS,
     auth,
     tokenRefreshWindowMs: e.TOKEN_REFRESH_WINDOW_MS,
-    production,
     messageTtlMs: Math.round(e.MESSAGE_TTL_DAYS * DAY_MS),
     maxContentLength: e.MAX_CONTENT_LENGTH,
     expirySweepIntervalMs: e.EXPIRY_SWEEP_INTERVAL_MS,
