@@ -21,12 +21,14 @@ import type { BenchOptions, Context, ScenarioResult } from "./scenarios/context"
 import { runMain } from "./scenarios/main";
 import { runBacklog } from "./scenarios/backlog";
 import { runIdle } from "./scenarios/idle";
+import { runIdleTokens } from "./scenarios/idleTokens";
 import { runPm2 } from "./scenarios/pm2";
 
 const SCENARIOS = {
   main: runMain,
   backlog: runBacklog,
   idle: runIdle,
+  "idle-tokens": runIdleTokens,
   pm2: runPm2,
 } satisfies Record<string, (ctx: Context) => Promise<ScenarioResult>>;
 type ScenarioName = keyof typeof SCENARIOS;

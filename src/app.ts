@@ -105,6 +105,7 @@ export function createApp(deps: AppDeps): TicksApp {
       ? createTokenVerifier(config.auth, { fetchFailed: (err) => jwksWarn({ err }, "JWKS fetch failed: new tokens are refused") })
       : null;
   const tokens = new TokenLifetimes(verifier, config.tokenRefreshWindowMs, log);
+  metrics.countTokenDeadlines = () => tokens.tracked;
   io.use(authMiddleware(verifier, log));
   acceptConnections(io, {
     messaging,

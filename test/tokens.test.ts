@@ -82,6 +82,17 @@ describe("tokens from an identity provider", function () {
       await accepts(url, await signWith(rsa, { sub, iss: ISSUER, aud: ["account", AUDIENCE] }), sub, "aud array");
     });
 
+    it("looks keys up by issuer first: another issuer's token fetches nothing, even with a new kid", async () => {
+      await sleep(COOLDOWN_MS + 100); // an unknown kid from the trusted issuer would fetch now
+      const before = jwks.hits;
+      const sub = uniqueId("tenant-b");
+      for (const kid of [rsa.kid, "kid-of-another-tenant"]) {
+        const token = await signWith(rsa, { sub, iss: "https://id.example.com/realms/other", aud: AUDIENCE }, { kid });
+        await refuses(url, token, `other issuer, kid ${kid}`);
+      }
+      expect(jwks.hits - before, "JWKS requests for another issuer's tokens").to.equal(0);
+    });
+
     it("refuses a token signed by another key, HS256 with the public key's text, alg none, expired, nbf in the future", async () => {
       const sub = uniqueId("mallory");
       await refuses(url, await signWith(stranger, claims(sub)), "another key, same kid");

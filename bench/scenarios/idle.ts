@@ -54,7 +54,17 @@ function waitMessage<T>(child: ChildProcess, kind: string, timeoutMs: number): P
   });
 }
 
-async function measureIdle(target: Target, ctx: Context, tag: string): Promise<IdleResult> {
+/**
+ * `clientEnv` goes to the client processes (bench/idle-clients.ts), e.g. to hand out tokens;
+ * `whileOpen` runs after the memory reading, while the sockets are still open.
+ */
+export async function measureIdle(
+  target: Target,
+  ctx: Context,
+  tag: string,
+  clientEnv: Record<string, string> = {},
+  whileOpen: () => Promise<void> = async () => {},
+): Promise<IdleResult> {
   const o = ctx.options;
   const n = o.idleSockets;
   // A client process holds one descriptor per socket; keep each well under the limit.
@@ -71,7 +81,7 @@ async function measureIdle(target: Target, ctx: Context, tag: string): Promise<I
       children.push(
         spawnNode(
           ["--import", "tsx", CLIENT_TS],
-          { IDLE_URL: target.url, IDLE_COUNT: String(count), IDLE_OFFSET: String(p * share), IDLE_BATCH: "200", IDLE_TAG: tag },
+          { IDLE_URL: target.url, IDLE_COUNT: String(count), IDLE_OFFSET: String(p * share), IDLE_BATCH: "200", IDLE_TAG: tag, ...clientEnv },
           count + 512,
         ),
       );
@@ -87,6 +97,7 @@ async function measureIdle(target: Target, ctx: Context, tag: string): Promise<I
     const failed = ready.reduce((s, r) => s + r.failed, 0);
     ctx.log(`idle ${target.name}: ${opened} sockets open (${failed} failed) in ${connectSeconds.toFixed(1)} s`);
     const after = await memory(target);
+    await whileOpen();
     return {
       target: target.name,
       sockets: opened,
