@@ -1,55 +1,62 @@
 /**
- * One deadline per key, for many keys, on a single timer: a binary min-heap ordered by
- * deadline and one `setTimeout` armed for the earliest. A key costs a Map entry and a small
- * heap item (no closure, no timer object of its own), so 10 000 idle sockets with token
- * expiries cost about as much as 10 000 numbers (docs/auth.md has the measurements).
- *
- * Replacing or deleting a deadline leaves its old heap item behind; it is recognised by its
- * generation and skipped when it surfaces, and the heap is rebuilt when such leftovers
- * outnumber the live items.
+ * One deadline per key, for many keys, on a single timer: a binary min-heap of deadlines and
+ * one `setTimeout` armed for the earliest. A key costs a Map entry and one small node that
+ * knows its place in the heap (so a deadline is moved or removed in O(log n), and nothing is
+ * left behind); no timer object and no closure of its own. 10 000 sockets with token
+ * deadlines cost one timer (docs/auth.md has the measurements).
  */
 
-type Item<K> = { at: number; key: K; gen: number };
+type Node<K> = { at: number; key: K; index: number };
 
 /** setTimeout's largest delay; a later deadline is reached in several hops. */
 const MAX_DELAY_MS = 2 ** 31 - 1;
 
 export class DeadlineQueue<K> {
-  private readonly live = new Map<K, { at: number; gen: number }>();
-  private heap: Item<K>[] = [];
-  private nextGen = 0;
+  private readonly nodes = new Map<K, Node<K>>();
+  private readonly heap: Node<K>[] = [];
   private timer: NodeJS.Timeout | null = null;
   private armedFor = Infinity;
   private stopped = false;
 
   /**
-   * @param onDue called once per key whose deadline passed, with the key already removed
-   *   (it may set a new deadline for the same key). A throwing callback does not stop the rest.
+   * @param onDue called once for a key whose deadline passed, with the deadline it had; the
+   *   key is already removed (it may be set again). A throwing callback does not stop the rest.
    * @param now the time source @default Date.now
    */
   constructor(
-    private readonly onDue: (key: K) => void,
+    private readonly onDue: (key: K, at: number) => void,
     private readonly now: () => number = Date.now,
     private readonly onError: (err: unknown) => void = () => {},
   ) {}
 
   get size(): number {
-    return this.live.size;
+    return this.nodes.size;
   }
 
-  /** Sets (or replaces) `key`'s deadline, in epoch milliseconds. */
+  /** Sets (or moves) `key`'s deadline, in epoch milliseconds. */
   set(key: K, at: number): void {
     if (this.stopped) return;
-    const gen = this.nextGen++;
-    this.live.set(key, { at, gen });
-    this.push({ at, key, gen });
-    if (this.heap.length > 2 * this.live.size + 1024) this.rebuild();
+    const node = this.nodes.get(key);
+    if (node) {
+      const earlier = at < node.at;
+      node.at = at;
+      if (earlier) this.up(node.index);
+      else this.down(node.index);
+    } else {
+      const fresh = { at, key, index: this.heap.length };
+      this.nodes.set(key, fresh);
+      this.heap.push(fresh);
+      this.up(fresh.index);
+    }
     this.arm();
   }
 
   delete(key: K): void {
-    this.live.delete(key);
-    // The timer stays armed: it fires at most once for nothing and re-arms for what is left.
+    const node = this.nodes.get(key);
+    if (!node) return;
+    this.nodes.delete(key);
+    this.removeAt(node.index);
+    // The timer stays armed: at worst it wakes once for nothing and re-arms for what is left.
   }
 
   /** Fires nothing more; for shutdown. */
@@ -57,22 +64,21 @@ export class DeadlineQueue<K> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.live.clear();
-    this.heap = [];
+    this.nodes.clear();
+    this.heap.length = 0;
   }
 
-  /** Pops every item that is due and calls back for the live ones. Public for the benchmark. */
+  /** Calls back for every key that is due; returns how many. Public for tests and the benchmark. */
   sweep(): number {
     const now = this.now();
     let fired = 0;
     while (this.heap.length && this.heap[0]!.at <= now) {
-      const item = this.pop();
-      const current = this.live.get(item.key);
-      if (!current || current.gen !== item.gen) continue;
-      this.live.delete(item.key);
+      const node = this.heap[0]!;
+      this.nodes.delete(node.key);
+      this.removeAt(0);
       fired++;
       try {
-        this.onDue(item.key);
+        this.onDue(node.key, node.at);
       } catch (err) {
         this.onError(err);
       }
@@ -92,52 +98,48 @@ export class DeadlineQueue<K> {
       this.timer = null;
       this.armedFor = Infinity;
       this.sweep();
-      this.dropStale();
       this.arm();
     }, delay);
     this.timer.unref();
   }
 
-  /** Leftovers at the top would otherwise re-arm the timer for deadlines nobody has any more. */
-  private dropStale(): void {
-    while (this.heap.length && this.live.get(this.heap[0]!.key)?.gen !== this.heap[0]!.gen) this.pop();
+  private removeAt(i: number): void {
+    const last = this.heap.pop()!;
+    if (i === this.heap.length) return; // it was the last one
+    this.heap[i] = last;
+    last.index = i;
+    this.down(i);
+    this.up(last.index);
   }
 
-  private rebuild(): void {
-    this.heap = [];
-    for (const [key, { at, gen }] of this.live) this.push({ at, key, gen });
-  }
-
-  private push(item: Item<K>): void {
+  private up(i: number): void {
     const h = this.heap;
-    h.push(item);
-    let i = h.length - 1;
+    const node = h[i]!;
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (h[parent]!.at <= item.at) break;
+      if (h[parent]!.at <= node.at) break;
       h[i] = h[parent]!;
+      h[i]!.index = i;
       i = parent;
     }
-    h[i] = item;
+    h[i] = node;
+    node.index = i;
   }
 
-  private pop(): Item<K> {
+  private down(i: number): void {
     const h = this.heap;
-    const top = h[0]!;
-    const last = h.pop()!;
-    if (h.length) {
-      let i = 0;
-      for (;;) {
-        const l = 2 * i + 1;
-        if (l >= h.length) break;
-        const r = l + 1;
-        const child = r < h.length && h[r]!.at < h[l]!.at ? r : l;
-        if (h[child]!.at >= last.at) break;
-        h[i] = h[child]!;
-        i = child;
-      }
-      h[i] = last;
+    const node = h[i]!;
+    for (;;) {
+      const l = 2 * i + 1;
+      if (l >= h.length) break;
+      const r = l + 1;
+      const child = r < h.length && h[r]!.at < h[l]!.at ? r : l;
+      if (h[child]!.at >= node.at) break;
+      h[i] = h[child]!;
+      h[i]!.index = i;
+      i = child;
     }
-    return top;
+    h[i] = node;
+    node.index = i;
   }
 }

@@ -11,11 +11,13 @@ import type { Logger } from "../log";
 import { AppError } from "../protocol";
 import type { TicksSocket } from "./types";
 
-type Tracked = { socket: TicksSocket; expiresAt: number; warned: boolean };
-
+/**
+ * The deadline queue is keyed by the socket itself and the token's `exp` lives in
+ * `socket.data.tokenExpiresAt`, so a tracked socket costs one Map entry and one heap node.
+ * Which deadline fired tells the phase: before `exp` it is the warning, at `exp` the end.
+ */
 export class TokenLifetimes {
-  private readonly sockets = new Map<string, Tracked>();
-  private readonly deadlines: DeadlineQueue<string>;
+  private readonly deadlines: DeadlineQueue<TicksSocket>;
 
   /** @param verifier null in dev mode: no tokens, nothing to track, refresh is refused. */
   constructor(
@@ -24,13 +26,13 @@ export class TokenLifetimes {
     private readonly log: Logger,
   ) {
     this.deadlines = new DeadlineQueue(
-      (id) => this.due(id),
+      (socket, at) => this.due(socket, at),
       Date.now,
       (err) => log.error({ err }, "token deadline handler failed"),
     );
   }
 
-  /** Number of sockets with a deadline (for tests and the benchmark). */
+  /** Number of sockets with a deadline (the ticks_token_deadlines gauge, tests, the benchmark). */
   get tracked(): number {
     return this.deadlines.size;
   }
@@ -40,8 +42,7 @@ export class TokenLifetimes {
     if (!this.verifier) return;
     // One shared listener (EventEmitter calls it with the socket as `this`): no closure per socket.
     socket.on("disconnect", this.forget);
-    const expiresAt = socket.data.tokenExpiresAt ?? null;
-    if (expiresAt !== null) this.schedule(socket, expiresAt);
+    this.schedule(socket);
   }
 
   /** `auth:refresh`: a valid token for the same user replaces the socket's; otherwise nothing changes. */
@@ -59,46 +60,39 @@ export class TokenLifetimes {
     // The socket may have expired (and gone) while the token was being verified.
     if (!socket.connected) throw new AppError("UNAUTHORIZED", "the connection's token already expired");
     socket.data.tokenExpiresAt = verified.expiresAt;
-    if (verified.expiresAt === null) this.unschedule(socket.id);
-    else this.schedule(socket, verified.expiresAt);
+    this.schedule(socket);
     return { expiresAt: verified.expiresAt === null ? null : new Date(verified.expiresAt).toISOString() };
-  }
-
-  private readonly forget = (() => {
-    const lifetimes = this;
-    return function (this: TicksSocket) {
-      lifetimes.unschedule(this.id);
-    };
-  })();
-
-  private unschedule(id: string): void {
-    this.sockets.delete(id);
-    this.deadlines.delete(id);
   }
 
   stop(): void {
     this.deadlines.stop();
-    this.sockets.clear();
   }
 
-  private schedule(socket: TicksSocket, expiresAt: number): void {
-    this.sockets.set(socket.id, { socket, expiresAt, warned: false });
-    this.deadlines.set(socket.id, expiresAt - this.refreshWindowMs);
+  private readonly forget = (() => {
+    const deadlines = () => this.deadlines;
+    return function (this: TicksSocket) {
+      deadlines().delete(this);
+    };
+  })();
+
+  /** The warning first (at once if the token is already inside the window); none without `exp`. */
+  private schedule(socket: TicksSocket): void {
+    const expiresAt = socket.data.tokenExpiresAt ?? null;
+    if (expiresAt === null) this.deadlines.delete(socket);
+    else this.deadlines.set(socket, expiresAt - this.refreshWindowMs);
   }
 
-  private due(id: string): void {
-    const entry = this.sockets.get(id);
-    if (!entry) return;
-    if (!entry.warned && Date.now() < entry.expiresAt) {
-      entry.warned = true;
-      entry.socket.emit("auth:expiring", { expiresAt: new Date(entry.expiresAt).toISOString() });
-      this.deadlines.set(id, entry.expiresAt);
+  private due(socket: TicksSocket, at: number): void {
+    const expiresAt = socket.data.tokenExpiresAt ?? null;
+    if (expiresAt === null) return;
+    if (at < expiresAt) {
+      socket.emit("auth:expiring", { expiresAt: new Date(expiresAt).toISOString() });
+      this.deadlines.set(socket, expiresAt);
       return;
     }
-    this.sockets.delete(id);
-    entry.socket.emit("auth:expired", {});
+    socket.emit("auth:expired", {});
     // Sends the disconnect packet (the client sees "io server disconnect" and does not
     // reconnect by itself) and closes the connection once it is written.
-    entry.socket.disconnect(true);
+    socket.disconnect(true);
   }
 }
