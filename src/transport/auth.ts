@@ -7,16 +7,22 @@ type ExtendedError = Error & { data?: unknown };
 
 const refused = (): ExtendedError => Object.assign(new Error("unauthorized"), { data: { code: "UNAUTHORIZED" } });
 
+/** Only once the credentials hold: telling a stranger what else was wrong would help nobody. */
+const badDevice = (): ExtendedError =>
+  Object.assign(new Error("invalid deviceId"), {
+    data: { code: "BAD_REQUEST", message: "deviceId must be 1-64 characters of A-Z a-z 0-9 . _ -" },
+  });
+
 /**
  * Handshake middleware: a JWT (`sub` = user id) checked by `verifier` or, in dev mode only
- * (verifier null), `auth.userId` taken on trust. Every refusal looks the same to the client:
- * `connect_error` "unauthorized"; why a token failed goes only to the debug log.
+ * (verifier null), `auth.userId` taken on trust. Every credential problem looks the same to
+ * the client: `connect_error` "unauthorized", nothing about why (the reason goes to the debug
+ * log). Valid credentials with a malformed `deviceId` get "invalid deviceId" (BAD_REQUEST),
+ * a mistake the developer can fix.
  */
 export function authMiddleware(verifier: TokenVerifier | null, log: Logger) {
   return async (socket: TicksSocket, next: (err?: ExtendedError) => void): Promise<void> => {
     const given = (socket.handshake.auth ?? {}) as Record<string, unknown>;
-    const deviceId = given.deviceId;
-    if (deviceId !== undefined && (typeof deviceId !== "string" || !DEVICE_ID.test(deviceId))) return next(refused());
     let userId: unknown;
     let expiresAt: number | null = null;
     if (verifier) {
@@ -31,6 +37,8 @@ export function authMiddleware(verifier: TokenVerifier | null, log: Logger) {
       userId = given.userId;
     }
     if (!isUserId(userId)) return next(refused());
+    const deviceId = given.deviceId;
+    if (deviceId !== undefined && (typeof deviceId !== "string" || !DEVICE_ID.test(deviceId))) return next(badDevice());
     socket.data.userId = userId;
     socket.data.deviceId = (deviceId as string | undefined) ?? null;
     socket.data.tokenExpiresAt = expiresAt;
