@@ -3,6 +3,7 @@
  * every way a token or the provider can be wrong. Handshake refusals all look alike.
  */
 import { expect } from "chai";
+import { createTokenVerifier, InvalidToken } from "../src/auth/TokenVerifier";
 import type { RunningTicks } from "../src/main";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { uniqueId } from "./helpers/device";
@@ -205,6 +206,22 @@ describe("tokens from an identity provider", function () {
       const hits = jwks.hits - before;
       expect(attempts).to.be.above(10);
       expect(hits, `${hits} requests for ${attempts} handshakes in ${seconds.toFixed(1)} s`).to.be.at.most(Math.ceil(seconds) + 1);
+    });
+
+    it("to the verifier, an unreachable or failing endpoint is a refused token, not an unexpected error", async () => {
+      const failing = await JwksServer.start([key]);
+      jwksServers.push(failing);
+      const t = await token();
+      const jwksAt = (url: string) => ({ url, cooldownMs: 1000, cacheMaxAgeMs: 60_000, timeoutMs: 300 });
+      for (const mode of ["down", "http500", "slow", "html"] as const) {
+        failing.mode = mode;
+        const verifier = createTokenVerifier({ mode: "jwt", jwks: jwksAt(failing.url), issuer: ISSUER });
+        const err = await verifier.verify(t.token).then(() => null, (e: unknown) => e);
+        expect(err, mode).to.be.instanceOf(InvalidToken);
+      }
+      await failing.close();
+      const closed = createTokenVerifier({ mode: "jwt", jwks: jwksAt(failing.url) });
+      expect(await closed.verify(t.token).then(() => null, (e: unknown) => e), "connection refused").to.be.instanceOf(InvalidToken);
     });
 
     it("an endpoint down from the start: refused, then accepted once it answers", async () => {

@@ -76,10 +76,13 @@ function claimedIssuer(token: FlattenedJWSInput): string | undefined {
  */
 function backoffFetch(events: JwksEvents) {
   let failedAt = -Infinity;
+  // A timeout stays what it is (jose makes it JWKSTimeout); anything else becomes a JOSEError,
+  // so the verifier counts it as a refused token, not as a bug of ours.
   const failed = (err: unknown): never => {
     failedAt = Date.now();
     events.fetchFailed?.(err);
-    throw err;
+    if (err instanceof errors.JOSEError || (err instanceof Error && err.name === "TimeoutError")) throw err;
+    throw new errors.JOSEError(`JWKS endpoint unreachable: ${(err as Error)?.message ?? String(err)}`, { cause: err });
   };
   return async (url: string, options: RequestInit): Promise<Response> => {
     if (Date.now() - failedAt < JWKS_RETRY_MS) {
