@@ -76,6 +76,8 @@ export type LoadStats = {
 
 export type LoadOptions = {
   url: string;
+  /** Where the recipients connect, when not to `url` (two nodes: everything crosses Redis). */
+  recipientUrl?: string;
   pairs: number;
   /** Distinguishes this run's users and clientMsgIds from any other. */
   tag: string;
@@ -158,7 +160,7 @@ export class LoadGen {
           const recipientId = `r${index}-${options.tag}`;
           const [sender, recipient] = await Promise.all([
             openSocket(options.url, await options.auth(senderId), timeout),
-            openSocket(options.url, await options.auth(recipientId), timeout),
+            openSocket(options.recipientUrl ?? options.url, await options.auth(recipientId), timeout),
           ]);
           return { index, senderId, recipientId, sender, recipient, seq: 0, inflight: 0, next: 0 };
         }),
