@@ -1,0 +1,98 @@
+import { expect } from "chai";
+import { memoryRateLimiter, redisRateLimiter } from "../../src/cluster/RateLimiter";
+import type { RateLimiter } from "../../src/transport/ports";
+import { uniqueId } from "../helpers/ids";
+import { useRedisPrefix } from "../helpers/redisPrefix";
+import { waitFor } from "../helpers/wait";
+
+const BUDGET = 5;
+
+/**
+ * The limiters of one cluster's nodes. With memory each node counts for itself (a cluster
+ * of memory nodes does not exist: without Redis there is one node); with Redis every node
+ * takes from one budget per user.
+ */
+type LimiterCluster = { node(eventsPerSec: number): RateLimiter };
+
+type Implementation = { name: string; cluster(): LimiterCluster; shared: boolean };
+
+/** Answers of `n` calls for `user`, in order. */
+async function take(limiter: RateLimiter, user: string, n: number): Promise<boolean[]> {
+  const answers: boolean[] = [];
+  for (let i = 0; i < n; i++) answers.push(await limiter.allow(user));
+  return answers;
+}
+
+const times = (n: number, value: boolean) => Array.from({ length: n }, () => value);
+
+function rateLimiterContract(impl: Implementation): void {
+  describe(`rate limiter contract: ${impl.name}`, function () {
+    this.timeout(15_000);
+
+    it(`allows up to the budget (${BUDGET} events a second) and refuses beyond it`, async () => {
+      const limiter = impl.cluster().node(BUDGET);
+      expect(await take(limiter, uniqueId("u"), BUDGET + 3)).to.deep.equal([...times(BUDGET, true), ...times(3, false)]);
+    });
+
+    it("concurrent calls never allow more than the budget", async () => {
+      const limiter = impl.cluster().node(BUDGET);
+      const user = uniqueId("u");
+      const answers = await Promise.all(Array.from({ length: BUDGET * 3 }, () => limiter.allow(user)));
+      expect(answers.filter(Boolean)).to.have.length(BUDGET);
+    });
+
+    it("separate users have separate budgets", async () => {
+      const limiter = impl.cluster().node(BUDGET);
+      const [a, b] = [uniqueId("a"), uniqueId("b")];
+      expect(await take(limiter, a, BUDGET + 1), "a spends all").to.deep.equal([...times(BUDGET, true), false]);
+      expect(await take(limiter, b, BUDGET), "b untouched").to.deep.equal(times(BUDGET, true));
+    });
+
+    it("refills: a spent budget allows again after a second", async () => {
+      const limiter = impl.cluster().node(BUDGET);
+      const user = uniqueId("u");
+      await take(limiter, user, BUDGET);
+      expect(await limiter.allow(user), "spent").to.equal(false);
+      const spentAt = Date.now();
+      await waitFor(() => limiter.allow(user), "the budget to refill", 3000, 50);
+      expect(Date.now() - spentAt, "not before the second is over").to.be.at.least(500);
+    });
+
+    it("a budget of 0 means no limit", async () => {
+      const limiter = impl.cluster().node(0);
+      expect(await take(limiter, uniqueId("u"), 200)).to.deep.equal(times(200, true));
+    });
+
+    if (impl.shared) {
+      it("one budget per user across nodes: what one node allowed, another does not allow again", async () => {
+        const cluster = impl.cluster();
+        const [one, two] = [cluster.node(BUDGET), cluster.node(BUDGET)];
+        const user = uniqueId("u");
+        expect(await take(one, user, 3)).to.deep.equal(times(3, true));
+        expect(await take(two, user, BUDGET), "the rest, on the other node").to.deep.equal([...times(BUDGET - 3, true), ...times(3, false)]);
+      });
+    } else {
+      it("each limiter counts for itself (one node: nothing to share with)", async () => {
+        const cluster = impl.cluster();
+        const [one, two] = [cluster.node(BUDGET), cluster.node(BUDGET)];
+        const user = uniqueId("u");
+        expect(await take(one, user, BUDGET)).to.deep.equal(times(BUDGET, true));
+        expect(await take(two, user, BUDGET)).to.deep.equal(times(BUDGET, true));
+      });
+    }
+  });
+}
+
+rateLimiterContract({ name: "memory", shared: false, cluster: () => ({ node: (n) => memoryRateLimiter(n) }) });
+
+describe("rate limiter (Redis, fresh prefix)", () => {
+  const redis = useRedisPrefix("rl");
+  rateLimiterContract({
+    name: "Redis",
+    shared: true,
+    cluster() {
+      const prefix = uniqueId(redis.prefix);
+      return { node: (n) => redisRateLimiter(redis.redis, n, prefix) };
+    },
+  });
+});
