@@ -15,11 +15,9 @@
  * Statistics cover the sends scheduled inside a window (after a warm-up); throughput counts
  * the acknowledgements, deliveries and receipts that arrived inside it.
  */
-import { io, type Socket } from "socket.io-client";
-import type { ClientToServerEvents, Message, ServerToClientEvents, StatusUpdate } from "../../src/protocol/events";
+import type { Message, StatusUpdate } from "../../src/protocol/events";
+import { clientSocket, connectSocket, type ClientSocket } from "../../test/helpers/socket";
 import { sleep, summarize, type Summary } from "./stats";
-
-type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 export type AuthFor = (userId: string) => Record<string, unknown> | Promise<Record<string, unknown>>;
 export type Mode = { kind: "max" } | { kind: "paced"; rate: number };
 
@@ -95,32 +93,11 @@ export function openSocket(
   timeoutMs = 30_000,
   setup: (socket: ClientSocket) => void = () => {},
 ): Promise<ClientSocket> {
-  const socket: ClientSocket = io(url, {
-    auth,
-    transports: ["websocket"],
-    forceNew: true,
-    reconnection: false,
-    autoConnect: false,
-  });
+  const socket = clientSocket(url, auth);
   // A backlog (none is expected here) is acknowledged page by page so sync can finish.
   socket.on("message:backlog", (_page, ack) => ack());
   setup(socket);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.disconnect();
-      reject(new Error(`socket ${String(auth.userId ?? "")} not synced within ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.once("sync:complete", () => {
-      clearTimeout(timer);
-      resolve(socket);
-    });
-    socket.once("connect_error", (err) => {
-      clearTimeout(timer);
-      socket.disconnect();
-      reject(err);
-    });
-    socket.connect();
-  });
+  return connectSocket(socket, { until: "sync:complete", timeoutMs });
 }
 
 export class LoadGen {

@@ -4,6 +4,7 @@
  */
 import { execFileSync, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { sleep } from "../../test/helpers/wait";
 import path from "node:path";
 import {
   freePort,
@@ -81,7 +82,7 @@ export async function waitHttpOk(url: string, timeoutMs: number, alive: () => bo
       // not listening yet
     }
     if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 150));
+    await sleep(150);
   }
 }
 

@@ -6,7 +6,7 @@
 import { devAuth } from "../lib/load";
 import { runInterleaved, type Contender, type PhaseOptions, type PhaseResult } from "../lib/phase";
 import { startRelayProcess, type Target } from "../lib/procs";
-import { ratio } from "../lib/stats";
+import { ratio, sleep } from "../lib/stats";
 import type { Row, Section } from "../lib/table";
 import { startTicksOnFreshDb, storedCounts, type TicksUnderTest } from "../lib/ticks";
 import type { Context, ScenarioResult } from "./context";
@@ -117,7 +117,7 @@ export async function runMain(ctx: Context): Promise<ScenarioResult> {
     ];
 
     // Integrity: every acknowledged send is stored, every "delivered" status has its receipt.
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     const stored = await storedCounts(ticks.db.url);
     const acked = ticksMax.totals.ackedOk + ticksPaced.totals.ackedOk;
     const statuses = ticksMax.totals.statusDelivered + ticksPaced.totals.statusDelivered;

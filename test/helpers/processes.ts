@@ -1,6 +1,7 @@
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import path from "node:path";
+import { sleep } from "./wait";
 
 export const ROOT = path.resolve(__dirname, "../..");
 /** Child servers run the compiled code, as PM2 does (`npm test` builds first). */
@@ -111,7 +112,7 @@ export function spawnNode(env: Record<string, string>, options: SpawnOptions | n
             () => false,
           );
           if (ok) return listening(fixedPort);
-          await new Promise((r) => setTimeout(r, 150));
+          await sleep(150);
         }
       })();
     }
