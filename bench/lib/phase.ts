@@ -20,6 +20,27 @@ export type PhaseOptions = {
   contentSize: number;
 };
 
+/** The phase settings of a run's options (seconds on the command line, ms here). */
+export function phaseOptionsOf(o: {
+  pairs: number;
+  inFlight: number;
+  warmupS: number;
+  durationS: number;
+  rounds: number;
+  drainS: number;
+  contentSize: number;
+}): PhaseOptions {
+  return {
+    pairs: o.pairs,
+    inFlight: o.inFlight,
+    warmupMs: o.warmupS * 1000,
+    durationMs: o.durationS * 1000,
+    rounds: o.rounds,
+    drainMs: o.drainS * 1000,
+    contentSize: o.contentSize,
+  };
+}
+
 /**
  * One side of a comparison. `batchMetrics`: read Ticks' group-commit histogram
  * (ticks_write_batch_size) around each window, to report the mean batch size.

@@ -6,7 +6,7 @@
  * Not in the default run: `npm run bench -- --scenarios adapters`.
  */
 import { devAuth } from "../lib/load";
-import { runInterleaved, type Contender, type PhaseOptions, type PhaseResult } from "../lib/phase";
+import { phaseOptionsOf, runInterleaved, type Contender, type PhaseResult } from "../lib/phase";
 import { startTicksProcess, type Target } from "../lib/procs";
 import type { Section } from "../lib/table";
 import { startTicksOnFreshDb, type TicksUnderTest } from "../lib/ticks";
@@ -44,15 +44,7 @@ async function startTwoNodes(ctx: Context, adapter: Adapter): Promise<TwoNodes> 
 
 export async function runAdapters(ctx: Context): Promise<ScenarioResult> {
   const o = ctx.options;
-  const phase: PhaseOptions = {
-    pairs: o.pairs,
-    inFlight: o.inFlight,
-    warmupMs: o.warmupS * 1000,
-    durationMs: o.durationS * 1000,
-    rounds: o.rounds,
-    drainMs: o.drainS * 1000,
-    contentSize: o.contentSize,
-  };
+  const phase = phaseOptionsOf(o);
   const clusters: TwoNodes[] = [];
   try {
     for (const adapter of ADAPTERS) clusters.push(await startTwoNodes(ctx, adapter));

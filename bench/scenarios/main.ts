@@ -4,7 +4,7 @@
  * latency from the scheduled send time).
  */
 import { devAuth } from "../lib/load";
-import { runInterleaved, type Contender, type PhaseOptions, type PhaseResult } from "../lib/phase";
+import { phaseOptionsOf, runInterleaved, type Contender, type PhaseResult } from "../lib/phase";
 import { startRelayProcess, type Target } from "../lib/procs";
 import { ratio, sleep } from "../lib/stats";
 import type { Row, Section } from "../lib/table";
@@ -84,15 +84,7 @@ export function problemNotes(results: PhaseResult[]): string[] {
 
 export async function runMain(ctx: Context): Promise<ScenarioResult> {
   const o = ctx.options;
-  const phase: PhaseOptions = {
-    pairs: o.pairs,
-    inFlight: o.inFlight,
-    warmupMs: o.warmupS * 1000,
-    durationMs: o.durationS * 1000,
-    rounds: o.rounds,
-    drainMs: o.drainS * 1000,
-    contentSize: o.contentSize,
-  };
+  const phase = phaseOptionsOf(o);
   let relay: Target | null = null;
   let ticks: TicksUnderTest | null = null;
   try {

@@ -37,6 +37,17 @@ describe("fault: a recipient that never acknowledges", function () {
         [recipient],
       )
     ).rows;
+  /** The recipient's rows once all are 'delivered', or as they are after 10 s (printed, then asserted). */
+  const settledStatuses = async (recipient: string) => {
+    let rows = await statusOf(recipient);
+    await waitFor(
+      async () => (rows = await statusOf(recipient)).every((r) => r.status === "delivered"),
+      () => `every row 'delivered' (statuses: ${rows.map((r) => r.status).join(",")})`,
+      10_000,
+      100,
+    ).catch(() => {});
+    return rows;
+  };
   /** Every message:new and backlog message a device got, with its arrival time. */
   const record = (d: Device) => {
     const got: { id: string; at: number; via: "live" | "backlog" }[] = [];
@@ -71,13 +82,7 @@ describe("fault: a recipient that never acknowledges", function () {
     await back.connectSynced();
     const backlogIds = back.backlogPages.flatMap((p) => p.messages.map((m) => m.id));
     expect(backlogIds, "redelivered in the backlog, in seq order").to.deep.equal(sent.map((m) => m.id));
-    let after = await statusOf(b);
-    await waitFor(
-      async () => (after = await statusOf(b)).every((r) => r.status === "delivered"),
-      () => `every row 'delivered' (statuses: ${after.map((r) => r.status).join(",")})`,
-      10_000,
-      100,
-    ).catch(() => {}); // the figures are printed either way, then asserted
+    const after = await settledStatuses(b);
     await waitFor(() => alice.statuses.flatMap((s) => s.messageIds).length >= sent.length, "delivered receipts", 10_000);
 
     const rawReceived = rawGot.length + backGot.length;
@@ -115,13 +120,7 @@ describe("fault: a recipient that never acknowledges", function () {
     const back = await device(B, d).connectSynced();
     const ids = back.backlogPages.flatMap((p) => p.messages.map((m) => m.id));
     expect(ids).to.deep.equal(sent.map((m) => m.id));
-    let after = await statusOf(d);
-    await waitFor(
-      async () => (after = await statusOf(d)).every((r) => r.status === "delivered"),
-      () => `every row 'delivered' (statuses: ${after.map((r) => r.status).join(",")})`,
-      10_000,
-      100,
-    ).catch(() => {}); // the figures are printed either way, then asserted
+    const after = await settledStatuses(d);
     const rawReceived = raw.backlogPages.flatMap((p) => p.messages).length + ids.length;
     console.log(
       `      FIGURES [4b backlog page dropped] sent=${sent.length} acknowledged=${sent.length} storedRows=${whileAway.length} ` +
@@ -154,13 +153,7 @@ describe("fault: a recipient that never acknowledges", function () {
     expect(alice.statuses, "no receipt while nobody acknowledges").to.have.length(0);
 
     carol.autoAck = true; // the device recovers: the next offer is confirmed
-    let after = await statusOf(c);
-    await waitFor(
-      async () => (after = await statusOf(c)).every((r) => r.status === "delivered"),
-      () => `every row 'delivered' (statuses: ${after.map((r) => r.status).join(",")})`,
-      10_000,
-      100,
-    ).catch(() => {}); // the figures are printed either way, then asserted
+    const after = await settledStatuses(c);
     const offersWhenConfirmed = got.length;
     await quiet(3 * REDELIVERY_AFTER_MS);
     const offersAfterConfirm = got.length - offersWhenConfirmed;
