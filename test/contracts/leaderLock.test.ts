@@ -3,28 +3,24 @@ import { LocalLeaderLock } from "../../src/cluster/LocalLeaderLock";
 import { RedisLeaderLock } from "../../src/cluster/RedisLeaderLock";
 import type { LeaderLock } from "../../src/messaging/ports";
 import { uniqueId } from "../helpers/ids";
-import { useRedisPrefix } from "../helpers/redisPrefix";
+import { onMemoryAndRedis, type Implementation as ContractImplementation } from "../helpers/contracts";
 import { sleep, waitFor } from "../helpers/wait";
 
 /** LEADER_LEASE_MS of the Redis cases. */
 const LEASE_MS = 300;
 
-/**
- * The nodes of one cluster. With memory the cluster is one node: every node() is that node,
- * so "another node" is a second caller on the same one.
- */
-type LockCluster = { node(): LeaderLock };
-
-type Implementation = {
-  name: string;
-  cluster(): LockCluster;
-  /**
-   * Redis: leadership is a lease that the holder keeps between runs (renewed while a run
-   * lasts) until it releases it or dies and the lease lapses. Memory: there is no other node
-   * to hand it to, so the lock is simply free whenever no run is in progress.
-   */
-  lease: boolean;
-};
+/** With memory the cluster is one node: every node() is that node, so "another node" is a second caller on it. */
+type Implementation = ContractImplementation<
+  () => LeaderLock,
+  {
+    /**
+     * Redis: leadership is a lease that the holder keeps between runs (renewed while a run
+     * lasts) until it releases it or dies and the lease lapses. Memory: there is no other node
+     * to hand it to, so the lock is simply free whenever no run is in progress.
+     */
+    lease: boolean;
+  }
+>;
 
 /** A run that lasts until `finish()` is called. */
 function held() {
@@ -176,23 +172,15 @@ function leaderLockContract(impl: Implementation): void {
   });
 }
 
-leaderLockContract({
-  name: "memory",
-  lease: false,
-  cluster() {
-    const only = new LocalLeaderLock();
-    return { node: () => only };
-  },
-});
-
-describe("leader lock (Redis, fresh prefix)", () => {
-  const redis = useRedisPrefix("leader");
-  leaderLockContract({
-    name: "Redis",
-    lease: true,
-    cluster() {
-      const prefix = uniqueId(redis.prefix);
-      return { node: () => new RedisLeaderLock(redis.redis, uniqueId("node"), LEASE_MS, prefix) };
+onMemoryAndRedis(
+  "leader lock",
+  leaderLockContract,
+  {
+    traits: { lease: false },
+    cluster: () => {
+      const only = new LocalLeaderLock();
+      return () => only;
     },
-  });
-});
+  },
+  { traits: { lease: true }, cluster: (redis, prefix) => () => new RedisLeaderLock(redis, uniqueId("node"), LEASE_MS, prefix) },
+);

@@ -7,29 +7,25 @@ import { PresenceService } from "../../src/messaging/PresenceService";
 import type { PresenceTracker } from "../../src/messaging/ports";
 import type { Presence } from "../../src/protocol";
 import { uniqueId } from "../helpers/ids";
-import { useRedisPrefix } from "../helpers/redisPrefix";
+import { onMemoryAndRedis, type Implementation as ContractImplementation } from "../helpers/contracts";
 import { quiet, waitFor } from "../helpers/wait";
 
 /** PRESENCE_TTL_MS of the Redis cases: a dead node's connections lapse after ttl·2/3 = 400 ms. */
 const TTL_MS = 600;
 const HEARTBEAT_MS = TTL_MS / 6;
 
-/**
- * The nodes of one cluster. With memory the cluster is one node: every node() is that node,
- * and the cases about two nodes run their connections on it.
- */
-type PresenceCluster = { node(): PresenceTracker };
-
-type Implementation = {
-  name: string;
-  cluster(): PresenceCluster;
-  /**
+/** With memory the cluster is one node: every node() is that node, and the cases about two nodes run their connections on it. */
+type Implementation = ContractImplementation<
+  () => PresenceTracker,
+  {
+    /**
    * Redis: a node that dies without disconnecting leaves entries that expire, and another
    * node's heartbeat reaps them. Memory: the one node is this process and sees every
-   * disconnect, so nothing ever expires and there is nothing to reap.
-   */
-  expires: boolean;
-};
+     * disconnect, so nothing ever expires and there is nothing to reap.
+     */
+    expires: boolean;
+  }
+>;
 
 /** The PresenceService of one node, with a recorded notifier and an in-memory last-seen store. */
 function serviceOn(tracker: PresenceTracker) {
@@ -183,24 +179,15 @@ function presenceContract(impl: Implementation): void {
   });
 }
 
-presenceContract({
-  name: "memory",
-  expires: false,
-  cluster() {
-    const only = new MemoryPresenceTracker();
-    return { node: () => only };
-  },
-});
-
-describe("presence (Redis, fresh prefix)", () => {
-  const redis = useRedisPrefix("presence");
-  presenceContract({
-    name: "Redis",
-    expires: true,
-    cluster() {
-      // A cluster per case, so no case sees another's deadlines.
-      const prefix = uniqueId(redis.prefix);
-      return { node: () => new RedisPresenceTracker(redis.redis, uniqueId("node"), TTL_MS, prefix) };
+onMemoryAndRedis(
+  "presence",
+  presenceContract,
+  {
+    traits: { expires: false },
+    cluster: () => {
+      const only = new MemoryPresenceTracker();
+      return () => only;
     },
-  });
-});
+  },
+  { traits: { expires: true }, cluster: (redis, prefix) => () => new RedisPresenceTracker(redis, uniqueId("node"), TTL_MS, prefix) },
+);

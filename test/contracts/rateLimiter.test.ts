@@ -2,19 +2,16 @@ import { expect } from "chai";
 import { memoryRateLimiter, redisRateLimiter } from "../../src/cluster/RateLimiter";
 import type { RateLimiter } from "../../src/transport/ports";
 import { uniqueId } from "../helpers/ids";
-import { useRedisPrefix } from "../helpers/redisPrefix";
+import { onMemoryAndRedis, type Implementation as ContractImplementation } from "../helpers/contracts";
 import { waitFor } from "../helpers/wait";
 
 const BUDGET = 5;
 
 /**
- * The limiters of one cluster's nodes. With memory each node counts for itself (a cluster
- * of memory nodes does not exist: without Redis there is one node); with Redis every node
- * takes from one budget per user.
+ * `shared`: with Redis every node takes from one budget per user. With memory each node
+ * counts for itself (without Redis there is one node, so nothing to share with).
  */
-type LimiterCluster = { node(eventsPerSec: number): RateLimiter };
-
-type Implementation = { name: string; cluster(): LimiterCluster; shared: boolean };
+type Implementation = ContractImplementation<(eventsPerSec: number) => RateLimiter, { shared: boolean }>;
 
 /** Answers of `n` calls for `user`, in order. */
 async function take(limiter: RateLimiter, user: string, n: number): Promise<boolean[]> {
@@ -83,16 +80,9 @@ function rateLimiterContract(impl: Implementation): void {
   });
 }
 
-rateLimiterContract({ name: "memory", shared: false, cluster: () => ({ node: (n) => memoryRateLimiter(n) }) });
-
-describe("rate limiter (Redis, fresh prefix)", () => {
-  const redis = useRedisPrefix("rl");
-  rateLimiterContract({
-    name: "Redis",
-    shared: true,
-    cluster() {
-      const prefix = uniqueId(redis.prefix);
-      return { node: (n) => redisRateLimiter(redis.redis, n, prefix) };
-    },
-  });
-});
+onMemoryAndRedis(
+  "rate limiter",
+  rateLimiterContract,
+  { traits: { shared: false }, cluster: () => (n: number) => memoryRateLimiter(n) },
+  { traits: { shared: true }, cluster: (redis, prefix) => (n: number) => redisRateLimiter(redis, n, prefix) },
+);

@@ -19,7 +19,7 @@ export function useRedisPrefix(name: string): RedisPrefix {
   });
   after(async () => {
     if (!redis) return;
-    const keys = await redis.keys(`${prefix}:*`);
+    const keys = await redis.keys(`${prefix}*`); // its own keys and those of prefixes made from it
     if (keys.length) await redis.del(...keys);
     await redis.quit();
   });
