@@ -5,6 +5,7 @@ import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId, waitFor } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";
 import { expectOk } from "./helpers/replies";
+import { sleep } from "./helpers/wait";
 
 type Reply = { ok: boolean; error?: { code: string } };
 
@@ -86,7 +87,7 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
     // 10 a second plus the 20 extra (a window may turn over during the burst: 10 more).
     expect(ok).to.be.within(21, 40);
     expect(first.filter((r) => r.error?.code === "RATE_LIMITED").length).to.equal(50 - ok);
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100); // into the next second
     // A new second brings the per-second budget back, not the burst (10 s).
     const second = await burst(alice, 30);
     expect(second.filter((r) => r.ok).length).to.be.within(1, 10);

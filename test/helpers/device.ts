@@ -80,12 +80,12 @@ export class Device {
   }
 
   /**
-   * Sends a message (a fresh clientMsgId) and answers the stored message; an error reply
+   * Sends a message (a fresh clientMsgId unless given) and answers the stored message; an error reply
    * fails the test with its code and text.
    */
-  async send(to: string | { conversationId: string }, content: string): Promise<Message> {
+  async send(to: string | { to: string } | { conversationId: string }, content: string, clientMsgId = uniqueId("c")): Promise<Message> {
     const target: Omit<SendRequest, "content" | "clientMsgId"> = typeof to === "string" ? { to } : to;
-    const reply = await this.request("message:send", { clientMsgId: uniqueId("c"), ...target, content });
+    const reply = await this.request("message:send", { clientMsgId, ...target, content });
     expectOk(reply, `message:send from ${this.userId}`);
     return reply.message;
   }
