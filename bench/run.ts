@@ -24,6 +24,7 @@ import { runBacklog } from "./scenarios/backlog";
 import { runIdle } from "./scenarios/idle";
 import { runPm2 } from "./scenarios/pm2";
 import { runAdapters } from "./scenarios/adapters";
+import { runRateLimit } from "./scenarios/rateLimit";
 
 const SCENARIOS = {
   main: runMain,
@@ -31,6 +32,7 @@ const SCENARIOS = {
   idle: runIdle,
   pm2: runPm2,
   adapters: runAdapters,
+  "rate-limit": runRateLimit,
 } satisfies Record<string, (ctx: Context) => Promise<ScenarioResult>>;
 type ScenarioName = keyof typeof SCENARIOS;
 /** What a run without --scenarios measures; the others are asked for by name. */
