@@ -24,6 +24,18 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
   const stored = async (from: string) =>
     (await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [from])).rows[0].n as number;
 
+  /** Two nodes on a fresh Redis prefix, 10 events a second and `burst`; one user with a device on each. */
+  const oneUserOnTwoNodes = async (burst: string) => {
+    const env = { RATE_LIMIT_EVENTS_PER_SEC: "10", RATE_LIMIT_BURST: burst, REDIS_URL: "redis://127.0.0.1:6379", REDIS_PREFIX: uniqueId("rl") };
+    const [n1, n2] = [await startServer(db.url, env), await startServer(db.url, env)];
+    servers.push(n1, n2);
+    const a = uniqueId("alice");
+    const phone = await new Device(urlOf(n1), { userId: a }).connectSynced();
+    const laptop = await new Device(urlOf(n2), { userId: a }).connectSynced();
+    devices.push(phone, laptop);
+    return { a, phone, laptop };
+  };
+
   before(async () => {
     db = await createTestDatabase();
     pg = new Client({ connectionString: db.url });
@@ -57,18 +69,7 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
   });
 
   it("holds across nodes through Redis: one budget per user, whichever node each device is on", async () => {
-    const env = {
-      RATE_LIMIT_EVENTS_PER_SEC: "10",
-      RATE_LIMIT_BURST: "0",
-      REDIS_URL: "redis://127.0.0.1:6379",
-      REDIS_PREFIX: uniqueId("rl"),
-    };
-    const [n1, n2] = [await startServer(db.url, env), await startServer(db.url, env)];
-    servers.push(n1, n2);
-    const a = uniqueId("alice");
-    const phone = await new Device(urlOf(n1), { userId: a }).connectSynced();
-    const laptop = await new Device(urlOf(n2), { userId: a }).connectSynced();
-    devices.push(phone, laptop);
+    const { a, phone, laptop } = await oneUserOnTwoNodes("0");
     const replies = (await Promise.all([burst(phone, 15), burst(laptop, 15)])).flat();
     const ok = replies.filter((r) => r.ok).length;
     expect(ok).to.be.within(1, 10);
@@ -95,18 +96,7 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
   });
 
   it("shares the burst allowance across nodes through Redis", async () => {
-    const env = {
-      RATE_LIMIT_EVENTS_PER_SEC: "10",
-      RATE_LIMIT_BURST: "20",
-      REDIS_URL: "redis://127.0.0.1:6379",
-      REDIS_PREFIX: uniqueId("rl"),
-    };
-    const [n1, n2] = [await startServer(db.url, env), await startServer(db.url, env)];
-    servers.push(n1, n2);
-    const a = uniqueId("alice");
-    const phone = await new Device(urlOf(n1), { userId: a }).connectSynced();
-    const laptop = await new Device(urlOf(n2), { userId: a }).connectSynced();
-    devices.push(phone, laptop);
+    const { a, phone, laptop } = await oneUserOnTwoNodes("20");
     const replies = (await Promise.all([burst(phone, 30), burst(laptop, 30)])).flat();
     const ok = replies.filter((r) => r.ok).length;
     // Counted per node it would be up to 30 on each; shared it is 30 in all (40 if a window turns over).
