@@ -5,7 +5,7 @@
  */
 import path from "node:path";
 import type { ChildProcess } from "node:child_process";
-import { openFileLimit, ROOT, scrapeMetrics, spawnNode, startRelayProcess, type Target } from "../lib/procs";
+import { openFileLimit, ROOT, scrapeMetrics, spawnChild, startRelayProcess, type Target } from "../lib/procs";
 import { ratio, sleep } from "../lib/stats";
 import type { Section } from "../lib/table";
 import { startTicksOnFreshDb, type TicksUnderTest } from "../lib/ticks";
@@ -79,7 +79,7 @@ export async function measureIdle(
       const count = Math.min(share, n - p * share);
       if (count <= 0) break;
       children.push(
-        spawnNode(
+        spawnChild(
           ["--import", "tsx", CLIENT_TS],
           { IDLE_URL: target.url, IDLE_COUNT: String(count), IDLE_OFFSET: String(p * share), IDLE_BATCH: "200", IDLE_TAG: tag, ...clientEnv },
           count + 512,
