@@ -9,10 +9,9 @@
  * - `auth:expiring` → getToken() → `auth:refresh { token }`.
  */
 import { io, type ManagerOptions, type SocketOptions } from "socket.io-client";
-import type { AuthRefreshRequest, AuthRefreshResult, Reply } from "../protocol/events";
 import { backoffDelay } from "./backoff";
 import { Emitter } from "./Emitter";
-import { emitRaw, type ClientSocket } from "./request";
+import { request, ServerError, type ClientSocket } from "./request";
 import { subjectOf } from "./token";
 
 export type ConnectionOptions = {
@@ -42,8 +41,12 @@ export type ConnectionEvents = {
   disconnected(reason: string): void;
   /** A connection attempt failed; `refused` when the server turned the handshake down. */
   connect_error(error: Error & { data?: unknown }, refused: boolean): void;
+  /** The server warned the token expires soon (`auth:expiring`); a refresh follows when getToken is set. */
+  expiring(info: { expiresAt: string }): void;
   /** A token was refreshed on the live connection. */
   token(info: { expiresAt: string | null }): void;
+  /** The token expired unrefreshed (`auth:expired`); the server disconnects, the client reconnects. */
+  expired(): void;
   error(error: Error): void;
 };
 
@@ -153,17 +156,19 @@ export class Connection extends Emitter<ConnectionEvents> {
       if (!refused || this.closed || !this.everConnected) return;
       if (++this.refusals <= MAX_REFUSALS && this.options.getToken) this.reconnectLater();
     });
-    s.on("auth:expiring", () => void this.refreshToken());
+    s.on("auth:expiring", (info) => {
+      this.emit("expiring", info);
+      void this.refreshToken();
+    });
+    s.on("auth:expired", () => this.emit("expired"));
   }
 
   private async refreshToken(): Promise<void> {
     if (!this.options.getToken) return;
     try {
       const token = await this.options.getToken();
-      const request: AuthRefreshRequest = { token };
-      // Untyped: the event is newer than v1's ClientToServerEvents.
-      const reply = (await emitRaw(this.socket as never, "auth:refresh", request, this.ackTimeoutMs)) as Reply<AuthRefreshResult>;
-      if (!reply.ok) throw new Error(`token refresh refused: ${reply.error.code} ${reply.error.message}`);
+      const reply = await request(this.socket, "auth:refresh", { token }, this.ackTimeoutMs);
+      if (!reply.ok) throw new ServerError(reply.error.code, reply.error.message);
       this.user = subjectOf(token) ?? this.user;
       this.emit("token", { expiresAt: reply.expiresAt });
     } catch (err) {

@@ -302,6 +302,8 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     });
     c.on("connect_error", (err, refused) => this.emit("connect_error", err, refused));
     c.on("token", (info) => this.emit("token", info));
+    c.on("expiring", (info) => this.emit("expiring", info));
+    c.on("expired", () => this.emit("expired"));
     c.on("error", (err) => this.emit("error", err));
     const s = this.socket;
     // Always listened for: the server sends nothing live until the backlog is acknowledged.

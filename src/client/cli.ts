@@ -6,7 +6,9 @@
  *
  *   npm run client -- --user bob [--url http://localhost:3000] [--device laptop]
  *   npm run client -- --token <jwt>
+ *   npm run client -- --token-command "my-idp-cli token --audience ticks"
  */
+import { exec } from "node:child_process";
 import { createInterface } from "node:readline";
 import { Command } from "commander";
 import type { Message, Status } from "../protocol";
@@ -18,7 +20,7 @@ import { TicksClient } from "./TicksClient";
 const USAGE = "usage: send <user> <text...> | read | history <user> | quit";
 const HISTORY_LIMIT = 20;
 
-type Options = { user?: string; token?: string; url: string; device?: string };
+type Options = { user?: string; token?: string; tokenCommand?: string; url: string; device?: string };
 
 function parseOptions(argv: string[]): Options {
   const program = new Command()
@@ -26,12 +28,31 @@ function parseOptions(argv: string[]): Options {
     .description(`Ticks messaging client; reads commands from stdin (${USAGE})`)
     .option("--user <id>", "act as this user (server in AUTH_MODE=dev)")
     .option("--token <jwt>", "authenticate with this JWT")
+    .option("--token-command <command>", "shell command printing a fresh JWT; run at each connect and before the token expires")
     .option("--url <url>", "server URL", "http://localhost:3000")
     .option("--device <id>", "name this device")
     .parse(argv);
   const options = program.opts<Options>();
-  if (!options.user === !options.token) program.error("error: give exactly one of --user or --token");
+  const given = [options.user, options.token, options.tokenCommand].filter((o) => o !== undefined);
+  if (given.length !== 1) program.error("error: give exactly one of --user, --token or --token-command");
   return options;
+}
+
+/** Unauthorized first handshakes, each with a fresh token, before giving up (--token-command). */
+const TOKEN_ATTEMPTS = 3;
+
+class TokenCommandError extends Error {}
+
+/** Runs the --token-command through the shell: its trimmed stdout is the token. */
+function runTokenCommand(command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    exec(command, { timeout: 30_000, maxBuffer: 64 * 1024 }, (err, stdout) => {
+      if (err) return reject(new TokenCommandError(`--token-command failed: ${err.message.trim()}`));
+      const token = stdout.trim();
+      if (!token) return reject(new TokenCommandError("--token-command printed no token"));
+      resolve(token);
+    });
+  });
 }
 
 const colour = process.stdout.isTTY === true && !process.env.NO_COLOR;
@@ -52,12 +73,14 @@ const formatMessage = (m: Message) => `[${m.from}] ${clean(m.content)}${m.to ===
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv);
+  const command = options.tokenCommand;
+  // With a token command the SDK asks for a fresh token at every connect and before expiry.
   const client = new TicksClient({
     url: options.url,
-    ...(options.user ? { userId: options.user } : { token: options.token }),
+    ...(options.user ? { userId: options.user } : command ? { getToken: () => runTokenCommand(command) } : { token: options.token }),
     ...(options.device ? { deviceId: options.device } : {}),
   });
-  const me = client.me ?? "?";
+  const me = () => client.me ?? "?";
   let quitting = false;
   const rl = createInterface({ input: process.stdin, terminal: false });
   // Iterate from the start: lines that arrive while the backlog drains are buffered, not lost.
@@ -108,13 +131,13 @@ async function main(): Promise<void> {
 
   async function history(user: string): Promise<void> {
     const { conversations } = await client.call("conversation:list", {});
-    const conversation = conversations.find((c) => c.kind === "direct" && user !== me && c.members.includes(user));
+    const conversation = conversations.find((c) => c.kind === "direct" && user !== me() && c.members.includes(user));
     if (!conversation) return say(`history ${user}: no conversation`);
     const page = await client.call("message:history", { conversationId: conversation.id, limit: HISTORY_LIMIT });
     say(`history ${user}: ${page.messages.length} messages${page.hasMore ? " (older ones not shown)" : ""}`);
     for (const m of page.messages) {
       // Ticks are ours to show only for what we sent, and only if we saw its state.
-      const status = m.from === me ? client.statusOf(m.id) : undefined;
+      const status = m.from === me() ? client.statusOf(m.id) : undefined;
       say(`#${m.seq} ${formatMessage(m)}${status ? `  ${ticks(status)}` : ""}`);
     }
   }
@@ -141,12 +164,19 @@ async function main(): Promise<void> {
       say(`${ticks(change.status)} ${change.messageId} by ${change.by}`);
     }
   });
-  client.on("connected", () => say(`connected as ${client.me ?? me}`));
+  client.on("connected", () => say(`connected as ${me()}`));
   client.on("disconnected", (reason) => {
     // The SDK reconnects by itself; the backlog and the catch-up then bring whatever was missed.
     if (!quitting) say(`disconnected: ${reason}`);
   });
-  client.on("error", (err) => process.stderr.write(`warning: ${err.message}\n`));
+  client.on("expiring", ({ expiresAt }) => say(`token expiring at ${expiresAt}`));
+  client.on("token", ({ expiresAt }) => say(`token refreshed (expires ${expiresAt ?? "never"})`));
+  client.on("expired", () => say("token expired"));
+  client.on("error", (err) => {
+    if (err instanceof ServerError) return say(`error ${err.code}: ${err.message}`);
+    if (err instanceof TokenCommandError) return say(`error TOKEN: ${err.message}`);
+    process.stderr.write(`warning: ${err.message}\n`);
+  });
   const synced = new Promise<void>((resolve) =>
     client.on("synced", ({ delivered }) => {
       say(`synced (${delivered} delivered)`);
@@ -155,13 +185,32 @@ async function main(): Promise<void> {
   );
 
   let connected = false;
-  const failed = new Promise<Error>((resolve) =>
-    // Never connected at all (no server there): say so instead of retrying forever.
-    client.on("connect_error", (err) => {
-      if (!connected) resolve(err);
-    }),
-  );
-  const outcome = await Promise.race([client.connect().then(() => null), failed]).catch((err: Error) => err);
+  /** The first connection: null once connected, or why not (a refusal, or no server there). */
+  const connectOnce = () =>
+    new Promise<Error | null>((resolve) => {
+      // Never connected at all (no server there): say so instead of retrying forever.
+      const off = client.on("connect_error", (err) => {
+        if (connected) return;
+        off();
+        resolve(err);
+      });
+      client.connect().then(
+        () => {
+          off();
+          resolve(null);
+        },
+        (err: Error) => {
+          off();
+          resolve(err);
+        },
+      );
+    });
+  let outcome = await connectOnce();
+  // A token command may print a token the server refuses (expired, not yet valid): try fresh ones.
+  for (let attempt = 2; command && outcome?.message === "unauthorized" && attempt <= TOKEN_ATTEMPTS; attempt++) {
+    await new Promise((r) => setTimeout(r, 500 * (attempt - 1)));
+    outcome = await connectOnce();
+  }
   if (outcome) {
     process.stderr.write(`connect failed: ${outcome.message}\n`);
     return exit(1);

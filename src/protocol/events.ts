@@ -48,6 +48,9 @@ export type HistoryResult = { messages: Message[]; hasMore: boolean };
 export type GroupCreateRequest = { title: string; members: string[] };
 export type TypingRequest = { conversationId: string; typing: boolean };
 export type PresenceSubscribeRequest = { userIds: string[] };
+export type AuthRefreshRequest = { token: string };
+/** The new token's `exp` (ISO 8601), or null when it has none (then nothing expires). */
+export type AuthRefreshResult = { expiresAt: string | null };
 
 export interface ClientToServerEvents {
   "message:send": (req: SendRequest, ack: Ack<SendResult>) => void;
@@ -57,11 +60,10 @@ export interface ClientToServerEvents {
   "group:create": (req: GroupCreateRequest, ack: Ack<{ conversationId: string }>) => void;
   typing: (req: TypingRequest, ack: Ack<Record<string, never>>) => void;
   "presence:subscribe": (req: PresenceSubscribeRequest, ack: Ack<{ presence: Presence[] }>) => void;
+  /** Replaces the connection's token: same user only (else FORBIDDEN), valid (else UNAUTHORIZED). */
+  "auth:refresh": (req: AuthRefreshRequest, ack: Ack<AuthRefreshResult>) => void;
 }
 
-/** v2 token refresh: `auth:refresh { token }` answers `Ok<{ expiresAt: string | null }>`. */
-export type AuthRefreshRequest = { token: string };
-export type AuthRefreshResult = { expiresAt: string | null };
 
 export type BacklogPage = { messages: Message[]; remaining: boolean };
 export type StatusUpdate = { messageIds: string[]; status: "delivered" | "read"; by: string; at: string };
@@ -77,9 +79,9 @@ export interface ServerToClientEvents {
   "conversation:new": (conversation: ConversationSummary) => void;
   typing: (event: TypingEvent) => void;
   presence: (presence: Presence) => void;
-  /** v2: the socket's token expires at `expiresAt` (ISO 8601); send `auth:refresh` before then. */
+  /** TOKEN_REFRESH_WINDOW_MS before the token's `exp` (ISO 8601 here): send `auth:refresh`. */
   "auth:expiring": (info: { expiresAt: string }) => void;
-  /** v2: the token expired unrefreshed; the server disconnects this socket right after. */
+  /** The token's `exp` passed unrefreshed; the server disconnects the socket right after. */
   "auth:expired": (info: Record<string, never>) => void;
 }
 
