@@ -4,7 +4,10 @@ import { expect } from "chai";
 import { Server, type Socket } from "socket.io";
 import { TicksClient } from "../src/client/TicksClient";
 import { next } from "./helpers/sdk";
-import { quiet, waitFor } from "./helpers/device";
+import type { RunningTicks } from "../src/main";
+import { createTestDatabase, type TestDatabase } from "./helpers/database";
+import { quiet, uniqueId, waitFor } from "./helpers/device";
+import { mintToken, startServer, TEST_SECRET, urlOf } from "./helpers/server";
 
 /**
  * The SDK's side of token refresh (auth:expiring → auth:refresh; auth:expired → reconnect
@@ -92,6 +95,48 @@ describe("SDK token refresh", () => {
       await back;
       await waitFor(() => n === 4, "four handshakes");
       expect(client.connected).to.equal(true);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe("SDK token refresh against a real server", function () {
+  this.timeout(30_000);
+  let db: TestDatabase;
+  let server: RunningTicks;
+  before(async () => {
+    db = await createTestDatabase();
+    server = await startServer(db.url, { AUTH_MODE: "jwt", JWT_SECRET: TEST_SECRET, TOKEN_REFRESH_WINDOW_MS: "1500" });
+  });
+  after(async () => {
+    await server.stop();
+    await db.drop();
+  });
+
+  it("refreshes each short-lived token before its exp and stays connected past it", async () => {
+    const sub = uniqueId("tok");
+    let minted = 0;
+    const client = new TicksClient({
+      url: urlOf(server),
+      getToken: () => {
+        minted++;
+        return mintToken(sub, { expiresIn: "3s" });
+      },
+    });
+    const disconnects: string[] = [];
+    client.on("disconnected", (reason) => disconnects.push(reason));
+    try {
+      const synced = client.whenSynced();
+      await client.connect();
+      await synced;
+      const [{ expiresAt }] = await next(client, "expiring");
+      await next(client, "token");
+      await waitFor(() => Date.now() > Date.parse(expiresAt) + 1000, "a second past the first token's exp");
+      expect(disconnects).to.deep.equal([]);
+      expect(client.connected).to.equal(true);
+      expect(minted).to.be.at.least(2);
+      expect(client.me).to.equal(sub);
     } finally {
       client.close();
     }
