@@ -175,7 +175,11 @@ describe("web chat page in Chromium", function () {
           const r = await sender.request("message:send", { clientMsgId: uniqueId("c"), to: alice, content: `old ${i}` });
           expect(r.ok).to.equal(true);
         }
-        await waitFor(() => other.received.length === 70, "the other device");
+        // Delivered (committed), as the sender hears: the page then finds no backlog.
+        await waitFor(
+          () => new Set(sender.statuses.filter((st) => st.status === "delivered").flatMap((st) => st.messageIds)).size === 70,
+          "70 delivery receipts",
+        );
       } finally {
         other.close();
         sender.close();

@@ -99,11 +99,14 @@ describe("SDK (TicksClient) against a real server", function () {
 
     // The laptop goes offline; the phone takes 130 messages (so delivered: no backlog for the laptop).
     laptop.socket.disconnect();
+    const receipts = record(b, "status");
     for (let i = 0; i < 130; i++) b.send({ to: alice }, `m${i}`);
     const fromPhone = phone.send({ conversationId: conversationId! }, "sent from the phone");
     const phoneSent = next(phone, "status", (c) => c.clientMsgId === fromPhone.clientMsgId && c.status === "sent");
     await waitFor(() => phone.messages(conversationId!).length === 132, "phone has everything", 30_000);
     await phoneSent;
+    // Committed as delivered (bob heard every receipt): nothing is left for the laptop's backlog.
+    await waitFor(() => new Set(receipts.filter(([c]) => c.status === "delivered").map(([c]) => c.messageId)).size === 130, "receipts", 30_000);
 
     const filled = record(laptop, "message");
     const synced = laptop.whenSynced();
