@@ -75,6 +75,7 @@ export function createApp(deps: AppDeps): TicksApp {
       stored: (n) => metrics.messagesStored.inc(n),
       delivered: (n) => metrics.messagesDelivered.inc(n),
       read: (n) => metrics.messagesRead.inc(n),
+      redelivery: (reason, outcome, n) => n > 0 && metrics.redelivery.inc({ reason, outcome }, n),
     },
   );
   const presence = new PresenceService(cluster.presence, store, notifier, clock, log);
@@ -94,7 +95,8 @@ export function createApp(deps: AppDeps): TicksApp {
     }
     return [...users];
   };
-  const redeliverer = new Redeliverer(messaging, localUsers, config.redeliveryAfterMs, log);
+  const redeliverer = new Redeliverer(messaging, localUsers, config.redeliveryAfterMs, log, clock);
+  cluster.nodeDeaths?.subscribe((death) => void redeliverer.nodeDied(death));
 
   const inflight = new Set<Promise<unknown>>();
   let closing = false;

@@ -185,6 +185,8 @@ export class FailoverRecipient extends FailoverSocket {
   backlogPages = 0;
   syncs = 0;
   readonly received = new Map<string, Message>();
+  /** When each message first arrived (ms since epoch). */
+  readonly arrivedAt = new Map<string, number>();
   /** Messages whose `to` was someone else. */
   readonly misaddressed: Message[] = [];
   /** First arrivals with a lower seq than one already received in that conversation. */
@@ -197,6 +199,7 @@ export class FailoverRecipient extends FailoverSocket {
       if (m.to !== this.userId) this.misaddressed.push(m);
       if (this.received.has(m.id)) return;
       this.received.set(m.id, m);
+      this.arrivedAt.set(m.id, Date.now());
       const max = this.maxSeq.get(m.conversationId) ?? 0;
       if (m.seq < max) this.seqInversions++;
       else this.maxSeq.set(m.conversationId, m.seq);
@@ -504,6 +507,27 @@ export async function collectFigures(pg: Client, stats: FloodStats, recipients: 
     duplicateReplies: stats.duplicateReplies,
     unavailable: stats.unavailable,
     otherErrors: stats.otherErrors,
+  };
+}
+
+/**
+ * How long the last messages took to be delivered, from the last acknowledged send: to the
+ * last first arrival at a recipient device, and to the last delivery receipt stored
+ * (`delivered_at`: what the sender's ticks wait for; a message a device got whose receipt
+ * died with a node counts only once it is stored again). Negative when all was in before
+ * the last ack. Call it once settled.
+ */
+export async function lastAckToLastDelivery(pg: Client, stats: FloodStats, recipients: FailoverRecipient[]) {
+  const lastAckAt = Math.max(...stats.intents.map((i) => i.ackedAt ?? 0));
+  let lastArrivalAt = 0;
+  for (const r of recipients) for (const at of r.arrivedAt.values()) lastArrivalAt = Math.max(lastArrivalAt, at);
+  const { rows } = await pg.query<{ at: Date | null }>("SELECT max(delivered_at) AS at FROM message_delivery");
+  const lastReceiptAt = rows[0]?.at?.getTime() ?? 0;
+  return {
+    arrivalMs: lastArrivalAt - lastAckAt,
+    receiptMs: lastReceiptAt - lastAckAt,
+    ms: Math.max(lastArrivalAt, lastReceiptAt) - lastAckAt,
+    lastDeliveryAt: Math.max(lastArrivalAt, lastReceiptAt),
   };
 }
 
