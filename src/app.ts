@@ -14,6 +14,7 @@ import { PresenceService } from "./messaging/PresenceService";
 import { Metrics } from "./metrics";
 import { authMiddleware } from "./transport/auth";
 import { registerHandlers } from "./transport/handlers";
+import { limitOutgoingBuffer } from "./transport/outgoingBuffer";
 import { SYNCING_ROOM, userRoom } from "./transport/rooms";
 import { SocketNotifier } from "./transport/SocketNotifier";
 import { syncBacklog } from "./transport/syncBacklog";
@@ -111,6 +112,7 @@ export function createApp(deps: AppDeps): TicksApp {
     metrics.connectedSockets.inc();
     // Syncing until the backlog is drained: live messages skip this socket meanwhile.
     socket.join([userRoom(userId), SYNCING_ROOM]);
+    limitOutgoingBuffer(socket, config.maxSocketBufferBytes, log, () => metrics.slowConsumerDisconnects.inc());
     registerHandlers(socket, {
       messaging,
       presence,

@@ -46,6 +46,13 @@ const envSchema = z.object({
   BACKLOG_PAGE_SIZE: int(1, 1000).default(100),
   /** How long the server waits for a device's `message:new` / backlog receipt. @default 10000 */
   DELIVERY_ACK_TIMEOUT_MS: int(100).default(10_000),
+  /**
+   * Outgoing bytes a socket may have queued (a device that stops reading) before the server
+   * disconnects it; its messages wait in the backlog. 0 turns the limit off. @default 1048576
+   */
+  MAX_SOCKET_BUFFER_BYTES: int(0)
+    .refine((v) => v === 0 || v >= 65_536, "0 (no limit) or at least 65536")
+    .default(1024 * 1024),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -65,6 +72,7 @@ export type Config = {
   redeliveryAfterMs: number;
   rateLimitPerSec: number;
   deliveryAckTimeoutMs: number;
+  maxSocketBufferBytes: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
 };
 
@@ -110,6 +118,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redeliveryAfterMs: e.REDELIVERY_AFTER_MS,
     rateLimitPerSec: e.RATE_LIMIT_EVENTS_PER_SEC,
     deliveryAckTimeoutMs: e.DELIVERY_ACK_TIMEOUT_MS,
+    maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -52,6 +52,11 @@ export class Metrics {
     labelNames: ["reason", "outcome"] as const,
     registers: [this.registry],
   });
+  readonly slowConsumerDisconnects = new client.Counter({
+    name: "ticks_slow_consumer_disconnects_total",
+    help: "Sockets disconnected because their queued outgoing data went over MAX_SOCKET_BUFFER_BYTES",
+    registers: [this.registry],
+  });
   readonly connectedSockets = new client.Gauge({
     name: "ticks_connected_sockets",
     help: "Sockets connected to this node",
