@@ -5,6 +5,8 @@
  *
  *   npm run bench                                  # everything (a few minutes)
  *   npm run bench -- --scenarios main --duration 5 # just the main comparison, quickly
+ *   npm run bench -- --scenarios slow              # slow consumer vs MAX_SOCKET_BUFFER_BYTES
+ *   npm run bench -- --scenarios soak              # 10 minutes of churn (--soak-minutes 1: short)
  *
  * Prints one table per scenario and writes bench/results/<timestamp>.json and latest.json.
  * docs/benchmarks.md explains the method.
@@ -22,14 +24,20 @@ import { runMain } from "./scenarios/main";
 import { runBacklog } from "./scenarios/backlog";
 import { runIdle } from "./scenarios/idle";
 import { runPm2 } from "./scenarios/pm2";
+import { runSlow } from "./scenarios/slow";
+import { runSoak } from "./scenarios/soak";
 
 const SCENARIOS = {
   main: runMain,
   backlog: runBacklog,
   idle: runIdle,
   pm2: runPm2,
+  slow: runSlow,
+  soak: runSoak,
 } satisfies Record<string, (ctx: Context) => Promise<ScenarioResult>>;
 type ScenarioName = keyof typeof SCENARIOS;
+/** What a bare `npm run bench` runs: the long ones (slow, soak) only when named. */
+const DEFAULT_SCENARIOS: ScenarioName[] = ["main", "backlog", "idle", "pm2"];
 
 const positive = (name: string) => (value: string) => {
   const n = Number(value);
@@ -59,8 +67,11 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
     .option("--idle-sockets <n>", "idle sockets in the memory scenario", positiveInt("idle-sockets"), 10_000)
     .option("--idle-processes <n|auto>", "client processes holding the idle sockets", "auto")
     .option("--pm2-instances <list>", "PM2 worker counts to compare", "1,2")
+    .option("--slow-messages <n>", "messages of 4 KB to the device that stops reading (slow)", positiveInt("slow-messages"), 50_000)
+    .option("--slow-warmup <n>", "warm-up messages to a device that reads, before (slow)", positiveInt("slow-warmup"), 10_000)
+    .option("--soak-minutes <min>", "length of the soak run", positive("soak-minutes"), 10)
     .addOption(
-      new Option("-s, --scenarios <list>", `comma-separated: ${Object.keys(SCENARIOS).join(",")}`).default(Object.keys(SCENARIOS).join(",")),
+      new Option("-s, --scenarios <list>", `comma-separated: ${Object.keys(SCENARIOS).join(",")}`).default(DEFAULT_SCENARIOS.join(",")),
     )
     .option("-o, --out <dir>", "where the JSON results go", path.join(ROOT, "bench/results"))
     .allowExcessArguments(false);
@@ -95,6 +106,9 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
       idleSockets: o.idleSockets,
       idleProcesses,
       pm2Instances,
+      slowMessages: o.slowMessages,
+      slowWarmup: o.slowWarmup,
+      soakMinutes: o.soakMinutes,
     },
   };
 }

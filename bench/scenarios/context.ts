@@ -17,6 +17,11 @@ export type BenchOptions = {
   idleSockets: number;
   idleProcesses: number | "auto";
   pm2Instances: number[];
+  /** Messages of 4 KB sent to the device that stopped reading (slow scenario). */
+  slowMessages: number;
+  slowWarmup: number;
+  /** Length of the soak run. */
+  soakMinutes: number;
 };
 
 export type Context = {
