@@ -82,15 +82,18 @@ export class MessagingService {
     scope: "cluster" | "local" = "cluster",
     reason?: RedeliveryReason,
   ): Promise<void> {
-    const key = `${recipient} ${message.id}`;
+    // Only the id is kept while the receipt is awaited (up to DELIVERY_ACK_TIMEOUT_MS), not
+    // the content: offers to a device that stopped reading must not hold every message.
+    const messageId = message.id;
+    const key = `${recipient} ${messageId}`;
     const offer = this.notifier
       .deliver(recipient, message, scope)
-      .then((confirmed) => (confirmed ? this.confirmDelivered(recipient, [message.id]) : -1))
+      .then((confirmed) => (confirmed ? this.confirmDelivered(recipient, [messageId]) : -1))
       .then(
         // A re-offer the device confirmed while the row was already delivered: it reached a
         // device twice (another offer or the backlog got there first).
         (changed) => void (reason && changed === 0 && this.metrics.redelivery(reason, "redundant", 1)),
-        (err) => this.log.warn({ err, messageId: message.id, recipient }, "live delivery receipt not stored"),
+        (err) => this.log.warn({ err, messageId, recipient }, "live delivery receipt not stored"),
       );
     this.offers.add(offer);
     this.awaiting.set(key, offer);
