@@ -1,5 +1,5 @@
 import type { Logger } from "../log";
-import type { TicksSocket } from "./types";
+import { logContext, type TicksSocket } from "./types";
 
 /** What is read of engine.io's socket (not in its public types). */
 type EnginePacket = { data?: string | Buffer | ArrayBuffer };
@@ -52,7 +52,7 @@ export function limitOutgoingBuffer(socket: TicksSocket, maxBytes: number, log: 
     if (queued <= maxBytes || (ws && !ws.bufferedAmount)) return;
     exceeded = true;
     log.warn(
-      { userId: socket.data.userId, socketId: socket.id, queuedBytes: queued, maxBytes },
+      { ...logContext(socket), socketId: socket.id, queuedBytes: queued, maxBytes },
       "slow consumer: outgoing data over MAX_SOCKET_BUFFER_BYTES, disconnecting the socket",
     );
     onExceeded();
