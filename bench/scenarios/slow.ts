@@ -2,8 +2,9 @@
  * Slow consumer: a device that stops reading its TCP socket while 50,000 messages of 4 KB
  * are sent to it. The server's RSS is read from /proc before (after a warm-up flood of the
  * same shape to a device that reads, so pools and the JIT are at their plateau), at its peak
- * during the flood and after it, with MAX_SOCKET_BUFFER_BYTES at its default (1 MiB) and,
- * for contrast, off (0).
+ * during the flood and after it, with MAX_SOCKET_BUFFER_BYTES at its default (1 MiB); then
+ * the same flood to a device that reads (the control: what the flood itself costs), and to
+ * a device that stopped reading with the cap off (0).
  */
 import { readFileSync } from "node:fs";
 import type { Socket } from "socket.io-client";
@@ -60,9 +61,9 @@ type SlowRun = {
   slowDisconnects: number;
 };
 
-async function runOne(ctx: Context, cap: number): Promise<SlowRun> {
+async function runOne(ctx: Context, cap: number, stopsReading: boolean): Promise<SlowRun> {
   const o = ctx.options;
-  const tag = `${ctx.runId}-slow${cap}`;
+  const tag = `${ctx.runId}-slow${cap}${stopsReading ? "" : "r"}`;
   const ticks = await startTicksOnFreshDb({ MAX_SOCKET_BUFFER_BYTES: String(cap) });
   const sockets: ClientSocket[] = [];
   try {
@@ -94,10 +95,11 @@ async function runOne(ctx: Context, cap: number): Promise<SlowRun> {
     const rssBefore = rssBytes(pid);
 
     // The device stops reading: its kernel buffers fill, then whatever the server keeps.
-    (slow.io.engine.transport as unknown as { ws: { _socket: { pause(): void } } }).ws._socket.pause();
+    // (The control run keeps reading: the same flood's own footprint.)
+    if (stopsReading) (slow.io.engine.transport as unknown as { ws: { _socket: { pause(): void } } }).ws._socket.pause();
     let rssPeak = rssBefore;
     const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, rssBytes(pid))), 100);
-    ctx.log(`slow consumer, cap ${cap}: ${o.slowMessages} messages of 4 KB to a device that stopped reading`);
+    ctx.log(`slow consumer, cap ${cap}: ${o.slowMessages} messages of 4 KB to a device that ${stopsReading ? "stopped reading" : "reads"}`);
     const t0 = performance.now();
     const failedSends = await flood(senders, slowId, o.slowMessages, content, `${tag}:s`);
     const seconds = (performance.now() - t0) / 1000;
@@ -131,18 +133,20 @@ async function runOne(ctx: Context, cap: number): Promise<SlowRun> {
 }
 
 export async function runSlow(ctx: Context): Promise<ScenarioResult> {
-  const capped = await runOne(ctx, 1024 * 1024);
-  const uncapped = await runOne(ctx, 0);
-  const runs = [capped, uncapped];
+  const capped = await runOne(ctx, 1024 * 1024, true);
+  const control = await runOne(ctx, 1024 * 1024, false);
+  const uncapped = await runOne(ctx, 0, true);
+  const runs = [capped, control, uncapped];
   const row = (label: string, pick: (r: SlowRun) => number) => ({ label, cells: runs.map(pick) });
   const section: Section = {
     title: `slow consumer: ${capped.messages} messages of 4 KB to a device that stopped reading`,
-    columns: ["cap 1 MiB (default)", "cap off (0)"],
+    columns: ["cap 1 MiB (default)", "control: device reads", "cap off (0)"],
     rows: [
       row("server RSS peak, warm-up flood to a reader, MB", (r) => r.rssWarmPeakMB),
       row("server RSS before (after a full GC), MB", (r) => r.rssBeforeMB),
       row("server RSS peak during the slow flood, MB", (r) => r.rssPeakMB),
       row("peak - warm-up peak, MB", (r) => r.rssPeakMB - r.rssWarmPeakMB),
+      row("peak - the control's peak, MB", (r) => r.rssPeakMB - control.rssPeakMB),
       row("peak - before, MB", (r) => r.rssPeakMB - r.rssBeforeMB),
       row("server RSS 1 s after the flood, MB", (r) => r.rssEndMB),
       row("server RSS 12 s after, full GC, MB", (r) => r.rssAfterGcMB),
@@ -156,5 +160,5 @@ export async function runSlow(ctx: Context): Promise<ScenarioResult> {
       "offers made before the cut hold their message until their receipt timeout (DELIVERY_ACK_TIMEOUT_MS, 10 s): hence the reading 12 s after",
     ],
   };
-  return { sections: [section], data: { capped, uncapped } };
+  return { sections: [section], data: { capped, control, uncapped } };
 }
