@@ -25,7 +25,7 @@ const content = "x".repeat(env("SOAK_CONTENT_SIZE", 200));
 const userId = (i: number) => `soak-${tag}-${i}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type Session = { client: TicksClient; user: number; acks: boolean; endsAt: number; ready: boolean };
+type Session = { client: TicksClient; user: number; acks: boolean; endsAt: number; ready: boolean; inflight: number };
 
 const counters = {
   sessions: 0,
@@ -40,10 +40,12 @@ const counters = {
 };
 const active = new Set<Session>();
 let inflight = 0;
+/** Which sends were acknowledged, by number (clientMsgId `${tag}-${n}`): one byte each. */
+const ackedBitmap = new Uint8Array(Math.ceil(seconds * rate * 1.5) + 1000);
 
 function open(user: number, acks: boolean, lifetimeMs: number): Session {
   const client = new TicksClient(url, { userId: userId(user), deviceId: `d${counters.sessions}` }, { reconnection: false });
-  const session: Session = { client, user, acks, endsAt: Date.now() + lifetimeMs, ready: false };
+  const session: Session = { client, user, acks, endsAt: Date.now() + lifetimeMs, ready: false, inflight: 0 };
   counters.sessions++;
   if (acks) {
     client.onMessage(() => {
@@ -74,22 +76,25 @@ function close(session: Session): void {
 async function send(session: Session): Promise<void> {
   let to = Math.floor(Math.random() * users);
   if (to === session.user) to = (to + 1) % users;
-  counters.sends++;
+  const n = ++counters.sends;
   inflight++;
+  session.inflight++;
   try {
     const reply = await session.client.request("message:send", {
-      clientMsgId: `${tag}-${counters.sends}`,
+      clientMsgId: `${tag}-${n}`,
       to: userId(to),
       content,
     });
     if (reply.ok) {
       counters.acked++;
+      if (n < ackedBitmap.length) ackedBitmap[n] = 1;
       if (reply.duplicate) counters.duplicateReplies++;
     } else counters.errors[reply.error.code] = (counters.errors[reply.error.code] ?? 0) + 1;
   } catch {
-    counters.timeouts++; // no acknowledgement within the SDK's timeout (or the socket closed)
+    counters.timeouts++; // no acknowledgement within the SDK's timeout
   } finally {
     inflight--;
+    session.inflight--;
   }
 }
 
@@ -104,7 +109,8 @@ async function main(): Promise<void> {
   for (let i = 0; i < stayers; i++) open(i, true, Infinity);
   const churn = setInterval(() => {
     const now = Date.now();
-    for (const s of active) if (s.endsAt <= now) close(s);
+    // A device leaves once its sends are answered: an unanswered one would be the churn's doing.
+    for (const s of active) if (s.endsAt <= now && s.inflight === 0) close(s);
     // A few handshakes per tick: churn, not a connection storm.
     for (let k = 0; k < 5 && active.size < devices; k++) {
       const acks = Math.random() >= noAckShare;
@@ -114,7 +120,7 @@ async function main(): Promise<void> {
   let due = 0;
   const pacer = setInterval(() => {
     const target = Math.floor(((Date.now() - t0) / 1000) * rate);
-    const senders = [...active].filter((s) => s.ready && s.client.socket.connected);
+    const senders = [...active].filter((s) => s.ready && s.client.socket.connected && s.endsAt > Date.now());
     for (; due < target && senders.length > 0; due++) void send(senders[Math.floor(Math.random() * senders.length)]!);
     due = Math.max(due, target); // nobody connected to send: those sends are skipped, not bunched
   }, 20);
@@ -144,7 +150,9 @@ async function main(): Promise<void> {
       }),
     );
   }
-  process.send?.({ bench: "soak-done", drained, ...counters }, () => process.exit(0));
+  const ackedNumbers: number[] = [];
+  ackedBitmap.forEach((v, n) => v && ackedNumbers.push(n));
+  process.send?.({ bench: "soak-done", drained, ackedIds: ackedNumbers.map((n) => `${tag}-${n}`), ...counters }, () => process.exit(0));
 }
 
 process.channel?.unref();
