@@ -22,6 +22,7 @@ export type NodeDeath = { nodeId: string; aliveUntil: Date };
 export class Redeliverer extends PeriodicJob {
   /** Recovery rounds run one after the other: the second finds the first's work confirmed. */
   private recovery: Promise<unknown> = Promise.resolve();
+  private stopped = false;
 
   constructor(
     private readonly messaging: Pick<MessagingService, "redeliver" | "recover">,
@@ -36,6 +37,7 @@ export class Redeliverer extends PeriodicJob {
 
   /** A prompt, targeted round for `death`; resolves with how many messages were offered. */
   nodeDied(death: NodeDeath): Promise<number> {
+    if (this.stopped) return Promise.resolve(0); // shutting down: settleOffers is under way
     const round = this.recovery.then(async () => {
       const started = Date.now();
       const createdAfter = new Date(this.clock.now().getTime() - this.afterMs);
@@ -52,6 +54,7 @@ export class Redeliverer extends PeriodicJob {
   }
 
   override async stop(): Promise<void> {
+    this.stopped = true;
     await super.stop();
     await this.recovery;
   }
