@@ -8,7 +8,8 @@
  *   npm run bench -- --scenarios slow              # slow consumer vs MAX_SOCKET_BUFFER_BYTES
  *   npm run bench -- --scenarios soak              # 10 minutes of churn (--soak-minutes 1: short)
  *
- * Prints one table per scenario and writes bench/results/<timestamp>.json and latest.json.
+ * Prints one table per scenario and writes bench/results/<timestamp>.json and latest.json
+ * (git keeps latest.json and the runs docs/benchmarks.md cites; the rest is ignored).
  * docs/benchmarks.md explains the method.
  */
 import { execFileSync } from "node:child_process";
@@ -23,7 +24,10 @@ import type { BenchOptions, Context, ScenarioResult } from "./scenarios/context"
 import { runMain } from "./scenarios/main";
 import { runBacklog } from "./scenarios/backlog";
 import { runIdle } from "./scenarios/idle";
+import { runIdleTokens } from "./scenarios/idleTokens";
 import { runPm2 } from "./scenarios/pm2";
+import { runAdapters } from "./scenarios/adapters";
+import { runRateLimit } from "./scenarios/rateLimit";
 import { runSlow } from "./scenarios/slow";
 import { runSoak } from "./scenarios/soak";
 
@@ -31,12 +35,15 @@ const SCENARIOS = {
   main: runMain,
   backlog: runBacklog,
   idle: runIdle,
+  "idle-tokens": runIdleTokens,
   pm2: runPm2,
+  adapters: runAdapters,
+  "rate-limit": runRateLimit,
   slow: runSlow,
   soak: runSoak,
 } satisfies Record<string, (ctx: Context) => Promise<ScenarioResult>>;
 type ScenarioName = keyof typeof SCENARIOS;
-/** What a bare `npm run bench` runs: the long ones (slow, soak) only when named. */
+/** What a run without --scenarios measures; the others (slow, soak: long) are asked for by name. */
 const DEFAULT_SCENARIOS: ScenarioName[] = ["main", "backlog", "idle", "pm2"];
 
 const positive = (name: string) => (value: string) => {
@@ -67,6 +74,7 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
     .option("--idle-sockets <n>", "idle sockets in the memory scenario", positiveInt("idle-sockets"), 10_000)
     .option("--idle-processes <n|auto>", "client processes holding the idle sockets", "auto")
     .option("--pm2-instances <list>", "PM2 worker counts to compare", "1,2")
+    .option("--redis-url <url>", "the Redis of the adapters scenario", "redis://127.0.0.1:6379")
     .option("--slow-messages <n>", "messages of 4 KB to the device that stops reading (slow)", positiveInt("slow-messages"), 50_000)
     .option("--slow-warmup <n>", "warm-up messages to a device that reads, before (slow)", positiveInt("slow-warmup"), 10_000)
     .option("--soak-minutes <min>", "length of the soak run", positive("soak-minutes"), 10)
@@ -106,6 +114,7 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
       idleSockets: o.idleSockets,
       idleProcesses,
       pm2Instances,
+      redisUrl: o.redisUrl,
       slowMessages: o.slowMessages,
       slowWarmup: o.slowWarmup,
       soakMinutes: o.soakMinutes,

@@ -1,9 +1,8 @@
 import { expect } from "chai";
-import Redis from "ioredis";
-import { quiet, uniqueId, waitFor } from "./helpers/device";
+import { uniqueId } from "./helpers/ids";
+import { REDIS_URL, useRedisPrefix } from "./helpers/redisPrefix";
 import { useServerSuite } from "./helpers/serverSuite";
-
-const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+import { quiet, waitFor } from "./helpers/wait";
 
 /**
  * Recovery after another node's death, on one real server with Redis: a node entry whose
@@ -13,7 +12,8 @@ const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
  */
 describe("recovery after a node's death", function () {
   this.timeout(30_000);
-  const prefix = uniqueId("t15").replace(/[^A-Za-z0-9-]/g, "");
+  const shared = useRedisPrefix("node-death");
+  const prefix = shared.prefix;
   const suite = useServerSuite({
     REDIS_URL,
     REDIS_PREFIX: prefix,
@@ -21,20 +21,11 @@ describe("recovery after a node's death", function () {
     REDELIVERY_AFTER_MS: "30000",
     DELIVERY_ACK_TIMEOUT_MS: "300",
   });
-  let redis: Redis;
-  before(() => {
-    redis = new Redis(REDIS_URL);
-  });
-  after(async () => {
-    const keys = await redis.keys(`${prefix}:*`);
-    if (keys.length) await redis.del(...keys);
-    await redis.quit();
-  });
   const counter = async (outcome: string) =>
     (await suite.server.metrics.redelivery.get()).values.find((v) => v.labels.reason === "node_death" && v.labels.outcome === outcome)
       ?.value ?? 0;
   /** What SIGKILL leaves behind: the node's entry, its deadline passed. */
-  const killGhost = (aliveUntil: number) => redis.zadd(`${prefix}:presence:nodes`, aliveUntil, uniqueId("ghost"));
+  const killGhost = (aliveUntil: number) => shared.redis.zadd(`${prefix}:presence:nodes`, aliveUntil, uniqueId("ghost"));
 
   it("re-offers at once, to the devices connected here, what is still unconfirmed from before the death", async () => {
     const a = uniqueId("alice");
@@ -70,10 +61,7 @@ describe("recovery after a node's death", function () {
     if (!early.ok) throw new Error(early.error.message);
     await waitFor(() => bob.live.length === 1, "the live offer");
     await killGhost(Date.now()); // while the offer still waits for its receipt
-    const skipped = async () => (await counter("skipped")) > skippedBefore;
-    const deadline = Date.now() + 5000;
-    while (!(await skipped()) && Date.now() < deadline) await quiet(20);
-    expect(await skipped(), "the waiting offer was skipped").to.equal(true);
+    await waitFor(async () => (await counter("skipped")) > skippedBefore, "the waiting offer skipped by the recovery round", 5000);
 
     // A message younger than the dead node's deadline is not its doing: not offered again.
     await quiet(400); // the first offer has timed out: both rows are 'sent' now

@@ -1,5 +1,6 @@
 import { expect } from "chai";
-import { uniqueId, waitFor } from "./helpers/device";
+import { uniqueId } from "./helpers/ids";
+import { waitFor } from "./helpers/wait";
 import { useServerSuite } from "./helpers/serverSuite";
 import { userRoom } from "../src/transport/rooms";
 

@@ -11,7 +11,7 @@
  * the SDK's heap bounded too (same 5 % rule, reported).
  */
 import path from "node:path";
-import { ROOT, scrapeMetrics, spawnNode } from "../lib/procs";
+import { ROOT, scrapeMetrics, spawnChild } from "../lib/procs";
 import type { Section } from "../lib/table";
 import { startTicksOnFreshDb, storedCounts } from "../lib/ticks";
 import type { Context, ScenarioResult } from "./context";
@@ -55,7 +55,7 @@ export async function runSoak(ctx: Context): Promise<ScenarioResult> {
   let done: (ClientSample & { drained: number; ackedIds: string[] }) | null = null;
   try {
     const t0 = Date.now();
-    const child = spawnNode(["--expose-gc", "--import", "tsx", CLIENTS_TS], {
+    const child = spawnChild(["--expose-gc", "--import", "tsx", CLIENTS_TS], {
       SOAK_URL: ticks.target.url,
       SOAK_TAG: ctx.runId,
       SOAK_SECONDS: String(seconds),
