@@ -41,7 +41,10 @@ export class StatusTracker {
     this.emit({ clientMsgId, conversationId, status: "failed", error });
   }
 
-  /** Stored by the server; a receipt that came first is kept. */
+  /**
+   * Stored by the server; a receipt that came first is kept: the change then repeats that
+   * status (without `by`), now with this device's clientMsgId.
+   */
   sent(messageId: string, conversationId: string, clientMsgId?: string): void {
     if (clientMsgId) this.clientIds.set(messageId, clientMsgId);
     const status = this.advance(messageId, "sent") ?? this.byId.get(messageId)!;

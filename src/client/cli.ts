@@ -160,7 +160,9 @@ async function main(): Promise<void> {
     say(formatMessage(m));
   });
   client.on("status", (change) => {
-    if ((change.status === "delivered" || change.status === "read") && change.messageId) {
+    // A receipt names who confirmed it; the same status repeated with our ack (a receipt that
+    // beat the ack home) names nobody and was already printed.
+    if ((change.status === "delivered" || change.status === "read") && change.messageId && change.by) {
       say(`${ticks(change.status)} ${change.messageId} by ${change.by}`);
     }
   });
