@@ -3,14 +3,29 @@ import type { Clock } from "../clock";
 import type { Logger } from "../log";
 import { AppError, type ConversationSummary, type HistoryResult, type Message, type SendResult } from "../protocol";
 import { contentLength, LIMITS } from "../protocol/schemas";
-import { noMetrics, type MessageStore, type MessagingMetrics, type Notifier, type SendTarget, type StatusChange } from "./ports";
+import type { EntryKind } from "./entryRules";
+import {
+  noMetrics,
+  type AppendRequest,
+  type MessageStore,
+  type MessagingMetrics,
+  type Notifier,
+  type SendTarget,
+  type StatusChange,
+} from "./ports";
 
 export type MessagingOptions = {
   messageTtlMs: number;
   maxContentLength: number;
+  /** How long after sending its sender may edit a message. */
+  editWindowMs: number;
+  /** How long after sending its sender may delete a message for everyone. */
+  deleteWindowMs: number;
 };
 
 export type SendCommand = { clientMsgId: string; target: SendTarget; content: string };
+/** An edit (content: new text), delete (content: "") or reaction (content: emoji, "" removes). */
+export type EntryCommand = { clientMsgId: string; messageId: string; content: string };
 export type HistoryCommand = { conversationId: string; beforeSeq?: number; afterSeq?: number; limit?: number };
 
 /**
@@ -37,16 +52,13 @@ export class MessagingService {
 
   /** Resolves only once the message is committed; live delivery starts after that. */
   async send(from: string, cmd: SendCommand): Promise<SendResult> {
-    // A string has at most as many code points as UTF-16 units: count only when it matters.
-    const max = this.options.maxContentLength;
-    if (cmd.content.length > max && contentLength(cmd.content) > max) {
-      throw new AppError("TOO_LARGE", `content is longer than ${this.options.maxContentLength} characters`);
-    }
+    this.checkLength(cmd.content);
     if ("to" in cmd.target && cmd.target.to === from) {
       throw new AppError("BAD_REQUEST", "cannot send a direct message to yourself");
     }
     const createdAt = this.clock.now();
-    const result = await this.store.append({
+    return this.commit({
+      kind: "text",
       id: uuidv7(),
       from,
       clientMsgId: cmd.clientMsgId,
@@ -55,6 +67,37 @@ export class MessagingService {
       createdAt,
       expiresAt: new Date(createdAt.getTime() + this.options.messageTtlMs),
     });
+  }
+
+  /**
+   * Edit, delete or react: an entry of the conversation's log, stored, acknowledged and
+   * delivered like a text message. The rules (entryRules.ts) are applied by the store in
+   * the commit, against the message as it stands then.
+   */
+  async entry(from: string, kind: EntryKind, cmd: EntryCommand): Promise<SendResult> {
+    if (kind === "edit") this.checkLength(cmd.content);
+    return this.commit({
+      kind,
+      id: uuidv7(),
+      from,
+      clientMsgId: cmd.clientMsgId,
+      refId: cmd.messageId,
+      content: kind === "delete" ? "" : cmd.content,
+      createdAt: this.clock.now(),
+      windowMs: kind === "edit" ? this.options.editWindowMs : kind === "delete" ? this.options.deleteWindowMs : null,
+    });
+  }
+
+  private checkLength(content: string): void {
+    // A string has at most as many code points as UTF-16 units: count only when it matters.
+    const max = this.options.maxContentLength;
+    if (content.length > max && contentLength(content) > max) {
+      throw new AppError("TOO_LARGE", `content is longer than ${this.options.maxContentLength} characters`);
+    }
+  }
+
+  private async commit(req: AppendRequest): Promise<SendResult> {
+    const result = await this.store.append(req);
     if (!result.duplicate) {
       this.metrics.stored(1);
       for (const recipient of result.recipients) void this.deliverLive(recipient, result.message);

@@ -3,10 +3,13 @@
  * (storage/SqlMessageStore) and a way to reach users' devices (transport/SocketNotifier).
  */
 import type { ConversationSummary, HistoryResult, Message, StatusUpdate, TypingEvent } from "../protocol";
+import type { EntryKind } from "./entryRules";
 
 export type SendTarget = { to: string } | { conversationId: string };
 
-export type AppendRequest = {
+/** A text message: `message:send`. */
+export type TextAppend = {
+  kind: "text";
   id: string;
   from: string;
   clientMsgId: string;
@@ -15,6 +18,25 @@ export type AppendRequest = {
   createdAt: Date;
   expiresAt: Date;
 };
+
+/**
+ * An edit, delete or reaction of the text message `refId`. Its conversation, recipients and
+ * expiresAt are the target's; the store judges it with `judgeEntry` (entryRules.ts).
+ */
+export type EntryAppend = {
+  kind: EntryKind;
+  id: string;
+  from: string;
+  clientMsgId: string;
+  refId: string;
+  /** Edit: the new text. Reaction: the emoji, "" to remove. Delete: "". */
+  content: string;
+  createdAt: Date;
+  /** Edit and delete: how long after the target's createdAt they are allowed. */
+  windowMs: number | null;
+};
+
+export type AppendRequest = TextAppend | EntryAppend;
 
 export type AppendResult =
   | { duplicate: false; message: Message; recipients: string[] }
@@ -35,7 +57,10 @@ export interface MessageStore {
   /**
    * Stores the message, its seq and one delivery row per recipient in one commit; resolves
    * only after COMMIT. A (from, clientMsgId) already stored answers the original.
-   * Concurrent calls may share a commit (group commit).
+   * Concurrent calls may share a commit (group commit). An entry is judged (judgeEntry)
+   * against its target as committed, and changes the target's state in the same commit
+   * (a delete also erases the content of the target's entries); refusals reject with the
+   * verdict's AppError and store nothing.
    */
   append(req: AppendRequest): Promise<AppendResult>;
   markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]>;
