@@ -61,7 +61,6 @@ export type Config = {
   presenceTtlMs: number;
   leaderLeaseMs: number;
   auth: { mode: "jwt"; secret: string } | { mode: "dev" };
-  production: boolean;
   messageTtlMs: number;
   maxContentLength: number;
   editWindowMs: number;
@@ -92,9 +91,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
-  const production = e.NODE_ENV === "production";
   const mode = e.AUTH_MODE ?? (e.JWT_SECRET ? "jwt" : "dev");
-  if (mode === "dev" && production) {
+  if (mode === "dev" && e.NODE_ENV === "production") {
     throw new ConfigError("invalid configuration:\n  AUTH_MODE: dev is refused with NODE_ENV=production (set JWT_SECRET)");
   }
   if (mode === "jwt" && !e.JWT_SECRET) {
@@ -108,7 +106,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     presenceTtlMs: e.PRESENCE_TTL_MS,
     leaderLeaseMs: e.LEADER_LEASE_MS,
     auth: mode === "jwt" ? { mode, secret: e.JWT_SECRET! } : { mode },
-    production,
     messageTtlMs: Math.round(e.MESSAGE_TTL_DAYS * DAY_MS),
     maxContentLength: e.MAX_CONTENT_LENGTH,
     editWindowMs: e.EDIT_WINDOW_MS,

@@ -2,8 +2,9 @@ import type { Knex } from "knex";
 import { AppError, type Message, type MessageKind } from "../protocol";
 import type { AppendRequest, AppendResult, EntryAppend, TextAppend } from "../messaging/ports";
 import { judgeEntry } from "../messaging/entryRules";
+import { directKey, routeToConversation, type ConversationFacts } from "../messaging/routing";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
-import type { BatchOutcome } from "./TickBatcher";
+import type { BatchOutcome } from "./GroupCommit";
 
 /** A concurrent retry committed the same (sender, clientMsgId) first: redo the batch. */
 export class LostDuplicateRace extends Error {}
@@ -14,9 +15,6 @@ export class LostDuplicateRace extends Error {}
  * then see the new state.
  */
 export class TargetChanged extends Error {}
-
-/** Direct conversations are keyed by the sorted pair; a space cannot occur in a user id. */
-export const directKey = (a: string, b: string): string => (a < b ? `${a} ${b}` : `${b} ${a}`);
 
 const senderKey = (r: { from: string; clientMsgId: string }) => `${r.from}\n${r.clientMsgId}`;
 
@@ -68,9 +66,10 @@ const UNIQUE_VIOLATION = "23505";
  * rows, applies the entries to the messages they act on, and commits (a single statement is
  * its own transaction). Per conversation, the row lock taken on `conversations` hands out
  * a contiguous seq range in request order, gap-free: any failure rolls the statement back
- * whole. Returns one outcome per request, in order; refusals (NOT_FOUND, FORBIDDEN) are
- * per request and store nothing. Throws LostDuplicateRace when a concurrent retry got in
- * first, TargetChanged when an acted-on message changed meanwhile: run it again.
+ * whole. Returns one outcome per request, in order; refusals (NOT_FOUND, FORBIDDEN, by the
+ * rules of messaging/routing and messaging/entryRules) are per request and store nothing.
+ * Throws LostDuplicateRace when a concurrent retry got in first, TargetChanged when an
+ * acted-on message changed meanwhile: run it again.
  */
 export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
   const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
@@ -111,8 +110,6 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<Batc
   const plans = new Map<string, TargetPlan>();
   /** A delete repeated within the batch answers what the batch's first delete got. */
   const repeatOf = new Map<number, number>();
-  const toOf = (conversation: { kind: string; members: string[] }, from: string) =>
-    conversation.kind === "direct" ? (conversation.members.find((m) => m !== from) ?? null) : null;
   for (const i of fresh) {
     const req = reqs[i]!;
     if (req.kind !== "text") {
@@ -136,11 +133,12 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<Batc
         else outcomes[i] = { ok: false, error: new AppError("FORBIDDEN", "the message was already deleted") };
       } else if (!verdict.ok) outcomes[i] = { ok: false, error: verdict.error };
       else {
+        const route = routeToConversation(req.from, conversation); // ok: the actor is a member
         const a: Accepted = {
           index: i,
           req,
           conversationId: row!.conversation_id,
-          to: toOf(conversation!, req.from),
+          to: route.ok ? route.to : null,
           content: req.content,
           expiresAt: new Date(row!.expires_at),
           refId: row!.message_id,
@@ -157,13 +155,9 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<Batc
       accepted.push({ index: i, req, conversationId, to: req.target.to, ...text });
       continue;
     }
-    const conversation = given.get(req.target.conversationId);
-    if (!conversation) outcomes[i] = { ok: false, error: new AppError("NOT_FOUND", "no such conversation") };
-    else if (!conversation.members.includes(req.from)) {
-      outcomes[i] = { ok: false, error: new AppError("FORBIDDEN", "not a member of this conversation") };
-    } else {
-      accepted.push({ index: i, req, conversationId: req.target.conversationId, to: toOf(conversation, req.from), ...text });
-    }
+    const route = routeToConversation(req.from, given.get(req.target.conversationId));
+    if (route.ok) accepted.push({ index: i, req, conversationId: req.target.conversationId, to: route.to, ...text });
+    else outcomes[i] = route;
   }
 
   if (accepted.length > 0) {
@@ -272,7 +266,7 @@ async function resolveDirect(db: Knex, reqs: TextAppend[]): Promise<Map<string, 
   return ids;
 }
 
-type Conversations = Map<string, { kind: string; members: string[] }>;
+type Conversations = Map<string, ConversationFacts>;
 
 /**
  * The given conversations with their members; with entries in the batch, also the messages
