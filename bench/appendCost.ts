@@ -81,19 +81,30 @@ async function main(): Promise<void> {
     db.on("query", capture);
     await batch(text);
     db.off("query", capture);
-    await pg.query("BEGIN");
-    // The same batch again, under fresh ids and clientMsgIds (the first and fifth arrays), or
-    // the unique keys would refuse it.
-    const bindings = [...captured!.bindings] as unknown[][];
-    bindings[0] = bindings[0]!.map(() => uuidv7());
-    bindings[4] = bindings[4]!.map((c) => `${c}-explain`);
-    const plan = await pg.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON) ${captured!.sql}`, bindings);
-    await pg.query("ROLLBACK");
-    const lines = plan.rows.map((r) => r["QUERY PLAN"] as string);
-    console.log(`EXPLAIN ANALYZE of one write statement (${BATCH} text messages; rolled back):`);
-    for (const line of lines.filter((l) => /Planning Time|Execution Time|^Trigger/.test(l))) {
-      console.log(`  ${line.trim()}`);
+    // EXPLAIN ANALYZE of the same batch, EXPLAINS times, each under fresh ids and clientMsgIds
+    // (the first and fifth arrays; else the unique keys refuse it) and rolled back: medians of
+    // planning and execution time, and one plan's trigger lines.
+    const EXPLAINS = arg("explains", 30);
+    const planning: number[] = [];
+    const execution: number[] = [];
+    let lines: string[] = [];
+    for (let e = 0; e < EXPLAINS; e++) {
+      const bindings = [...captured!.bindings] as unknown[][];
+      bindings[0] = bindings[0]!.map(() => uuidv7());
+      bindings[4] = bindings[4]!.map((c) => `${c}-explain-${e}`);
+      await pg.query("BEGIN");
+      const plan = await pg.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON) ${captured!.sql}`, bindings);
+      await pg.query("ROLLBACK");
+      lines = plan.rows.map((r) => r["QUERY PLAN"] as string);
+      const ms = (label: string) => Number(/([\d.]+) ms/.exec(lines.find((l) => l.startsWith(label))!)![1]);
+      planning.push(ms("Planning Time"));
+      execution.push(ms("Execution Time"));
     }
+    console.log(
+      `write statement, ${BATCH} text messages, EXPLAIN ANALYZE x${EXPLAINS} (rolled back): ` +
+        `planning median ${quantile(planning, 0.5).toFixed(3)} ms, execution median ${quantile(execution, 0.5).toFixed(3)} ms`,
+    );
+    for (const line of lines.filter((l) => /^Trigger/.test(l))) console.log(`  ${line.trim()}`);
 
     if (ENTRIES) {
       // Reactions and edits on recent messages: the same group commit, the same statement.
