@@ -204,6 +204,12 @@ describe("edits, deletes and reactions", () => {
     const replayed = applyLog(all);
     for (const m of all.filter((x) => x.kind === "text")) expect(replayed.get(m.id)).to.deep.equal(m);
     expect(replayed.get(texts[0]!.id)).to.include({ content: "" });
+
+    // Like a send, an entry reaches the sender's other devices, not the one that made it.
+    const bell = ok(await react(phone, texts[1]!.id, "🛎️"));
+    await waitFor(() => laptop.live.some((m) => m.id === bell.id), "the laptop's copy");
+    await waitFor(() => bob.live.some((m) => m.id === bell.id), "bob's copy");
+    expect(phone.live.some((m) => m.id === bell.id)).to.equal(false);
   });
 
   it("unread counts text only, and read receipts of entries change nothing", async () => {

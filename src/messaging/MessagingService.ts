@@ -51,14 +51,17 @@ export class MessagingService {
     await this.store.ensureUser(userId);
   }
 
-  /** Resolves only once the message is committed; live delivery starts after that. */
-  async send(from: string, cmd: SendCommand): Promise<SendResult> {
+  /**
+   * Resolves only once the message is committed; live delivery starts after that.
+   * `origin` names the sending connection: the sender's other devices get the message too.
+   */
+  async send(from: string, cmd: SendCommand, origin?: string): Promise<SendResult> {
     this.checkLength(cmd.content);
     if ("to" in cmd.target && cmd.target.to === from) {
       throw new AppError("BAD_REQUEST", "cannot send a direct message to yourself");
     }
     const createdAt = this.clock.now();
-    return this.commit({
+    return this.commit(origin, {
       kind: "text",
       id: uuidv7(),
       from,
@@ -75,9 +78,9 @@ export class MessagingService {
    * delivered like a text message. The rules (entryRules.ts) are applied by the store in
    * the commit, against the message as it stands then.
    */
-  async entry(from: string, kind: EntryKind, cmd: EntryCommand): Promise<SendResult> {
+  async entry(from: string, kind: EntryKind, cmd: EntryCommand, origin?: string): Promise<SendResult> {
     if (kind === "edit") this.checkLength(cmd.content);
-    return this.commit({
+    return this.commit(origin, {
       kind,
       id: uuidv7(),
       from,
@@ -97,11 +100,13 @@ export class MessagingService {
     }
   }
 
-  private async commit(req: AppendRequest): Promise<SendResult> {
+  /** Stores, then offers to the recipients and to the sender's other devices (not to `origin`). */
+  private async commit(origin: string | undefined, req: AppendRequest): Promise<SendResult> {
     const result = await this.store.append(req);
     if (!result.duplicate) {
       this.metrics.stored(1);
       for (const recipient of result.recipients) void this.deliverLive(recipient, result.message);
+      this.notifier.ownCopy(req.from, result.message, origin);
     }
     return { message: result.message, duplicate: result.duplicate };
   }
@@ -155,11 +160,16 @@ export class MessagingService {
     return changed.length;
   }
 
-  async markRead(reader: string, messageIds: string[]): Promise<number> {
+  /** `origin` names the reading connection: the reader's other devices are told, it is not. */
+  async markRead(reader: string, messageIds: string[], origin?: string): Promise<number> {
     const at = this.clock.now();
     const changed = await this.store.markRead(reader, [...new Set(messageIds)], at);
     this.metrics.read(changed.length);
     this.sendReceipts(changed, "read", reader, at);
+    if (changed.length > 0) {
+      const update = { messageIds: changed.map((c) => c.messageId), status: "read" as const, by: reader, at: at.toISOString() };
+      this.notifier.status(reader, update, origin);
+    }
     return changed.length;
   }
 
