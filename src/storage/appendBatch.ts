@@ -396,17 +396,19 @@ async function insertMessages(
            RETURNING message_id, recipient_id
          ), acted AS (
            -- A NULL in t means "unchanged"; reactions are { user: emoji } and a null value removes one.
+           -- (SELECT ok ...) is evaluated once, before any row: nothing is touched when it is false.
            UPDATE messages m SET
              content = CASE WHEN t.deleted_at IS NOT NULL THEN '' ELSE COALESCE(t.content, m.content) END,
              edited_at = COALESCE(t.edited_at, m.edited_at),
              deleted_at = t.deleted_at,
              reactions = CASE WHEN t.deleted_at IS NOT NULL THEN '{}'::jsonb ELSE jsonb_strip_nulls(m.reactions || t.patch) END
-           FROM t, unchanged WHERE unchanged.ok AND m.message_id = t.id
+           FROM t WHERE m.message_id = t.id AND (SELECT ok FROM unchanged)
          ), erased AS (
-           -- Entries inserted above are not visible here: the caller stores those erased already.
+           -- The deleted messages' ids as a list of their own, so the partial ref_id index is
+           -- probed per id (a join with t may scan every entry). Entries inserted above are not
+           -- visible here: the caller stores those erased already.
            UPDATE messages e SET content = ''
-           FROM t, unchanged
-           WHERE unchanged.ok AND t.deleted_at IS NOT NULL AND e.ref_id = t.id AND e.ref_id IS NOT NULL AND e.content <> ''
+           WHERE e.ref_id = ANY(?::uuid[]) AND e.ref_id IS NOT NULL AND e.content <> '' AND (SELECT ok FROM unchanged)
          )
          SELECT d.message_id, d.recipient_id, i.seq FROM delivered d JOIN inserted i ON i.message_id = d.message_id`,
         [
@@ -426,6 +428,7 @@ async function insertMessages(
           plan((p) => iso(p.editedAt)),
           plan((p) => iso(p.deletedAt)),
           plan((p) => JSON.stringify(p.patch)),
+          plans.filter((p) => p.deletedAt !== null).map((p) => p.row.message_id),
         ] as Knex.RawBinding[],
       ),
     );
