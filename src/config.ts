@@ -34,7 +34,7 @@ const envSchema = z.object({
   NODE_ENV: z.string().default("development"),
   /** Days a message is kept; decimals allowed. @default 30 */
   MESSAGE_TTL_DAYS: z.coerce.number().positive().max(36500).default(30),
-  /** How long after sending its sender may edit a message; 0 turns edits off. @default 900000 (15 minutes) */
+  /** How long after sending its sender may edit a message. @default 900000 (15 minutes) */
   EDIT_WINDOW_MS: int(0).default(15 * 60_000),
   /** How long after sending its sender may delete a message for everyone. @default 172800000 (48 hours) */
   DELETE_WINDOW_MS: int(0).default(48 * 3_600_000),
