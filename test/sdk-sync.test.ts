@@ -22,6 +22,11 @@ class FakeLog {
       content,
       createdAt: new Date(Date.UTC(2026, 0, 1, 0, 0, seq)).toISOString(),
       expiresAt: new Date(Date.UTC(2026, 1, 1)).toISOString(),
+      kind: "text",
+      refId: null,
+      editedAt: null,
+      deletedAt: null,
+      reactions: [],
       ...extra,
     };
     this.messages.push(m);
@@ -109,9 +114,8 @@ describe("SDK conversation sync (seq order, gap-fill, bounded de-duplication)", 
   it("applies v2 edit, reaction and delete entries to their message in seq order", async () => {
     const log = new FakeLog();
     const { sync, updated } = syncOver(log);
-    const text = log.add("alice", "helo", { kind: "text", refId: null, editedAt: null, deletedAt: null, reactions: [] });
-    const entry = (from: string, kind: ChatMessage["kind"], content: string) =>
-      log.add(from, content, { kind, refId: text.id, editedAt: null, deletedAt: null, reactions: [] });
+    const text = log.add("alice", "helo");
+    const entry = (from: string, kind: ChatMessage["kind"], content: string) => log.add(from, content, { kind, refId: text.id });
     const edit = entry("alice", "edit", "hello");
     entry("bob", "reaction", "👍");
     entry("carol", "reaction", "👍");

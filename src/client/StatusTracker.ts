@@ -6,6 +6,7 @@
  */
 import type { ErrorCode } from "../protocol/errors";
 import type { Status } from "../protocol/events";
+import type { ChatMessage } from "./entries";
 
 export type MessageStatus = "pending" | Status | "failed";
 
@@ -16,6 +17,8 @@ export type StatusChange = {
   messageId?: string;
   conversationId?: string;
   status: MessageStatus;
+  /** What the server stored, on the change that follows its acknowledgement (this device's sends). */
+  message?: ChatMessage;
   /** Who confirmed it (delivered, read). */
   by?: string;
   /** Why it failed (status "failed"). */
@@ -45,10 +48,10 @@ export class StatusTracker {
    * Stored by the server; a receipt that came first is kept: the change then repeats that
    * status (without `by`), now with this device's clientMsgId.
    */
-  sent(messageId: string, conversationId: string, clientMsgId?: string): void {
+  sent(messageId: string, conversationId: string, clientMsgId?: string, message?: ChatMessage): void {
     if (clientMsgId) this.clientIds.set(messageId, clientMsgId);
     const status = this.advance(messageId, "sent") ?? this.byId.get(messageId)!;
-    this.emit({ clientMsgId, messageId, conversationId, status });
+    this.emit({ clientMsgId, messageId, conversationId, status, ...(message ? { message } : {}) });
   }
 
   /** A receipt (`message:status` from a recipient). */

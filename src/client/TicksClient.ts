@@ -103,7 +103,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
       options.storage ?? new MemoryOutboxStorage(),
       {
         done: (entry, message) => {
-          this.statuses.sent(message.id, message.conversationId, entry.clientMsgId);
+          this.statuses.sent(message.id, message.conversationId, entry.clientMsgId, message);
           void this.sync.receive(message, "sent").catch((err: Error) => this.emit("error", err));
         },
         failed: (entry, error) => this.statuses.failed(entry.clientMsgId, error, conversationOf(entry)),

@@ -12,12 +12,14 @@ import { exec } from "node:child_process";
 import { createInterface } from "node:readline";
 import { Command } from "commander";
 import type { Message, Status } from "../protocol";
+import { Board, parseEntryCommand, type EntryCommand } from "./cliBoard";
 import { ContentTooLargeError } from "./limits";
 import { ServerError } from "./request";
 import type { StatusChange } from "./StatusTracker";
 import { TicksClient } from "./TicksClient";
 
-const USAGE = "usage: send <user> <text...> | read | history <user> | quit";
+const USAGE =
+  "usage: send <user> <text...> | edit <n> <text...> | delete <n> | react <n> [emoji] | read | history <user> | quit";
 const HISTORY_LIMIT = 20;
 
 type Options = { user?: string; token?: string; tokenCommand?: string; url: string; device?: string };
@@ -61,15 +63,8 @@ const say = (line: string) => void process.stdout.write(`${line}\n`);
 const ticks = (status: Status) =>
   status === "sent" ? "✓ sent" : status === "delivered" ? "✓✓ delivered" : `${blue("✓✓")} read`;
 
-/**
- * Content comes from other users: escape line breaks so a message stays one line, and
- * control characters so it cannot drive the terminal (ANSI escape sequences).
- */
-const clean = (text: string) =>
-  text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) =>
-    c === "\n" ? "\\n" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
-  );
-const formatMessage = (m: Message) => `[${m.from}] ${clean(m.content)}${m.to === null ? ` (group ${m.conversationId})` : ""}`;
+/** Numbers and current state of the messages shown; `<n>` in edit/delete/react (cliBoard.ts). */
+const board = new Board();
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv);
@@ -120,7 +115,29 @@ async function main(): Promise<void> {
     const local = client.send({ to }, content);
     const outcome = await settled(local.clientMsgId);
     if (outcome.status === "failed") return say(`error ${outcome.error!.code}: ${outcome.error!.message}`);
-    say(`✓ sent ${outcome.messageId} to ${to}`);
+    say(`✓ sent ${outcome.messageId} to ${to} (#${board.remember(outcome.message!)})`);
+  }
+
+  /** Edit, delete or react to message #n (through the outbox); prints the message as it now stands. */
+  async function act({ kind, n, text }: EntryCommand): Promise<void> {
+    const messageId = board.idOf(n);
+    if (!messageId) return say(`error: no message #${n} shown yet`);
+    const local = kind === "edit" ? client.edit(messageId, text) : kind === "delete" ? client.delete(messageId) : client.react(messageId, text);
+    const outcome = await settled(local.clientMsgId);
+    if (outcome.status === "failed") return say(`error ${outcome.error!.code}: ${outcome.error!.message}`);
+    showEntry(outcome.message!);
+  }
+
+  /** A text message shows as itself; an entry as the message it changed, changed. */
+  function show(m: Message): void {
+    if (m.kind !== "text") return showEntry(m);
+    board.remember(m);
+    say(board.line(m));
+  }
+
+  function showEntry(entry: Message): void {
+    const applied = board.apply(entry);
+    say(applied ? board.line(applied.message) : Board.unknown(entry));
   }
 
   async function markRead(): Promise<void> {
@@ -134,11 +151,14 @@ async function main(): Promise<void> {
     const conversation = conversations.find((c) => c.kind === "direct" && user !== me() && c.members.includes(user));
     if (!conversation) return say(`history ${user}: no conversation`);
     const page = await client.call("message:history", { conversationId: conversation.id, limit: HISTORY_LIMIT });
-    say(`history ${user}: ${page.messages.length} messages${page.hasMore ? " (older ones not shown)" : ""}`);
-    for (const m of page.messages) {
+    // Text messages come in their current state: the edits, deletes and reactions between them are already applied.
+    const texts = page.messages.filter((m) => m.kind === "text");
+    say(`history ${user}: ${texts.length} messages${page.hasMore ? " (older ones not shown)" : ""}`);
+    for (const m of texts) {
+      board.remember(m);
       // Ticks are ours to show only for what we sent, and only if we saw its state.
       const status = m.from === me() ? client.statusOf(m.id) : undefined;
-      say(`#${m.seq} ${formatMessage(m)}${status ? `  ${ticks(status)}` : ""}`);
+      say(`${board.line(m)}${status ? `  ${ticks(status)}` : ""}`);
     }
   }
 
@@ -150,6 +170,8 @@ async function main(): Promise<void> {
     if (sendArgs) return attempt(() => send(sendArgs[1]!, sendArgs[2]!));
     if (text === "read") return attempt(markRead);
     if (historyArgs) return attempt(() => history(historyArgs[1]!));
+    const entry = parseEntryCommand(text);
+    if (entry) return attempt(() => act(entry));
     if (text === "quit") return exit(0);
     say(USAGE);
   }
@@ -157,7 +179,7 @@ async function main(): Promise<void> {
   client.on("message", (m, source) => {
     // Our own sends are answered by their "✓ sent" line; history is only context.
     if (source === "sent" || source === "history") return;
-    say(formatMessage(m));
+    show(m);
   });
   client.on("status", (change) => {
     // A receipt names who confirmed it; the same status repeated with our ack (a receipt that

@@ -17,6 +17,8 @@ export type ChatMessage = Message & {
   reactions?: Reaction[];
 };
 
+const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
 export const kindOf = (m: ChatMessage): EntryKind => m.kind ?? "text";
 
 /** `target` with `entry` applied; `target` itself is left unchanged. */
@@ -35,10 +37,11 @@ export function applyEntry(target: ChatMessage, entry: ChatMessage): ChatMessage
         .filter((r) => r.userIds.length > 0);
       if (entry.content !== "") {
         const existing = reactions.find((r) => r.emoji === entry.content);
-        if (existing) existing.userIds.push(entry.from);
+        if (existing) existing.userIds = [...existing.userIds, entry.from].sort(byCodeUnits);
         else reactions.push({ emoji: entry.content, userIds: [entry.from] });
       }
-      return { ...target, reactions };
+      // The server's order: emoji ascending, user ids ascending.
+      return { ...target, reactions: reactions.sort((a, b) => byCodeUnits(a.emoji, b.emoji)) };
     }
     default:
       return target;
