@@ -99,6 +99,8 @@ function messageItem(m: ChatMessage | SendLocal, status?: MessageStatus, reason?
   const time = new Date(m.createdAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   li.append(el("span", `${"editedAt" in m && m.editedAt ? "edited " : ""}${time}`, "meta"));
   if (mine && status) li.append(statusElement(status, reason));
+  const reactions = "reactions" in m ? (m.reactions ?? []) : [];
+  if (reactions.length) li.append(el("span", reactions.map((r) => `${r.emoji} ${r.userIds.length}`).join(" "), "reactions"));
   return li;
 }
 
