@@ -11,6 +11,9 @@ import { Redeliverer } from "./messaging/Redeliverer";
 import { MessagingService } from "./messaging/MessagingService";
 import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
+import type { PushStore } from "./messaging/pushPorts";
+import type { PushWorker } from "./messaging/PushWorker";
+import { createPush } from "./push/createPush";
 import { Metrics } from "./metrics";
 import { authMiddleware } from "./transport/auth";
 import { registerHandlers } from "./transport/handlers";
@@ -22,6 +25,8 @@ import type { TicksServer } from "./transport/types";
 export type AppDeps = {
   config: Config;
   store: MessageStore;
+  /** Pushkeys and the push outbox. */
+  pushStore: PushStore;
   log: Logger;
   /** @default the system clock */
   clock?: Clock;
@@ -37,6 +42,8 @@ export type TicksApp = {
   messaging: MessagingService;
   sweeper: ExpirySweeper;
   redeliverer: Redeliverer;
+  /** Null when pushes are off (PUSH_GATEWAY_URL unset). */
+  pushWorker: PushWorker | null;
   metrics: Metrics;
   listen(port: number, host?: string): Promise<number>;
   /** Idempotent: stop accepting, finish in-flight events, disconnect sockets, stop sweeping. */
@@ -95,6 +102,7 @@ export function createApp(deps: AppDeps): TicksApp {
     return [...users];
   };
   const redeliverer = new Redeliverer(messaging, localUsers, config.redeliveryAfterMs, log);
+  const push = createPush(config, deps.pushStore, clock, log, metrics);
 
   const inflight = new Set<Promise<unknown>>();
   let closing = false;
@@ -112,6 +120,7 @@ export function createApp(deps: AppDeps): TicksApp {
     registerHandlers(socket, {
       messaging,
       presence,
+      push: push.service,
       rateLimiter: cluster.rateLimiter,
       log,
       track,
@@ -145,6 +154,7 @@ export function createApp(deps: AppDeps): TicksApp {
       await settled(Promise.allSettled([...inflight]));
       await sweeper.stop();
       await redeliverer.stop();
+      await push.worker?.stop();
       presence.stop();
       // Receipts of messages just sent come back through this node (and Redis): wait for them
       // (at most DELIVERY_ACK_TIMEOUT_MS), or they would stay `sent` until redelivery.
@@ -161,6 +171,7 @@ export function createApp(deps: AppDeps): TicksApp {
     messaging,
     sweeper,
     redeliverer,
+    pushWorker: push.worker,
     metrics,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
@@ -169,6 +180,7 @@ export function createApp(deps: AppDeps): TicksApp {
           http.off("error", reject);
           sweeper.start();
           redeliverer.start();
+          push.worker?.start();
           presence.start(Math.max(50, Math.round(config.presenceTtlMs / 6)));
           resolve((http.address() as AddressInfo).port);
         });

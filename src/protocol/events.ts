@@ -48,6 +48,9 @@ export type HistoryResult = { messages: Message[]; hasMore: boolean };
 export type GroupCreateRequest = { title: string; members: string[] };
 export type TypingRequest = { conversationId: string; typing: boolean };
 export type PresenceSubscribeRequest = { userIds: string[] };
+/** A device's push registration: `pushkey` from APNs/FCM (via the app), `appId` as the gateway knows the app. */
+export type PushRegisterRequest = { pushkey: string; appId: string; kind?: "http" };
+export type PushUnregisterRequest = { pushkey: string };
 
 export interface ClientToServerEvents {
   "message:send": (req: SendRequest, ack: Ack<SendResult>) => void;
@@ -57,6 +60,8 @@ export interface ClientToServerEvents {
   "group:create": (req: GroupCreateRequest, ack: Ack<{ conversationId: string }>) => void;
   typing: (req: TypingRequest, ack: Ack<Record<string, never>>) => void;
   "presence:subscribe": (req: PresenceSubscribeRequest, ack: Ack<{ presence: Presence[] }>) => void;
+  "push:register": (req: PushRegisterRequest, ack: Ack<Record<string, never>>) => void;
+  "push:unregister": (req: PushUnregisterRequest, ack: Ack<{ removed: number }>) => void;
 }
 
 export type BacklogPage = { messages: Message[]; remaining: boolean };

@@ -12,6 +12,15 @@ export const directKey = (a: string, b: string): string => (a < b ? `${a} ${b}` 
 
 const senderKey = (r: { from: string; clientMsgId: string }) => `${r.from}\n${r.clientMsgId}`;
 
+export type AppendOptions = {
+  /**
+   * Push notifications on: each recipient with a pushkey gets a push outbox row, due this
+   * long after the message's createdAt, in the same statement as the message. Unset: the
+   * statement has no push part at all.
+   */
+  pushDelayMs?: number;
+};
+
 type Accepted = { index: number; req: AppendRequest; conversationId: string; to: string | null };
 
 /** PostgreSQL's unique_violation. */
@@ -25,7 +34,11 @@ const UNIQUE_VIOLATION = "23505";
  * whole. Returns one outcome per request, in order; refusals (NOT_FOUND, FORBIDDEN) are
  * per request. Throws LostDuplicateRace when a concurrent retry got in first: run it again.
  */
-export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
+export async function appendBatch(
+  db: Knex,
+  reqs: AppendRequest[],
+  options: AppendOptions = {},
+): Promise<BatchOutcome<AppendResult>[]> {
   const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
   const directReqs = reqs.filter((r) => "to" in r.target);
   const givenIds = reqs.flatMap((r) => ("conversationId" in r.target ? [r.target.conversationId] : []));
@@ -73,7 +86,7 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<Batc
   }
 
   if (accepted.length > 0) {
-    const stored = await insertMessages(db, accepted);
+    const stored = await insertMessages(db, accepted, options.pushDelayMs);
     for (const a of accepted) {
       const { seq, recipients } = stored.get(a.req.id)!;
       outcomes[a.index] = { ok: true, value: { duplicate: false, message: messageOf(a, seq), recipients } };
@@ -184,6 +197,7 @@ async function loadConversations(db: Knex, ids: string[]): Promise<Map<string, {
 async function insertMessages(
   db: Knex,
   accepted: Accepted[],
+  pushDelayMs: number | undefined,
 ): Promise<Map<string, { seq: number; recipients: string[] }>> {
   const col = <T>(pick: (a: Accepted) => T) => accepted.map(pick);
   let rows: { message_id: string; recipient_id: string; seq: string | number }[];
@@ -220,7 +234,7 @@ async function insertMessages(
            JOIN conversation_members cm ON cm.conversation_id = i.conversation_id AND cm.user_id <> i.from_user_id
            ORDER BY i.conversation_id, i.seq, cm.user_id
            RETURNING message_id, recipient_id
-         )
+         )${pushDelayMs === undefined ? "" : PUSH_OUTBOX_CTE}
          SELECT d.message_id, d.recipient_id, i.seq FROM delivered d JOIN inserted i ON i.message_id = d.message_id`,
         [
           col((a) => a.req.id),
@@ -231,6 +245,7 @@ async function insertMessages(
           col((a) => a.req.content),
           col((a) => a.req.createdAt.toISOString()),
           col((a) => a.req.expiresAt.toISOString()),
+          ...(pushDelayMs === undefined ? [] : [pushDelayMs]),
         ] as Knex.RawBinding[],
       ),
     );
@@ -246,6 +261,19 @@ async function insertMessages(
   }
   return stored;
 }
+
+/**
+ * The push outbox part of the write (only when pushes are on): a row per delivery row
+ * whose recipient has a pushkey, due PUSH_DELAY_MS after createdAt. Written by the same
+ * statement as the message, it commits or rolls back with it: no stored message can miss
+ * its push, and no push can name a message that was not stored. Its binding comes last.
+ */
+const PUSH_OUTBOX_CTE = `, pushes AS (
+           INSERT INTO push_outbox (message_id, recipient_id, due_at, first_due_at)
+           SELECT d.message_id, d.recipient_id, n.due_at, n.due_at FROM delivered d
+           JOIN (SELECT id, created_at + ? * interval '1 millisecond' AS due_at FROM numbered) n ON n.id = d.message_id
+           WHERE EXISTS (SELECT 1 FROM pushkeys p WHERE p.user_id = d.recipient_id)
+         )`;
 
 function messageOf(a: Accepted, seq: number): Message {
   return {
