@@ -54,7 +54,8 @@ const envSchema = z.object({
   PUSH_GATEWAY_URL: z
     .string()
     .url()
-    .refine((u) => /^https?:$/.test(new URL(u).protocol), "must be an http:// or https:// URL")
+    // zod runs refinements even after url() failed: an invalid URL must not throw here.
+    .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), "must be an http:// or https:// URL")
     .optional(),
   /** A recipient whose devices did not confirm a message this long after it was stored gets a push. @default 2000 */
   PUSH_DELAY_MS: int(0, DAY_MS).default(2000),
