@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { systemClock, type Clock } from "./clock";
 import type { Config } from "./config";
 import { localCluster, type Cluster } from "./cluster";
-import { httpHandler, type ReadinessCheck } from "./http/routes";
+import { httpHandler } from "./http/routes";
 import type { Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
 import { Redeliverer } from "./messaging/Redeliverer";
@@ -15,11 +15,10 @@ import type { PushStore } from "./messaging/pushPorts";
 import type { PushWorker } from "./messaging/PushWorker";
 import { createPush } from "./push/createPush";
 import { Metrics } from "./metrics";
+import type { ReadinessCheck } from "./readiness";
 import { authMiddleware } from "./transport/auth";
-import { registerHandlers } from "./transport/handlers";
-import { SYNCING_ROOM, userRoom } from "./transport/rooms";
+import { acceptConnections, syncedLocalUsers } from "./transport/connection";
 import { SocketNotifier } from "./transport/SocketNotifier";
-import { syncBacklog } from "./transport/syncBacklog";
 import type { TicksServer } from "./transport/types";
 
 export type AppDeps = {
@@ -41,7 +40,6 @@ export type TicksApp = {
   io: TicksServer;
   messaging: MessagingService;
   sweeper: ExpirySweeper;
-  redeliverer: Redeliverer;
   /** Null when pushes are off (PUSH_GATEWAY_URL unset). */
   pushWorker: PushWorker | null;
   metrics: Metrics;
@@ -54,7 +52,7 @@ export type TicksApp = {
 const DRAIN_TIMEOUT_MS = 10_000;
 
 /** Room for the JSON envelope around the largest content (4 bytes a code point at most). */
-export const maxHttpBufferSize = (maxContentLength: number): number => Math.max(64 * 1024, maxContentLength * 4 + 16 * 1024);
+const maxHttpBufferSize = (maxContentLength: number): number => Math.max(64 * 1024, maxContentLength * 4 + 16 * 1024);
 
 /** Wires the core, the transport and HTTP together. No I/O until listen(). */
 export function createApp(deps: AppDeps): TicksApp {
@@ -84,7 +82,9 @@ export function createApp(deps: AppDeps): TicksApp {
       read: (n) => metrics.messagesRead.inc(n),
     },
   );
-  const presence = new PresenceService(cluster.presence, store, notifier, clock, log);
+  // Four heartbeats fit in a tracker's deadline (see RedisPresenceTracker).
+  const heartbeatMs = Math.max(50, Math.round(config.presenceTtlMs / 6));
+  const presence = new PresenceService(cluster.presence, store, notifier, clock, log, heartbeatMs);
   const sweeper = new ExpirySweeper(
     messaging,
     cluster.leaderLock,
@@ -93,15 +93,7 @@ export function createApp(deps: AppDeps): TicksApp {
     (n) => metrics.expired.inc(n),
   );
 
-  // Users with a synced socket on this node: their devices are this node's to redeliver to.
-  const localUsers = () => {
-    const users = new Set<string>();
-    for (const socket of io.of("/").sockets.values()) {
-      if (!socket.rooms.has(SYNCING_ROOM)) users.add(socket.data.userId);
-    }
-    return [...users];
-  };
-  const redeliverer = new Redeliverer(messaging, localUsers, config.redeliveryAfterMs, log);
+  const redeliverer = new Redeliverer(messaging, () => syncedLocalUsers(io), config.redeliveryAfterMs, log);
   const push = createPush(config, deps.pushStore, clock, log, metrics);
 
   const inflight = new Set<Promise<unknown>>();
@@ -112,36 +104,16 @@ export function createApp(deps: AppDeps): TicksApp {
   };
 
   io.use(authMiddleware(config.auth, log));
-  io.on("connection", (socket) => {
-    const { userId } = socket.data;
-    metrics.connectedSockets.inc();
-    // Syncing until the backlog is drained: live messages skip this socket meanwhile.
-    socket.join([userRoom(userId), SYNCING_ROOM]);
-    registerHandlers(socket, {
-      messaging,
-      presence,
-      push: push.service,
-      rateLimiter: cluster.rateLimiter,
-      log,
-      track,
-      closing: () => closing,
-      observe: (event, outcome, seconds) => metrics.handlerSeconds.observe({ event, outcome }, seconds),
-    });
-    socket.on("disconnect", () => {
-      metrics.connectedSockets.dec();
-      track(presence.disconnected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed")));
-    });
-    // The directory entry and presence need not hold up the backlog: they run alongside.
-    // (Presence stays ordered: the tracker sends this connect before any disconnect.)
-    track(messaging.connect(userId).catch((err) => log.warn({ err, userId }, "user not recorded")));
-    track(presence.connected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed")));
-    syncBacklog(
-      socket,
-      messaging,
-      { pageSize: config.backlogPageSize, ackTimeoutMs: config.deliveryAckTimeoutMs },
-      log,
-      () => metrics.backlogPages.inc(),
-    ).catch((err) => log.error({ err, userId }, "backlog sync failed"));
+  acceptConnections(io, {
+    messaging,
+    presence,
+    push: push.service,
+    rateLimiter: cluster.rateLimiter,
+    metrics,
+    log,
+    sync: { pageSize: config.backlogPageSize, ackTimeoutMs: config.deliveryAckTimeoutMs },
+    track,
+    closing: () => closing,
   });
 
   const settled = (work: Promise<unknown>) =>
@@ -155,7 +127,7 @@ export function createApp(deps: AppDeps): TicksApp {
       await sweeper.stop();
       await redeliverer.stop();
       await push.worker?.stop();
-      presence.stop();
+      await presence.stop();
       // Receipts of messages just sent come back through this node (and Redis): wait for them
       // (at most DELIVERY_ACK_TIMEOUT_MS), or they would stay `sent` until redelivery.
       await settled(messaging.settleOffers());
@@ -170,7 +142,6 @@ export function createApp(deps: AppDeps): TicksApp {
     io,
     messaging,
     sweeper,
-    redeliverer,
     pushWorker: push.worker,
     metrics,
     listen: (port, host) =>
@@ -181,7 +152,7 @@ export function createApp(deps: AppDeps): TicksApp {
           sweeper.start();
           redeliverer.start();
           push.worker?.start();
-          presence.start(Math.max(50, Math.round(config.presenceTtlMs / 6)));
+          presence.start();
           resolve((http.address() as AddressInfo).port);
         });
       }),

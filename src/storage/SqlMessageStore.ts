@@ -12,7 +12,19 @@ import type {
 import { appendBatch, LostDuplicateRace } from "./appendBatch";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
-import { TickBatcher, type BatchOutcome } from "./TickBatcher";
+import { GroupCommit, type BatchOutcome } from "./GroupCommit";
+
+/** A refusal (AppError) passes through as it is; any other failure is the database's: UNAVAILABLE. */
+const asStorageError = (err: unknown): unknown => (err instanceof AppError ? err : new StorageUnavailableError(err));
+
+/** Runs a query, turning database failures into StorageUnavailableError. */
+export async function unavailableOnDbError<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    throw asStorageError(err);
+  }
+}
 
 /** Deadlock and serialization failures: the transaction can simply run again. */
 const RETRYABLE_PG_CODES = new Set(["40P01", "40001"]);
@@ -41,13 +53,14 @@ export type StoreOptions = {
 
 /**
  * The Knex repository behind the messaging core, for PostgreSQL and PGlite alike. Database
- * failures surface as StorageUnavailableError (the protocol's UNAVAILABLE); the core's own
- * refusals (NOT_FOUND, FORBIDDEN) pass through as they are.
+ * failures surface as StorageUnavailableError (the protocol's UNAVAILABLE); the refusals
+ * `append` decides itself (NOT_FOUND, FORBIDDEN: see MessageStore.append) are AppErrors and
+ * pass through as they are.
  */
 export class SqlMessageStore implements MessageStore {
-  private readonly appends: TickBatcher<AppendRequest, AppendResult>;
-  private readonly deliveredReceipts: TickBatcher<ReceiptRequest, StatusChange[]>;
-  private readonly readReceipts: TickBatcher<ReceiptRequest, StatusChange[]>;
+  private readonly appends: GroupCommit<AppendRequest, AppendResult>;
+  private readonly deliveredReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
+  private readonly readReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
 
   private readonly pushDelayMs: number | undefined;
 
@@ -57,44 +70,35 @@ export class SqlMessageStore implements MessageStore {
   ) {
     this.pushDelayMs = options.pushDelayMs;
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
-    this.appends = new TickBatcher((reqs) => this.appendMany(reqs), {
+    this.appends = new GroupCommit((reqs) => this.appendMany(reqs), {
       ...batching,
       maxConcurrent: options.maxConcurrentAppends ?? 1,
       onBatch: (n) => options.onBatch?.("append", n),
     });
-    this.deliveredReceipts = new TickBatcher((reqs) => this.markMany("delivered", reqs), {
+    this.deliveredReceipts = new GroupCommit((reqs) => this.markMany("delivered", reqs), {
       ...batching,
       onBatch: (n) => options.onBatch?.("delivered", n),
     });
-    this.readReceipts = new TickBatcher((reqs) => this.markMany("read", reqs), {
+    this.readReceipts = new GroupCommit((reqs) => this.markMany("read", reqs), {
       ...batching,
       onBatch: (n) => options.onBatch?.("read", n),
     });
   }
 
-  private async guard<T>(work: () => Promise<T>): Promise<T> {
-    try {
-      return await work();
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-      throw new StorageUnavailableError(err);
-    }
-  }
-
   ensureUser(userId: string): Promise<void> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       await this.db.raw(`INSERT INTO users (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING`, [userId]);
     });
   }
 
   setLastSeen(userId: string, at: Date): Promise<void> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       await this.db.raw(`UPDATE users SET last_seen = ? WHERE user_id = ?`, [at, userId]);
     });
   }
 
   lastSeen(userIds: string[]): Promise<Map<string, Date>> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<{ user_id: string; last_seen: Date | string }>(
         await this.db.raw(`SELECT user_id, last_seen FROM users WHERE user_id = ANY(?::text[]) AND last_seen IS NOT NULL`, [userIds]),
       );
@@ -114,7 +118,7 @@ export class SqlMessageStore implements MessageStore {
       } catch (err) {
         const retryable = err instanceof LostDuplicateRace || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
         if (retryable && attempt < 5) continue;
-        throw err instanceof AppError ? err : new StorageUnavailableError(err);
+        throw asStorageError(err);
       }
     }
   }
@@ -157,7 +161,7 @@ export class SqlMessageStore implements MessageStore {
              WHERE o.message_id = c.message_id AND o.recipient_id = c.recipient_id
            )
            SELECT recipient_id, message_id, from_user_id FROM changed`;
-    const rows = await this.guard(async () =>
+    const rows = await unavailableOnDbError(async () =>
       rowsOf<{ recipient_id: string; message_id: string; from_user_id: string }>(
         await this.db.raw(statement, [recipients, ids, at]),
       ),
@@ -182,7 +186,7 @@ export class SqlMessageStore implements MessageStore {
     now: Date,
     limit: number,
   ): Promise<{ recipient: string; message: Message }[]> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<MessageRow & { recipient_id: string }>(
         await this.db.raw(
           `SELECT d.recipient_id, ${MESSAGE_COLUMNS} FROM message_delivery d
@@ -197,7 +201,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<MessageRow>(
         await this.db.raw(
           `SELECT ${MESSAGE_COLUMNS} FROM message_delivery d
@@ -212,7 +216,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const where = ["m.conversation_id = ?", "m.expires_at > ?"];
       const bindings: Knex.RawBinding[] = [conversationId, now];
       if (query.afterSeq !== undefined) {
@@ -240,7 +244,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   membership(conversationId: string, userId: string): Promise<Membership> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<{ is_member: boolean }>(
         await this.db.raw(
           `SELECT EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = c.conversation_id AND user_id = ?)
@@ -255,7 +259,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   members(conversationId: string): Promise<string[] | null> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<{ user_id: string | null }>(
         await this.db.raw(
           `SELECT cm.user_id FROM conversations c
@@ -270,15 +274,15 @@ export class SqlMessageStore implements MessageStore {
   }
 
   listConversations(userId: string, now: Date): Promise<ConversationSummary[]> {
-    return this.guard(() => conversationSummaries(this.db, userId, now));
+    return unavailableOnDbError(() => conversationSummaries(this.db, userId, now));
   }
 
   createGroup(req: NewGroup): Promise<ConversationSummary> {
-    return this.guard(() => insertGroup(this.db, req));
+    return unavailableOnDbError(() => insertGroup(this.db, req));
   }
 
   deleteExpired(now: Date, limit: number): Promise<number> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<{ message_id: string }>(
         await this.db.raw(
           `DELETE FROM messages WHERE message_id IN (
@@ -292,7 +296,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   ping(): Promise<void> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       await this.db.raw("SELECT 1");
     });
   }

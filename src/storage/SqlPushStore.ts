@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
-import { AppError, StorageUnavailableError } from "../protocol";
 import type { ClaimedPush, PushDevice, PushKey, PushRegistration, PushStore, PushTarget } from "../messaging/pushPorts";
 import { rowsOf, toNumber } from "./rows";
+import { unavailableOnDbError } from "./SqlMessageStore";
 
 /**
  * Most pushkeys one user holds; registering another drops their oldest. A push carries all
@@ -19,19 +19,10 @@ const date = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
 export class SqlPushStore implements PushStore {
   constructor(private readonly db: Knex) {}
 
-  private async guard<T>(work: () => Promise<T>): Promise<T> {
-    try {
-      return await work();
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-      throw new StorageUnavailableError(err);
-    }
-  }
-
   register(reg: PushRegistration): Promise<void> {
     // One statement: the upsert, and the user's oldest other pushkeys beyond the limit go.
     // (The DELETE sees the table as it was before the upsert, hence "other" and limit - 1.)
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       await this.db.raw(
         `WITH upsert AS (
            INSERT INTO pushkeys (pushkey, user_id, app_id, device_id, registered_at) VALUES (?, ?, ?, ?, ?)
@@ -48,7 +39,7 @@ export class SqlPushStore implements PushStore {
   }
 
   unregister(userId: string, pushkey: string): Promise<{ removed: number; foreign: boolean }> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const [row] = rowsOf<{ removed: number | string; foreign: boolean }>(
         await this.db.raw(
           `WITH gone AS (DELETE FROM pushkeys WHERE pushkey = ? AND user_id = ? RETURNING 1)
@@ -62,7 +53,7 @@ export class SqlPushStore implements PushStore {
   }
 
   claimDue(now: Date, leaseUntil: Date, limit: number): Promise<ClaimedPush[]> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<{
         message_id: string;
         recipient_id: string;
@@ -111,7 +102,7 @@ export class SqlPushStore implements PushStore {
   }
 
   targets(recipients: string[], now: Date): Promise<Map<string, PushTarget>> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       // Unread as conversation:list counts it, summed over the user's conversations.
       const [devices, unread] = await Promise.all([
         this.db.raw(
@@ -141,7 +132,7 @@ export class SqlPushStore implements PushStore {
 
   complete(keys: PushKey[]): Promise<void> {
     if (keys.length === 0) return Promise.resolve();
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       await this.db.raw(
         `DELETE FROM push_outbox o USING unnest(?::uuid[], ?::text[]) AS v(message_id, recipient_id)
          WHERE o.message_id = v.message_id AND o.recipient_id = v.recipient_id`,
@@ -152,7 +143,7 @@ export class SqlPushStore implements PushStore {
 
   reschedule(rows: (PushKey & { dueAt: Date })[]): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       await this.db.raw(
         `UPDATE push_outbox o SET due_at = v.due_at
          FROM unnest(?::uuid[], ?::text[], ?::timestamptz[]) AS v(message_id, recipient_id, due_at)
@@ -164,7 +155,7 @@ export class SqlPushStore implements PushStore {
 
   removePushkeys(keys: { userId: string; pushkey: string }[]): Promise<number> {
     if (keys.length === 0) return Promise.resolve(0);
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<{ pushkey: string }>(
         await this.db.raw(
           `DELETE FROM pushkeys p USING unnest(?::text[], ?::text[]) AS v(user_id, pushkey)
@@ -177,7 +168,7 @@ export class SqlPushStore implements PushStore {
   }
 
   outboxStats(): Promise<{ depth: number; oldestFirstDueAt: Date | null }> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const [row] = rowsOf<{ depth: number | string; oldest: Date | string | null }>(
         await this.db.raw(`SELECT count(*) AS depth, min(first_due_at) AS oldest FROM push_outbox`),
       );

@@ -1,14 +1,12 @@
 import type { Knex } from "knex";
-import { AppError, type Message } from "../protocol";
+import type { Message } from "../protocol";
 import type { AppendRequest, AppendResult } from "../messaging/ports";
+import { directKey, routeToConversation, type ConversationFacts } from "../messaging/routing";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
-import type { BatchOutcome } from "./TickBatcher";
+import type { BatchOutcome } from "./GroupCommit";
 
 /** A concurrent retry committed the same (sender, clientMsgId) first: redo the batch. */
 export class LostDuplicateRace extends Error {}
-
-/** Direct conversations are keyed by the sorted pair; a space cannot occur in a user id. */
-export const directKey = (a: string, b: string): string => (a < b ? `${a} ${b}` : `${b} ${a}`);
 
 const senderKey = (r: { from: string; clientMsgId: string }) => `${r.from}\n${r.clientMsgId}`;
 
@@ -31,8 +29,8 @@ const UNIQUE_VIOLATION = "23505";
  * seq, inserts the messages and their delivery rows, and commits (a single statement is
  * its own transaction). Per conversation, the row lock taken on `conversations` hands out
  * a contiguous seq range in request order, gap-free: any failure rolls the statement back
- * whole. Returns one outcome per request, in order; refusals (NOT_FOUND, FORBIDDEN) are
- * per request. Throws LostDuplicateRace when a concurrent retry got in first: run it again.
+ * whole. Returns one outcome per request, in order; refusals (NOT_FOUND, FORBIDDEN, by the
+ * rules of messaging/routing) are per request. Throws LostDuplicateRace when a concurrent retry got in first: run it again.
  */
 export async function appendBatch(
   db: Knex,
@@ -75,14 +73,9 @@ export async function appendBatch(
       accepted.push({ index: i, req, conversationId: directIds.get(directKey(req.from, req.target.to))!, to: req.target.to });
       continue;
     }
-    const conversation = given.get(req.target.conversationId);
-    if (!conversation) outcomes[i] = { ok: false, error: new AppError("NOT_FOUND", "no such conversation") };
-    else if (!conversation.members.includes(req.from)) {
-      outcomes[i] = { ok: false, error: new AppError("FORBIDDEN", "not a member of this conversation") };
-    } else {
-      const to = conversation.kind === "direct" ? (conversation.members.find((m) => m !== req.from) ?? null) : null;
-      accepted.push({ index: i, req, conversationId: req.target.conversationId, to });
-    }
+    const route = routeToConversation(req.from, given.get(req.target.conversationId));
+    if (route.ok) accepted.push({ index: i, req, conversationId: req.target.conversationId, to: route.to });
+    else outcomes[i] = route;
   }
 
   if (accepted.length > 0) {
@@ -167,7 +160,7 @@ async function resolveDirect(db: Knex, reqs: AppendRequest[]): Promise<Map<strin
   return ids;
 }
 
-async function loadConversations(db: Knex, ids: string[]): Promise<Map<string, { kind: string; members: string[] }>> {
+async function loadConversations(db: Knex, ids: string[]): Promise<Map<string, ConversationFacts>> {
   if (ids.length === 0) return new Map();
   const rows = rowsOf<{ conversation_id: string; kind: string; user_id: string | null }>(
     await db.raw(
@@ -177,7 +170,7 @@ async function loadConversations(db: Knex, ids: string[]): Promise<Map<string, {
       [[...new Set(ids)]],
     ),
   );
-  const map = new Map<string, { kind: string; members: string[] }>();
+  const map = new Map<string, ConversationFacts>();
   for (const r of rows) {
     const entry = map.get(r.conversation_id) ?? { kind: r.kind, members: [] };
     if (r.user_id) entry.members.push(r.user_id);

@@ -4,10 +4,10 @@ import { AppError, type ClientEventName, type ClientToServerEvents } from "../pr
 import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
 import type { PresenceService } from "../messaging/PresenceService";
 import type { PushService } from "../messaging/PushService";
-import type { RateLimiter } from "../cluster/RateLimiter";
+import type { RateLimiter } from "./ports";
 import { presenceRoom } from "./rooms";
 import { toErr } from "./reply";
-import type { TicksSocket } from "./types";
+import { logContext, type TicksSocket } from "./types";
 
 type AckValue<E extends ClientEventName> = Parameters<Parameters<ClientToServerEvents[E]>[1]>[0];
 type OkBody<E extends ClientEventName> = Omit<Extract<AckValue<E>, { ok: true }>, "ok">;
@@ -86,7 +86,7 @@ function on<E extends ClientEventName>(socket: TicksSocket, deps: HandlerDeps, e
         ack({ ok: true, ...(await handler(input, socket)) });
         done("ok");
       } catch (err) {
-        const reply = toErr(err, deps.log, { event, userId: socket.data.userId });
+        const reply = toErr(err, deps.log, { event, ...logContext(socket) });
         ack(reply);
         done(reply.error.code);
       }
