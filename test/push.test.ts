@@ -1,3 +1,5 @@
+import { spawn } from "node:child_process";
+import path from "node:path";
 import { expect } from "chai";
 import { Writable } from "node:stream";
 import pino from "pino";
@@ -7,7 +9,7 @@ import { startTicks, type RunningTicks } from "../src/main";
 import type { Message } from "../src/protocol";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, quiet, uniqueId, waitFor } from "./helpers/device";
-import { freePort } from "./helpers/processes";
+import { freePort, ROOT } from "./helpers/processes";
 import { FakePushGateway } from "./helpers/pushGateway";
 import { ManualClock, startServer, testConfig, urlOf } from "./helpers/server";
 import { useServerSuite } from "./helpers/serverSuite";
@@ -345,6 +347,30 @@ describe("push notifications", function () {
     expect(text).to.match(/^ticks_push_outbox_depth 2$/m);
     const age = Number(/^ticks_push_outbox_oldest_due_seconds (\S+)$/m.exec(text)![1]);
     expect(age).to.be.greaterThan(0);
+  });
+
+  it("CLI: `push register <pushkey>` registers the device, and pushes for it reach the gateway", async () => {
+    const server = await start();
+    const b = uniqueId("bob");
+    const cli = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src/client/cli.ts"), "--user", b, "--url", urlOf(server)], {
+      cwd: ROOT,
+      stdio: "pipe",
+    });
+    const out: string[] = [];
+    cli.stdout.on("data", (c: Buffer) => out.push(...c.toString().split("\n").filter(Boolean)));
+    try {
+      await waitFor(() => out.some((l) => l.startsWith("synced")), "the CLI synced", 15_000);
+      cli.stdin.write("push register cli-key-1\n");
+      await waitFor(() => out.includes("push registered cli-key-1 (ticks.cli)"), "the registration line");
+      cli.stdin.end();
+      await new Promise((resolve) => cli.once("close", resolve));
+      const alice = await device(server, uniqueId("alice")).connectSynced();
+      const m = await send(alice, b);
+      await waitFor(() => gw.for(m.id).length === 1, "the notify");
+      expect(gw.for(m.id)[0]!.body.notification.devices.map((d) => [d.app_id, d.pushkey])).to.deep.equal([["ticks.cli", "cli-key-1"]]);
+    } finally {
+      if (cli.exitCode === null) cli.kill("SIGKILL");
+    }
   });
 
   it("keeps the outbox empty with PUSH_GATEWAY_URL unset, while registrations still work", async () => {
