@@ -181,7 +181,8 @@ describe("CLI client", function () {
     const sent = c.stdout.filter((l) => l.startsWith(`✓ sent `) && l.endsWith(` to ${carol}`));
     expect(synced).to.be.at.least(0);
     expect(sent).to.have.length(2);
-    expect(c.indexOf("usage: send <user> <text...> | read | history <user> | quit")).to.be.within(synced, c.indexOf(sent[0]!));
+    const usage = c.stdout.findIndex((l) => l.startsWith("usage: send <user> <text...> | read | history <user> |"));
+    expect(usage).to.be.within(synced, c.indexOf(sent[0]!));
     // Acknowledged means stored: carol gets both, in the order they were sent.
     const device = await new Device(urlOf(server), { userId: carol }).connectSynced();
     devices.push(device);

@@ -9,7 +9,7 @@ import { startTicks, type RunningTicks } from "../src/main";
 import type { Message } from "../src/protocol";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, quiet, uniqueId, waitFor } from "./helpers/device";
-import { freePort, ROOT } from "./helpers/processes";
+import { freePort, ROOT, spawnNode } from "./helpers/processes";
 import { FakePushGateway } from "./helpers/pushGateway";
 import { ManualClock, startServer, testConfig, urlOf } from "./helpers/server";
 import { useServerSuite } from "./helpers/serverSuite";
@@ -281,6 +281,33 @@ describe("push notifications", function () {
     expect(gw.for(m.id)[0]!.body.notification.sender).to.equal(m.from);
     await eventually(async () => (await outbox(m.id)).length === 0, "the outbox row gone");
     expect(second.pushWorker).not.to.equal(null);
+  });
+
+  it("lets another node send a push whose node died mid-POST, once the claim's lease runs out", async () => {
+    gw.script.push("hang");
+    const env = { DATABASE_URL: db.url, AUTH_MODE: "dev", PUSH_GATEWAY_URL: gw.url, PUSH_DELAY_MS: "100", PUSH_TIMEOUT_MS: "1000" };
+    const doomed = await spawnNode(env);
+    try {
+      const b = uniqueId("bob");
+      const bobDevice = new Device(doomed.url, { userId: b });
+      devices.push(bobDevice);
+      await bobDevice.connectSynced();
+      expect(await bobDevice.request("push:register", { pushkey: uniqueId("key"), appId: "app" })).to.deep.equal({ ok: true });
+      bobDevice.close();
+      const alice = new Device(doomed.url, { userId: uniqueId("alice") });
+      devices.push(alice);
+      await alice.connectSynced();
+      const m = await send(alice, b);
+      await waitFor(() => gw.for(m.id).length === 1, "the POST the gateway holds open");
+      await doomed.kill("SIGKILL");
+      expect(await outbox(m.id)).to.deep.equal([{ recipient_id: b, attempts: 1 }]); // claimed, leased, not lost
+
+      await start({ PUSH_TIMEOUT_MS: "1000" }); // lease: 2 × 1 s + 5 s after the claim
+      await waitFor(() => gw.for(m.id).length === 2, "the push sent again by the other node", 20_000);
+      await eventually(async () => (await outbox(m.id)).length === 0, "the outbox row gone");
+    } finally {
+      await doomed.kill("SIGKILL");
+    }
   });
 
   it("sends each notification once with two nodes on one database", async () => {
