@@ -45,8 +45,8 @@ export type StoreOptions = {
   onBatch?: (kind: "append" | "delivered" | "read", size: number) => void;
   /**
    * Push notifications on (PUSH_GATEWAY_URL set): appends write push outbox rows due this
-   * long after the message, and receipts cancel them, each in its own statement. Unset:
-   * neither statement touches the push tables.
+   * long after the message, and receipts cancel them, each inside the one statement it runs
+   * anyway. Unset: neither statement touches the push tables.
    */
   pushDelayMs?: number;
 };
