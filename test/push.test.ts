@@ -131,6 +131,25 @@ describe("push notifications", function () {
     expect(await counter(server, "ticks_push_sent_total")).to.equal(2);
   });
 
+  it("pushes each offline member of a group that has pushkeys, once, with the group as room_id", async () => {
+    const server = await start();
+    const [a, b, c, d] = ["alice", "bob", "carol", "dave"].map((p) => uniqueId(p)) as [string, string, string, string];
+    await register(server, b, uniqueId("key-b"));
+    await register(server, c, uniqueId("key-c"));
+    const alice = await device(server, a).connectSynced();
+    const group = await alice.request("group:create", { title: "g", members: [b, c, d] });
+    if (!group.ok) throw new Error(group.error.message);
+    await device(server, c).connectSynced(); // carol is online and confirms; dave has no pushkey
+    const reply = await alice.request("message:send", { clientMsgId: uniqueId("c"), conversationId: group.conversationId, content: "hi all" });
+    if (!reply.ok) throw new Error(reply.error.message);
+    await waitFor(() => gw.for(reply.message.id).length === 1, "bob's notify");
+    await quiet(500);
+    const [only] = gw.for(reply.message.id);
+    expect(gw.for(reply.message.id)).to.have.length(1);
+    expect(only!.body.notification.room_id).to.equal(group.conversationId);
+    expect(only!.body.notification.devices.map((x) => x.pushkey)).to.have.length(1).and.satisfy((k: string[]) => k[0]!.startsWith("key-b"));
+  });
+
   it("puts the text in only with PUSH_INCLUDE_CONTENT=true", async () => {
     const server = await start({ PUSH_INCLUDE_CONTENT: "true" });
     const b = uniqueId("bob");

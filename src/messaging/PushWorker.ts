@@ -18,7 +18,7 @@ const MAX_BACKOFF_MS = 5 * 60_000;
  * on any of it.
  *
  * A push is dropped without sending when a device of the recipient confirmed the message,
- * when the message expired or is gone, or when the recipient has no pushkeys left. A failed
+ * when the message was deleted, expired or is gone, or when the recipient has no pushkeys left. A failed
  * POST (non-2xx, timeout, refused connection, garbage) is retried after
  * PUSH_RETRY_MIN_MS · 2^(attempt-1) (±25 % jitter, at most 5 min) until PUSH_RETRY_FOR_MS
  * after it was first due; then it is dropped and logged.
@@ -91,7 +91,7 @@ export class PushWorker {
     const gaveUp: ClaimedPush[] = [];
     for (const c of claimed) {
       const m = c.message;
-      if (!m || m.status !== "sent" || m.expiresAt.getTime() <= now.getTime()) drop.push(c);
+      if (!m || m.deleted || m.status !== "sent" || m.expiresAt.getTime() <= now.getTime()) drop.push(c);
       else if (now.getTime() > this.deadline(c)) gaveUp.push(c); // a lease ran out past the deadline
       else live.push(c);
     }

@@ -25,6 +25,8 @@ export type ClaimedPush = PushKey & {
     from: string;
     content: string;
     expiresAt: Date;
+    /** Deleted for everyone: never pushed. */
+    deleted: boolean;
     /** The recipient's delivery status: anything but "sent" means a device confirmed it. */
     status: "sent" | "delivered" | "read";
   } | null;

@@ -94,6 +94,7 @@ export class SqlPushStore implements PushStore {
                 from: r.from_user_id!,
                 content: r.content!,
                 expiresAt: date(r.expires_at!),
+                deleted: false,
                 status: r.status,
               }
             : null,
