@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { v7 as uuidv7 } from "uuid";
 import type { Message } from "../protocol";
 import type { AppendRequest, AppendResult } from "../messaging/ports";
 import { directKey, routeToConversation, type ConversationFacts } from "../messaging/routing";
@@ -115,7 +116,8 @@ async function resolveDirect(db: Knex, reqs: AppendRequest[]): Promise<Map<strin
   for (const r of reqs) {
     const to = (r.target as { to: string }).to;
     const key = directKey(r.from, to);
-    if (!pairs.has(key)) pairs.set(key, { id: r.id, from: r.from, to, at: r.createdAt });
+    // An id of its own, not the first message's: nobody should learn one from the other.
+    if (!pairs.has(key)) pairs.set(key, { id: uuidv7(), from: r.from, to, at: r.createdAt });
   }
   if (pairs.size === 0) return new Map();
   // Sorted, so two batches creating the same pairs take the index locks in the same order.

@@ -47,8 +47,23 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
     });
   }
 
-  status(sender: string, update: StatusUpdate): void {
-    this.io.to(userRoom(sender)).emit("message:status", update);
+  /**
+   * One broadcast to the user's room, whichever nodes their devices are on. Syncing devices
+   * are skipped as for live messages: they catch up after `sync:complete` from
+   * `conversation:list` + `message:history`, which already hold the message. The client's
+   * receipt is asked for (every `message:new` has one) and ignored.
+   */
+  ownCopy(sender: string, message: Message, origin?: string): void {
+    this.io
+      .to(userRoom(sender))
+      .except(origin ? [origin, SYNCING_ROOM] : SYNCING_ROOM)
+      .timeout(this.ackTimeoutMs)
+      .emit("message:new", message, () => {});
+  }
+
+  status(userId: string, update: StatusUpdate, except?: string): void {
+    const to = this.io.to(userRoom(userId));
+    (except ? to.except(except) : to).emit("message:status", update);
   }
 
   conversationCreated(userId: string, conversation: ConversationSummary): void {
