@@ -5,7 +5,7 @@ import { systemClock, type Clock } from "./clock";
 import type { Config } from "./config";
 import { localCluster, type Cluster } from "./cluster";
 import { httpHandler } from "./http/routes";
-import type { Logger } from "./log";
+import { throttledWarn, type Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
 import { Redeliverer } from "./messaging/Redeliverer";
 import { MessagingService } from "./messaging/MessagingService";
@@ -17,6 +17,8 @@ import { createPush } from "./push/createPush";
 import { Metrics } from "./metrics";
 import type { ReadinessCheck } from "./readiness";
 import { authMiddleware } from "./transport/auth";
+import { createTokenVerifier } from "./auth/TokenVerifier";
+import { TokenLifetimes } from "./transport/TokenLifetimes";
 import { acceptConnections, syncedLocalUsers } from "./transport/connection";
 import { SocketNotifier } from "./transport/SocketNotifier";
 import type { TicksServer } from "./transport/types";
@@ -43,6 +45,8 @@ export type TicksApp = {
   /** Null when pushes are off (PUSH_GATEWAY_URL unset). */
   pushWorker: PushWorker | null;
   metrics: Metrics;
+  /** Token expiry of this node's sockets. */
+  tokens: TokenLifetimes;
   listen(port: number, host?: string): Promise<number>;
   /** Idempotent: stop accepting, finish in-flight events, disconnect sockets, stop sweeping. */
   close(): Promise<void>;
@@ -109,12 +113,20 @@ export function createApp(deps: AppDeps): TicksApp {
     void work.finally(() => inflight.delete(work));
   };
 
-  io.use(authMiddleware(config.auth, log));
+  const jwksWarn = throttledWarn(log);
+  const verifier =
+    config.auth.mode === "jwt"
+      ? createTokenVerifier(config.auth, { fetchFailed: (err) => jwksWarn({ err }, "JWKS fetch failed: new tokens are refused") })
+      : null;
+  const tokens = new TokenLifetimes(verifier, config.tokenRefreshWindowMs, log);
+  metrics.countTokenDeadlines = () => tokens.tracked;
+  io.use(authMiddleware(verifier, log));
   acceptConnections(io, {
     messaging,
     presence,
     push: push.service,
     rateLimiter: cluster.rateLimiter,
+    tokens,
     metrics,
     log,
     sync: { pageSize: config.backlogPageSize, ackTimeoutMs: config.deliveryAckTimeoutMs },
@@ -134,6 +146,7 @@ export function createApp(deps: AppDeps): TicksApp {
       await redeliverer.stop();
       await push.worker?.stop();
       await presence.stop();
+      tokens.stop();
       // Receipts of messages just sent come back through this node (and Redis): wait for them
       // (at most DELIVERY_ACK_TIMEOUT_MS), or they would stay `sent` until redelivery.
       await settled(messaging.settleOffers());
@@ -150,6 +163,7 @@ export function createApp(deps: AppDeps): TicksApp {
     sweeper,
     pushWorker: push.worker,
     metrics,
+    tokens,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
         http.once("error", reject);

@@ -8,22 +8,15 @@ import { ConfigError, loadConfig } from "../src/config";
 import { startTicks, type RunningTicks } from "../src/main";
 import type { Message } from "../src/protocol";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
-import { Device, quiet, uniqueId, waitFor } from "./helpers/device";
+import { Device } from "./helpers/device";
+import { uniqueId } from "./helpers/ids";
+import { quiet, waitFor } from "./helpers/wait";
 import { freePort, ROOT, spawnNode } from "./helpers/processes";
 import { FakePushGateway } from "./helpers/pushGateway";
 import { ManualClock, startServer, testConfig, urlOf } from "./helpers/server";
 import { useServerSuite } from "./helpers/serverSuite";
 
 const DAY = 24 * 3600 * 1000;
-
-/** waitFor for conditions that need a query. */
-async function eventually(condition: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await quiet(20);
-  }
-}
 
 describe("push notifications", function () {
   this.timeout(30_000);
@@ -55,11 +48,7 @@ describe("push notifications", function () {
     expect(reply).to.deep.equal({ ok: true });
     d.close();
   };
-  const send = async (from: Device, to: string, content = "hello"): Promise<Message> => {
-    const reply = await from.request("message:send", { clientMsgId: uniqueId("c"), to, content });
-    if (!reply.ok) throw new Error(reply.error.message);
-    return reply.message;
-  };
+  const send = (from: Device, to: string, content = "hello"): Promise<Message> => from.send(to, content);
   const outbox = async (messageId: string) =>
     (await pg.query("SELECT recipient_id, attempts FROM push_outbox WHERE message_id = $1", [messageId])).rows;
   const pushkeysOf = async (userId: string) =>
@@ -214,7 +203,7 @@ describe("push notifications", function () {
     expect(gw.for(m.id)).to.have.length(3); // the POST is still hanging
     // Then it times out and is retried; a 2xx that is not JSON counts as failed too.
     await waitFor(() => gw.for(m.id).length === 5, "the fifth POST, which the gateway takes");
-    await eventually(async () => (await outbox(m.id)).length === 0, "the outbox row gone");
+    await waitFor(async () => (await outbox(m.id)).length === 0, "the outbox row gone");
     expect(await counter(server, "ticks_push_retried_total")).to.equal(4);
     expect(await counter(server, "ticks_push_sent_total")).to.equal(1);
   });
@@ -257,7 +246,7 @@ describe("push notifications", function () {
     gw.script.push({ status: 200, body: { rejected: ["dead-key", "someone-elses-key"] } });
     const first = await send(alice, b);
     await waitFor(() => gw.for(first.id).length === 1, "the first notify");
-    await eventually(async () => (await pushkeysOf(b)).length === 1, "the rejected pushkey removed");
+    await waitFor(async () => (await pushkeysOf(b)).length === 1, "the rejected pushkey removed");
     expect(await pushkeysOf(b)).to.deep.equal(["good-key"]);
     expect(await counter(server, "ticks_pushkeys_rejected_total")).to.equal(1);
 
@@ -269,7 +258,7 @@ describe("push notifications", function () {
     gw.script.push({ status: 200, body: { rejected: ["good-key"] } });
     const third = await send(alice, b);
     await waitFor(() => gw.for(third.id).length === 1, "the third notify");
-    await eventually(async () => (await pushkeysOf(b)).length === 0, "the last pushkey removed");
+    await waitFor(async () => (await pushkeysOf(b)).length === 0, "the last pushkey removed");
     expect(await pushkeysOf(b)).to.deep.equal([]);
     const fourth = await send(alice, b);
     expect(await outbox(fourth.id)).to.deep.equal([]);
@@ -286,7 +275,7 @@ describe("push notifications", function () {
     await register(first, b, uniqueId("key"));
     const alice = await device(first, uniqueId("alice")).connectSynced();
     const m = await send(alice, b);
-    await eventually(async () => (await counter(first, "ticks_push_retried_total")) >= 2, "two refused attempts");
+    await waitFor(async () => (await counter(first, "ticks_push_retried_total")) >= 2, "two refused attempts");
     alice.close();
     await first.stop();
     servers.splice(servers.indexOf(first), 1);
@@ -294,11 +283,11 @@ describe("push notifications", function () {
 
     // An unreachable gateway does not stop a server from starting.
     const second = await start(env);
-    await quiet(300);
+    await waitFor(async () => (await counter(second, "ticks_push_retried_total")) >= 1, "the new node meeting the gateway down");
     await gw.start();
     await waitFor(() => gw.for(m.id).length === 1, "the push after the restart", 15_000);
     expect(gw.for(m.id)[0]!.body.notification.sender).to.equal(m.from);
-    await eventually(async () => (await outbox(m.id)).length === 0, "the outbox row gone");
+    await waitFor(async () => (await outbox(m.id)).length === 0, "the outbox row gone");
     expect(second.pushWorker).not.to.equal(null);
   });
 
@@ -323,7 +312,7 @@ describe("push notifications", function () {
 
       await start({ PUSH_TIMEOUT_MS: "1000" }); // lease: 2 × 1 s + 5 s after the claim
       await waitFor(() => gw.for(m.id).length === 2, "the push sent again by the other node", 20_000);
-      await eventually(async () => (await outbox(m.id)).length === 0, "the outbox row gone");
+      await waitFor(async () => (await outbox(m.id)).length === 0, "the outbox row gone");
     } finally {
       await doomed.kill("SIGKILL");
     }
@@ -383,13 +372,9 @@ describe("push notifications", function () {
     const alice = await device(server, uniqueId("alice")).connectSynced();
     await send(alice, b);
     await send(alice, b);
-    const deadline = Date.now() + 10_000;
     let text = "";
-    while (!/ticks_push_retried_total 2/.test(text)) {
-      if (Date.now() > deadline) throw new Error(`no retries seen:\n${text}`);
-      await quiet(50);
-      text = await (await fetch(`${urlOf(server)}/metrics`)).text();
-    }
+    const scrape = async () => (text = await (await fetch(`${urlOf(server)}/metrics`)).text());
+    await waitFor(async () => /^ticks_push_retried_total 2$/m.test(await scrape()), () => `two failed attempts in:\n${text}`);
     expect(text).to.match(/^ticks_push_outbox_depth 2$/m);
     const age = Number(/^ticks_push_outbox_oldest_due_seconds (\S+)$/m.exec(text)![1]);
     expect(age).to.be.greaterThan(0);

@@ -17,6 +17,8 @@ export type BenchOptions = {
   idleSockets: number;
   idleProcesses: number | "auto";
   pm2Instances: number[];
+  /** The Redis of the adapters scenario (each adapter gets its own key prefix). */
+  redisUrl: string;
 };
 
 export type Context = {

@@ -51,6 +51,9 @@ export type PresenceSubscribeRequest = { userIds: string[] };
 /** A device's push registration: `pushkey` from APNs/FCM (via the app), `appId` as the gateway knows the app. */
 export type PushRegisterRequest = { pushkey: string; appId: string; kind?: "http" };
 export type PushUnregisterRequest = { pushkey: string };
+export type AuthRefreshRequest = { token: string };
+/** The new token's `exp` (ISO 8601), or null when it has none (then nothing expires). */
+export type AuthRefreshResult = { expiresAt: string | null };
 
 export interface ClientToServerEvents {
   "message:send": (req: SendRequest, ack: Ack<SendResult>) => void;
@@ -62,6 +65,8 @@ export interface ClientToServerEvents {
   "presence:subscribe": (req: PresenceSubscribeRequest, ack: Ack<{ presence: Presence[] }>) => void;
   "push:register": (req: PushRegisterRequest, ack: Ack<Record<string, never>>) => void;
   "push:unregister": (req: PushUnregisterRequest, ack: Ack<{ removed: number }>) => void;
+  /** Replaces the connection's token: same user only (else FORBIDDEN), valid (else UNAUTHORIZED). */
+  "auth:refresh": (req: AuthRefreshRequest, ack: Ack<AuthRefreshResult>) => void;
 }
 
 export type BacklogPage = { messages: Message[]; remaining: boolean };
@@ -78,6 +83,10 @@ export interface ServerToClientEvents {
   "conversation:new": (conversation: ConversationSummary) => void;
   typing: (event: TypingEvent) => void;
   presence: (presence: Presence) => void;
+  /** TOKEN_REFRESH_WINDOW_MS before the token's `exp` (ISO 8601 here): send `auth:refresh`. */
+  "auth:expiring": (info: { expiresAt: string }) => void;
+  /** The token's `exp` passed unrefreshed; the server disconnects the socket right after. */
+  "auth:expired": (info: Record<string, never>) => void;
 }
 
 export type ClientEventName = keyof ClientToServerEvents;

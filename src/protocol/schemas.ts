@@ -66,6 +66,8 @@ export const schemas = {
     kind: z.literal("http").optional(),
   }),
   "push:unregister": z.object({ pushkey }),
+  // Any string: whether it is a token is the verifier's to say (UNAUTHORIZED, not BAD_REQUEST).
+  "auth:refresh": z.object({ token: z.string() }),
 } satisfies Record<ClientEventName, z.ZodType>;
 
 /**

@@ -5,6 +5,7 @@ import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
 import type { PresenceService } from "../messaging/PresenceService";
 import type { PushService } from "../messaging/PushService";
 import type { RateLimiter } from "./ports";
+import type { TokenLifetimes } from "./TokenLifetimes";
 import { presenceRoom } from "./rooms";
 import { toErr } from "./reply";
 import { logContext, type TicksSocket } from "./types";
@@ -18,6 +19,8 @@ export type HandlerDeps = {
   presence: PresenceService;
   push: PushService;
   rateLimiter: RateLimiter;
+  /** Token expiry on live sockets; answers `auth:refresh`. */
+  tokens: Pick<TokenLifetimes, "refresh" | "track">;
   log: Logger;
   /** Every handler's work is registered here so shutdown can wait for it. */
   track: (work: Promise<unknown>) => void;
@@ -59,6 +62,7 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
     return {};
   });
   on(socket, deps, "push:unregister", async (p) => ({ removed: await deps.push.unregister(userId, p.pushkey) }));
+  on(socket, deps, "auth:refresh", (p, s) => deps.tokens.refresh(s, p.token));
   // An event the protocol does not have: answered, if it can be, so the client is not left waiting.
   const known = new Set<string>(CLIENT_EVENTS);
   socket.onAny((event: string, ...args: unknown[]) => {
