@@ -90,6 +90,7 @@ export function createApp(deps: AppDeps): TicksApp {
       stored: (n) => metrics.messagesStored.inc(n),
       delivered: (n) => metrics.messagesDelivered.inc(n),
       read: (n) => metrics.messagesRead.inc(n),
+      redelivery: (reason, outcome, n) => n > 0 && metrics.redelivery.inc({ reason, outcome }, n),
     },
   );
   // Four heartbeats fit in a tracker's deadline (see RedisPresenceTracker).
@@ -103,7 +104,8 @@ export function createApp(deps: AppDeps): TicksApp {
     (n) => metrics.expired.inc(n),
   );
 
-  const redeliverer = new Redeliverer(messaging, () => syncedLocalUsers(io), config.redeliveryAfterMs, log);
+  const redeliverer = new Redeliverer(messaging, () => syncedLocalUsers(io), config.redeliveryAfterMs, log, clock);
+  cluster.nodeDeaths?.subscribe((death) => void redeliverer.nodeDied(death));
   const push = createPush(config, deps.pushStore, clock, log, metrics);
 
   const inflight = new Set<Promise<unknown>>();
@@ -130,6 +132,7 @@ export function createApp(deps: AppDeps): TicksApp {
     metrics,
     log,
     sync: { pageSize: config.backlogPageSize, ackTimeoutMs: config.deliveryAckTimeoutMs },
+    maxSocketBufferBytes: config.maxSocketBufferBytes,
     track,
     closing: () => closing,
   });

@@ -72,6 +72,13 @@ const envSchema = z.object({
   BACKLOG_PAGE_SIZE: int(1, 1000).default(100),
   /** How long the server waits for a device's `message:new` / backlog receipt. @default 10000 */
   DELIVERY_ACK_TIMEOUT_MS: int(100).default(10_000),
+  /**
+   * Outgoing bytes a socket may have queued (a device that stops reading) before the server
+   * disconnects it; its messages wait in the backlog. 0 turns the limit off. @default 1048576
+   */
+  MAX_SOCKET_BUFFER_BYTES: int(0)
+    .refine((v) => v === 0 || v >= 65_536, "0 (no limit) or at least 65536")
+    .default(1024 * 1024),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   /**
    * Full URL of a Matrix push gateway's notify endpoint, e.g.
@@ -113,6 +120,7 @@ export type Config = {
   rateLimitPerSec: number;
   rateLimitBurst: number;
   deliveryAckTimeoutMs: number;
+  maxSocketBufferBytes: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
   /** Push notifications through a Matrix push gateway; null when PUSH_GATEWAY_URL is unset. */
   push: PushConfig | null;
@@ -219,6 +227,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rateLimitPerSec: e.RATE_LIMIT_EVENTS_PER_SEC,
     rateLimitBurst: e.RATE_LIMIT_BURST,
     deliveryAckTimeoutMs: e.DELIVERY_ACK_TIMEOUT_MS,
+    maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
     logLevel: e.LOG_LEVEL,
     push: e.PUSH_GATEWAY_URL
       ? {

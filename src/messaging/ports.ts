@@ -50,12 +50,16 @@ export interface MessageStore {
   append(req: AppendRequest): Promise<AppendResult>;
   markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]>;
   markRead(reader: string, messageIds: string[], at: Date): Promise<StatusChange[]>;
-  /** Undelivered, unexpired messages for any of `recipients`, created before `createdBefore`. */
+  /**
+   * Undelivered, unexpired messages for any of `recipients`, created before `createdBefore`
+   * (and after `createdAfter` when given), oldest delivery row first.
+   */
   undelivered(
     recipients: string[],
     createdBefore: Date,
     now: Date,
     limit: number,
+    createdAfter?: Date,
   ): Promise<{ recipient: string; message: Message }[]>;
   /** Oldest undelivered, unexpired messages for the recipient. */
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]>;
@@ -92,14 +96,25 @@ export interface Notifier {
   typing(userIds: string[], event: TypingEvent): void;
 }
 
+/** Why a message is offered again: the periodic round, or another node's death. */
+export type RedeliveryReason = "periodic" | "node_death";
+
+/**
+ * What became of messages a redelivery round looked at: `offered` again, `skipped` (an offer
+ * from this node was still waiting for its receipt: a duplicate avoided), `redundant` (the
+ * device confirmed a row that was already delivered: a duplicate it received).
+ */
+export type RedeliveryOutcome = "offered" | "skipped" | "redundant";
+
 /** Counters the core reports; the app feeds them to Prometheus. */
 export interface MessagingMetrics {
   stored(count: number): void;
   delivered(count: number): void;
   read(count: number): void;
+  redelivery(reason: RedeliveryReason, outcome: RedeliveryOutcome, count: number): void;
 }
 
-export const noMetrics: MessagingMetrics = { stored() {}, delivered() {}, read() {} };
+export const noMetrics: MessagingMetrics = { stored() {}, delivered() {}, read() {}, redelivery() {} };
 
 /**
  * Who is online, counted per connection across every node. A user is online while any of

@@ -185,6 +185,7 @@ export class SqlMessageStore implements MessageStore {
     createdBefore: Date,
     now: Date,
     limit: number,
+    createdAfter?: Date,
   ): Promise<{ recipient: string; message: Message }[]> {
     return unavailableOnDbError(async () => {
       const rows = rowsOf<MessageRow & { recipient_id: string }>(
@@ -192,8 +193,9 @@ export class SqlMessageStore implements MessageStore {
           `SELECT d.recipient_id, ${MESSAGE_COLUMNS} FROM message_delivery d
            JOIN messages m ON m.message_id = d.message_id
            WHERE d.recipient_id = ANY(?::text[]) AND d.status = 'sent' AND m.created_at <= ? AND m.expires_at > ?
+             AND m.created_at > ?
            ORDER BY d.delivery_id LIMIT ?`,
-          [recipients, createdBefore, now, limit],
+          [recipients, createdBefore, now, createdAfter ?? new Date(0), limit],
         ),
       );
       return rows.map((r) => ({ recipient: r.recipient_id, message: toMessage(r) }));
