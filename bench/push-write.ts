@@ -47,6 +47,7 @@ async function main(): Promise<void> {
     const batchOf = (ps: { from: string; to: string }[]): AppendRequest[] => {
       const now = new Date();
       return ps.map((p) => ({
+        kind: "text" as const,
         id: uuidv7(),
         from: p.from,
         clientMsgId: uuidv7(),

@@ -84,7 +84,12 @@ export function createApp(deps: AppDeps): TicksApp {
     store,
     notifier,
     clock,
-    { messageTtlMs: config.messageTtlMs, maxContentLength: config.maxContentLength },
+    {
+      messageTtlMs: config.messageTtlMs,
+      maxContentLength: config.maxContentLength,
+      editWindowMs: config.editWindowMs,
+      deleteWindowMs: config.deleteWindowMs,
+    },
     log,
     {
       stored: (n) => metrics.messagesStored.inc(n),

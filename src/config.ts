@@ -55,6 +55,10 @@ const envSchema = z.object({
   NODE_ENV: z.string().default("development"),
   /** Days a message is kept; decimals allowed. @default 30 */
   MESSAGE_TTL_DAYS: z.coerce.number().positive().max(36500).default(30),
+  /** How long after sending its sender may edit a message. @default 900000 (15 minutes) */
+  EDIT_WINDOW_MS: int(0).default(15 * 60_000),
+  /** How long after sending its sender may delete a message for everyone. @default 172800000 (48 hours) */
+  DELETE_WINDOW_MS: int(0).default(48 * 3_600_000),
   /** Maximum content length in Unicode code points. @default 4096 */
   MAX_CONTENT_LENGTH: int(1, 1_000_000).default(4096),
   /** How often expired messages are deleted. @default 60000 */
@@ -114,6 +118,8 @@ export type Config = {
   tokenRefreshWindowMs: number;
   messageTtlMs: number;
   maxContentLength: number;
+  editWindowMs: number;
+  deleteWindowMs: number;
   expirySweepIntervalMs: number;
   backlogPageSize: number;
   redeliveryAfterMs: number;
@@ -221,6 +227,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokenRefreshWindowMs: e.TOKEN_REFRESH_WINDOW_MS,
     messageTtlMs: Math.round(e.MESSAGE_TTL_DAYS * DAY_MS),
     maxContentLength: e.MAX_CONTENT_LENGTH,
+    editWindowMs: e.EDIT_WINDOW_MS,
+    deleteWindowMs: e.DELETE_WINDOW_MS,
     expirySweepIntervalMs: e.EXPIRY_SWEEP_INTERVAL_MS,
     backlogPageSize: e.BACKLOG_PAGE_SIZE,
     redeliveryAfterMs: e.REDELIVERY_AFTER_MS,

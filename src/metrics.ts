@@ -80,7 +80,7 @@ export class Metrics {
   });
   readonly pushCancelled = new client.Counter({
     name: "ticks_push_cancelled_total",
-    help: "Due pushes dropped unsent by the worker: confirmed, expired or gone, or no pushkey left",
+    help: "Due pushes dropped unsent by the worker: confirmed, deleted, expired or gone, or no pushkey left",
     registers: [this.registry],
   });
   readonly pushkeysRejected = new client.Counter({

@@ -336,6 +336,32 @@ describe("push notifications", function () {
     console.log(`      pushes sent per node: ${perNode.join(" + ")}`);
   });
 
+  it("does not push a deleted message, nor edits, deletes or reactions themselves", async () => {
+    const server = await start({ PUSH_DELAY_MS: "1000" });
+    const b = uniqueId("bob");
+    await register(server, b, uniqueId("key"));
+    const alice = await device(server, uniqueId("alice")).connectSynced();
+    const deleted = await send(alice, b, "oops");
+    const kept = await send(alice, b, "hello");
+    const entries = [
+      await alice.request("message:edit", { clientMsgId: uniqueId("c"), messageId: kept.id, content: "hello!" }),
+      await alice.request("message:react", { clientMsgId: uniqueId("c"), messageId: kept.id, emoji: "👍" }),
+      await alice.request("message:delete", { clientMsgId: uniqueId("c"), messageId: deleted.id }),
+    ];
+    const entryIds = entries.map((r) => {
+      if (!r.ok) throw new Error(r.error.message);
+      return r.message.id;
+    });
+    for (const id of entryIds) expect(await outbox(id)).to.deep.equal([]); // entries get no outbox row
+    await waitFor(() => gw.for(kept.id).length === 1, "the kept message's notify");
+    await waitFor(async () => (await outbox(deleted.id)).length === 0, "the deleted message's row dropped");
+    await quiet(300);
+    expect(gw.requests.map((r) => r.body.notification.event_id)).to.deep.equal([kept.id]);
+    // Unread counts text messages only: the kept one and the deleted one (as conversation:list does).
+    expect(gw.for(kept.id)[0]!.body.notification.counts.unread).to.equal(2);
+    expect(await counter(server, "ticks_push_cancelled_total")).to.equal(1);
+  });
+
   it("does not push expired messages, and the expiry sweep takes pending pushes with them", async () => {
     const clock = new ManualClock();
     const server = await start({ MESSAGE_TTL_DAYS: "1", PUSH_DELAY_MS: "60000" }, clock);

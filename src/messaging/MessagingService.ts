@@ -3,8 +3,10 @@ import type { Clock } from "../clock";
 import type { Logger } from "../log";
 import { AppError, type ConversationSummary, type HistoryResult, type Message, type SendResult } from "../protocol";
 import { contentLength, LIMITS } from "../protocol/schemas";
+import type { EntryKind } from "./entryRules";
 import {
   noMetrics,
+  type AppendRequest,
   type MessageStore,
   type MessagingMetrics,
   type Notifier,
@@ -17,9 +19,15 @@ import { noSuchConversation, notAMember } from "./routing";
 export type MessagingOptions = {
   messageTtlMs: number;
   maxContentLength: number;
+  /** How long after sending its sender may edit a message. */
+  editWindowMs: number;
+  /** How long after sending its sender may delete a message for everyone. */
+  deleteWindowMs: number;
 };
 
 export type SendCommand = { clientMsgId: string; target: SendTarget; content: string };
+/** An edit (content: new text), delete (content: "") or reaction (content: emoji, "" removes). */
+export type EntryCommand = { clientMsgId: string; messageId: string; content: string };
 export type HistoryCommand = { conversationId: string; beforeSeq?: number; afterSeq?: number; limit?: number };
 
 /**
@@ -54,16 +62,13 @@ export class MessagingService {
    * `origin` names the sending connection: the sender's other devices get the message too.
    */
   async send(from: string, cmd: SendCommand, origin?: string): Promise<SendResult> {
-    // A string has at most as many code points as UTF-16 units: count only when it matters.
-    const max = this.options.maxContentLength;
-    if (cmd.content.length > max && contentLength(cmd.content) > max) {
-      throw new AppError("TOO_LARGE", `content is longer than ${this.options.maxContentLength} characters`);
-    }
+    this.checkLength(cmd.content);
     if ("to" in cmd.target && cmd.target.to === from) {
       throw new AppError("BAD_REQUEST", "cannot send a direct message to yourself");
     }
     const createdAt = this.clock.now();
-    const result = await this.store.append({
+    return this.commit(origin, {
+      kind: "text",
       id: uuidv7(),
       from,
       clientMsgId: cmd.clientMsgId,
@@ -72,10 +77,42 @@ export class MessagingService {
       createdAt,
       expiresAt: new Date(createdAt.getTime() + this.options.messageTtlMs),
     });
+  }
+
+  /**
+   * Edit, delete or react: an entry of the conversation's log, stored, acknowledged and
+   * delivered like a text message. The rules (entryRules.ts) are applied by the store in
+   * the commit, against the message as it stands then.
+   */
+  async entry(from: string, kind: EntryKind, cmd: EntryCommand, origin?: string): Promise<SendResult> {
+    if (kind === "edit") this.checkLength(cmd.content);
+    return this.commit(origin, {
+      kind,
+      id: uuidv7(),
+      from,
+      clientMsgId: cmd.clientMsgId,
+      refId: cmd.messageId,
+      content: kind === "delete" ? "" : cmd.content,
+      createdAt: this.clock.now(),
+      windowMs: kind === "edit" ? this.options.editWindowMs : kind === "delete" ? this.options.deleteWindowMs : null,
+    });
+  }
+
+  private checkLength(content: string): void {
+    // A string has at most as many code points as UTF-16 units: count only when it matters.
+    const max = this.options.maxContentLength;
+    if (content.length > max && contentLength(content) > max) {
+      throw new AppError("TOO_LARGE", `content is longer than ${this.options.maxContentLength} characters`);
+    }
+  }
+
+  /** Stores, then offers to the recipients and to the sender's other devices (not to `origin`). */
+  private async commit(origin: string | undefined, req: AppendRequest): Promise<SendResult> {
+    const result = await this.store.append(req);
     if (!result.duplicate) {
       this.metrics.stored(1);
       for (const recipient of result.recipients) void this.deliverLive(recipient, result.message);
-      this.notifier.ownCopy(from, result.message, origin);
+      this.notifier.ownCopy(req.from, result.message, origin);
     }
     return { message: result.message, duplicate: result.duplicate };
   }

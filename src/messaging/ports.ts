@@ -5,10 +5,13 @@
  * The implementations import these contracts, never the other way round.
  */
 import type { ConversationSummary, HistoryResult, Message, StatusUpdate, TypingEvent } from "../protocol";
+import type { EntryKind } from "./entryRules";
 
 export type SendTarget = { to: string } | { conversationId: string };
 
-export type AppendRequest = {
+/** A text message: `message:send`. */
+export type TextAppend = {
+  kind: "text";
   id: string;
   from: string;
   clientMsgId: string;
@@ -17,6 +20,25 @@ export type AppendRequest = {
   createdAt: Date;
   expiresAt: Date;
 };
+
+/**
+ * An edit, delete or reaction of the text message `refId`. Its conversation, recipients and
+ * expiresAt are the target's; the store judges it with `judgeEntry` (entryRules.ts).
+ */
+export type EntryAppend = {
+  kind: EntryKind;
+  id: string;
+  from: string;
+  clientMsgId: string;
+  refId: string;
+  /** Edit: the new text. Reaction: the emoji, "" to remove. Delete: "". */
+  content: string;
+  createdAt: Date;
+  /** Edit and delete: how long after the target's createdAt they are allowed. */
+  windowMs: number | null;
+};
+
+export type AppendRequest = TextAppend | EntryAppend;
 
 export type AppendResult =
   | { duplicate: false; message: Message; recipients: string[] }
@@ -46,6 +68,11 @@ export interface MessageStore {
    * - `{ conversationId }`: rejects with AppError NOT_FOUND (no such conversation) or
    *   FORBIDDEN (the sender is not a member), storing nothing (routeToConversation).
    * Those refusals are per request: the other requests of a shared commit are unaffected.
+   *
+   * Entries (edit, delete, reaction) are judged in the same statement by ./entryRules
+   * (judgeEntry), against their target as committed and as earlier requests of the batch
+   * left it; they change the target's state in that commit (a delete also erases the content
+   * of the target's entries). Refusals reject with the verdict's AppError and store nothing.
    */
   append(req: AppendRequest): Promise<AppendResult>;
   markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]>;

@@ -9,7 +9,7 @@ import type {
   NewGroup,
   StatusChange,
 } from "../messaging/ports";
-import { appendBatch, LostDuplicateRace } from "./appendBatch";
+import { appendBatch, LostDuplicateRace, TargetChanged } from "./appendBatch";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
 import { GroupCommit, type BatchOutcome } from "./GroupCommit";
@@ -110,13 +110,14 @@ export class SqlMessageStore implements MessageStore {
     return this.appends.submit(req);
   }
 
-  /** Retried when a concurrent batch won a duplicate race or deadlocked. */
+  /** Retried when a concurrent batch won a duplicate race, changed an acted-on message or deadlocked. */
   private async appendMany(reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await appendBatch(this.db, reqs, { pushDelayMs: this.pushDelayMs });
       } catch (err) {
-        const retryable = err instanceof LostDuplicateRace || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
+        const retryable =
+          err instanceof LostDuplicateRace || err instanceof TargetChanged || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
         if (retryable && attempt < 5) continue;
         throw asStorageError(err);
       }
@@ -134,7 +135,8 @@ export class SqlMessageStore implements MessageStore {
   /**
    * Receipts of many devices in one UPDATE; each caller gets back its own changes. Only
    * rows of the caller as recipient move, and only forward: sent → delivered → read (read
-   * also sets delivered_at; an expired message is no longer marked read).
+   * also sets delivered_at; an expired message is no longer marked read). Only text is read:
+   * a read receipt of an edit, delete or reaction changes nothing.
    */
   private async markMany(status: "delivered" | "read", reqs: ReceiptRequest[]): Promise<BatchOutcome<StatusChange[]>[]> {
     const recipients = reqs.flatMap((r) => r.messageIds.map(() => r.recipient));
@@ -150,7 +152,7 @@ export class SqlMessageStore implements MessageStore {
         : `UPDATE message_delivery d SET status = 'read', read_at = v.at, delivered_at = COALESCE(d.delivered_at, v.at)
            FROM unnest(?::text[], ?::uuid[], ?::timestamptz[]) AS v(recipient_id, message_id, at), messages m
            WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status <> 'read'
-             AND m.message_id = d.message_id AND m.expires_at > v.at
+             AND m.message_id = d.message_id AND m.expires_at > v.at AND m.kind = 'text'
            RETURNING d.recipient_id, d.message_id, m.from_user_id`;
     // With pushes on, a confirmation cancels the recipient's pending push in the same statement.
     const statement =

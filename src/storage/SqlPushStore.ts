@@ -63,6 +63,7 @@ export class SqlPushStore implements PushStore {
         from_user_id: string | null;
         content: string | null;
         expires_at: Date | string | null;
+        deleted: boolean | null;
         status: "sent" | "delivered" | "read" | null;
       }>(
         await this.db.raw(
@@ -75,7 +76,7 @@ export class SqlPushStore implements PushStore {
              RETURNING o.message_id, o.recipient_id, o.attempts, o.first_due_at
            )
            SELECT c.message_id, c.recipient_id, c.attempts, c.first_due_at,
-             m.conversation_id, m.from_user_id, m.content, m.expires_at, d.status
+             m.conversation_id, m.from_user_id, m.content, m.expires_at, m.deleted_at IS NOT NULL AS deleted, d.status
            FROM claimed c
            LEFT JOIN message_delivery d ON d.message_id = c.message_id AND d.recipient_id = c.recipient_id
            LEFT JOIN messages m ON m.message_id = c.message_id`,
@@ -94,7 +95,7 @@ export class SqlPushStore implements PushStore {
                 from: r.from_user_id!,
                 content: r.content!,
                 expiresAt: date(r.expires_at!),
-                deleted: false,
+                deleted: r.deleted === true,
                 status: r.status,
               }
             : null,
@@ -115,6 +116,7 @@ export class SqlPushStore implements PushStore {
           `SELECT d.recipient_id, count(*) AS n FROM message_delivery d
            JOIN messages m ON m.message_id = d.message_id
            WHERE d.recipient_id = ANY(?::text[]) AND d.status IN ('sent', 'delivered') AND m.expires_at > ?
+             AND m.kind = 'text'
            GROUP BY d.recipient_id`,
           [recipients, now],
         ),
