@@ -91,8 +91,9 @@ export class PushWorker {
     const gaveUp: ClaimedPush[] = [];
     for (const c of claimed) {
       const m = c.message;
+      // A row claimed past its deadline is still tried once: it was scheduled within the
+      // window (or its lease ran out with no outcome recorded). Giving up is decided on failure.
       if (!m || m.deleted || m.status !== "sent" || m.expiresAt.getTime() <= now.getTime()) drop.push(c);
-      else if (now.getTime() > this.deadline(c)) gaveUp.push(c); // a lease ran out past the deadline
       else live.push(c);
     }
     let cancelled = drop.length;
