@@ -12,6 +12,9 @@ import { Redeliverer } from "./messaging/Redeliverer";
 import { MessagingService } from "./messaging/MessagingService";
 import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
+import type { PushStore } from "./messaging/pushPorts";
+import type { PushWorker } from "./messaging/PushWorker";
+import { createPush } from "./push/createPush";
 import { Metrics } from "./metrics";
 import { maxPacketBytes } from "./protocol/packets";
 import type { ReadinessCheck } from "./readiness";
@@ -26,6 +29,8 @@ import type { TicksServer } from "./transport/types";
 export type AppDeps = {
   config: Config;
   store: MessageStore;
+  /** Pushkeys and the push outbox. */
+  pushStore: PushStore;
   log: Logger;
   /** @default the system clock */
   clock?: Clock;
@@ -40,6 +45,8 @@ export type TicksApp = {
   io: TicksServer;
   messaging: MessagingService;
   sweeper: ExpirySweeper;
+  /** Null when pushes are off (PUSH_GATEWAY_URL unset). */
+  pushWorker: PushWorker | null;
   metrics: Metrics;
   /** Token expiry of this node's sockets. */
   tokens: TokenLifetimes;
@@ -105,6 +112,7 @@ export function createApp(deps: AppDeps): TicksApp {
 
   const redeliverer = new Redeliverer(messaging, () => syncedLocalUsers(io), config.redeliveryAfterMs, log, clock);
   cluster.nodeDeaths?.subscribe((death) => void redeliverer.nodeDied(death));
+  const push = createPush(config, deps.pushStore, clock, log, metrics);
 
   const inflight = new Set<Promise<unknown>>();
   let closing = false;
@@ -124,6 +132,7 @@ export function createApp(deps: AppDeps): TicksApp {
   acceptConnections(io, {
     messaging,
     presence,
+    push: push.service,
     rateLimiter: cluster.rateLimiter,
     tokens,
     metrics,
@@ -144,6 +153,7 @@ export function createApp(deps: AppDeps): TicksApp {
       await settled(Promise.allSettled([...inflight]));
       await sweeper.stop();
       await redeliverer.stop();
+      await push.worker?.stop();
       await presence.stop();
       tokens.stop();
       // Receipts of messages just sent come back through this node (and Redis): wait for them
@@ -160,6 +170,7 @@ export function createApp(deps: AppDeps): TicksApp {
     io,
     messaging,
     sweeper,
+    pushWorker: push.worker,
     metrics,
     tokens,
     listen: (port, host) =>
@@ -169,6 +180,7 @@ export function createApp(deps: AppDeps): TicksApp {
           http.off("error", reject);
           sweeper.start();
           redeliverer.start();
+          push.worker?.start();
           presence.start();
           resolve((http.address() as AddressInfo).port);
         });

@@ -19,7 +19,9 @@ import type { StatusChange } from "./StatusTracker";
 import { TicksClient } from "./TicksClient";
 
 const USAGE =
-  "usage: send <user> <text...> | edit <n> <text...> | delete <n> | react <n> [emoji] | read | history <user> | quit";
+  "usage: send <user> <text...> | edit <n> <text...> | delete <n> | react <n> [emoji] | read | history <user> | push register <pushkey> [appId] | push unregister <pushkey> | quit";
+/** The app id `push register` uses unless given one; a gateway must know it (docs/push.md). */
+const CLI_APP_ID = "ticks.cli";
 const HISTORY_LIMIT = 20;
 
 type Options = { user?: string; token?: string; tokenCommand?: string; url: string; device?: string };
@@ -162,6 +164,16 @@ async function main(): Promise<void> {
     }
   }
 
+  /** Registers this device for pushes, so a person can watch them arrive at a local gateway. */
+  async function push(action: string, pushkey: string, appId = CLI_APP_ID): Promise<void> {
+    if (action === "register") {
+      await client.call("push:register", { pushkey, appId });
+      return say(`push registered ${pushkey} (${appId})`);
+    }
+    const reply = await client.call("push:unregister", { pushkey });
+    say(`push unregistered ${pushkey} (${reply.removed} removed)`);
+  }
+
   async function run(line: string): Promise<void> {
     const text = line.trim();
     const sendArgs = /^send\s+(\S+)\s+(.+)$/.exec(text);
@@ -172,6 +184,10 @@ async function main(): Promise<void> {
     if (historyArgs) return attempt(() => history(historyArgs[1]!));
     const entry = parseEntryCommand(text);
     if (entry) return attempt(() => act(entry));
+    const pushArgs = /^push\s+register\s+(\S+)(?:\s+(\S+))?$/.exec(text) ?? /^push\s+(unregister)\s+(\S+)$/.exec(text);
+    if (pushArgs) {
+      return attempt(() => (pushArgs[1] === "unregister" ? push("unregister", pushArgs[2]!) : push("register", pushArgs[1]!, pushArgs[2])));
+    }
     if (text === "quit") return exit(0);
     say(USAGE);
   }

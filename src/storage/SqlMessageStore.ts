@@ -18,7 +18,7 @@ import { GroupCommit, type BatchOutcome } from "./GroupCommit";
 const asStorageError = (err: unknown): unknown => (err instanceof AppError ? err : new StorageUnavailableError(err));
 
 /** Runs a query, turning database failures into StorageUnavailableError. */
-async function unavailableOnDbError<T>(work: () => Promise<T>): Promise<T> {
+export async function unavailableOnDbError<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (err) {
@@ -43,6 +43,12 @@ export type StoreOptions = {
    */
   maxConcurrentAppends?: number;
   onBatch?: (kind: "append" | "delivered" | "read", size: number) => void;
+  /**
+   * Push notifications on (PUSH_GATEWAY_URL set): appends write push outbox rows due this
+   * long after the message, and receipts cancel them, each inside the one statement it runs
+   * anyway. Unset: neither statement touches the push tables.
+   */
+  pushDelayMs?: number;
 };
 
 /**
@@ -56,10 +62,13 @@ export class SqlMessageStore implements MessageStore {
   private readonly deliveredReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   private readonly readReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
 
+  private readonly pushDelayMs: number | undefined;
+
   constructor(
     private readonly db: Knex,
     options: StoreOptions = {},
   ) {
+    this.pushDelayMs = options.pushDelayMs;
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
     this.appends = new GroupCommit((reqs) => this.appendMany(reqs), {
       ...batching,
@@ -105,7 +114,7 @@ export class SqlMessageStore implements MessageStore {
   private async appendMany(reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await appendBatch(this.db, reqs);
+        return await appendBatch(this.db, reqs, { pushDelayMs: this.pushDelayMs });
       } catch (err) {
         const retryable =
           err instanceof LostDuplicateRace || err instanceof TargetChanged || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
@@ -145,9 +154,18 @@ export class SqlMessageStore implements MessageStore {
            WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status <> 'read'
              AND m.message_id = d.message_id AND m.expires_at > v.at AND m.kind = 'text'
            RETURNING d.recipient_id, d.message_id, m.from_user_id`;
+    // With pushes on, a confirmation cancels the recipient's pending push in the same statement.
+    const statement =
+      this.pushDelayMs === undefined
+        ? sql
+        : `WITH changed AS (${sql}), cancelled AS (
+             DELETE FROM push_outbox o USING changed c
+             WHERE o.message_id = c.message_id AND o.recipient_id = c.recipient_id
+           )
+           SELECT recipient_id, message_id, from_user_id FROM changed`;
     const rows = await unavailableOnDbError(async () =>
       rowsOf<{ recipient_id: string; message_id: string; from_user_id: string }>(
-        await this.db.raw(sql, [recipients, ids, at]),
+        await this.db.raw(statement, [recipients, ids, at]),
       ),
     );
     const changed = new Map(rows.map((r) => [`${r.recipient_id} ${r.message_id}`, r.from_user_id]));

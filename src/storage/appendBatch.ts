@@ -19,6 +19,15 @@ export class TargetChanged extends Error {}
 
 const senderKey = (r: { from: string; clientMsgId: string }) => `${r.from}\n${r.clientMsgId}`;
 
+export type AppendOptions = {
+  /**
+   * Push notifications on: each recipient with a pushkey gets a push outbox row, due this
+   * long after the message's createdAt, in the same statement as the message. Unset: the
+   * statement has no push part at all.
+   */
+  pushDelayMs?: number;
+};
+
 type Accepted = {
   index: number;
   req: AppendRequest;
@@ -72,7 +81,11 @@ const UNIQUE_VIOLATION = "23505";
  * Throws LostDuplicateRace when a concurrent retry got in first, TargetChanged when an
  * acted-on message changed meanwhile: run it again.
  */
-export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
+export async function appendBatch(
+  db: Knex,
+  reqs: AppendRequest[],
+  options: AppendOptions = {},
+): Promise<BatchOutcome<AppendResult>[]> {
   const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
   const texts = reqs.filter((r): r is TextAppend => r.kind === "text");
   const directReqs = texts.filter((r) => "to" in r.target);
@@ -162,7 +175,7 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<Batc
   }
 
   if (accepted.length > 0) {
-    const stored = await insertMessages(db, accepted, [...plans.values()]);
+    const stored = await insertMessages(db, accepted, [...plans.values()], options.pushDelayMs);
     for (const a of accepted) {
       const { seq, recipients } = stored.get(a.req.id)!;
       outcomes[a.index] = { ok: true, value: { duplicate: false, message: messageOf(a, seq), recipients } };
@@ -339,6 +352,7 @@ async function insertMessages(
   db: Knex,
   accepted: Accepted[],
   plans: TargetPlan[],
+  pushDelayMs: number | undefined,
 ): Promise<Map<string, { seq: number; recipients: string[] }>> {
   const col = <T>(pick: (a: Accepted) => T) => accepted.map(pick);
   const plan = <T>(pick: (p: TargetPlan) => T) => plans.map(pick);
@@ -409,7 +423,7 @@ async function insertMessages(
            -- visible here: the caller stores those erased already.
            UPDATE messages e SET content = ''
            WHERE e.ref_id = ANY(?::uuid[]) AND e.ref_id IS NOT NULL AND e.content <> '' AND (SELECT ok FROM unchanged)
-         )
+         )${pushDelayMs === undefined ? "" : PUSH_OUTBOX_CTE}
          SELECT d.message_id, d.recipient_id, i.seq FROM delivered d JOIN inserted i ON i.message_id = d.message_id`,
         [
           col((a) => a.req.id),
@@ -429,6 +443,7 @@ async function insertMessages(
           plan((p) => iso(p.deletedAt)),
           plan((p) => JSON.stringify(p.patch)),
           plans.filter((p) => p.deletedAt !== null).map((p) => p.row.message_id),
+          ...(pushDelayMs === undefined ? [] : [pushDelayMs]),
         ] as Knex.RawBinding[],
       ),
     );
@@ -447,6 +462,21 @@ async function insertMessages(
   if (accepted.some((a) => !stored.has(a.req.id))) throw new TargetChanged();
   return stored;
 }
+
+/**
+ * The push outbox part of the write (only when pushes are on): a row per delivery row of a
+ * text message whose recipient has a pushkey, due PUSH_DELAY_MS after createdAt (edits,
+ * deletes and reactions are not pushed). Written by the same
+ * statement as the message, it commits or rolls back with it: no stored message can miss
+ * its push, and no push can name a message that was not stored. Its binding comes last.
+ */
+const PUSH_OUTBOX_CTE = `, pushes AS (
+           INSERT INTO push_outbox (message_id, recipient_id, due_at, first_due_at)
+           SELECT d.message_id, d.recipient_id, n.due_at, n.due_at FROM delivered d
+           JOIN (SELECT id, created_at + ? * interval '1 millisecond' AS due_at FROM numbered WHERE kind = 'text') n
+             ON n.id = d.message_id
+           WHERE EXISTS (SELECT 1 FROM pushkeys p WHERE p.user_id = d.recipient_id)
+         )`;
 
 function messageOf(a: Accepted, seq: number): Message {
   return {
