@@ -22,10 +22,14 @@ export class SqlPushStore implements PushStore {
   register(reg: PushRegistration): Promise<void> {
     // One statement: the upsert, and the user's oldest other pushkeys beyond the limit go.
     // (The DELETE sees the table as it was before the upsert, hence "other" and limit - 1.)
+    // registered_at is kept strictly increasing per user (two registrations can share a
+    // millisecond), so "oldest" is always the one registered first.
     return unavailableOnDbError(async () => {
       await this.db.raw(
         `WITH upsert AS (
-           INSERT INTO pushkeys (pushkey, user_id, app_id, device_id, registered_at) VALUES (?, ?, ?, ?, ?)
+           INSERT INTO pushkeys (pushkey, user_id, app_id, device_id, registered_at)
+           SELECT ?, ?, ?, ?, GREATEST(?::timestamptz,
+             (SELECT max(registered_at) + interval '1 microsecond' FROM pushkeys WHERE user_id = ?))
            ON CONFLICT (pushkey) DO UPDATE SET user_id = EXCLUDED.user_id, app_id = EXCLUDED.app_id,
              device_id = EXCLUDED.device_id, registered_at = EXCLUDED.registered_at
          )
@@ -33,7 +37,7 @@ export class SqlPushStore implements PushStore {
            SELECT pushkey FROM pushkeys WHERE user_id = ? AND pushkey <> ?
            ORDER BY registered_at DESC, pushkey OFFSET ?
          )`,
-        [reg.pushkey, reg.userId, reg.appId, reg.deviceId, reg.at, reg.userId, reg.pushkey, MAX_PUSHKEYS_PER_USER - 1],
+        [reg.pushkey, reg.userId, reg.appId, reg.deviceId, reg.at, reg.userId, reg.userId, reg.pushkey, MAX_PUSHKEYS_PER_USER - 1],
       );
     });
   }
