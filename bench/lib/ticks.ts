@@ -1,6 +1,7 @@
 /** A Ticks server on a fresh PostgreSQL database that is dropped afterwards. */
 import { execFileSync } from "node:child_process";
 import { Client } from "pg";
+import { createDatabase, migrateToLatest } from "../../src/storage/database";
 import { ADMIN_URL, createTestDatabase, type TestDatabase } from "../../test/helpers/database";
 import { DbProbe } from "./phase";
 import { atExit, ROOT, startTicksProcess, type Target } from "./procs";
@@ -67,5 +68,15 @@ export async function storedCounts(url: string): Promise<{ messages: number; del
     return { messages: Number(rows[0]!.messages), delivered: Number(rows[0]!.delivered) };
   } finally {
     await client.end();
+  }
+}
+
+/** Brings a database's schema up to date with the project's migrations (as a server would at start). */
+export async function migratedDatabase(url: string): Promise<void> {
+  const db = createDatabase({ kind: "postgres", url });
+  try {
+    await migrateToLatest(db, "postgres");
+  } finally {
+    await db.destroy();
   }
 }

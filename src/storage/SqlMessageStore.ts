@@ -11,8 +11,33 @@ import type {
 } from "../messaging/ports";
 import { appendBatch, LostDuplicateRace } from "./appendBatch";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
+import { runPrepared, statement } from "./prepared";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
 import { TickBatcher, type BatchOutcome } from "./TickBatcher";
+
+/**
+ * Receipts of many devices in one UPDATE. Only rows of the caller as recipient move, and
+ * only forward: sent → delivered → read (read also sets delivered_at; an expired message
+ * is no longer marked read).
+ */
+export const RECEIPT = {
+  delivered: statement(
+    "mark_delivered",
+    `UPDATE message_delivery d SET status = 'delivered', delivered_at = v.at
+     FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) AS v(recipient_id, message_id, at), messages m
+     WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status = 'sent'
+       AND m.message_id = d.message_id
+     RETURNING d.recipient_id, d.message_id, m.from_user_id`,
+  ),
+  read: statement(
+    "mark_read",
+    `UPDATE message_delivery d SET status = 'read', read_at = v.at, delivered_at = COALESCE(d.delivered_at, v.at)
+     FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) AS v(recipient_id, message_id, at), messages m
+     WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status <> 'read'
+       AND m.message_id = d.message_id AND m.expires_at > v.at
+     RETURNING d.recipient_id, d.message_id, m.from_user_id`,
+  ),
+};
 
 /** Deadlock and serialization failures: the transaction can simply run again. */
 const RETRYABLE_PG_CODES = new Set(["40P01", "40001"]);
@@ -118,31 +143,17 @@ export class SqlMessageStore implements MessageStore {
     return this.readReceipts.submit({ recipient: reader, messageIds, at });
   }
 
-  /**
-   * Receipts of many devices in one UPDATE; each caller gets back its own changes. Only
-   * rows of the caller as recipient move, and only forward: sent → delivered → read (read
-   * also sets delivered_at; an expired message is no longer marked read).
-   */
+  /** Receipts of many devices in one statement (RECEIPT); each caller gets back its own changes. */
   private async markMany(status: "delivered" | "read", reqs: ReceiptRequest[]): Promise<BatchOutcome<StatusChange[]>[]> {
     const recipients = reqs.flatMap((r) => r.messageIds.map(() => r.recipient));
     const ids = reqs.flatMap((r) => r.messageIds);
     const at = reqs.flatMap((r) => r.messageIds.map(() => r.at.toISOString()));
-    const sql =
-      status === "delivered"
-        ? `UPDATE message_delivery d SET status = 'delivered', delivered_at = v.at
-           FROM unnest(?::text[], ?::uuid[], ?::timestamptz[]) AS v(recipient_id, message_id, at), messages m
-           WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status = 'sent'
-             AND m.message_id = d.message_id
-           RETURNING d.recipient_id, d.message_id, m.from_user_id`
-        : `UPDATE message_delivery d SET status = 'read', read_at = v.at, delivered_at = COALESCE(d.delivered_at, v.at)
-           FROM unnest(?::text[], ?::uuid[], ?::timestamptz[]) AS v(recipient_id, message_id, at), messages m
-           WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status <> 'read'
-             AND m.message_id = d.message_id AND m.expires_at > v.at
-           RETURNING d.recipient_id, d.message_id, m.from_user_id`;
-    const rows = await this.guard(async () =>
-      rowsOf<{ recipient_id: string; message_id: string; from_user_id: string }>(
-        await this.db.raw(sql, [recipients, ids, at]),
-      ),
+    const rows = await this.guard(() =>
+      runPrepared<{ recipient_id: string; message_id: string; from_user_id: string }>(this.db, RECEIPT[status], [
+        recipients,
+        ids,
+        at,
+      ]),
     );
     const changed = new Map(rows.map((r) => [`${r.recipient_id} ${r.message_id}`, r.from_user_id]));
     return reqs.map((r) => {

@@ -1,7 +1,8 @@
 import type { Knex } from "knex";
 import { AppError, type Message } from "../protocol";
 import type { AppendRequest, AppendResult } from "../messaging/ports";
-import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
+import { runPrepared, statement } from "./prepared";
+import { rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
 import type { BatchOutcome } from "./TickBatcher";
 
 /** A concurrent retry committed the same (sender, clientMsgId) first: redo the batch. */
@@ -12,72 +13,74 @@ export const directKey = (a: string, b: string): string => (a < b ? `${a} ${b}` 
 
 const senderKey = (r: { from: string; clientMsgId: string }) => `${r.from}\n${r.clientMsgId}`;
 
-type Accepted = { index: number; req: AppendRequest; conversationId: string; to: string | null };
+/**
+ * One request as the write statement sees it: `accept` false means routing refused it (it
+ * is still probed, so a retry of an already stored message is answered as a duplicate).
+ * A direct message carries its conversation's key; one to a given conversation, its id.
+ */
+export type BatchRow = {
+  index: number;
+  req: AppendRequest;
+  accept: boolean;
+  conversationId: string | null;
+  directKey: string | null;
+  to: string | null;
+};
 
 /** PostgreSQL's unique_violation. */
 const UNIQUE_VIOLATION = "23505";
 
 /**
- * Stores a batch of messages: three reads in parallel, then ONE statement that hands out
- * seq, inserts the messages and their delivery rows, and commits (a single statement is
- * its own transaction). Per conversation, the row lock taken on `conversations` hands out
- * a contiguous seq range in request order, gap-free: any failure rolls the statement back
- * whole. Returns one outcome per request, in order; refusals (NOT_FOUND, FORBIDDEN) are
- * per request. Throws LostDuplicateRace when a concurrent retry got in first: run it again.
+ * Stores a batch of messages. In the steady state that is ONE statement (its own
+ * transaction): it answers retries already stored, finds each direct conversation by its
+ * key, hands out seq, inserts the messages and their delivery rows, and commits. Per
+ * conversation, the row lock taken on `conversations` hands out a contiguous seq range in
+ * request order, gap-free: any failure rolls the statement back whole. Only messages to a
+ * given conversation (groups) need a read first (its members, for the routing rules), and
+ * only a first message between two users a second write (the conversation is created,
+ * then its messages go in). Returns one outcome per request, in order; refusals
+ * (NOT_FOUND, FORBIDDEN) are per request. Throws LostDuplicateRace when a concurrent
+ * retry got in first: run it again.
  */
 export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
   const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
-  const directReqs = reqs.filter((r) => "to" in r.target);
-  const givenIds = reqs.flatMap((r) => ("conversationId" in r.target ? [r.target.conversationId] : []));
-
-  // 1. Three reads at once, on separate connections: retries already stored, direct
-  // conversations, and the given conversations' members. Reads need no transaction: what
-  // they decide is checked again by the constraints of the one write below.
-  const [existing, directIds, given] = await Promise.all([
-    findStored(db, reqs),
-    resolveDirect(db, directReqs),
-    loadConversations(db, givenIds),
-  ]);
-  const originals = new Map(
-    existing.map((row) => [senderKey({ from: row.from_user_id, clientMsgId: row.client_msg_id }), toMessage(row)]),
-  );
+  // The same retry twice in one batch: only the first goes to the database.
   const firstInBatch = new Map<string, number>();
-  const fresh: number[] = [];
+  const firsts: number[] = [];
   reqs.forEach((req, i) => {
     const key = senderKey(req);
-    const original = originals.get(key);
-    if (original) outcomes[i] = { ok: true, value: { duplicate: true, message: original } };
-    else if (firstInBatch.has(key)) return; // the same retry twice in one batch: settled below
-    else {
-      firstInBatch.set(key, i);
-      fresh.push(i);
-    }
+    if (firstInBatch.has(key)) return;
+    firstInBatch.set(key, i);
+    firsts.push(i);
   });
 
-  // 2. Where each message goes: direct conversations (created on first use) or given ones.
-  const accepted: Accepted[] = [];
-  for (const i of fresh) {
-    const req = reqs[i]!;
+  const givenIds = firsts.flatMap((i) => {
+    const t = reqs[i]!.target;
+    return "conversationId" in t ? [t.conversationId] : [];
+  });
+  const given = givenIds.length > 0 ? await loadConversations(db, givenIds) : new Map<string, { kind: string; members: string[] }>();
+  const rows: BatchRow[] = firsts.map((index) => {
+    const req = reqs[index]!;
     if ("to" in req.target) {
-      accepted.push({ index: i, req, conversationId: directIds.get(directKey(req.from, req.target.to))!, to: req.target.to });
-      continue;
+      return { index, req, accept: true, conversationId: null, directKey: directKey(req.from, req.target.to), to: req.target.to };
     }
     const conversation = given.get(req.target.conversationId);
-    if (!conversation) outcomes[i] = { ok: false, error: new AppError("NOT_FOUND", "no such conversation") };
-    else if (!conversation.members.includes(req.from)) {
-      outcomes[i] = { ok: false, error: new AppError("FORBIDDEN", "not a member of this conversation") };
-    } else {
-      const to = conversation.kind === "direct" ? (conversation.members.find((m) => m !== req.from) ?? null) : null;
-      accepted.push({ index: i, req, conversationId: req.target.conversationId, to });
-    }
-  }
+    const refusal = !conversation
+      ? new AppError("NOT_FOUND", "no such conversation")
+      : !conversation.members.includes(req.from)
+        ? new AppError("FORBIDDEN", "not a member of this conversation")
+        : null;
+    if (refusal) outcomes[index] = { ok: false, error: refusal };
+    const to = conversation?.kind === "direct" ? (conversation.members.find((m) => m !== req.from) ?? null) : null;
+    return { index, req, accept: !refusal, conversationId: req.target.conversationId, directKey: null, to };
+  });
 
-  if (accepted.length > 0) {
-    const stored = await insertMessages(db, accepted);
-    for (const a of accepted) {
-      const { seq, recipients } = stored.get(a.req.id)!;
-      outcomes[a.index] = { ok: true, value: { duplicate: false, message: messageOf(a, seq), recipients } };
-    }
+  let unrouted = await write(db, rows, outcomes);
+  if (unrouted.length > 0) {
+    // First messages between these users: create the conversations, then store them.
+    await createDirect(db, unrouted);
+    unrouted = await write(db, unrouted, outcomes);
+    if (unrouted.length > 0) throw new Error("direct conversation missing right after it was created");
   }
 
   // Same retry twice in one batch: the second answers what the first got.
@@ -89,40 +92,50 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<Batc
   return outcomes;
 }
 
-/**
- * Messages already stored for these (sender, clientMsgId) pairs. Both lists as ANY: one
- * scan of the unique index; a pair nobody asked for (sender of one request, id of another)
- * may come back and is ignored by the caller's lookup.
- */
-function findStored(db: Knex, reqs: AppendRequest[]): Promise<MessageRow[]> {
-  return db
-    .raw(
-      `SELECT ${MESSAGE_COLUMNS} FROM messages m
-       WHERE m.from_user_id = ANY(?::text[]) AND m.client_msg_id = ANY(?::text[])`,
-      [[...new Set(reqs.map((r) => r.from))], [...new Set(reqs.map((r) => r.clientMsgId))]],
-    )
-    .then((result) => rowsOf<MessageRow>(result));
+/** Runs the write statement for `rows`, fills their outcomes; returns the direct ones with no conversation yet. */
+async function write(db: Knex, rows: BatchRow[], outcomes: BatchOutcome<AppendResult>[]): Promise<BatchRow[]> {
+  let result: WriteRow[];
+  try {
+    result = await runPrepared<WriteRow>(db, WRITE, writeValues(rows));
+  } catch (err) {
+    if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new LostDuplicateRace();
+    throw err;
+  }
+  const stored = new Map<string, { seq: number; conversationId: string; recipients: string[] }>();
+  const recipients: WriteRow[] = [];
+  for (const r of result) {
+    if (r.ord !== null) {
+      // A retry of a message stored earlier: the original answers it.
+      const row = rows[toNumber(r.ord) - 1]!;
+      outcomes[row.index] = { ok: true, value: { duplicate: true, message: toMessage(r.original!) } };
+    } else if (r.seq !== null) {
+      stored.set(r.message_id, { seq: toNumber(r.seq), conversationId: r.conversation_id!, recipients: [] });
+    } else recipients.push(r);
+  }
+  for (const r of recipients) stored.get(r.message_id)!.recipients.push(r.recipient!);
+  const unrouted: BatchRow[] = [];
+  for (const row of rows) {
+    if (!row.accept || outcomes[row.index]) continue;
+    const s = stored.get(row.req.id);
+    if (!s) {
+      unrouted.push(row);
+      continue;
+    }
+    outcomes[row.index] = { ok: true, value: { duplicate: false, message: messageOf(row, s.seq, s.conversationId), recipients: s.recipients } };
+  }
+  return unrouted;
 }
 
-async function resolveDirect(db: Knex, reqs: AppendRequest[]): Promise<Map<string, string>> {
+/**
+ * First messages between these users: each conversation, its two members and their
+ * directory entries, in one statement. A concurrent batch may create the same pair:
+ * ON CONFLICT leaves its row, which the next write finds by its key. Sorted, so two
+ * batches creating the same pairs take the index locks in the same order.
+ */
+async function createDirect(db: Knex, rows: BatchRow[]): Promise<void> {
   const pairs = new Map<string, { id: string; from: string; to: string; at: Date }>();
-  for (const r of reqs) {
-    const to = (r.target as { to: string }).to;
-    const key = directKey(r.from, to);
-    if (!pairs.has(key)) pairs.set(key, { id: r.id, from: r.from, to, at: r.createdAt });
-  }
-  if (pairs.size === 0) return new Map();
-  // Sorted, so two batches creating the same pairs take the index locks in the same order.
-  const keys = [...pairs.keys()].sort();
-  const found = rowsOf<{ conversation_id: string; direct_key: string }>(
-    await db.raw(`SELECT conversation_id, direct_key FROM conversations WHERE direct_key = ANY(?::text[])`, [keys]),
-  );
-  const ids = new Map(found.map((r) => [r.direct_key, r.conversation_id]));
-  const missing = keys.filter((k) => !ids.has(k)).map((k) => ({ key: k, ...pairs.get(k)! }));
-  if (missing.length === 0) return ids; // the steady state: one round trip
-  // First message between these users: the conversation, its two members and their
-  // directory entries, in one statement. A concurrent batch may create the same pair:
-  // ON CONFLICT leaves its row, which the final SELECT then finds.
+  for (const r of rows) pairs.set(r.directKey!, pairs.get(r.directKey!) ?? { id: r.req.id, from: r.req.from, to: r.to!, at: r.req.createdAt });
+  const missing = [...pairs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, p]) => ({ key, ...p }));
   await db.raw(
     `WITH v AS (
        SELECT * FROM unnest(?::uuid[], ?::text[], ?::timestamptz[], ?::text[], ?::text[]) AS v(id, key, at, a, b)
@@ -145,13 +158,6 @@ async function resolveDirect(db: Knex, reqs: AppendRequest[]): Promise<Map<strin
       missing.map((m) => m.to),
     ],
   );
-  const all = rowsOf<{ conversation_id: string; direct_key: string }>(
-    await db.raw(`SELECT conversation_id, direct_key FROM conversations WHERE direct_key = ANY(?::text[])`, [
-      missing.map((m) => m.key),
-    ]),
-  );
-  for (const r of all) ids.set(r.direct_key, r.conversation_id);
-  return ids;
 }
 
 async function loadConversations(db: Knex, ids: string[]): Promise<Map<string, { kind: string; members: string[] }>> {
@@ -174,89 +180,103 @@ async function loadConversations(db: Knex, ids: string[]): Promise<Map<string, {
 }
 
 /**
- * The one write: lock the batch's conversations in id order (concurrent batches cannot
- * deadlock), move each seq counter by its number of messages, number the messages in
- * request order from there, insert them, then their delivery rows in seq order (so
- * delivery_id follows seq within a conversation: the backlog's order). Returns each
- * message's seq and recipients. A unique violation (a concurrent retry stored the same
+ * The write: answer retries already stored (one probe of the unique index per request),
+ * find direct conversations by key, lock the batch's conversations in id order (concurrent
+ * batches cannot deadlock), move each seq counter by its number of messages, number the
+ * messages in request order from there, insert them, then their delivery rows in seq
+ * order (so delivery_id follows seq within a conversation: the backlog's order). Returns
+ * the stored originals (with `ord`, the request's position), each new message's
+ * conversation and seq, and each of its delivery rows' recipient. A unique violation (a concurrent retry stored the same
  * clientMsgId first) undoes the whole statement, seq included.
  */
-async function insertMessages(
-  db: Knex,
-  accepted: Accepted[],
-): Promise<Map<string, { seq: number; recipients: string[] }>> {
-  const col = <T>(pick: (a: Accepted) => T) => accepted.map(pick);
-  let rows: { message_id: string; recipient_id: string; seq: string | number }[];
-  try {
-    rows = rowsOf(
-      await db.raw(
-        `WITH v AS (
-           SELECT * FROM unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[],
-             ?::timestamptz[], ?::timestamptz[])
-             WITH ORDINALITY AS v(id, conversation_id, sender, recipient, client_msg_id, content, created_at, expires_at, ord)
-         ), counts AS (
-           SELECT conversation_id, count(*)::int AS n, max(created_at) AS at FROM v GROUP BY conversation_id
-         ), locked AS (
-           SELECT conversation_id FROM conversations
-           WHERE conversation_id IN (SELECT conversation_id FROM counts)
-           ORDER BY conversation_id FOR UPDATE
-         ), bumped AS (
-           UPDATE conversations c SET last_seq = c.last_seq + counts.n, last_message_at = counts.at
-           FROM counts, locked
-           WHERE c.conversation_id = counts.conversation_id AND c.conversation_id = locked.conversation_id
-           RETURNING c.conversation_id, c.last_seq - counts.n AS base
-         ), numbered AS (
-           SELECT v.*, b.base + row_number() OVER (PARTITION BY v.conversation_id ORDER BY v.ord) AS seq
-           FROM v JOIN bumped b ON b.conversation_id = v.conversation_id
-         ), inserted AS (
-           INSERT INTO messages (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id, content,
-             created_at, expires_at)
-           SELECT id, conversation_id, seq, sender, recipient, client_msg_id, content, created_at, expires_at
-           FROM numbered
-           RETURNING message_id, conversation_id, seq, from_user_id
-         ), delivered AS (
-           INSERT INTO message_delivery (message_id, recipient_id, status)
-           SELECT i.message_id, cm.user_id, 'sent' FROM inserted i
-           JOIN conversation_members cm ON cm.conversation_id = i.conversation_id AND cm.user_id <> i.from_user_id
-           ORDER BY i.conversation_id, i.seq, cm.user_id
-           RETURNING message_id, recipient_id
-         )
-         SELECT d.message_id, d.recipient_id, i.seq FROM delivered d JOIN inserted i ON i.message_id = d.message_id`,
-        [
-          col((a) => a.req.id),
-          col((a) => a.conversationId),
-          col((a) => a.req.from),
-          col((a) => a.to),
-          col((a) => a.req.clientMsgId),
-          col((a) => a.req.content),
-          col((a) => a.req.createdAt.toISOString()),
-          col((a) => a.req.expiresAt.toISOString()),
-        ] as Knex.RawBinding[],
-      ),
-    );
-  } catch (err) {
-    if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new LostDuplicateRace();
-    throw err;
-  }
-  const stored = new Map<string, { seq: number; recipients: string[] }>();
-  for (const r of rows) {
-    const entry = stored.get(r.message_id) ?? { seq: toNumber(r.seq), recipients: [] };
-    entry.recipients.push(r.recipient_id);
-    stored.set(r.message_id, entry);
-  }
-  return stored;
+export const WRITE = statement(
+  "append",
+  `WITH v AS (
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+       $8::timestamptz[], $9::timestamptz[], $10::bool[])
+       WITH ORDINALITY AS v(id, sender, recipient, given_id, direct_key, client_msg_id, content, created_at, expires_at,
+         accept, ord)
+   ), stored AS (
+     SELECT v.ord, to_jsonb(m) AS original FROM v
+     JOIN messages m ON m.from_user_id = v.sender AND m.client_msg_id = v.client_msg_id
+   ), routed AS (
+     SELECT v.*, coalesce(v.given_id, d.conversation_id) AS conversation_id
+     FROM v LEFT JOIN conversations d ON d.direct_key = v.direct_key
+     WHERE v.accept AND coalesce(v.given_id, d.conversation_id) IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM stored s WHERE s.ord = v.ord)
+   ), counts AS (
+     SELECT conversation_id, count(*)::int AS n, max(created_at) AS at FROM routed GROUP BY conversation_id
+   ), locked AS (
+     SELECT conversation_id FROM conversations
+     WHERE conversation_id IN (SELECT conversation_id FROM counts)
+     ORDER BY conversation_id FOR UPDATE
+   ), bumped AS (
+     UPDATE conversations c SET last_seq = c.last_seq + counts.n, last_message_at = counts.at
+     FROM counts, locked
+     WHERE c.conversation_id = counts.conversation_id AND c.conversation_id = locked.conversation_id
+     RETURNING c.conversation_id, c.last_seq - counts.n AS base
+   ), numbered AS (
+     SELECT r.*, b.base + row_number() OVER (PARTITION BY r.conversation_id ORDER BY r.ord) AS seq
+     FROM routed r JOIN bumped b ON b.conversation_id = r.conversation_id
+   ), inserted AS (
+     INSERT INTO messages (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id, content,
+       created_at, expires_at)
+     SELECT id, conversation_id, seq, sender, recipient, client_msg_id, content, created_at, expires_at
+     FROM numbered
+     RETURNING message_id, conversation_id, seq, from_user_id
+   ), delivered AS (
+     INSERT INTO message_delivery (message_id, recipient_id, status)
+     SELECT i.message_id, cm.user_id, 'sent' FROM inserted i
+     JOIN conversation_members cm ON cm.conversation_id = i.conversation_id AND cm.user_id <> i.from_user_id
+     ORDER BY i.conversation_id, i.seq, cm.user_id
+     RETURNING message_id, recipient_id
+   )
+   SELECT s.ord, NULL::uuid AS message_id, NULL::uuid AS conversation_id, NULL::bigint AS seq, NULL::text AS recipient,
+     s.original
+   FROM stored s
+   UNION ALL
+   SELECT NULL, message_id, conversation_id, seq, NULL, NULL FROM inserted
+   UNION ALL
+   SELECT NULL, message_id, NULL, NULL, recipient_id, NULL FROM delivered`,
+);
+
+/** One of: a stored original (`ord` set), a new message (`seq` set), or one of its recipients. */
+type WriteRow = {
+  ord: string | number | null;
+  message_id: string;
+  conversation_id: string | null;
+  seq: string | number | null;
+  recipient: string | null;
+  original: MessageRow | null;
+};
+
+export function writeValues(rows: BatchRow[]): unknown[] {
+  const col = <T>(pick: (r: BatchRow) => T) => rows.map(pick);
+  return [
+    col((r) => r.req.id),
+    col((r) => r.req.from),
+    col((r) => r.to),
+    col((r) => r.conversationId),
+    col((r) => r.directKey),
+    col((r) => r.req.clientMsgId),
+    col((r) => r.req.content),
+    col((r) => r.req.createdAt.toISOString()),
+    col((r) => r.req.expiresAt.toISOString()),
+    col((r) => r.accept),
+  ];
 }
 
-function messageOf(a: Accepted, seq: number): Message {
+function messageOf(row: BatchRow, seq: number, conversationId: string): Message {
+  const { req } = row;
   return {
-    id: a.req.id,
-    clientMsgId: a.req.clientMsgId,
-    conversationId: a.conversationId,
+    id: req.id,
+    clientMsgId: req.clientMsgId,
+    conversationId,
     seq,
-    from: a.req.from,
-    to: a.to,
-    content: a.req.content,
-    createdAt: a.req.createdAt.toISOString(),
-    expiresAt: a.req.expiresAt.toISOString(),
+    from: req.from,
+    to: row.to,
+    content: req.content,
+    createdAt: req.createdAt.toISOString(),
+    expiresAt: req.expiresAt.toISOString(),
   };
 }
