@@ -4,7 +4,7 @@ import type { AddressInfo } from "node:net";
 import { systemClock, type Clock } from "./clock";
 import type { Config } from "./config";
 import { localCluster, type Cluster } from "./cluster";
-import { httpHandler, type ReadinessCheck } from "./http/routes";
+import { httpHandler } from "./http/routes";
 import type { Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
 import { Redeliverer } from "./messaging/Redeliverer";
@@ -12,11 +12,10 @@ import { MessagingService } from "./messaging/MessagingService";
 import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
 import { Metrics } from "./metrics";
+import type { ReadinessCheck } from "./readiness";
 import { authMiddleware } from "./transport/auth";
-import { registerHandlers } from "./transport/handlers";
-import { SYNCING_ROOM, userRoom } from "./transport/rooms";
+import { acceptConnections, syncedLocalUsers } from "./transport/connection";
 import { SocketNotifier } from "./transport/SocketNotifier";
-import { syncBacklog } from "./transport/syncBacklog";
 import type { TicksServer } from "./transport/types";
 
 export type AppDeps = {
@@ -36,7 +35,6 @@ export type TicksApp = {
   io: TicksServer;
   messaging: MessagingService;
   sweeper: ExpirySweeper;
-  redeliverer: Redeliverer;
   metrics: Metrics;
   listen(port: number, host?: string): Promise<number>;
   /** Idempotent: stop accepting, finish in-flight events, disconnect sockets, stop sweeping. */
@@ -47,7 +45,7 @@ export type TicksApp = {
 const DRAIN_TIMEOUT_MS = 10_000;
 
 /** Room for the JSON envelope around the largest content (4 bytes a code point at most). */
-export const maxHttpBufferSize = (maxContentLength: number): number => Math.max(64 * 1024, maxContentLength * 4 + 16 * 1024);
+const maxHttpBufferSize = (maxContentLength: number): number => Math.max(64 * 1024, maxContentLength * 4 + 16 * 1024);
 
 /** Wires the core, the transport and HTTP together. No I/O until listen(). */
 export function createApp(deps: AppDeps): TicksApp {
@@ -77,7 +75,9 @@ export function createApp(deps: AppDeps): TicksApp {
       read: (n) => metrics.messagesRead.inc(n),
     },
   );
-  const presence = new PresenceService(cluster.presence, store, notifier, clock, log);
+  // Four heartbeats fit in a tracker's deadline (see RedisPresenceTracker).
+  const heartbeatMs = Math.max(50, Math.round(config.presenceTtlMs / 6));
+  const presence = new PresenceService(cluster.presence, store, notifier, clock, log, heartbeatMs);
   const sweeper = new ExpirySweeper(
     messaging,
     cluster.leaderLock,
@@ -86,15 +86,7 @@ export function createApp(deps: AppDeps): TicksApp {
     (n) => metrics.expired.inc(n),
   );
 
-  // Users with a synced socket on this node: their devices are this node's to redeliver to.
-  const localUsers = () => {
-    const users = new Set<string>();
-    for (const socket of io.of("/").sockets.values()) {
-      if (!socket.rooms.has(SYNCING_ROOM)) users.add(socket.data.userId);
-    }
-    return [...users];
-  };
-  const redeliverer = new Redeliverer(messaging, localUsers, config.redeliveryAfterMs, log);
+  const redeliverer = new Redeliverer(messaging, () => syncedLocalUsers(io), config.redeliveryAfterMs, log);
 
   const inflight = new Set<Promise<unknown>>();
   let closing = false;
@@ -104,35 +96,15 @@ export function createApp(deps: AppDeps): TicksApp {
   };
 
   io.use(authMiddleware(config.auth, log));
-  io.on("connection", (socket) => {
-    const { userId } = socket.data;
-    metrics.connectedSockets.inc();
-    // Syncing until the backlog is drained: live messages skip this socket meanwhile.
-    socket.join([userRoom(userId), SYNCING_ROOM]);
-    registerHandlers(socket, {
-      messaging,
-      presence,
-      rateLimiter: cluster.rateLimiter,
-      log,
-      track,
-      closing: () => closing,
-      observe: (event, outcome, seconds) => metrics.handlerSeconds.observe({ event, outcome }, seconds),
-    });
-    socket.on("disconnect", () => {
-      metrics.connectedSockets.dec();
-      track(presence.disconnected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed")));
-    });
-    // The directory entry and presence need not hold up the backlog: they run alongside.
-    // (Presence stays ordered: the tracker sends this connect before any disconnect.)
-    track(messaging.connect(userId).catch((err) => log.warn({ err, userId }, "user not recorded")));
-    track(presence.connected(userId, socket.id).catch((err) => log.warn({ err, userId }, "presence update failed")));
-    syncBacklog(
-      socket,
-      messaging,
-      { pageSize: config.backlogPageSize, ackTimeoutMs: config.deliveryAckTimeoutMs },
-      log,
-      () => metrics.backlogPages.inc(),
-    ).catch((err) => log.error({ err, userId }, "backlog sync failed"));
+  acceptConnections(io, {
+    messaging,
+    presence,
+    rateLimiter: cluster.rateLimiter,
+    metrics,
+    log,
+    sync: { pageSize: config.backlogPageSize, ackTimeoutMs: config.deliveryAckTimeoutMs },
+    track,
+    closing: () => closing,
   });
 
   const settled = (work: Promise<unknown>) =>
@@ -145,7 +117,7 @@ export function createApp(deps: AppDeps): TicksApp {
       await settled(Promise.allSettled([...inflight]));
       await sweeper.stop();
       await redeliverer.stop();
-      presence.stop();
+      await presence.stop();
       // Receipts of messages just sent come back through this node (and Redis): wait for them
       // (at most DELIVERY_ACK_TIMEOUT_MS), or they would stay `sent` until redelivery.
       await settled(messaging.settleOffers());
@@ -160,7 +132,6 @@ export function createApp(deps: AppDeps): TicksApp {
     io,
     messaging,
     sweeper,
-    redeliverer,
     metrics,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
@@ -169,7 +140,7 @@ export function createApp(deps: AppDeps): TicksApp {
           http.off("error", reject);
           sweeper.start();
           redeliverer.start();
-          presence.start(Math.max(50, Math.round(config.presenceTtlMs / 6)));
+          presence.start();
           resolve((http.address() as AddressInfo).port);
         });
       }),

@@ -57,7 +57,6 @@ export type Config = {
   presenceTtlMs: number;
   leaderLeaseMs: number;
   auth: { mode: "jwt"; secret: string } | { mode: "dev" };
-  production: boolean;
   messageTtlMs: number;
   maxContentLength: number;
   expirySweepIntervalMs: number;
@@ -86,9 +85,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
-  const production = e.NODE_ENV === "production";
   const mode = e.AUTH_MODE ?? (e.JWT_SECRET ? "jwt" : "dev");
-  if (mode === "dev" && production) {
+  if (mode === "dev" && e.NODE_ENV === "production") {
     throw new ConfigError("invalid configuration:\n  AUTH_MODE: dev is refused with NODE_ENV=production (set JWT_SECRET)");
   }
   if (mode === "jwt" && !e.JWT_SECRET) {
@@ -102,7 +100,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     presenceTtlMs: e.PRESENCE_TTL_MS,
     leaderLeaseMs: e.LEADER_LEASE_MS,
     auth: mode === "jwt" ? { mode, secret: e.JWT_SECRET! } : { mode },
-    production,
     messageTtlMs: Math.round(e.MESSAGE_TTL_DAYS * DAY_MS),
     maxContentLength: e.MAX_CONTENT_LENGTH,
     expirySweepIntervalMs: e.EXPIRY_SWEEP_INTERVAL_MS,

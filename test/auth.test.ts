@@ -271,7 +271,6 @@ describe("configuration (loadConfig)", () => {
   it("accepts production with a JWT secret, defaulting to jwt mode", () => {
     const config = loadConfig({ ...base, NODE_ENV: "production", JWT_SECRET: TEST_SECRET });
     expect(config.auth).to.deep.equal({ mode: "jwt", secret: TEST_SECRET });
-    expect(config.production).to.equal(true);
   });
 
   it("refuses a JWT_SECRET shorter than 32 characters", () => {
@@ -301,8 +300,8 @@ describe("configuration (loadConfig)", () => {
     });
     expect(config.port).to.equal(3000);
     expect(config.host).to.equal("0.0.0.0");
+    // An empty NODE_ENV is not production: dev mode is accepted.
     expect(config.auth).to.deep.equal({ mode: "dev" });
-    expect(config.production).to.equal(false);
     expect(config.messageTtlMs).to.equal(30 * 24 * 3600 * 1000);
     expect(config.maxContentLength).to.equal(4096);
     expect(config.redis).to.equal(null);

@@ -6,16 +6,16 @@ import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { uniqueId, waitFor } from "./helpers/device";
 import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "./helpers/processes";
 import {
-  connectStream,
+  connectAndSync,
   distinct,
   failoverProxy,
   newStats,
   sendReliably,
   sleep,
-  streamClient,
+  reconnectingClient,
   type FailoverProxy,
-  type StreamClient,
-} from "./helpers/stream";
+  type ReconnectingClient,
+} from "./helpers/reconnectingClient";
 
 /**
  * SIGTERM on one of two nodes while its clients stream messages: the node stops taking
@@ -31,7 +31,7 @@ describe("graceful shutdown: SIGTERM on a node mid-stream", function () {
   let pg: Client;
   let nodes: NodeProcess[] = [];
   let proxy: FailoverProxy | undefined;
-  const clients: StreamClient[] = [];
+  const clients: ReconnectingClient[] = [];
 
   before(async () => {
     db = await createTestDatabase();
@@ -69,18 +69,18 @@ describe("graceful shutdown: SIGTERM on a node mid-stream", function () {
     const [node1, node2] = nodes as [NodeProcess, NodeProcess];
     const client = (url: string, prefix: string) => {
       const userId = uniqueId(prefix);
-      const c = streamClient(url, userId, { userId });
+      const c = reconnectingClient(url, userId, { userId });
       clients.push(c);
       return c;
     };
     // Recipients on node 2, directly; senders through the load balancer, which sends them to node 1.
     const recipients = Array.from({ length: 4 }, () => client(node2.url, "recipient"));
     const senders = Array.from({ length: 8 }, () => client(proxy!.url, "sender"));
-    await Promise.all([...recipients, ...senders].map((c) => connectStream(c)));
+    await Promise.all([...recipients, ...senders].map((c) => connectAndSync(c)));
 
     // One more client on node 1 that stays quiet until node 1 is shutting down.
     const late = client(proxy!.url, "late");
-    await connectStream(late);
+    await connectAndSync(late);
     expect(proxy!.landed, "every sender starts on node 1").to.deep.equal([senders.length + 1, 0]);
     const stats = newStats();
     const intended: { from: string; clientMsgId: string; to: string }[] = [];

@@ -11,7 +11,7 @@ import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { waitFor } from "./helpers/device";
 import { freePort, ROOT, startPrivateRedis, type RedisProcess } from "./helpers/processes";
 import { mintToken } from "./helpers/server";
-import { connectStream, distinct, newStats, sendReliably, sleep, streamClient, type StreamClient } from "./helpers/stream";
+import { connectAndSync, distinct, newStats, sendReliably, sleep, reconnectingClient, type ReconnectingClient } from "./helpers/reconnectingClient";
 
 /**
  * The real deployment: the project's own pm2 runs the real pm2.config.js (cluster mode, two
@@ -38,7 +38,7 @@ describe("pm2: the real pm2.config.js, two cluster workers, a reload under load"
   let port: number;
   let prefix: string;
   let started = false;
-  const clients: StreamClient[] = [];
+  const clients: ReconnectingClient[] = [];
 
   /** Runs the project's pm2 against our private daemon only (PM2_HOME is always ours). */
   const pm2 = (args: string[], env: Record<string, string> = {}): Promise<Run> =>
@@ -156,8 +156,8 @@ describe("pm2: the real pm2.config.js, two cluster workers, a reload under load"
 
     // 60 devices, JWT auth, WebSocket only; the master spreads their connections over the workers.
     const users = Array.from({ length: CLIENTS }, (_, i) => `pm2user${i}`);
-    for (const userId of users) clients.push(streamClient(url, userId, { token: await mintToken(userId, { secret: SECRET }) }));
-    await Promise.all(clients.map((c) => connectStream(c, 30_000)));
+    for (const userId of users) clients.push(reconnectingClient(url, userId, { token: await mintToken(userId, { secret: SECRET }) }));
+    await Promise.all(clients.map((c) => connectAndSync(c, 30_000)));
     await waitUntil(async () => sum(await socketsByPid()) === CLIENTS, "every connection in presence", 10_000);
     const spreadBefore = await socketsByPid();
     const metricsSeen = await sampleMetrics(url, 8);

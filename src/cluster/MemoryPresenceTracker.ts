@@ -1,4 +1,4 @@
-import type { PresenceTracker } from "./PresenceTracker";
+import type { PresenceTracker } from "../messaging/ports";
 
 /** One node: the connections are all here. */
 export class MemoryPresenceTracker implements PresenceTracker {

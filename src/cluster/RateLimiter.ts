@@ -1,13 +1,8 @@
 import type Redis from "ioredis";
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from "rate-limiter-flexible";
+import type { RateLimiter } from "../transport/ports";
 
-/** Per-user event budget: RATE_LIMIT_EVENTS_PER_SEC events a second, counted cluster-wide with Redis. */
-export interface RateLimiter {
-  /** Takes one event from the user's budget; false when it is spent (answer RATE_LIMITED). */
-  allow(userId: string): Promise<boolean>;
-}
-
-export const unlimited: RateLimiter = { allow: async () => true };
+const unlimited: RateLimiter = { allow: async () => true };
 
 class FlexibleLimiter implements RateLimiter {
   constructor(private readonly limiter: RateLimiterAbstract) {}

@@ -1,5 +1,5 @@
 import type Redis from "ioredis";
-import type { LeaderLock } from "./LeaderLock";
+import type { LeaderLock } from "../messaging/ports";
 
 /**
  * A lease in Redis: `{prefix}:leader:{name}` holds the id of the node that may run that job,

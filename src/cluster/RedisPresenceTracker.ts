@@ -1,10 +1,12 @@
 import type Redis from "ioredis";
-import type { PresenceTracker } from "./PresenceTracker";
+import type { PresenceTracker } from "../messaging/ports";
 
 /**
  * Presence shared by every node through Redis, with expiring heartbeats so a node that dies
- * (kill -9) cannot leave its users online: each connection entry carries a deadline that its
- * node pushes forward every ttl/3; a connection past its deadline is reaped as gone.
+ * (kill -9) cannot leave its users online: each connection entry carries a deadline, ttl·2/3
+ * ahead, that its node pushes forward at every heartbeat (`refresh`, every ttl/6: see
+ * PresenceService); a connection past its deadline is reaped as gone. A dead node's users
+ * are therefore offline within ttl·2/3 plus one heartbeat round (ttl/6), inside the ttl.
  *
  * Keys (`{prefix}` is REDIS_PREFIX, default "ticks"):
  * - `{prefix}:presence:user:{userId}`  ZSET connectionId → deadline (ms): the user's connections
@@ -79,7 +81,7 @@ export class RedisPresenceTracker implements PresenceTracker {
   }
 
   private deadline(): number {
-    // Two heartbeats fit before the deadline, so one late heartbeat does not flap presence.
+    // Four heartbeats (every ttl/6) fit before the deadline: a late one or two do not flap presence.
     return Date.now() + Math.round((this.ttlMs * 2) / 3);
   }
 

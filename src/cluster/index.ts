@@ -1,11 +1,12 @@
 import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import type { Config } from "../config";
-import type { ReadinessCheck } from "../http/routes";
 import type { Logger } from "../log";
-import { LocalLeaderLock, type LeaderLock } from "./LeaderLock";
+import type { LeaderLock, PresenceTracker } from "../messaging/ports";
+import type { ReadinessCheck } from "../readiness";
+import type { RateLimiter } from "../transport/ports";
+import { LocalLeaderLock } from "./LocalLeaderLock";
 import { MemoryPresenceTracker } from "./MemoryPresenceTracker";
-import type { PresenceTracker } from "./PresenceTracker";
-import { memoryRateLimiter, redisRateLimiter, type RateLimiter } from "./RateLimiter";
+import { memoryRateLimiter, redisRateLimiter } from "./RateLimiter";
 import { connectRedis, NODE_ID } from "./redis";
 import { RedisLeaderLock } from "./RedisLeaderLock";
 import { RedisPresenceTracker } from "./RedisPresenceTracker";
@@ -43,7 +44,7 @@ export function localCluster(config: Pick<Config, "rateLimitPerSec">): Cluster {
 }
 
 /** Many processes sharing Redis (REDIS_URL). */
-export async function redisCluster(config: Config, log: Logger): Promise<Cluster> {
+async function redisCluster(config: Config, log: Logger): Promise<Cluster> {
   const redis = config.redis!;
   const clients = await connectRedis(redis.url, log);
   const leaderLock = new RedisLeaderLock(clients.data, NODE_ID, config.leaderLeaseMs, redis.prefix);

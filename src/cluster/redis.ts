@@ -6,7 +6,7 @@ import type { Logger } from "../log";
 /** A name for this process, unique across the cluster; what locks and presence entries carry. */
 export const NODE_ID = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
 
-export type RedisClients = {
+type RedisClients = {
   /** Publishes adapter packets. Failures are logged and dropped (see below). */
   pub: Redis;
   /** Subscribed connection of the adapter (ioredis resubscribes after a reconnect). */

@@ -1,8 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
-
-export type ReadinessCheck = { name: string; check: () => Promise<void> };
+import type { ReadinessCheck } from "../readiness";
 
 /**
  * The plain HTTP endpoints. Socket.IO handles its own path before this is reached.

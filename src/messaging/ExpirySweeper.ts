@@ -1,6 +1,6 @@
-import type { LeaderLock } from "../cluster/LeaderLock";
 import type { Logger } from "../log";
 import type { MessagingService } from "./MessagingService";
+import type { LeaderLock } from "./ports";
 import { PeriodicJob } from "./PeriodicJob";
 
 /**

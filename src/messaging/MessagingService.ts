@@ -4,6 +4,7 @@ import type { Logger } from "../log";
 import { AppError, type ConversationSummary, type HistoryResult, type Message, type SendResult } from "../protocol";
 import { contentLength, LIMITS } from "../protocol/schemas";
 import { noMetrics, type MessageStore, type MessagingMetrics, type Notifier, type SendTarget, type StatusChange } from "./ports";
+import { noSuchConversation, notAMember } from "./routing";
 
 export type MessagingOptions = {
   messageTtlMs: number;
@@ -107,7 +108,7 @@ export class MessagingService {
     const at = this.clock.now();
     const changed = await this.store.markDelivered(recipient, messageIds, at);
     this.metrics.delivered(changed.length);
-    this.announce(changed, "delivered", recipient, at);
+    this.sendReceipts(changed, "delivered", recipient, at);
     return changed.length;
   }
 
@@ -115,11 +116,12 @@ export class MessagingService {
     const at = this.clock.now();
     const changed = await this.store.markRead(reader, [...new Set(messageIds)], at);
     this.metrics.read(changed.length);
-    this.announce(changed, "read", reader, at);
+    this.sendReceipts(changed, "read", reader, at);
     return changed.length;
   }
 
-  private announce(changed: StatusChange[], status: "delivered" | "read", by: string, at: Date): void {
+  /** Tells each sender, in one `message:status` per sender, which of their messages moved. */
+  private sendReceipts(changed: StatusChange[], status: "delivered" | "read", by: string, at: Date): void {
     const bySender = new Map<string, string[]>();
     for (const { messageId, from } of changed) {
       const ids = bySender.get(from) ?? [];
@@ -167,8 +169,8 @@ export class MessagingService {
   /** Typing comes often: one read both checks membership and names who to tell. */
   async typing(userId: string, conversationId: string, typing: boolean): Promise<void> {
     const members = await this.store.members(conversationId);
-    if (!members) throw new AppError("NOT_FOUND", "no such conversation");
-    if (!members.includes(userId)) throw new AppError("FORBIDDEN", "not a member of this conversation");
+    if (!members) throw noSuchConversation();
+    if (!members.includes(userId)) throw notAMember();
     this.notifier.typing(
       members.filter((m) => m !== userId),
       { conversationId, userId, typing },
@@ -188,7 +190,7 @@ export class MessagingService {
 
   private async requireMember(conversationId: string, userId: string): Promise<void> {
     const membership = await this.store.membership(conversationId, userId);
-    if (membership === "not_found") throw new AppError("NOT_FOUND", "no such conversation");
-    if (membership === "not_member") throw new AppError("FORBIDDEN", "not a member of this conversation");
+    if (membership === "not_found") throw noSuchConversation();
+    if (membership === "not_member") throw notAMember();
   }
 }

@@ -1,8 +1,8 @@
 import type { Clock } from "../clock";
 import type { Logger } from "../log";
-import type { PresenceTracker } from "../cluster/PresenceTracker";
 import type { Presence } from "../protocol";
-import type { MessageStore } from "./ports";
+import { PeriodicJob } from "./PeriodicJob";
+import type { MessageStore, PresenceTracker } from "./ports";
 
 export interface PresenceNotifier {
   presence(update: Presence): void;
@@ -14,35 +14,39 @@ export interface PresenceNotifier {
  * `lastSeen` is null while the user is online, and for a user never seen.
  */
 export class PresenceService {
-  private timer: NodeJS.Timeout | null = null;
+  /**
+   * Every `heartbeatMs`: keeps this node's connections alive in the tracker and reaps those
+   * of dead nodes. A round never overlaps the previous one; a failed round is retried by the next.
+   */
+  private readonly heartbeat: PeriodicJob;
 
   constructor(
     private readonly tracker: PresenceTracker,
     private readonly store: Pick<MessageStore, "setLastSeen" | "lastSeen">,
     private readonly notifier: PresenceNotifier,
     private readonly clock: Clock,
-    private readonly log: Logger,
-  ) {}
-
-  /** Keeps this node's connections alive in the tracker and reaps those of dead nodes. */
-  start(intervalMs: number): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => void this.tick(), intervalMs);
-    this.timer.unref();
+    log: Logger,
+    heartbeatMs: number,
+  ) {
+    this.heartbeat = new PeriodicJob("presence-heartbeat", () => this.heartbeatRound(), heartbeatMs, log);
   }
 
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+  start(): void {
+    this.heartbeat.start();
   }
 
-  async tick(): Promise<void> {
-    try {
-      for (const userId of await this.tracker.refresh()) this.notifier.presence({ userId, online: true, lastSeen: null });
-      for (const userId of await this.tracker.reap()) await this.wentOffline(userId);
-    } catch (err) {
-      this.log.warn({ err }, "presence refresh failed; retrying next tick");
-    }
+  /** Resolves once the round in progress (if any) is over: the tracker may then be closed. */
+  stop(): Promise<void> {
+    return this.heartbeat.stop();
+  }
+
+  /** Returns how many users changed state. */
+  private async heartbeatRound(): Promise<number> {
+    const back = await this.tracker.refresh();
+    for (const userId of back) this.notifier.presence({ userId, online: true, lastSeen: null });
+    const gone = await this.tracker.reap();
+    for (const userId of gone) await this.wentOffline(userId);
+    return back.length + gone.length;
   }
 
   async connected(userId: string, connectionId: string): Promise<void> {

@@ -1,6 +1,8 @@
 /**
  * What the messaging core needs from the outside world, as small interfaces: storage
- * (storage/SqlMessageStore) and a way to reach users' devices (transport/SocketNotifier).
+ * (storage/SqlMessageStore), a way to reach users' devices (transport/SocketNotifier), who
+ * is online and who runs background jobs (cluster/: in memory for one node, Redis for many).
+ * The implementations import these contracts, never the other way round.
  */
 import type { ConversationSummary, HistoryResult, Message, StatusUpdate, TypingEvent } from "../protocol";
 
@@ -36,6 +38,14 @@ export interface MessageStore {
    * Stores the message, its seq and one delivery row per recipient in one commit; resolves
    * only after COMMIT. A (from, clientMsgId) already stored answers the original.
    * Concurrent calls may share a commit (group commit).
+   *
+   * Storage also decides what a send may do, inside that same statement (one round trip,
+   * where checking first would cost another), by the rules of ./routing:
+   * - `{ to }`: creates the direct conversation (directKey), its members and their directory
+   *   entries on first use;
+   * - `{ conversationId }`: rejects with AppError NOT_FOUND (no such conversation) or
+   *   FORBIDDEN (the sender is not a member), storing nothing (routeToConversation).
+   * Those refusals are per request: the other requests of a shared commit are unaffected.
    */
   append(req: AppendRequest): Promise<AppendResult>;
   markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]>;
@@ -83,3 +93,33 @@ export interface MessagingMetrics {
 }
 
 export const noMetrics: MessagingMetrics = { stored() {}, delivered() {}, read() {} };
+
+/**
+ * Who is online, counted per connection across every node. A user is online while any of
+ * their sockets, on any node, is connected.
+ */
+export interface PresenceTracker {
+  /** Records a connection; true when it made the user go from offline to online. */
+  connected(userId: string, connectionId: string): Promise<boolean>;
+  /** Forgets a connection; true when it was the user's last one. */
+  disconnected(userId: string, connectionId: string): Promise<boolean>;
+  online(userIds: string[]): Promise<Set<string>>;
+  /**
+   * The heartbeat (every PRESENCE_TTL_MS / 6): keeps this node's connections alive for the
+   * other nodes. Returns users who had wrongly been reaped (a stalled node) and are online again.
+   */
+  refresh(): Promise<string[]>;
+  /** Forgets connections whose node stopped refreshing them; returns users now offline. */
+  reap(): Promise<string[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs background work (the expiry sweep) on one node at a time across the cluster.
+ */
+export interface LeaderLock {
+  /** Runs `work` if this node holds (or can take) the lock; returns false when another node does. */
+  runExclusive(name: string, work: () => Promise<void>): Promise<boolean>;
+  /** Gives up what this node holds (at shutdown). */
+  release(): Promise<void>;
+}

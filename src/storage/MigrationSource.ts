@@ -3,7 +3,7 @@ import path from "node:path";
 import type { Knex } from "knex";
 
 /** migrations/ sits at the same depth from src/storage and from dist/src/storage. */
-export const MIGRATIONS_DIR = path.resolve(__dirname, "../../migrations");
+const MIGRATIONS_DIR = path.resolve(__dirname, "../../migrations");
 
 const MIGRATION_FILE = /^(\d+_[\w-]+)\.(ts|js)$/;
 

@@ -13,7 +13,19 @@ import { appendBatch, LostDuplicateRace } from "./appendBatch";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
 import { runPrepared, statement } from "./prepared";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
-import { TickBatcher, type BatchOutcome } from "./TickBatcher";
+import { GroupCommit, type BatchOutcome } from "./GroupCommit";
+
+/** A refusal (AppError) passes through as it is; any other failure is the database's: UNAVAILABLE. */
+const asStorageError = (err: unknown): unknown => (err instanceof AppError ? err : new StorageUnavailableError(err));
+
+/** Runs a query, turning database failures into StorageUnavailableError. */
+async function unavailableOnDbError<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    throw asStorageError(err);
+  }
+}
 
 /**
  * Receipts of many devices in one UPDATE. Only rows of the caller as recipient move, and
@@ -60,57 +72,49 @@ export type StoreOptions = {
 
 /**
  * The Knex repository behind the messaging core, for PostgreSQL and PGlite alike. Database
- * failures surface as StorageUnavailableError (the protocol's UNAVAILABLE); the core's own
- * refusals (NOT_FOUND, FORBIDDEN) pass through as they are.
+ * failures surface as StorageUnavailableError (the protocol's UNAVAILABLE); the refusals
+ * `append` decides itself (NOT_FOUND, FORBIDDEN: see MessageStore.append) are AppErrors and
+ * pass through as they are.
  */
 export class SqlMessageStore implements MessageStore {
-  private readonly appends: TickBatcher<AppendRequest, AppendResult>;
-  private readonly deliveredReceipts: TickBatcher<ReceiptRequest, StatusChange[]>;
-  private readonly readReceipts: TickBatcher<ReceiptRequest, StatusChange[]>;
+  private readonly appends: GroupCommit<AppendRequest, AppendResult>;
+  private readonly deliveredReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
+  private readonly readReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
 
   constructor(
     private readonly db: Knex,
     options: StoreOptions = {},
   ) {
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
-    this.appends = new TickBatcher((reqs) => this.appendMany(reqs), {
+    this.appends = new GroupCommit((reqs) => this.appendMany(reqs), {
       ...batching,
       maxConcurrent: options.maxConcurrentAppends ?? 1,
       onBatch: (n) => options.onBatch?.("append", n),
     });
-    this.deliveredReceipts = new TickBatcher((reqs) => this.markMany("delivered", reqs), {
+    this.deliveredReceipts = new GroupCommit((reqs) => this.markMany("delivered", reqs), {
       ...batching,
       onBatch: (n) => options.onBatch?.("delivered", n),
     });
-    this.readReceipts = new TickBatcher((reqs) => this.markMany("read", reqs), {
+    this.readReceipts = new GroupCommit((reqs) => this.markMany("read", reqs), {
       ...batching,
       onBatch: (n) => options.onBatch?.("read", n),
     });
   }
 
-  private async guard<T>(work: () => Promise<T>): Promise<T> {
-    try {
-      return await work();
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-      throw new StorageUnavailableError(err);
-    }
-  }
-
   ensureUser(userId: string): Promise<void> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       await this.db.raw(`INSERT INTO users (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING`, [userId]);
     });
   }
 
   setLastSeen(userId: string, at: Date): Promise<void> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       await this.db.raw(`UPDATE users SET last_seen = ? WHERE user_id = ?`, [at, userId]);
     });
   }
 
   lastSeen(userIds: string[]): Promise<Map<string, Date>> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<{ user_id: string; last_seen: Date | string }>(
         await this.db.raw(`SELECT user_id, last_seen FROM users WHERE user_id = ANY(?::text[]) AND last_seen IS NOT NULL`, [userIds]),
       );
@@ -130,7 +134,7 @@ export class SqlMessageStore implements MessageStore {
       } catch (err) {
         const retryable = err instanceof LostDuplicateRace || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
         if (retryable && attempt < 5) continue;
-        throw err instanceof AppError ? err : new StorageUnavailableError(err);
+        throw asStorageError(err);
       }
     }
   }
@@ -148,7 +152,7 @@ export class SqlMessageStore implements MessageStore {
     const recipients = reqs.flatMap((r) => r.messageIds.map(() => r.recipient));
     const ids = reqs.flatMap((r) => r.messageIds);
     const at = reqs.flatMap((r) => r.messageIds.map(() => r.at.toISOString()));
-    const rows = await this.guard(() =>
+    const rows = await unavailableOnDbError(() =>
       runPrepared<{ recipient_id: string; message_id: string; from_user_id: string }>(this.db, RECEIPT[status], [
         recipients,
         ids,
@@ -175,7 +179,7 @@ export class SqlMessageStore implements MessageStore {
     now: Date,
     limit: number,
   ): Promise<{ recipient: string; message: Message }[]> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<MessageRow & { recipient_id: string }>(
         await this.db.raw(
           `SELECT d.recipient_id, ${MESSAGE_COLUMNS} FROM message_delivery d
@@ -190,7 +194,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<MessageRow>(
         await this.db.raw(
           `SELECT ${MESSAGE_COLUMNS} FROM message_delivery d
@@ -205,7 +209,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const where = ["m.conversation_id = ?", "m.expires_at > ?"];
       const bindings: Knex.RawBinding[] = [conversationId, now];
       if (query.afterSeq !== undefined) {
@@ -233,7 +237,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   membership(conversationId: string, userId: string): Promise<Membership> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<{ is_member: boolean }>(
         await this.db.raw(
           `SELECT EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = c.conversation_id AND user_id = ?)
@@ -248,7 +252,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   members(conversationId: string): Promise<string[] | null> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<{ user_id: string | null }>(
         await this.db.raw(
           `SELECT cm.user_id FROM conversations c
@@ -263,15 +267,15 @@ export class SqlMessageStore implements MessageStore {
   }
 
   listConversations(userId: string, now: Date): Promise<ConversationSummary[]> {
-    return this.guard(() => conversationSummaries(this.db, userId, now));
+    return unavailableOnDbError(() => conversationSummaries(this.db, userId, now));
   }
 
   createGroup(req: NewGroup): Promise<ConversationSummary> {
-    return this.guard(() => insertGroup(this.db, req));
+    return unavailableOnDbError(() => insertGroup(this.db, req));
   }
 
   deleteExpired(now: Date, limit: number): Promise<number> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       const rows = rowsOf<{ message_id: string }>(
         await this.db.raw(
           `DELETE FROM messages WHERE message_id IN (
@@ -285,7 +289,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   ping(): Promise<void> {
-    return this.guard(async () => {
+    return unavailableOnDbError(async () => {
       await this.db.raw("SELECT 1");
     });
   }

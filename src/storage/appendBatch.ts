@@ -1,15 +1,13 @@
 import type { Knex } from "knex";
-import { AppError, type Message } from "../protocol";
+import type { Message } from "../protocol";
 import type { AppendRequest, AppendResult } from "../messaging/ports";
+import { directKey, routeToConversation, type ConversationFacts } from "../messaging/routing";
 import { runPrepared, statement } from "./prepared";
 import { rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
-import type { BatchOutcome } from "./TickBatcher";
+import type { BatchOutcome } from "./GroupCommit";
 
 /** A concurrent retry committed the same (sender, clientMsgId) first: redo the batch. */
 export class LostDuplicateRace extends Error {}
-
-/** Direct conversations are keyed by the sorted pair; a space cannot occur in a user id. */
-export const directKey = (a: string, b: string): string => (a < b ? `${a} ${b}` : `${b} ${a}`);
 
 const senderKey = (r: { from: string; clientMsgId: string }) => `${r.from}\n${r.clientMsgId}`;
 
@@ -39,7 +37,7 @@ const UNIQUE_VIOLATION = "23505";
  * given conversation (groups) need a read first (its members, for the routing rules), and
  * only a first message between two users a second write (the conversation is created,
  * then its messages go in). Returns one outcome per request, in order; refusals
- * (NOT_FOUND, FORBIDDEN) are per request. Throws LostDuplicateRace when a concurrent
+ * (NOT_FOUND, FORBIDDEN, by the rules of messaging/routing) are per request. Throws LostDuplicateRace when a concurrent
  * retry got in first: run it again.
  */
 export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
@@ -58,21 +56,16 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<Batc
     const t = reqs[i]!.target;
     return "conversationId" in t ? [t.conversationId] : [];
   });
-  const given = givenIds.length > 0 ? await loadConversations(db, givenIds) : new Map<string, { kind: string; members: string[] }>();
+  const given = givenIds.length > 0 ? await loadConversations(db, givenIds) : new Map<string, ConversationFacts>();
   const rows: BatchRow[] = firsts.map((index) => {
     const req = reqs[index]!;
     if ("to" in req.target) {
       return { index, req, accept: true, conversationId: null, directKey: directKey(req.from, req.target.to), to: req.target.to };
     }
-    const conversation = given.get(req.target.conversationId);
-    const refusal = !conversation
-      ? new AppError("NOT_FOUND", "no such conversation")
-      : !conversation.members.includes(req.from)
-        ? new AppError("FORBIDDEN", "not a member of this conversation")
-        : null;
-    if (refusal) outcomes[index] = { ok: false, error: refusal };
-    const to = conversation?.kind === "direct" ? (conversation.members.find((m) => m !== req.from) ?? null) : null;
-    return { index, req, accept: !refusal, conversationId: req.target.conversationId, directKey: null, to };
+    const route = routeToConversation(req.from, given.get(req.target.conversationId));
+    if (!route.ok) outcomes[index] = route;
+    const to = route.ok ? route.to : null;
+    return { index, req, accept: route.ok, conversationId: req.target.conversationId, directKey: null, to };
   });
 
   let unrouted = await write(db, rows, outcomes);
@@ -160,7 +153,7 @@ async function createDirect(db: Knex, rows: BatchRow[]): Promise<void> {
   );
 }
 
-async function loadConversations(db: Knex, ids: string[]): Promise<Map<string, { kind: string; members: string[] }>> {
+async function loadConversations(db: Knex, ids: string[]): Promise<Map<string, ConversationFacts>> {
   if (ids.length === 0) return new Map();
   const rows = rowsOf<{ conversation_id: string; kind: string; user_id: string | null }>(
     await db.raw(
@@ -170,7 +163,7 @@ async function loadConversations(db: Knex, ids: string[]): Promise<Map<string, {
       [[...new Set(ids)]],
     ),
   );
-  const map = new Map<string, { kind: string; members: string[] }>();
+  const map = new Map<string, ConversationFacts>();
   for (const r of rows) {
     const entry = map.get(r.conversation_id) ?? { kind: r.kind, members: [] };
     if (r.user_id) entry.members.push(r.user_id);

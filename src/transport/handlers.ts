@@ -3,10 +3,10 @@ import type { MessagingService } from "../messaging/MessagingService";
 import { AppError, type ClientEventName, type ClientToServerEvents } from "../protocol";
 import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
 import type { PresenceService } from "../messaging/PresenceService";
-import type { RateLimiter } from "../cluster/RateLimiter";
+import type { RateLimiter } from "./ports";
 import { presenceRoom } from "./rooms";
 import { toErr } from "./reply";
-import type { TicksSocket } from "./types";
+import { logContext, type TicksSocket } from "./types";
 
 type AckValue<E extends ClientEventName> = Parameters<Parameters<ClientToServerEvents[E]>[1]>[0];
 type OkBody<E extends ClientEventName> = Omit<Extract<AckValue<E>, { ok: true }>, "ok">;
@@ -79,7 +79,7 @@ function on<E extends ClientEventName>(socket: TicksSocket, deps: HandlerDeps, e
         ack({ ok: true, ...(await handler(input, socket)) });
         done("ok");
       } catch (err) {
-        const reply = toErr(err, deps.log, { event, userId: socket.data.userId });
+        const reply = toErr(err, deps.log, { event, ...logContext(socket) });
         ack(reply);
         done(reply.error.code);
       }

@@ -1,7 +1,7 @@
 import type { Logger } from "../log";
 import type { MessagingService } from "../messaging/MessagingService";
 import { SYNCING_ROOM } from "./rooms";
-import type { TicksSocket } from "./types";
+import { logContext, type TicksSocket } from "./types";
 
 export type SyncOptions = { pageSize: number; ackTimeoutMs: number; retryDelayMs?: number };
 
@@ -34,7 +34,7 @@ export async function syncBacklog(
       // One extra row tells whether another page follows.
       page = await messaging.backlog(userId, options.pageSize + 1);
     } catch (err) {
-      log.warn({ err, userId }, "backlog read failed; retrying");
+      log.warn({ err, ...logContext(socket) }, "backlog read failed; retrying");
       await sleep(retryDelayMs);
       continue;
     }
@@ -60,7 +60,7 @@ export async function syncBacklog(
       delivered += ids.length;
       onPage();
     } catch (err) {
-      log.warn({ err, userId }, "backlog receipt not stored; the page will be sent again");
+      log.warn({ err, ...logContext(socket) }, "backlog receipt not stored; the page will be sent again");
       await sleep(retryDelayMs);
     }
   }

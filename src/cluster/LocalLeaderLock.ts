@@ -1,12 +1,4 @@
-/**
- * Runs background work (the expiry sweep) on one node at a time across the cluster.
- */
-export interface LeaderLock {
-  /** Runs `work` if this node holds (or can take) the lock; returns false when another node does. */
-  runExclusive(name: string, work: () => Promise<void>): Promise<boolean>;
-  /** Gives up what this node holds (at shutdown). */
-  release(): Promise<void>;
-}
+import type { LeaderLock } from "../messaging/ports";
 
 /** One node: it is always the leader. */
 export class LocalLeaderLock implements LeaderLock {

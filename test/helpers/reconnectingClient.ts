@@ -9,7 +9,7 @@ import type { Message } from "../../src/protocol";
  * why it was disconnected, and a send that retries with the same clientMsgId until the
  * server acknowledges it, as a real app does.
  */
-export type StreamClient = {
+export type ReconnectingClient = {
   userId: string;
   socket: ClientSocket;
   /** Every `message:new` and backlog message, in arrival order, duplicates included. */
@@ -23,7 +23,7 @@ export type StreamClient = {
   syncs: number;
 };
 
-export function streamClient(url: string, userId: string, auth: Record<string, string>): StreamClient {
+export function reconnectingClient(url: string, userId: string, auth: Record<string, string>): ReconnectingClient {
   const socket: ClientSocket = io(url, {
     auth,
     transports: ["websocket"],
@@ -33,7 +33,7 @@ export function streamClient(url: string, userId: string, auth: Record<string, s
     forceNew: true,
     autoConnect: false,
   });
-  const client: StreamClient = { userId, socket, raw: [], disconnects: [], disconnectedAt: [], connects: 0, syncs: 0 };
+  const client: ReconnectingClient = { userId, socket, raw: [], disconnects: [], disconnectedAt: [], connects: 0, syncs: 0 };
   socket.on("connect", () => client.connects++);
   socket.on("disconnect", (reason) => {
     client.disconnects.push(reason);
@@ -52,7 +52,7 @@ export function streamClient(url: string, userId: string, auth: Record<string, s
 }
 
 /** Connects and waits for the first `sync:complete`. */
-export async function connectStream(client: StreamClient, timeoutMs = 15_000): Promise<void> {
+export async function connectAndSync(client: ReconnectingClient, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   client.socket.connect();
   while (client.syncs === 0) {
@@ -62,7 +62,7 @@ export async function connectStream(client: StreamClient, timeoutMs = 15_000): P
 }
 
 /** Distinct messages received, by id. */
-export const distinct = (client: StreamClient): Map<string, Message> => new Map(client.raw.map((m) => [m.id, m]));
+export const distinct = (client: ReconnectingClient): Map<string, Message> => new Map(client.raw.map((m) => [m.id, m]));
 
 export type SendStats = {
   /** Distinct clientMsgIds the senders meant to send. */
@@ -109,7 +109,7 @@ async function connected(socket: ClientSocket, timeoutMs: number): Promise<void>
  * other error fails the test.
  */
 export async function sendReliably(
-  client: StreamClient,
+  client: ReconnectingClient,
   payload: { clientMsgId: string; to: string; content: string },
   stats: SendStats,
   options: { ackTimeoutMs?: number; giveUpAfterMs?: number } = {},

@@ -5,7 +5,7 @@
  */
 export type BatchOutcome<R> = { ok: true; value: R } | { ok: false; error: unknown };
 
-export class TickBatcher<Q, R> {
+export class GroupCommit<Q, R> {
   private pending: { request: Q; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
   private scheduled = false;
   private running = 0;

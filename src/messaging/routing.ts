@@ -1,0 +1,28 @@
+/**
+ * Where a message goes and who may send it: domain rules that storage applies inside its
+ * one write statement (see MessageStore.append), and the core applies to reads.
+ */
+import { AppError } from "../protocol";
+
+/** A direct conversation is the unordered pair: keyed by the sorted ids (a space cannot occur in a user id). */
+export const directKey = (a: string, b: string): string => (a < b ? `${a} ${b}` : `${b} ${a}`);
+
+export const noSuchConversation = (): AppError => new AppError("NOT_FOUND", "no such conversation");
+export const notAMember = (): AppError => new AppError("FORBIDDEN", "not a member of this conversation");
+
+export type ConversationFacts = { kind: string; members: string[] };
+
+/**
+ * A send to an existing conversation: refused if it does not exist (NOT_FOUND) or the sender
+ * is not a member (FORBIDDEN); otherwise its `to` is the other member of a direct
+ * conversation, null in a group.
+ */
+export function routeToConversation(
+  from: string,
+  conversation: ConversationFacts | undefined,
+): { ok: true; to: string | null } | { ok: false; error: AppError } {
+  if (!conversation) return { ok: false, error: noSuchConversation() };
+  if (!conversation.members.includes(from)) return { ok: false, error: notAMember() };
+  const to = conversation.kind === "direct" ? (conversation.members.find((m) => m !== from) ?? null) : null;
+  return { ok: true, to };
+}
