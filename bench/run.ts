@@ -17,14 +17,17 @@ import { randomBytes } from "node:crypto";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { ROOT } from "./lib/procs";
 import { renderSection, type Section } from "./lib/table";
+import { targetsSection } from "./lib/targets";
 import type { BenchOptions, Context, ScenarioResult } from "./scenarios/context";
 import { runMain } from "./scenarios/main";
+import { runHistory } from "./scenarios/history";
 import { runBacklog } from "./scenarios/backlog";
 import { runIdle } from "./scenarios/idle";
 import { runPm2 } from "./scenarios/pm2";
 
 const SCENARIOS = {
   main: runMain,
+  history: runHistory,
   backlog: runBacklog,
   idle: runIdle,
   pm2: runPm2,
@@ -59,6 +62,8 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
     .option("--idle-sockets <n>", "idle sockets in the memory scenario", positiveInt("idle-sockets"), 10_000)
     .option("--idle-processes <n|auto>", "client processes holding the idle sockets", "auto")
     .option("--pm2-instances <list>", "PM2 worker counts to compare", "1,2")
+    .option("--history-messages <n>", "messages seeded for the history scenario", positiveInt("history-messages"), 5_000_000)
+    .option("--history-conversations <n>", "conversations they are spread over", positiveInt("history-conversations"), 50_000)
     .addOption(
       new Option("-s, --scenarios <list>", `comma-separated: ${Object.keys(SCENARIOS).join(",")}`).default(Object.keys(SCENARIOS).join(",")),
     )
@@ -95,6 +100,8 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
       idleSockets: o.idleSockets,
       idleProcesses,
       pm2Instances,
+      historyMessages: o.historyMessages,
+      historyConversations: o.historyConversations,
     },
   };
 }
@@ -150,6 +157,11 @@ async function main(): Promise<void> {
       sections.push(section);
       console.log(`\n${renderSection(section)}`);
     }
+  }
+  const targets = targetsSection(ctx.shared);
+  if (targets) {
+    sections.push(targets);
+    console.log(`\n${renderSection(targets)}`);
   }
   const totalS = (performance.now() - t0) / 1000;
   console.log(`\ntotal ${totalS.toFixed(0)} s`);

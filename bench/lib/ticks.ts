@@ -34,10 +34,16 @@ export async function benchDatabase(): Promise<TestDatabase> {
   };
 }
 
-export async function startTicksOnFreshDb(env: Record<string, string> = {}, nofile?: number): Promise<TicksUnderTest> {
+/** `prepare` runs on the new database before the server starts (e.g. migrate and seed it). */
+export async function startTicksOnFreshDb(
+  env: Record<string, string> = {},
+  nofile?: number,
+  prepare?: (url: string) => Promise<void>,
+): Promise<TicksUnderTest> {
   const db = await benchDatabase();
   let target: Target;
   try {
+    await prepare?.(db.url);
     target = await startTicksProcess({ ...BENCH_ENV, DATABASE_URL: db.url, ...env }, nofile);
   } catch (err) {
     await db.drop();

@@ -3,7 +3,7 @@ import type { Message } from "../protocol";
 import type { AppendRequest, AppendResult } from "../messaging/ports";
 import { directKey, routeToConversation, type ConversationFacts } from "../messaging/routing";
 import { runPrepared, statement } from "./prepared";
-import { rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
+import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
 import type { BatchOutcome } from "./GroupCommit";
 
 /** A concurrent retry committed the same (sender, clientMsgId) first: redo the batch. */
@@ -34,11 +34,12 @@ const UNIQUE_VIOLATION = "23505";
  * key, hands out seq, inserts the messages and their delivery rows, and commits. Per
  * conversation, the row lock taken on `conversations` hands out a contiguous seq range in
  * request order, gap-free: any failure rolls the statement back whole. Only messages to a
- * given conversation (groups) need a read first (its members, for the routing rules), and
+ * given conversation (groups) need reads first (its members, for the routing rules), and
  * only a first message between two users a second write (the conversation is created,
- * then its messages go in). Returns one outcome per request, in order; refusals
- * (NOT_FOUND, FORBIDDEN, by the rules of messaging/routing) are per request. Throws LostDuplicateRace when a concurrent
- * retry got in first: run it again.
+ * then its messages go in). Every statement's cost follows the batch, not the table: each
+ * lookup is one index probe per request. Returns one outcome per request, in order;
+ * refusals (NOT_FOUND, FORBIDDEN, by the rules of messaging/routing) are per request.
+ * Throws LostDuplicateRace when a concurrent retry got in first: run it again.
  */
 export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
   const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
@@ -56,8 +57,22 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<Batc
     const t = reqs[i]!.target;
     return "conversationId" in t ? [t.conversationId] : [];
   });
-  const given = givenIds.length > 0 ? await loadConversations(db, givenIds) : new Map<string, ConversationFacts>();
-  const rows: BatchRow[] = firsts.map((index) => {
+  // Messages to a given conversation (groups) need its members before the write, for the
+  // routing rules; stored retries are then answered by the same parallel reads (a retry is
+  // answered before it is judged). A batch of direct messages goes straight to the write.
+  let given = new Map<string, ConversationFacts>();
+  let fresh = firsts;
+  if (givenIds.length > 0) {
+    const [existing, conversations] = await Promise.all([findStored(db, firsts.map((i) => reqs[i]!)), loadConversations(db, givenIds)]);
+    given = conversations;
+    const originals = new Map(existing.map((row) => [senderKey({ from: row.from_user_id, clientMsgId: row.client_msg_id }), row]));
+    fresh = firsts.filter((i) => {
+      const original = originals.get(senderKey(reqs[i]!));
+      if (original) outcomes[i] = { ok: true, value: { duplicate: true, message: toMessage(original) } };
+      return !original;
+    });
+  }
+  const rows: BatchRow[] = fresh.map((index) => {
     const req = reqs[index]!;
     if ("to" in req.target) {
       return { index, req, accept: true, conversationId: null, directKey: directKey(req.from, req.target.to), to: req.target.to };
@@ -151,6 +166,17 @@ async function createDirect(db: Knex, rows: BatchRow[]): Promise<void> {
       missing.map((m) => m.to),
     ],
   );
+}
+
+/** Stored messages for these exact (sender, clientMsgId) pairs: one probe of the unique index per pair. */
+const FIND_STORED = statement(
+  "find_stored",
+  `SELECT ${MESSAGE_COLUMNS} FROM unnest($1::text[], $2::text[]) AS p(sender, client_msg_id)
+   JOIN messages m ON m.from_user_id = p.sender AND m.client_msg_id = p.client_msg_id`,
+);
+
+function findStored(db: Knex, reqs: AppendRequest[]): Promise<MessageRow[]> {
+  return runPrepared<MessageRow>(db, FIND_STORED, [reqs.map((r) => r.from), reqs.map((r) => r.clientMsgId)]);
 }
 
 async function loadConversations(db: Knex, ids: string[]): Promise<Map<string, ConversationFacts>> {

@@ -12,10 +12,16 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
   constructor(
     private readonly io: TicksServer,
     private readonly ackTimeoutMs: number,
+    /**
+     * No adapter between nodes: every socket is local, so a cluster-wide offer is a local
+     * one, made socket by socket (cheaper than a broadcast with acknowledgements, which
+     * counts the expected replies and builds a broadcast operator per message).
+     */
+    private readonly singleNode = false,
   ) {}
 
   deliver(recipient: string, message: Message, scope: "cluster" | "local" = "cluster"): Promise<boolean> {
-    if (scope === "local") return this.deliverLocal(recipient, message);
+    if (scope === "local" || this.singleNode) return this.deliverLocal(recipient, message);
     return new Promise((resolve) => {
       this.io
         .to(userRoom(recipient))
@@ -32,18 +38,20 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
    */
   private deliverLocal(recipient: string, message: Message): Promise<boolean> {
     const nsp = this.io.of("/");
-    const sockets = [...(nsp.adapter.rooms.get(userRoom(recipient)) ?? [])]
-      .map((id) => nsp.sockets.get(id))
-      .filter((s) => s !== undefined && !s.rooms.has(SYNCING_ROOM));
-    if (sockets.length === 0) return Promise.resolve(false);
+    const ids = nsp.adapter.rooms.get(userRoom(recipient));
+    if (!ids) return Promise.resolve(false);
     return new Promise((resolve) => {
-      let waiting = sockets.length;
-      for (const socket of sockets) {
-        socket!.timeout(this.ackTimeoutMs).emit("message:new", message, (err: Error | null) => {
+      let waiting = 0;
+      for (const id of ids) {
+        const socket = nsp.sockets.get(id);
+        if (!socket || socket.rooms.has(SYNCING_ROOM)) continue;
+        waiting++;
+        socket.timeout(this.ackTimeoutMs).emit("message:new", message, (err: Error | null) => {
           if (!err) resolve(true);
           else if (--waiting === 0) resolve(false);
         });
       }
+      if (waiting === 0) resolve(false);
     });
   }
 
