@@ -51,6 +51,20 @@ export const RECEIPT = {
   ),
 };
 
+const INSERT_USERS = statement(
+  "insert_users",
+  `INSERT INTO users (user_id) SELECT unnest($1::text[]) ON CONFLICT (user_id) DO NOTHING`,
+);
+
+/** A page of the recipient's backlog: every connect reads at least one (usually empty) page, twice. */
+const BACKLOG = statement(
+  "backlog",
+  `SELECT ${MESSAGE_COLUMNS} FROM message_delivery d
+   JOIN messages m ON m.message_id = d.message_id
+   WHERE d.recipient_id = $1 AND d.status = 'sent' AND m.expires_at > $2
+   ORDER BY d.delivery_id LIMIT $3`,
+);
+
 /** Deadlock and serialization failures: the transaction can simply run again. */
 const RETRYABLE_PG_CODES = new Set(["40P01", "40001"]);
 
@@ -67,7 +81,7 @@ export type StoreOptions = {
    * @default 1
    */
   maxConcurrentAppends?: number;
-  onBatch?: (kind: "append" | "delivered" | "read", size: number) => void;
+  onBatch?: (kind: "append" | "delivered" | "read" | "users", size: number) => void;
 };
 
 /**
@@ -80,6 +94,7 @@ export class SqlMessageStore implements MessageStore {
   private readonly appends: GroupCommit<AppendRequest, AppendResult>;
   private readonly deliveredReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   private readonly readReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
+  private readonly newUsers: GroupCommit<string, void>;
 
   constructor(
     private readonly db: Knex,
@@ -99,12 +114,22 @@ export class SqlMessageStore implements MessageStore {
       ...batching,
       onBatch: (n) => options.onBatch?.("read", n),
     });
+    this.newUsers = new GroupCommit((ids) => this.insertUsers(ids), {
+      ...batching,
+      onBatch: (n) => options.onBatch?.("users", n),
+    });
   }
 
+  /** Every connect records its user: many connects share one statement (a crowd reconnecting after a restart). */
   ensureUser(userId: string): Promise<void> {
-    return unavailableOnDbError(async () => {
-      await this.db.raw(`INSERT INTO users (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING`, [userId]);
-    });
+    return this.newUsers.submit(userId);
+  }
+
+  private async insertUsers(ids: string[]): Promise<BatchOutcome<void>[]> {
+    // Sorted: two batches inserting the same new users take their index locks in one order.
+    const unique = [...new Set(ids)].sort();
+    await unavailableOnDbError(() => runPrepared(this.db, INSERT_USERS, [unique]));
+    return ids.map(() => ({ ok: true, value: undefined }));
   }
 
   setLastSeen(userId: string, at: Date): Promise<void> {
@@ -195,15 +220,7 @@ export class SqlMessageStore implements MessageStore {
 
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]> {
     return unavailableOnDbError(async () => {
-      const rows = rowsOf<MessageRow>(
-        await this.db.raw(
-          `SELECT ${MESSAGE_COLUMNS} FROM message_delivery d
-           JOIN messages m ON m.message_id = d.message_id
-           WHERE d.recipient_id = ? AND d.status = 'sent' AND m.expires_at > ?
-           ORDER BY d.delivery_id LIMIT ?`,
-          [recipient, now, limit],
-        ),
-      );
+      const rows = await runPrepared<MessageRow>(this.db, BACKLOG, [recipient, now.toISOString(), limit]);
       return rows.map(toMessage);
     });
   }
