@@ -2,13 +2,22 @@
  * Group commit: requests submitted during one event-loop tick are handed to `flush`
  * together, so concurrent callers share one database round trip and one COMMIT. Each
  * caller's promise settles with its own result, only after its batch has run.
+ *
+ * With `keyOf`, batches in flight at once never share a key: a request whose key is in a
+ * running batch waits for the next one, behind any earlier request of that key. So
+ * requests with one key (messages of one conversation) commit in the order they were
+ * submitted, while requests with other keys do not wait for them.
  */
 export type BatchOutcome<R> = { ok: true; value: R } | { ok: false; error: unknown };
 
+type Pending<Q, R> = { request: Q; key: string | null; resolve: (r: R) => void; reject: (e: unknown) => void };
+
 export class GroupCommit<Q, R> {
-  private pending: { request: Q; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
+  private pending: Pending<Q, R>[] = [];
   private scheduled = false;
   private running = 0;
+  /** Keys of the batches in flight. */
+  private readonly busy = new Set<string>();
 
   constructor(
     private readonly flush: (requests: Q[]) => Promise<BatchOutcome<R>[]>,
@@ -19,12 +28,14 @@ export class GroupCommit<Q, R> {
       maxConcurrent: number;
       /** Called with each batch's size, for metrics. */
       onBatch?: (size: number) => void;
+      /** What must not be in two batches at once (see above). */
+      keyOf?: (request: Q) => string;
     },
   ) {}
 
   submit(request: Q): Promise<R> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ request, resolve, reject });
+      this.pending.push({ request, key: this.options.keyOf?.(request) ?? null, resolve, reject });
       this.schedule();
     });
   }
@@ -40,8 +51,23 @@ export class GroupCommit<Q, R> {
     });
   }
 
+  /** The next batch: pending requests in order, skipping those whose key is in flight. */
+  private take(): Pending<Q, R>[] {
+    if (!this.options.keyOf) return this.pending.splice(0, this.options.maxBatch);
+    const batch: Pending<Q, R>[] = [];
+    const left: Pending<Q, R>[] = [];
+    for (const p of this.pending) {
+      if (batch.length < this.options.maxBatch && !this.busy.has(p.key!)) batch.push(p);
+      else left.push(p);
+    }
+    this.pending = left;
+    for (const p of batch) this.busy.add(p.key!);
+    return batch;
+  }
+
   private async runBatch(): Promise<void> {
-    const batch = this.pending.splice(0, this.options.maxBatch);
+    const batch = this.take();
+    // Nothing runnable (every waiting key is in flight): the batch that frees one reschedules.
     if (batch.length === 0) return;
     this.running++;
     this.options.onBatch?.(batch.length);
@@ -55,6 +81,7 @@ export class GroupCommit<Q, R> {
     } catch (err) {
       for (const b of batch) b.reject(err);
     } finally {
+      for (const b of batch) if (b.key !== null) this.busy.delete(b.key);
       this.running--;
       this.schedule();
     }
