@@ -4,7 +4,8 @@
  *
  *   message:send → ack { ok: true, message, duplicate: false } → message:new to each socket
  *   of the recipient's user room, with an acknowledgement → on the first acknowledgement,
- *   message:status "delivered" to each socket of the sender's user room.
+ *   message:status "delivered" to each socket of the sender's user room. (A copy of the
+ *   message to the sender's other sockets, as Ticks does for multi-device.)
  *
  * Each step uses the cheapest Socket.IO mechanics that keep those events and acks: an emit
  * with an acknowledgement per socket (no room broadcast with timeout(), which counts the
@@ -100,6 +101,8 @@ export function startRelay(port: number, host: string): Promise<number> {
         expiresAt: new Date(createdAt.getTime() + MESSAGE_TTL_MS).toISOString(),
       };
       ack({ ok: true, message, duplicate: false });
+      // As Ticks does: a copy to the sender's other devices (none in the bench's load).
+      for (const own of socketsOf(from)) if (own !== socket) own.emit("message:new", message, () => {});
       let confirmed = false;
       for (const recipient of socketsOf(to)) {
         recipient.emit("message:new", message, () => {

@@ -44,8 +44,14 @@ export type TicksApp = {
 /** Longest wait for in-flight events at shutdown. */
 const DRAIN_TIMEOUT_MS = 10_000;
 
-/** Room for the JSON envelope around the largest content (4 bytes a code point at most). */
-const maxHttpBufferSize = (maxContentLength: number): number => Math.max(64 * 1024, maxContentLength * 4 + 16 * 1024);
+/**
+ * The largest packet the server reads; over it the connection is closed, with no answer.
+ * Any content within MAX_CONTENT_LENGTH must fit, so the client gets ok or TOO_LARGE: in
+ * JSON a code point takes at most 6 bytes (a control character escaped as \u0001; UTF-8
+ * needs at most 4), plus room for the envelope. docs/protocol.md ("Size limits").
+ */
+export const maxHttpBufferSize = (maxContentLength: number): number =>
+  Math.max(64 * 1024, maxContentLength * 6 + 16 * 1024);
 
 /** Wires the core, the transport and HTTP together. No I/O until listen(). */
 export function createApp(deps: AppDeps): TicksApp {

@@ -42,6 +42,11 @@ const envSchema = z.object({
   REDELIVERY_AFTER_MS: int(100).default(30_000),
   /** Events a user may send per second, across all their devices; 0 turns the limit off. @default 100 */
   RATE_LIMIT_EVENTS_PER_SEC: int(0).default(100),
+  /**
+   * Extra events a user may send above RATE_LIMIT_EVENTS_PER_SEC, refilled every 10 s: room
+   * for a pasted burst or a reconnect's gap-fill (docs/rate-limits.md). 0: no burst. @default 500
+   */
+  RATE_LIMIT_BURST: int(0).default(500),
   /** Messages in one `message:backlog` page. @default 100 */
   BACKLOG_PAGE_SIZE: int(1, 1000).default(100),
   /** How long the server waits for a device's `message:new` / backlog receipt. @default 10000 */
@@ -63,6 +68,7 @@ export type Config = {
   backlogPageSize: number;
   redeliveryAfterMs: number;
   rateLimitPerSec: number;
+  rateLimitBurst: number;
   deliveryAckTimeoutMs: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
 };
@@ -106,6 +112,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     backlogPageSize: e.BACKLOG_PAGE_SIZE,
     redeliveryAfterMs: e.REDELIVERY_AFTER_MS,
     rateLimitPerSec: e.RATE_LIMIT_EVENTS_PER_SEC,
+    rateLimitBurst: e.RATE_LIMIT_BURST,
     deliveryAckTimeoutMs: e.DELIVERY_ACK_TIMEOUT_MS,
     logLevel: e.LOG_LEVEL,
   };

@@ -29,6 +29,15 @@ function expectRefused(outcome: HandshakeOutcome, what: string): void {
   expect(outcome.error.data, what).to.deep.equal({ code: "UNAUTHORIZED" });
 }
 
+function expectBadDevice(outcome: HandshakeOutcome, what: string): void {
+  if (outcome.connected) {
+    outcome.socket.disconnect();
+    expect.fail(`${what}: the handshake was accepted`);
+  }
+  expect(outcome.error.message, what).to.equal("invalid deviceId");
+  expect(outcome.error.data, what).to.deep.include({ code: "BAD_REQUEST" });
+}
+
 describe("authentication", () => {
   let db: TestDatabase;
   let pg: Client;
@@ -185,16 +194,27 @@ describe("authentication", () => {
         expect(await userRows(userId)).to.equal(0);
       });
 
-      it("a bad deviceId, even with a valid token", async () => {
+      it("a bad token next to a bad deviceId: the token problem is all it says", async () => {
         const sub = uniqueId("alice");
-        const token = await mintToken(sub);
-        for (const deviceId of ["", "has space", "d".repeat(65), "phone@home", "x/y", 42, null, { id: "x" }]) {
-          expectRefused(await tryConnect(url, { token, deviceId }), `deviceId ${JSON.stringify(deviceId)}`);
+        const expired = await sign({ sub, iat: nowSec() - 7200, exp: nowSec() - 60 });
+        for (const token of ["garbage", expired, await sign({ sub }, { secret: OTHER_SECRET })]) {
+          expectRefused(await tryConnect(url, { token, deviceId: "has space" }), "bad token + bad deviceId");
         }
-        // 64 characters is the longest deviceId.
-        const socket = await connects({ token, deviceId: "d".repeat(64) }, "64-char deviceId");
-        expect(socket.connected).to.equal(true);
+        expectRefused(await tryConnect(url, { deviceId: 42 }), "no token + bad deviceId");
+        expect(await userRows(sub)).to.equal(0);
       });
+    });
+
+    it("refuses a malformed deviceId next to a valid token with its own reason: invalid deviceId / BAD_REQUEST", async () => {
+      const sub = uniqueId("alice");
+      const token = await mintToken(sub);
+      for (const deviceId of ["", "has space", "d".repeat(65), "phone@home", "x/y", 42, null, { id: "x" }]) {
+        expectBadDevice(await tryConnect(url, { token, deviceId }), `deviceId ${JSON.stringify(deviceId)}`);
+      }
+      expect(await userRows(sub)).to.equal(0);
+      // 64 characters is the longest deviceId.
+      const socket = await connects({ token, deviceId: "d".repeat(64) }, "64-char deviceId");
+      expect(socket.connected).to.equal(true);
     });
 
     it("still serves valid handshakes after all the refusals", async () => {
@@ -237,10 +257,11 @@ describe("authentication", () => {
       }
     });
 
-    it("refuses a bad deviceId", async () => {
+    it("refuses a bad deviceId next to a valid userId as invalid deviceId; next to a bad one, as unauthorized", async () => {
       const userId = uniqueId("alice");
       for (const deviceId of ["", "has space", "d".repeat(65), 7]) {
-        expectRefused(await tryConnect(url, { userId, deviceId }), `deviceId ${JSON.stringify(deviceId)}`);
+        expectBadDevice(await tryConnect(url, { userId, deviceId }), `deviceId ${JSON.stringify(deviceId)}`);
+        expectRefused(await tryConnect(url, { userId: "has space", deviceId }), `bad userId, deviceId ${JSON.stringify(deviceId)}`);
       }
       expect(await userRows(userId)).to.equal(0);
     });

@@ -2,12 +2,12 @@ import { expect } from "chai";
 import { Client } from "pg";
 import type { RunningTicks } from "../src/main";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
-import { Device, uniqueId } from "./helpers/device";
+import { Device, uniqueId, waitFor } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";
 
 type Reply = { ok: boolean; error?: { code: string } };
 
-describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC)", function () {
+describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", function () {
   this.timeout(30_000);
   let db: TestDatabase;
   let pg: Client;
@@ -35,7 +35,7 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC)", function () {
   });
 
   it("answers RATE_LIMITED past the budget, stores nothing for those, and recovers a second later", async () => {
-    const server = await startServer(db.url, { RATE_LIMIT_EVENTS_PER_SEC: "10" });
+    const server = await startServer(db.url, { RATE_LIMIT_EVENTS_PER_SEC: "10", RATE_LIMIT_BURST: "0" });
     servers.push(server);
     const a = uniqueId("alice");
     const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
@@ -55,7 +55,12 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC)", function () {
   });
 
   it("holds across nodes through Redis: one budget per user, whichever node each device is on", async () => {
-    const env = { RATE_LIMIT_EVENTS_PER_SEC: "10", REDIS_URL: "redis://127.0.0.1:6379", REDIS_PREFIX: uniqueId("rl") };
+    const env = {
+      RATE_LIMIT_EVENTS_PER_SEC: "10",
+      RATE_LIMIT_BURST: "0",
+      REDIS_URL: "redis://127.0.0.1:6379",
+      REDIS_PREFIX: uniqueId("rl"),
+    };
     const [n1, n2] = [await startServer(db.url, env), await startServer(db.url, env)];
     servers.push(n1, n2);
     const a = uniqueId("alice");
@@ -67,5 +72,97 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC)", function () {
     expect(ok).to.be.within(1, 10);
     expect(replies.filter((r) => r.error?.code === "RATE_LIMITED").length).to.equal(30 - ok);
     expect(await stored(a)).to.equal(ok);
+  });
+
+  it("spends the burst allowance past the per-second budget, and does not refill it within the second", async () => {
+    const server = await startServer(db.url, { RATE_LIMIT_EVENTS_PER_SEC: "10", RATE_LIMIT_BURST: "20" });
+    servers.push(server);
+    const a = uniqueId("alice");
+    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
+    devices.push(alice);
+    const first = await burst(alice, 50);
+    const ok = first.filter((r) => r.ok).length;
+    // 10 a second plus the 20 extra (a window may turn over during the burst: 10 more).
+    expect(ok).to.be.within(21, 40);
+    expect(first.filter((r) => r.error?.code === "RATE_LIMITED").length).to.equal(50 - ok);
+    await new Promise((r) => setTimeout(r, 1100));
+    // A new second brings the per-second budget back, not the burst (10 s).
+    const second = await burst(alice, 30);
+    expect(second.filter((r) => r.ok).length).to.be.within(1, 10);
+    expect(await stored(a)).to.equal(ok + second.filter((r) => r.ok).length);
+  });
+
+  it("shares the burst allowance across nodes through Redis", async () => {
+    const env = {
+      RATE_LIMIT_EVENTS_PER_SEC: "10",
+      RATE_LIMIT_BURST: "20",
+      REDIS_URL: "redis://127.0.0.1:6379",
+      REDIS_PREFIX: uniqueId("rl"),
+    };
+    const [n1, n2] = [await startServer(db.url, env), await startServer(db.url, env)];
+    servers.push(n1, n2);
+    const a = uniqueId("alice");
+    const phone = await new Device(urlOf(n1), { userId: a }).connectSynced();
+    const laptop = await new Device(urlOf(n2), { userId: a }).connectSynced();
+    devices.push(phone, laptop);
+    const replies = (await Promise.all([burst(phone, 30), burst(laptop, 30)])).flat();
+    const ok = replies.filter((r) => r.ok).length;
+    // Counted per node it would be up to 30 on each; shared it is 30 in all (40 if a window turns over).
+    expect(ok).to.be.within(21, 40);
+    expect(await stored(a)).to.equal(ok);
+  });
+
+  describe("at the default settings", () => {
+    // The test default turns the limit off; undefined leaves the server's own default.
+    const defaults = { RATE_LIMIT_EVENTS_PER_SEC: undefined, RATE_LIMIT_BURST: undefined };
+
+    it("never limits one busy human: a pasted burst of 50, typing, reads, a reconnect's gap-fill", async () => {
+      const server = await startServer(db.url, defaults);
+      servers.push(server);
+      const [a, b] = [uniqueId("alice"), uniqueId("bob")];
+      const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
+      const bob = await new Device(urlOf(server), { userId: b }).connectSynced();
+      devices.push(alice, bob);
+      const first = (await alice.request("message:send", { clientMsgId: uniqueId("m"), to: b, content: "hi" })) as Reply & {
+        message: { conversationId: string };
+      };
+      const conversationId = first.message.conversationId;
+      const replies: Reply[] = [];
+      const send = (i: number) => alice.request("message:send", { clientMsgId: uniqueId("p"), conversationId, content: `line ${i}` });
+      replies.push(
+        ...((await Promise.all([
+          ...Array.from({ length: 50 }, (_, i) => send(i)),
+          alice.request("typing", { conversationId, typing: true }),
+          alice.request("conversation:list", {}),
+          alice.request("typing", { conversationId, typing: false }),
+        ])) as Reply[]),
+      );
+      // Bob answers; Alice reads each reply as it scrolls into view, then reconnects and gap-fills.
+      for (let i = 0; i < 20; i++) await bob.request("message:send", { clientMsgId: uniqueId("r"), conversationId, content: `${i}` });
+      await waitFor(() => alice.received.length >= 20, "bob's replies");
+      for (const m of alice.received) replies.push((await alice.request("message:read", { messageIds: [m.id] })) as Reply);
+      replies.push(
+        ...((await Promise.all([
+          alice.request("conversation:list", {}),
+          ...Array.from({ length: 30 }, () => alice.request("message:history", { conversationId, afterSeq: 0, limit: 100 })),
+        ])) as Reply[]),
+      );
+      expect(replies.length).to.equal(104);
+      expect(replies.filter((r) => !r.ok).map((r) => r.error?.code)).to.deep.equal([]);
+    });
+
+    it("still limits a flooder", async () => {
+      const server = await startServer(db.url, defaults);
+      servers.push(server);
+      const a = uniqueId("alice");
+      const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
+      devices.push(alice);
+      const replies = await burst(alice, 1000);
+      const ok = replies.filter((r) => r.ok).length;
+      // 100 a second and 500 extra: far fewer than 1000 even if the burst spans a few seconds.
+      expect(ok).to.be.within(600, 800);
+      expect(replies.filter((r) => r.error?.code === "RATE_LIMITED").length).to.equal(1000 - ok);
+      expect(await stored(a)).to.equal(ok);
+    });
   });
 });

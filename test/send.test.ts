@@ -26,6 +26,9 @@ describe("message:send", () => {
     expect(reply.duplicate).to.equal(false);
     expect(reply.message).to.include({ seq: 1, to: bob, content: "hi" });
     expect(reply.message.id).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-7/); // UUIDv7
+    // A direct conversation gets an id of its own: clients take it from the ack, never guess it.
+    expect(reply.message.conversationId).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-7/);
+    expect(reply.message.conversationId).to.not.equal(reply.message.id);
     const created = Date.parse(reply.message.createdAt);
     expect(Date.parse(reply.message.expiresAt) - created).to.equal(30 * 24 * 3600 * 1000);
   });

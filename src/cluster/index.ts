@@ -31,12 +31,17 @@ export type Cluster = {
   close(): Promise<void>;
 };
 
+const rateLimit = (config: Pick<Config, "rateLimitPerSec" | "rateLimitBurst">) => ({
+  eventsPerSec: config.rateLimitPerSec,
+  burst: config.rateLimitBurst,
+});
+
 /** One process: in-memory rooms, presence and leadership. */
-export function localCluster(config: Pick<Config, "rateLimitPerSec">): Cluster {
+export function localCluster(config: Pick<Config, "rateLimitPerSec" | "rateLimitBurst">): Cluster {
   return {
     presence: new MemoryPresenceTracker(),
     leaderLock: new LocalLeaderLock(),
-    rateLimiter: memoryRateLimiter(config.rateLimitPerSec),
+    rateLimiter: memoryRateLimiter(rateLimit(config)),
     readiness: [],
     transports: ["polling", "websocket"],
     close: async () => {},
@@ -60,7 +65,7 @@ async function redisCluster(config: Config, log: Logger): Promise<Cluster> {
     },
     presence,
     leaderLock,
-    rateLimiter: redisRateLimiter(clients.data, config.rateLimitPerSec, redis.prefix),
+    rateLimiter: redisRateLimiter(clients.data, rateLimit(config), redis.prefix),
     readiness: [{ name: "redis", check: async () => void (await clients.data.ping()) }],
     transports: ["websocket"],
     close: async () => {

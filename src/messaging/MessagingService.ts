@@ -36,8 +36,11 @@ export class MessagingService {
     await this.store.ensureUser(userId);
   }
 
-  /** Resolves only once the message is committed; live delivery starts after that. */
-  async send(from: string, cmd: SendCommand): Promise<SendResult> {
+  /**
+   * Resolves only once the message is committed; live delivery starts after that.
+   * `origin` names the sending connection: the sender's other devices get the message too.
+   */
+  async send(from: string, cmd: SendCommand, origin?: string): Promise<SendResult> {
     // A string has at most as many code points as UTF-16 units: count only when it matters.
     const max = this.options.maxContentLength;
     if (cmd.content.length > max && contentLength(cmd.content) > max) {
@@ -59,6 +62,7 @@ export class MessagingService {
     if (!result.duplicate) {
       this.metrics.stored(1);
       for (const recipient of result.recipients) void this.deliverLive(recipient, result.message);
+      this.notifier.ownCopy(from, result.message, origin);
     }
     return { message: result.message, duplicate: result.duplicate };
   }
@@ -112,11 +116,16 @@ export class MessagingService {
     return changed.length;
   }
 
-  async markRead(reader: string, messageIds: string[]): Promise<number> {
+  /** `origin` names the reading connection: the reader's other devices are told, it is not. */
+  async markRead(reader: string, messageIds: string[], origin?: string): Promise<number> {
     const at = this.clock.now();
     const changed = await this.store.markRead(reader, [...new Set(messageIds)], at);
     this.metrics.read(changed.length);
     this.sendReceipts(changed, "read", reader, at);
+    if (changed.length > 0) {
+      const update = { messageIds: changed.map((c) => c.messageId), status: "read" as const, by: reader, at: at.toISOString() };
+      this.notifier.status(reader, update, origin);
+    }
     return changed.length;
   }
 

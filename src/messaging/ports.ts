@@ -80,7 +80,14 @@ export interface Notifier {
    * it, false if none did in time.
    */
   deliver(recipient: string, message: Message, scope?: "cluster" | "local"): Promise<boolean>;
-  status(sender: string, update: StatusUpdate): void;
+  /**
+   * Offers a message the user just sent to their other live devices, on every node; never
+   * to `origin` (the sending connection). Their receipts are not delivery receipts: nothing
+   * waits for them.
+   */
+  ownCopy(sender: string, message: Message, origin?: string): void;
+  /** To every device of `userId`, but `except` (a connection). */
+  status(userId: string, update: StatusUpdate, except?: string): void;
   conversationCreated(userId: string, conversation: ConversationSummary): void;
   typing(userIds: string[], event: TypingEvent): void;
 }

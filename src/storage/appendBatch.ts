@@ -1,4 +1,5 @@
 import type { Knex } from "knex";
+import { v7 as uuidv7 } from "uuid";
 import type { Message } from "../protocol";
 import type { AppendRequest, AppendResult } from "../messaging/ports";
 import { directKey, routeToConversation, type ConversationFacts } from "../messaging/routing";
@@ -142,7 +143,10 @@ async function write(db: Knex, rows: BatchRow[], outcomes: BatchOutcome<AppendRe
  */
 async function createDirect(db: Knex, rows: BatchRow[]): Promise<void> {
   const pairs = new Map<string, { id: string; from: string; to: string; at: Date }>();
-  for (const r of rows) pairs.set(r.directKey!, pairs.get(r.directKey!) ?? { id: r.req.id, from: r.req.from, to: r.to!, at: r.req.createdAt });
+  for (const r of rows) {
+    // An id of its own, not the first message's: nobody should learn one from the other.
+    if (!pairs.has(r.directKey!)) pairs.set(r.directKey!, { id: uuidv7(), from: r.req.from, to: r.to!, at: r.req.createdAt });
+  }
   const missing = [...pairs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, p]) => ({ key, ...p }));
   await db.raw(
     `WITH v AS (

@@ -37,14 +37,9 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
    * for every node of the cluster to answer, that is for the whole timeout.
    */
   private deliverLocal(recipient: string, message: Message): Promise<boolean> {
-    const nsp = this.io.of("/");
-    const ids = nsp.adapter.rooms.get(userRoom(recipient));
-    if (!ids) return Promise.resolve(false);
     return new Promise((resolve) => {
       let waiting = 0;
-      for (const id of ids) {
-        const socket = nsp.sockets.get(id);
-        if (!socket || socket.rooms.has(SYNCING_ROOM)) continue;
+      for (const socket of this.liveLocalSockets(recipient)) {
         waiting++;
         socket.timeout(this.ackTimeoutMs).emit("message:new", message, (err: Error | null) => {
           if (!err) resolve(true);
@@ -55,8 +50,39 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
     });
   }
 
-  status(sender: string, update: StatusUpdate): void {
-    this.io.to(userRoom(sender)).emit("message:status", update);
+  /** The user's sockets on this node that finished their backlog, but `except`. */
+  private *liveLocalSockets(userId: string, except?: string) {
+    const nsp = this.io.of("/");
+    for (const id of nsp.adapter.rooms.get(userRoom(userId)) ?? []) {
+      const socket = nsp.sockets.get(id);
+      if (socket && id !== except && !socket.rooms.has(SYNCING_ROOM)) yield socket;
+    }
+  }
+
+  /**
+   * One broadcast to the user's room, whichever nodes their devices are on. Syncing devices
+   * are skipped as for live messages: they catch up after `sync:complete` from
+   * `conversation:list` + `message:history`, which already hold the message. The client's
+   * receipt is asked for (every `message:new` has one) and ignored.
+   */
+  ownCopy(sender: string, message: Message, origin?: string): void {
+    if (this.singleNode) {
+      // Usually nobody: one device per user. Then this costs a room lookup, not a broadcast.
+      for (const socket of this.liveLocalSockets(sender, origin)) {
+        socket.timeout(this.ackTimeoutMs).emit("message:new", message, () => {});
+      }
+      return;
+    }
+    this.io
+      .to(userRoom(sender))
+      .except(origin ? [origin, SYNCING_ROOM] : SYNCING_ROOM)
+      .timeout(this.ackTimeoutMs)
+      .emit("message:new", message, () => {});
+  }
+
+  status(userId: string, update: StatusUpdate, except?: string): void {
+    const to = this.io.to(userRoom(userId));
+    (except ? to.except(except) : to).emit("message:status", update);
   }
 
   conversationCreated(userId: string, conversation: ConversationSummary): void {

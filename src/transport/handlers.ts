@@ -35,9 +35,9 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
 
   on(socket, deps, "message:send", async (p) => {
     const target = p.to !== undefined ? { to: p.to } : { conversationId: p.conversationId! };
-    return messaging.send(userId, { clientMsgId: p.clientMsgId, target, content: p.content });
+    return messaging.send(userId, { clientMsgId: p.clientMsgId, target, content: p.content }, socket.id);
   });
-  on(socket, deps, "message:read", async (p) => ({ updated: await messaging.markRead(userId, p.messageIds) }));
+  on(socket, deps, "message:read", async (p) => ({ updated: await messaging.markRead(userId, p.messageIds, socket.id) }));
   on(socket, deps, "message:history", (p) => messaging.history(userId, p));
   on(socket, deps, "conversation:list", async () => ({ conversations: await messaging.listConversations(userId) }));
   on(socket, deps, "group:create", async (p) => ({

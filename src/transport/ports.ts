@@ -2,7 +2,10 @@
  * What the transport needs from the cluster (cluster/ implements it, in memory or in Redis).
  */
 
-/** Per-user event budget: RATE_LIMIT_EVENTS_PER_SEC events a second, counted cluster-wide with Redis. */
+/**
+ * Per-user event budget: RATE_LIMIT_EVENTS_PER_SEC events a second plus a RATE_LIMIT_BURST
+ * allowance, counted cluster-wide with Redis.
+ */
 export interface RateLimiter {
   /** Takes one event from the user's budget; false when it is spent (answer RATE_LIMITED). */
   allow(userId: string): Promise<boolean>;
