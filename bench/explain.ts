@@ -1,8 +1,9 @@
 /**
  * What each hot-path statement costs on a big database: EXPLAIN (ANALYZE, BUFFERS) of the
- * statements exactly as the server runs them (the same SQL text, run as a prepared
- * statement with its generic plan, as a reused named statement is), each in a transaction
- * that is rolled back, plus the same statement timed from the client without EXPLAIN.
+ * statements exactly as the server runs them: the same SQL text, prepared, with the
+ * settings of the server's hot-path connections (storage/database.ts: one generic plan,
+ * sequential scans off), each in a transaction that is rolled back, plus the same
+ * statement timed from the client without EXPLAIN.
  *
  *   node --import tsx bench/explain.ts --url postgres://…/seeded   # a database from bench/seed.ts
  *   node --import tsx bench/explain.ts --messages 2000000           # seeds a fresh one, dropped after
@@ -18,8 +19,8 @@ const { prepareValue } = require("pg/lib/utils") as { prepareValue(v: unknown): 
 import { v7 as uuidv7 } from "uuid";
 import { createTestDatabase } from "../test/helpers/database";
 import { createDatabase } from "../src/storage/database";
-import { SqlMessageStore, RECEIPT } from "../src/storage/SqlMessageStore";
-import { WRITE, writeValues, type BatchRow } from "../src/storage/appendBatch";
+import { BACKLOG, INSERT_USERS, SqlMessageStore, RECEIPT } from "../src/storage/SqlMessageStore";
+import { FIND_STORED, WRITE, writeValues, type BatchRow } from "../src/storage/appendBatch";
 import { directKey } from "../src/messaging/routing";
 import type { Statement } from "../src/storage/prepared";
 import { migratedDatabase } from "./lib/ticks";
@@ -44,9 +45,9 @@ function sumBuffers(node: Record<string, unknown>): number {
   return ((node["Shared Hit Blocks"] as number) ?? 0) + ((node["Shared Read Blocks"] as number) ?? 0);
 }
 
-/** PREPARE with the statement's own text, generic plan forced; EXPLAIN ANALYZE EXECUTE it, rolled back. */
+/** PREPARE with the statement's own text; EXPLAIN ANALYZE EXECUTE it, rolled back. */
 async function explain(c: Client, stmt: Statement, types: string[], values: () => unknown[], reps: number): Promise<Measured> {
-  await c.query("SET plan_cache_mode = force_generic_plan");
+  await c.query("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off");
   await c.query(`PREPARE ${stmt.name}_x (${types.join(", ")}) AS ${stmt.text}`);
   // EXECUTE takes its arguments as literals (a utility statement has no parameters).
   const args = () =>
@@ -160,6 +161,16 @@ async function main(): Promise<void> {
     const results: [string, Measured][] = [];
     results.push(["append (write, 200 messages)", await explain(c, WRITE, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]"], () => writeValues(batch()), o.reps)]);
     results.push(["mark_delivered (200 receipts)", await explain(c, RECEIPT.delivered, ["text[]", "uuid[]", "timestamptz[]"], receipts, o.reps)]);
+    const probe = () => {
+      const rows = batch();
+      return [rows.map((r) => r.req.from), rows.map((r) => r.req.clientMsgId)];
+    };
+    results.push(["find_stored (200 pairs; groups)", await explain(c, FIND_STORED, ["text[]", "text[]"], probe, o.reps)]);
+    // A seeded user with a long history (all of it read but ~2 %): the first backlog page.
+    results.push(["backlog (page of 101)", await explain(c, BACKLOG, ["text", "timestamptz", "int"], () => ["hist000001", new Date().toISOString(), 101], o.reps)]);
+    let u = 0;
+    const users = () => [Array.from({ length: 200 }, () => `${tag}-new-${u++}`).sort()];
+    results.push(["insert_users (200 connects)", await explain(c, INSERT_USERS, ["text[]"], users, o.reps)]);
     await c.end();
 
     const head = ["planning ms", "exec ms", "min exec ms", "FK trig ms", "buffers", "client ms"];

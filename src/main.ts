@@ -8,7 +8,7 @@ import { createApp, type TicksApp } from "./app";
 import { createCluster } from "./cluster";
 import { createLogger, type Logger } from "./log";
 import { Metrics } from "./metrics";
-import { createDatabase, migrateToLatest, type Database } from "./storage/database";
+import { createDatabase, createHotPathDatabase, migrateToLatest, type Database } from "./storage/database";
 import { SqlMessageStore } from "./storage/SqlMessageStore";
 
 export type RunningTicks = TicksApp & { port: number; db: Database; stop(): Promise<void> };
@@ -30,7 +30,11 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
     throw err;
   }
   const metrics = new Metrics();
-  const store = new SqlMessageStore(db, { onBatch: (kind, size) => metrics.writeBatchSize.observe({ kind }, size) });
+  const hotPath = createHotPathDatabase(config.database, db, log);
+  const store = new SqlMessageStore(db, {
+    hotPath,
+    onBatch: (kind, size) => metrics.writeBatchSize.observe({ kind }, size),
+  });
   const app = createApp({ config, store, log, clock: options.clock ?? systemClock, cluster, metrics });
   const port = await app.listen(config.port, config.host);
   let stopped: Promise<void> | undefined;
@@ -39,6 +43,7 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
     (stopped ??= (async () => {
       await app.close();
       await cluster.close();
+      if (hotPath !== db) await hotPath.destroy();
       await db.destroy();
     })());
   return { ...app, port, db, stop };

@@ -52,13 +52,13 @@ export const RECEIPT = {
   ),
 };
 
-const INSERT_USERS = statement(
+export const INSERT_USERS = statement(
   "insert_users",
   `INSERT INTO users (user_id) SELECT unnest($1::text[]) ON CONFLICT (user_id) DO NOTHING`,
 );
 
 /** A page of the recipient's backlog: every connect reads at least one (usually empty) page, twice. */
-const BACKLOG = statement(
+export const BACKLOG = statement(
   "backlog",
   `SELECT ${MESSAGE_COLUMNS} FROM message_delivery d
    JOIN messages m ON m.message_id = d.message_id
@@ -76,6 +76,8 @@ const RETRYABLE_PG_CODES = new Set(["40P01", "40001"]);
 type ReceiptRequest = { recipient: string; messageIds: string[]; at: Date };
 
 export type StoreOptions = {
+  /** Where the named hot-path statements run (database.ts: createHotPathDatabase). @default the main database */
+  hotPath?: Knex;
   /** Largest group commit. @default 256 */
   maxBatch?: number;
   /** Receipt batches in flight at once. @default 4 */
@@ -102,11 +104,13 @@ export class SqlMessageStore implements MessageStore {
   private readonly deliveredReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   private readonly readReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   private readonly newUsers: GroupCommit<string, void>;
+  private readonly hot: Knex;
 
   constructor(
     private readonly db: Knex,
     options: StoreOptions = {},
   ) {
+    this.hot = options.hotPath ?? db;
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
     this.appends = new GroupCommit((reqs) => this.appendMany(reqs), {
       ...batching,
@@ -136,7 +140,7 @@ export class SqlMessageStore implements MessageStore {
   private async insertUsers(ids: string[]): Promise<BatchOutcome<void>[]> {
     // Sorted: two batches inserting the same new users take their index locks in one order.
     const unique = [...new Set(ids)].sort();
-    await unavailableOnDbError(() => runPrepared(this.db, INSERT_USERS, [unique]));
+    await unavailableOnDbError(() => runPrepared(this.hot, INSERT_USERS, [unique]));
     return ids.map(() => ({ ok: true, value: undefined }));
   }
 
@@ -163,7 +167,7 @@ export class SqlMessageStore implements MessageStore {
   private async appendMany(reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await appendBatch(this.db, reqs);
+        return await appendBatch(this.db, reqs, this.hot);
       } catch (err) {
         const retryable = err instanceof LostDuplicateRace || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
         if (retryable && attempt < 5) continue;
@@ -186,7 +190,7 @@ export class SqlMessageStore implements MessageStore {
     const ids = reqs.flatMap((r) => r.messageIds);
     const at = reqs.flatMap((r) => r.messageIds.map(() => r.at.toISOString()));
     const rows = await unavailableOnDbError(() =>
-      runPrepared<{ recipient_id: string; message_id: string; from_user_id: string }>(this.db, RECEIPT[status], [
+      runPrepared<{ recipient_id: string; message_id: string; from_user_id: string }>(this.hot, RECEIPT[status], [
         recipients,
         ids,
         at,
@@ -228,7 +232,7 @@ export class SqlMessageStore implements MessageStore {
 
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]> {
     return unavailableOnDbError(async () => {
-      const rows = await runPrepared<MessageRow>(this.db, BACKLOG, [recipient, now.toISOString(), limit]);
+      const rows = await runPrepared<MessageRow>(this.hot, BACKLOG, [recipient, now.toISOString(), limit]);
       return rows.map(toMessage);
     });
   }

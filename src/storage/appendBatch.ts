@@ -42,7 +42,7 @@ const UNIQUE_VIOLATION = "23505";
  * refusals (NOT_FOUND, FORBIDDEN, by the rules of messaging/routing) are per request.
  * Throws LostDuplicateRace when a concurrent retry got in first: run it again.
  */
-export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
+export async function appendBatch(db: Knex, reqs: AppendRequest[], hot: Knex = db): Promise<BatchOutcome<AppendResult>[]> {
   const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
   // The same retry twice in one batch: only the first goes to the database.
   const firstInBatch = new Map<string, number>();
@@ -64,7 +64,7 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<Batc
   let given = new Map<string, ConversationFacts>();
   let fresh = firsts;
   if (givenIds.length > 0) {
-    const [existing, conversations] = await Promise.all([findStored(db, firsts.map((i) => reqs[i]!)), loadConversations(db, givenIds)]);
+    const [existing, conversations] = await Promise.all([findStored(hot, firsts.map((i) => reqs[i]!)), loadConversations(db, givenIds)]);
     given = conversations;
     const originals = new Map(existing.map((row) => [senderKey({ from: row.from_user_id, clientMsgId: row.client_msg_id }), row]));
     fresh = firsts.filter((i) => {
@@ -84,11 +84,11 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[]): Promise<Batc
     return { index, req, accept: route.ok, conversationId: req.target.conversationId, directKey: null, to };
   });
 
-  let unrouted = await write(db, rows, outcomes);
+  let unrouted = await write(hot, rows, outcomes);
   if (unrouted.length > 0) {
     // First messages between these users: create the conversations, then store them.
     await createDirect(db, unrouted);
-    unrouted = await write(db, unrouted, outcomes);
+    unrouted = await write(hot, unrouted, outcomes);
     if (unrouted.length > 0) throw new Error("direct conversation missing right after it was created");
   }
 
@@ -173,7 +173,7 @@ async function createDirect(db: Knex, rows: BatchRow[]): Promise<void> {
 }
 
 /** Stored messages for these exact (sender, clientMsgId) pairs: one probe of the unique index per pair. */
-const FIND_STORED = statement(
+export const FIND_STORED = statement(
   "find_stored",
   `SELECT ${MESSAGE_COLUMNS} FROM unnest($1::text[], $2::text[]) AS p(sender, client_msg_id)
    JOIN messages m ON m.from_user_id = p.sender AND m.client_msg_id = p.client_msg_id`,
