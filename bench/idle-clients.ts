@@ -3,8 +3,20 @@
  * (users idle-<tag>-<offset+i>), IDLE_BATCH handshakes at a time, each counted once its
  * `sync:complete` arrived. Reports over IPC, holds the sockets until told to close.
  * Several of these run at once, so no single process hits its open-file limit.
+ * With IDLE_TOKEN_SECRET each socket authenticates with an HS256 token instead of a dev-mode
+ * userId; IDLE_TOKEN_TTL_S gives the tokens an `exp` that far ahead (unset: no `exp`).
  */
+import { SignJWT } from "jose";
 import { openSocket } from "./lib/load";
+
+async function authFor(userId: string): Promise<Record<string, unknown>> {
+  const secret = process.env.IDLE_TOKEN_SECRET;
+  if (!secret) return { userId, deviceId: "bench" };
+  const ttl = process.env.IDLE_TOKEN_TTL_S;
+  const jwt = new SignJWT({}).setProtectedHeader({ alg: "HS256" }).setSubject(userId);
+  if (ttl) jwt.setExpirationTime(`${ttl}s`);
+  return { token: await jwt.sign(new TextEncoder().encode(secret)), deviceId: "bench" };
+}
 
 type Opened = Awaited<ReturnType<typeof openSocket>>;
 
@@ -21,7 +33,7 @@ async function main(): Promise<void> {
   for (let i = 0; i < count; i += batch) {
     const results = await Promise.allSettled(
       Array.from({ length: Math.min(batch, count - i) }, (_, j) =>
-        openSocket(url, { userId: `idle-${tag}-${offset + i + j}`, deviceId: "bench" }, 60_000),
+        authFor(`idle-${tag}-${offset + i + j}`).then((auth) => openSocket(url, auth, 60_000)),
       ),
     );
     for (const r of results) {

@@ -6,7 +6,8 @@
  *   npm run bench                                  # everything (a few minutes)
  *   npm run bench -- --scenarios main --duration 5 # just the main comparison, quickly
  *
- * Prints one table per scenario and writes bench/results/<timestamp>.json and latest.json.
+ * Prints one table per scenario and writes bench/results/<timestamp>.json and latest.json
+ * (git keeps latest.json and the runs docs/benchmarks.md cites; the rest is ignored).
  * docs/benchmarks.md explains the method.
  */
 import { execFileSync } from "node:child_process";
@@ -23,16 +24,24 @@ import { runMain } from "./scenarios/main";
 import { runHistory } from "./scenarios/history";
 import { runBacklog } from "./scenarios/backlog";
 import { runIdle } from "./scenarios/idle";
+import { runIdleTokens } from "./scenarios/idleTokens";
 import { runPm2 } from "./scenarios/pm2";
+import { runAdapters } from "./scenarios/adapters";
+import { runRateLimit } from "./scenarios/rateLimit";
 
 const SCENARIOS = {
   main: runMain,
   history: runHistory,
   backlog: runBacklog,
   idle: runIdle,
+  "idle-tokens": runIdleTokens,
   pm2: runPm2,
+  adapters: runAdapters,
+  "rate-limit": runRateLimit,
 } satisfies Record<string, (ctx: Context) => Promise<ScenarioResult>>;
 type ScenarioName = keyof typeof SCENARIOS;
+/** What a run without --scenarios measures; the others are asked for by name. */
+const DEFAULT_SCENARIOS: ScenarioName[] = ["main", "history", "backlog", "idle", "pm2"];
 
 const positive = (name: string) => (value: string) => {
   const n = Number(value);
@@ -64,8 +73,9 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
     .option("--pm2-instances <list>", "PM2 worker counts to compare", "1,2")
     .option("--history-messages <n>", "messages seeded for the history scenario", positiveInt("history-messages"), 5_000_000)
     .option("--history-conversations <n>", "conversations they are spread over", positiveInt("history-conversations"), 50_000)
+    .option("--redis-url <url>", "the Redis of the adapters scenario", "redis://127.0.0.1:6379")
     .addOption(
-      new Option("-s, --scenarios <list>", `comma-separated: ${Object.keys(SCENARIOS).join(",")}`).default(Object.keys(SCENARIOS).join(",")),
+      new Option("-s, --scenarios <list>", `comma-separated: ${Object.keys(SCENARIOS).join(",")}`).default(DEFAULT_SCENARIOS.join(",")),
     )
     .option("-o, --out <dir>", "where the JSON results go", path.join(ROOT, "bench/results"))
     .allowExcessArguments(false);
@@ -102,6 +112,7 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
       pm2Instances,
       historyMessages: o.historyMessages,
       historyConversations: o.historyConversations,
+      redisUrl: o.redisUrl,
     },
   };
 }

@@ -5,7 +5,7 @@ import { systemClock, type Clock } from "./clock";
 import type { Config } from "./config";
 import { localCluster, type Cluster } from "./cluster";
 import { httpHandler } from "./http/routes";
-import type { Logger } from "./log";
+import { throttledWarn, type Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
 import { Redeliverer } from "./messaging/Redeliverer";
 import { MessagingService } from "./messaging/MessagingService";
@@ -14,6 +14,8 @@ import { PresenceService } from "./messaging/PresenceService";
 import { Metrics } from "./metrics";
 import type { ReadinessCheck } from "./readiness";
 import { authMiddleware } from "./transport/auth";
+import { createTokenVerifier } from "./auth/TokenVerifier";
+import { TokenLifetimes } from "./transport/TokenLifetimes";
 import { acceptConnections, syncedLocalUsers } from "./transport/connection";
 import { SocketNotifier } from "./transport/SocketNotifier";
 import type { TicksServer } from "./transport/types";
@@ -36,6 +38,8 @@ export type TicksApp = {
   messaging: MessagingService;
   sweeper: ExpirySweeper;
   metrics: Metrics;
+  /** Token expiry of this node's sockets. */
+  tokens: TokenLifetimes;
   listen(port: number, host?: string): Promise<number>;
   /** Idempotent: stop accepting, finish in-flight events, disconnect sockets, stop sweeping. */
   close(): Promise<void>;
@@ -101,11 +105,19 @@ export function createApp(deps: AppDeps): TicksApp {
     void work.finally(() => inflight.delete(work));
   };
 
-  io.use(authMiddleware(config.auth, log));
+  const jwksWarn = throttledWarn(log);
+  const verifier =
+    config.auth.mode === "jwt"
+      ? createTokenVerifier(config.auth, { fetchFailed: (err) => jwksWarn({ err }, "JWKS fetch failed: new tokens are refused") })
+      : null;
+  const tokens = new TokenLifetimes(verifier, config.tokenRefreshWindowMs, log);
+  metrics.countTokenDeadlines = () => tokens.tracked;
+  io.use(authMiddleware(verifier, log));
   acceptConnections(io, {
     messaging,
     presence,
     rateLimiter: cluster.rateLimiter,
+    tokens,
     metrics,
     log,
     sync: { pageSize: config.backlogPageSize, ackTimeoutMs: config.deliveryAckTimeoutMs },
@@ -124,6 +136,7 @@ export function createApp(deps: AppDeps): TicksApp {
       await sweeper.stop();
       await redeliverer.stop();
       await presence.stop();
+      tokens.stop();
       // Receipts of messages just sent come back through this node (and Redis): wait for them
       // (at most DELIVERY_ACK_TIMEOUT_MS), or they would stay `sent` until redelivery.
       await settled(messaging.settleOffers());
@@ -139,6 +152,7 @@ export function createApp(deps: AppDeps): TicksApp {
     messaging,
     sweeper,
     metrics,
+    tokens,
     listen: (port, host) =>
       new Promise((resolve, reject) => {
         http.once("error", reject);

@@ -3,6 +3,7 @@
  * the process with a message naming the variable. An empty variable counts as unset.
  */
 import { z } from "zod";
+import { describePublicKey } from "./auth/publicKey";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -29,7 +30,27 @@ const envSchema = z.object({
   LEADER_LEASE_MS: int(100).default(15_000),
   /** HS256 secret for handshake JWTs; at least 32 characters. */
   JWT_SECRET: z.string().min(32, "JWT_SECRET must be at least 32 characters").optional(),
-  /** `jwt` or `dev` (trust `auth.userId`). @default "jwt" with JWT_SECRET, else "dev" */
+  /** PEM public key (RSA, EC P-256/384/521 or Ed25519) for handshake JWTs; `\n` escapes allowed. */
+  JWT_PUBLIC_KEY: z.string().optional(),
+  /** URL of the identity provider's JSON Web Key Set (keys chosen by `kid`). */
+  JWT_JWKS_URL: z
+    .string()
+    .url()
+    .refine((u) => /^https?:\/\//i.test(u), "JWT_JWKS_URL must be an http(s) URL")
+    .optional(),
+  /** When set, a token's `iss` must equal it. */
+  JWT_ISSUER: z.string().optional(),
+  /** When set, a token's `aud` must contain it. */
+  JWT_AUDIENCE: z.string().optional(),
+  /** After a JWKS fetch, an unknown `kid` fetches again only after this long. @default 30000 */
+  JWKS_COOLDOWN_MS: int(0).optional(),
+  /** Cached JWKS keys are fetched again after this long. @default 600000 */
+  JWKS_CACHE_MAX_AGE_MS: int(1000).optional(),
+  /** Longest wait for the JWKS endpoint; a token waiting on it is refused after this. @default 5000 */
+  JWKS_TIMEOUT_MS: int(1, 60_000).optional(),
+  /** `auth:expiring` is sent this long before a token's `exp`. @default 60000 */
+  TOKEN_REFRESH_WINDOW_MS: int(0).default(60_000),
+  /** `jwt` or `dev` (trust `auth.userId`). @default "jwt" with a JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL, else "dev" */
   AUTH_MODE: z.enum(["jwt", "dev"]).optional(),
   NODE_ENV: z.string().default("development"),
   /** Days a message is kept; decimals allowed. @default 30 */
@@ -61,7 +82,9 @@ export type Config = {
   redis: { url: string; adapter: "sharded" | "classic"; prefix: string } | null;
   presenceTtlMs: number;
   leaderLeaseMs: number;
-  auth: { mode: "jwt"; secret: string } | { mode: "dev" };
+  auth: AuthConfig;
+  /** `auth:expiring` goes out this long before a token's `exp`. */
+  tokenRefreshWindowMs: number;
   messageTtlMs: number;
   maxContentLength: number;
   expirySweepIntervalMs: number;
@@ -73,7 +96,63 @@ export type Config = {
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
 };
 
+/** Claims checked besides the signature; a field is present only when set. */
+export type ClaimChecks = { issuer?: string; audience?: string };
+export type JwksConfig = { url: string; cooldownMs: number; cacheMaxAgeMs: number; timeoutMs: number };
+export type AuthConfig =
+  | ({ mode: "jwt"; secret: string } & ClaimChecks)
+  | ({ mode: "jwt"; publicKey: { pem: string; algorithms: string[] } } & ClaimChecks)
+  | ({ mode: "jwt"; jwks: JwksConfig } & ClaimChecks)
+  | { mode: "dev" };
+
 export class ConfigError extends Error {}
+
+const refuse = (variable: string, message: string): never => {
+  throw new ConfigError(`invalid configuration:\n  ${variable}: ${message}`);
+};
+
+type Env = z.infer<typeof envSchema>;
+
+/** One way to verify tokens, chosen from the variables; any combination that makes no sense is refused. */
+function authConfig(e: Env, production: boolean): AuthConfig {
+  const keys = (["JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_JWKS_URL"] as const).filter((k) => e[k] !== undefined);
+  const mode = e.AUTH_MODE ?? (keys.length ? "jwt" : "dev");
+  if (mode === "dev" && production) refuse("AUTH_MODE", "dev is refused with NODE_ENV=production (set JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL)");
+  const jwksTuning = (["JWKS_COOLDOWN_MS", "JWKS_CACHE_MAX_AGE_MS", "JWKS_TIMEOUT_MS"] as const).filter((k) => e[k] !== undefined);
+  if (mode === "dev") {
+    // JWT_SECRET next to dev mode was accepted before and stays so; the newer settings would be silently ignored.
+    const ignored = (["JWT_PUBLIC_KEY", "JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", ...jwksTuning] as const).find(
+      (k) => e[k] !== undefined,
+    );
+    if (ignored) refuse(ignored, "set, but AUTH_MODE=dev trusts auth.userId and verifies no token; remove one of the two");
+    return { mode };
+  }
+  if (keys.length === 0) refuse("AUTH_MODE", "jwt needs one of JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL");
+  if (keys.length > 1) refuse(keys[1]!, `cannot be combined with ${keys[0]}: give exactly one way to verify tokens`);
+  if (jwksTuning.length && !e.JWT_JWKS_URL) refuse(jwksTuning[0]!, "only applies with JWT_JWKS_URL, which is not set");
+  const claims: ClaimChecks = {
+    ...(e.JWT_ISSUER !== undefined ? { issuer: e.JWT_ISSUER } : {}),
+    ...(e.JWT_AUDIENCE !== undefined ? { audience: e.JWT_AUDIENCE } : {}),
+  };
+  if (e.JWT_SECRET) return { mode, secret: e.JWT_SECRET, ...claims };
+  if (e.JWT_PUBLIC_KEY) {
+    try {
+      return { mode, publicKey: describePublicKey(e.JWT_PUBLIC_KEY), ...claims };
+    } catch (err) {
+      return refuse("JWT_PUBLIC_KEY", (err as Error).message);
+    }
+  }
+  return {
+    mode,
+    jwks: {
+      url: e.JWT_JWKS_URL!,
+      cooldownMs: e.JWKS_COOLDOWN_MS ?? 30_000,
+      cacheMaxAgeMs: e.JWKS_CACHE_MAX_AGE_MS ?? 600_000,
+      timeoutMs: e.JWKS_TIMEOUT_MS ?? 5000,
+    },
+    ...claims,
+  };
+}
 
 const cleanEnv = (env: NodeJS.ProcessEnv) =>
   Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
@@ -91,13 +170,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
   }
   const e = parsed.data;
-  const mode = e.AUTH_MODE ?? (e.JWT_SECRET ? "jwt" : "dev");
-  if (mode === "dev" && e.NODE_ENV === "production") {
-    throw new ConfigError("invalid configuration:\n  AUTH_MODE: dev is refused with NODE_ENV=production (set JWT_SECRET)");
-  }
-  if (mode === "jwt" && !e.JWT_SECRET) {
-    throw new ConfigError("invalid configuration:\n  JWT_SECRET: required when AUTH_MODE=jwt");
-  }
+  const auth = authConfig(e, e.NODE_ENV === "production");
   return {
     port: e.PORT,
     host: e.HOST,
@@ -105,7 +178,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redis: e.REDIS_URL ? { url: e.REDIS_URL, adapter: e.REDIS_ADAPTER, prefix: e.REDIS_PREFIX } : null,
     presenceTtlMs: e.PRESENCE_TTL_MS,
     leaderLeaseMs: e.LEADER_LEASE_MS,
-    auth: mode === "jwt" ? { mode, secret: e.JWT_SECRET! } : { mode },
+    auth,
+    tokenRefreshWindowMs: e.TOKEN_REFRESH_WINDOW_MS,
     messageTtlMs: Math.round(e.MESSAGE_TTL_DAYS * DAY_MS),
     maxContentLength: e.MAX_CONTENT_LENGTH,
     expirySweepIntervalMs: e.EXPIRY_SWEEP_INTERVAL_MS,

@@ -63,7 +63,16 @@ async function main(): Promise<void> {
   // not take every connection of this node down with it.
   process.on("unhandledRejection", (err) => log.error({ err }, "unhandled rejection"));
   if (config.auth.mode === "dev") {
-    log.warn("AUTH_MODE=dev: handshakes are trusted (auth.userId), anyone can act as anyone. Set JWT_SECRET for real use.");
+    log.warn(
+      "AUTH_MODE=dev: handshakes are trusted (auth.userId), anyone can act as anyone. Set JWT_JWKS_URL, JWT_PUBLIC_KEY or JWT_SECRET for real use.",
+    );
+  } else if ("jwks" in config.auth) {
+    if (config.auth.issuer === undefined) {
+      log.warn("JWT_JWKS_URL without JWT_ISSUER: any iss is accepted from that key set; set JWT_ISSUER (docs/auth.md)");
+    }
+    if (config.auth.jwks.url.toLowerCase().startsWith("http:")) {
+      log.warn("JWT_JWKS_URL is plain http: whoever can alter that traffic can substitute keys; use https outside a trusted network");
+    }
   }
   if (config.database.kind === "pglite") {
     log.info({ dataDir: config.database.dataDir }, "no DATABASE_URL: using the embedded PGlite database (one process only)");

@@ -50,6 +50,15 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  /** Set by the app: how many sockets' token deadlines it watches. */
+  countTokenDeadlines: () => number = () => 0;
+  readonly tokenDeadlines: client.Gauge = new client.Gauge({
+    name: "ticks_token_deadlines",
+    help: "Sockets whose token exp this node watches (all on one shared timer)",
+    registers: [this.registry],
+    collect: (): void => this.tokenDeadlines.set(this.countTokenDeadlines()),
+  });
+
   constructor() {
     client.collectDefaultMetrics({ register: this.registry });
   }

@@ -9,6 +9,7 @@ import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId } from "./helpers/device";
 import { b64url, tryConnect, type HandshakeOutcome } from "./helpers/handshake";
 import { mintToken, startServer, TEST_SECRET, urlOf } from "./helpers/server";
+import { expectOk } from "./helpers/replies";
 
 const OTHER_SECRET = "another-secret-that-is-also-32-chars-or-more";
 const nowSec = () => Math.floor(Date.now() / 1000);
@@ -110,7 +111,7 @@ describe("authentication", () => {
         ok: boolean;
         message?: { from: string };
       };
-      expect(reply.ok).to.equal(true);
+      expectOk(reply);
       expect(reply.message?.from).to.equal(sub);
       expect(await userRows(forged)).to.equal(0);
       const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [forged]);
@@ -225,7 +226,7 @@ describe("authentication", () => {
         .emitWithAck("message:send", { clientMsgId: uuidv4(), to: uniqueId("bob"), content: "still here" })) as {
         ok: boolean;
       };
-      expect(reply.ok).to.equal(true);
+      expectOk(reply);
     });
   });
 

@@ -1,11 +1,11 @@
 import { expect } from "chai";
-import { Client } from "pg";
 import { v4 as uuidv4 } from "uuid";
 import type { ErrorCode } from "../src/protocol";
 import type { RunningTicks } from "../src/main";
-import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, quiet, uniqueId, waitFor } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";
+import { useServerSuite } from "./helpers/serverSuite";
+import { expectOk } from "./helpers/replies";
 
 type Case = [label: string, args: unknown[]];
 type Counts = Record<string, number>;
@@ -36,10 +36,7 @@ function errMismatch(reply: unknown, code: ErrorCode): string | null {
 }
 
 describe("bad input", () => {
-  let db: TestDatabase;
-  let server: RunningTicks;
-  let pg: Client;
-  const devices: Device[] = [];
+  const suite = useServerSuite();
   let aliceId: string, bobId: string, carolId: string;
   let alice: Device, bob: Device, carol: Device;
   /** alice ↔ bob, and a group of alice + bob (carol is in neither). */
@@ -48,13 +45,13 @@ describe("bad input", () => {
   let toAlice: string;
 
   const device = async (userId: string, autoAck = true) => {
-    const d = new Device(urlOf(server), { userId, autoAck });
-    devices.push(d);
+    // Set up once for every case (the suite's own devices close after each test).
+    const d = suite.suiteDevice(userId, { autoAck });
     return d.connectSynced();
   };
 
   const counts = async (): Promise<Counts> => {
-    const { rows } = await pg.query(`SELECT
+    const { rows } = await suite.pg.query(`SELECT
       (SELECT count(*)::int FROM messages) AS messages,
       (SELECT count(*)::int FROM conversations) AS conversations,
       (SELECT count(*)::int FROM conversation_members) AS members,
@@ -86,15 +83,11 @@ describe("bad input", () => {
     const to = uniqueId("ok-to");
     const reply = await from.request("message:send", { clientMsgId: uuidv4(), to, content: "still fine" });
     if (!reply.ok) expect.fail(`a normal send failed: ${reply.error.code} ${reply.error.message}`);
-    const { rows } = await pg.query("SELECT to_user_id, content FROM messages WHERE message_id = $1", [reply.message.id]);
+    const { rows } = await suite.pg.query("SELECT to_user_id, content FROM messages WHERE message_id = $1", [reply.message.id]);
     expect(rows).to.deep.equal([{ to_user_id: to, content: "still fine" }]);
   }
 
   before(async () => {
-    db = await createTestDatabase();
-    server = await startServer(db.url);
-    pg = new Client({ connectionString: db.url });
-    await pg.connect();
     aliceId = uniqueId("alice");
     bobId = uniqueId("bob");
     carolId = uniqueId("carol");
@@ -110,12 +103,6 @@ describe("bad input", () => {
     const back = await bob.request("message:send", { clientMsgId: uuidv4(), to: aliceId, content: "hello alice" });
     if (!back.ok) throw new Error(back.error.message);
     toAlice = back.message.id;
-  });
-  after(async () => {
-    devices.splice(0).forEach((d) => d.close());
-    await pg.end();
-    await server.stop();
-    await db.drop();
   });
 
   describe("BAD_REQUEST, and nothing stored, for every client→server event", () => {
@@ -169,7 +156,7 @@ describe("bad input", () => {
       // The boundaries are accepted: a 64-char clientMsgId with every allowed character class.
       const longest = `Az09._:-${uuidv4().replace(/-/g, "")}`.padEnd(64, "z");
       const reply = await alice.request("message:send", { clientMsgId: longest, to: uniqueId("edge"), content: "edge" });
-      expect(reply.ok, describeReply(reply)).to.equal(true);
+      expectOk(reply);
       baseline.messages += 1;
       baseline.conversations += 1;
       baseline.members += 2;
@@ -194,7 +181,7 @@ describe("bad input", () => {
         ["a real id next to a non-UUID one", [{ messageIds: [toAlice, "not-a-uuid"] }]],
         ["a real id next to a number", [{ messageIds: [toAlice, 7] }]],
       ]);
-      const { rows } = await pg.query("SELECT status FROM message_delivery WHERE message_id = $1", [toAlice]);
+      const { rows } = await suite.pg.query("SELECT status FROM message_delivery WHERE message_id = $1", [toAlice]);
       expect(rows[0].status).to.not.equal("read");
       // 500 ids is the limit, and ids nobody sent are ignored.
       const reply = await alice.request("message:read", { messageIds: uuids(500) });
@@ -234,7 +221,7 @@ describe("bad input", () => {
       // {} is the request; unknown fields are ignored.
       for (const payload of [{}, { extra: 1 }]) {
         const reply = (await alice.raw("conversation:list", payload)) as { ok: boolean; conversations?: { id: string }[] };
-        expect(reply.ok, describeReply(reply)).to.equal(true);
+        expectOk(reply);
         expect(reply.conversations?.map((c) => c.id)).to.include.members([direct, group]);
       }
     });
@@ -263,7 +250,7 @@ describe("bad input", () => {
       const members = ids(uniqueId("m"), 255);
       const reply = await alice.request("group:create", { title: "full house", members });
       if (!reply.ok) expect.fail(`256 members: ${reply.error.code} ${reply.error.message}`);
-      const { rows } = await pg.query("SELECT count(*)::int AS n FROM conversation_members WHERE conversation_id = $1", [
+      const { rows } = await suite.pg.query("SELECT count(*)::int AS n FROM conversation_members WHERE conversation_id = $1", [
         reply.conversationId,
       ]);
       expect(rows[0].n).to.equal(256);
@@ -323,9 +310,8 @@ describe("bad input", () => {
     let small: RunningTicks;
     let sender: Device;
     before(async () => {
-      small = await startServer(db.url, { MAX_CONTENT_LENGTH: "10" });
+      small = await startServer(suite.db.url, { MAX_CONTENT_LENGTH: "10" });
       sender = new Device(urlOf(small), { userId: uniqueId("small") });
-      devices.push(sender);
       await sender.connectSynced();
     });
     after(async () => {
@@ -338,10 +324,10 @@ describe("bad input", () => {
       const fits = "😀".repeat(10);
       const reply = await sender.request("message:send", { clientMsgId: uuidv4(), to, content: fits });
       if (!reply.ok) expect.fail(`10 emoji: ${reply.error.code} ${reply.error.message}`);
-      const { rows } = await pg.query("SELECT content FROM messages WHERE message_id = $1", [reply.message.id]);
+      const { rows } = await suite.pg.query("SELECT content FROM messages WHERE message_id = $1", [reply.message.id]);
       expect(rows).to.deep.equal([{ content: fits }]);
       const ascii = await sender.request("message:send", { clientMsgId: uuidv4(), to, content: "0123456789" });
-      expect(ascii.ok, describeReply(ascii)).to.equal(true);
+      expectOk(ascii);
 
       const baseline = await counts();
       await expectAll(
@@ -372,7 +358,7 @@ describe("bad input", () => {
     it("defaults to 4096 code points", async () => {
       const to = uniqueId("to");
       const fits = await alice.request("message:send", { clientMsgId: uuidv4(), to, content: "😀".repeat(4096) });
-      expect(fits.ok, describeReply(fits)).to.equal(true);
+      expectOk(fits);
       const baseline = await counts();
       await expectAll(alice, "message:send", [["4097 emoji", [{ clientMsgId: uuidv4(), to, content: "😀".repeat(4097) }]]], "TOO_LARGE");
       expect(await counts()).to.deep.equal(baseline);
@@ -410,12 +396,12 @@ describe("bad input", () => {
         d.events.slice(mark).filter((e) => ["typing", "message:new", "conversation:new"].includes(e.event));
       expect(leaked(alice, aliceMark)).to.deep.equal([]);
       expect(leaked(bob, bobMark)).to.deep.equal([]);
-      const { rows } = await pg.query(
+      const { rows } = await suite.pg.query(
         "SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1 AND conversation_id = ANY($2::uuid[])",
         [carolId, [direct, group]],
       );
       expect(rows[0].n).to.equal(0);
-      const joined = await pg.query(
+      const joined = await suite.pg.query(
         "SELECT count(*)::int AS n FROM conversation_members WHERE user_id = $1 AND conversation_id = ANY($2::uuid[])",
         [carolId, [direct, group]],
       );
@@ -433,7 +419,7 @@ describe("bad input", () => {
         content: "no callback",
       });
       await quiet(500);
-      const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1 AND client_msg_id = $2", [
+      const { rows } = await suite.pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1 AND client_msg_id = $2", [
         aliceId,
         clientMsgId,
       ]);
@@ -481,7 +467,7 @@ describe("bad input", () => {
       const bigId = uniqueId("big");
       const big = await device(bigId);
       // Its directory entry is written beside the backlog sync, not before it: wait for it.
-      for (let i = 0; i < 500 && (await pg.query("SELECT 1 FROM users WHERE user_id = $1", [bigId])).rowCount === 0; i++) {
+      for (let i = 0; i < 500 && (await suite.pg.query("SELECT 1 FROM users WHERE user_id = $1", [bigId])).rowCount === 0; i++) {
         await quiet(10);
       }
       const baseline = await counts();
@@ -492,9 +478,9 @@ describe("bad input", () => {
       expect(reason).to.not.equal("still connected");
       expect(big.socket.connected).to.equal(false);
       // Everyone else is untouched.
-      expect(alice.socket.connected && bob.socket.connected && carol.socket.connected).to.equal(true);
+      expect([alice, bob, carol].filter((d) => !d.socket.connected).map((d) => d.userId), "devices disconnected").to.deep.equal([]);
       expect(await counts()).to.deep.equal(baseline);
-      const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [bigId]);
+      const { rows } = await suite.pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [bigId]);
       expect(rows[0].n).to.equal(0);
       await stillServes(alice);
       // The same user can come back and send.
@@ -513,7 +499,7 @@ describe("bad input", () => {
       if (!sent.ok) expect.fail(sent.error.message);
       const id = sent.message.id;
       const status = async () =>
-        (await pg.query("SELECT recipient_id, status, delivered_at, read_at FROM message_delivery WHERE message_id = $1", [id]))
+        (await suite.pg.query("SELECT recipient_id, status, delivered_at, read_at FROM message_delivery WHERE message_id = $1", [id]))
           .rows;
 
       expect(await sender.request("message:read", { messageIds: [id] })).to.deep.equal({ ok: true, updated: 0 });
@@ -521,12 +507,11 @@ describe("bad input", () => {
       await quiet();
       expect(await status()).to.deep.equal([{ recipient_id: recipientId, status: "sent", delivered_at: null, read_at: null }]);
       expect(sender.statuses, "status updates the sender got").to.deep.equal([]);
-      const { rows } = await pg.query("SELECT count(*)::int AS n FROM message_delivery WHERE message_id = $1", [id]);
+      const { rows } = await suite.pg.query("SELECT count(*)::int AS n FROM message_delivery WHERE message_id = $1", [id]);
       expect(rows[0].n, "no delivery row was created for the sender or the third user").to.equal(1);
 
       // The recipient can (read implies delivered), once.
-      const recipient = new Device(urlOf(server), { userId: recipientId, autoAck: false });
-      devices.push(recipient);
+      const recipient = suite.suiteDevice(recipientId, { autoAck: false });
       await recipient.connect();
       expect(await recipient.request("message:read", { messageIds: [id] })).to.deep.equal({ ok: true, updated: 1 });
       const [row] = await status();

@@ -197,7 +197,7 @@ describe("CLI client", function () {
     c.end();
     expect(await c.exitCode()).to.equal(0);
     expect(c.stdout).to.include("error BAD_REQUEST: cannot send a direct message to yourself");
-    expect(c.stdout.some((l) => /^history \S+: no conversation$/.test(l))).to.equal(true);
+    expect(c.stdout.join("\n"), "the cli's output").to.match(/^history \S+: no conversation$/m);
   });
 
   describe("against a server in JWT mode", () => {

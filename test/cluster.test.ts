@@ -5,6 +5,7 @@ import type { Message, Presence } from "../src/protocol";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId, waitFor } from "./helpers/device";
 import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "./helpers/processes";
+import { expectOk } from "./helpers/replies";
 
 /**
  * Three real server processes sharing one PostgreSQL database and a private Redis: the
@@ -34,11 +35,6 @@ for (const adapter of ["sharded", "classic"] as const) {
       const d = new Device(node.url, { userId, ...options });
       devices.push(d);
       return d;
-    };
-    const send = async (from: Device, to: string, content: string): Promise<Message> => {
-      const reply = await from.request("message:send", { clientMsgId: uniqueId("c"), to, content });
-      if (!reply.ok) throw new Error(`${reply.error.code}: ${reply.error.message}`);
-      return reply.message;
     };
 
     before(async () => {
@@ -71,7 +67,7 @@ for (const adapter of ["sharded", "classic"] as const) {
       const laptop = await device(C, a, { deviceId: "laptop" }).connectSynced();
       const bob = await device(B, b).connectSynced();
 
-      const m = await send(phone, b, "across nodes");
+      const m = await phone.send(b, "across nodes");
       await waitFor(() => bob.live.length === 1, "live message on node B");
       expect(bob.live[0]).to.deep.equal(m);
       for (const d of [phone, laptop]) await waitFor(() => d.statuses.some((s) => s.status === "delivered"), "delivered");
@@ -81,7 +77,7 @@ for (const adapter of ["sharded", "classic"] as const) {
       for (const d of [phone, laptop]) await waitFor(() => d.statuses.some((s) => s.status === "read"), "read");
 
       // Carol is offline; her messages wait, and she drains them on a third node.
-      const waiting = [await send(laptop, c, "one"), await send(phone, c, "two")];
+      const waiting = [await laptop.send(c, "one"), await phone.send(c, "two")];
       const carol = await device(B, c).connectSynced();
       expect(carol.received.map((x) => x.id)).to.deep.equal(waiting.map((x) => x.id));
       for (const d of [phone, laptop]) {
@@ -95,7 +91,7 @@ for (const adapter of ["sharded", "classic"] as const) {
       const senders = [device(nodes[0]!, a), device(nodes[1]!, b), device(nodes[2]!, a)];
       await Promise.all(senders.map((d) => d.connectSynced()));
       const replies = await Promise.all(
-        Array.from({ length: 90 }, (_, i) => send(senders[i % 3]!, i % 3 === 1 ? a : b, `m${i}`)),
+        Array.from({ length: 90 }, (_, i) => senders[i % 3]!.send(i % 3 === 1 ? a : b, `m${i}`)),
       );
       expect(replies.map((m) => m.seq).sort((x, y) => x - y)).to.deep.equal(Array.from({ length: 90 }, (_, i) => i + 1));
     });
@@ -115,21 +111,25 @@ for (const adapter of ["sharded", "classic"] as const) {
       const erinC = await device(C, e).connectSynced();
       erinB.close();
       const again = await watcher.request("presence:subscribe", { userIds: [e] });
-      expect(again.ok && again.presence[0]!.online).to.equal(true);
+      expectOk(again);
+      expect(again.presence[0]!.online).to.equal(true);
       erinC.close();
       await waitFor(() => seen.length === 2, "offline event");
       expect(seen[1]).to.include({ userId: e, online: false });
-      const { rows } = await pg.query("SELECT last_seen FROM users WHERE user_id = $1", [e]);
-      expect(rows[0].last_seen.toISOString()).to.equal(seen[1]!.lastSeen);
+      // The event goes out before last_seen is written (PresenceService.wentOffline): wait for the row.
+      let lastSeen: Date | null = null;
+      await waitFor(
+        async () => (lastSeen = (await pg.query("SELECT last_seen FROM users WHERE user_id = $1", [e])).rows[0]?.last_seen ?? null) !== null,
+        "users.last_seen written",
+      );
+      expect(lastSeen!.toISOString()).to.equal(seen[1]!.lastSeen);
       expect(seen).to.have.length(2); // one socket closing while another stays was no event
     });
 
     it("runs the expiry sweep on one node at a time and hands it over when that node dies", async () => {
       const holder = async () => (await redisGet(redis, "ticks:leader:expiry-sweep")) as string | null;
       let leader: string | null = null;
-      const deadline = Date.now() + 5000;
-      while (!(leader = await holder()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-      expect(leader, "someone leads").to.be.a("string");
+      await waitFor(async () => (leader = await holder()) !== null, "a node to take the expiry-sweep lease", 5000, 100);
       const leaderPid = Number(leader!.split(":")[1]);
       const victim = nodes.find((n) => n.pid === leaderPid)!;
       expect(victim, "the leader is one of ours").to.not.equal(undefined);
@@ -137,13 +137,7 @@ for (const adapter of ["sharded", "classic"] as const) {
       await victim.kill("SIGKILL");
       nodes = nodes.filter((n) => n !== victim);
       let next: string | null = null;
-      const until = Date.now() + 5000;
-      while (Date.now() < until) {
-        next = await holder();
-        if (next && next !== leader) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      expect(next).to.be.a("string").and.not.equal(leader);
+      await waitFor(async () => ((next = await holder()) ?? leader) !== leader, () => `another node to take over (holder: ${next})`, 5000, 100);
       expect(nodes.map((n) => n.pid)).to.include(Number(next!.split(":")[1]));
       nodes.push(await spawnNode(env())); // back to three for the tests after this one
     });
@@ -170,28 +164,26 @@ for (const adapter of ["sharded", "classic"] as const) {
       const b = uniqueId("bob");
       const alice = await device(A, a).connectSynced();
       const bob = await device(B, b).connectSynced();
-      await send(alice, b, "before");
+      await alice.send(b, "before");
       await waitFor(() => bob.live.length === 1, "live before the outage");
 
       await redis.stop();
       const during: Message[] = [];
-      for (let i = 0; i < 5; i++) during.push(await send(alice, b, `during ${i}`)); // stored and acknowledged
+      for (let i = 0; i < 5; i++) during.push(await alice.send(b, `during ${i}`)); // stored and acknowledged
       const ready = await fetch(`${A.url}/readyz`);
       expect(ready.status).to.equal(503);
       expect((await fetch(`${A.url}/healthz`)).status).to.equal(200);
 
       await redis.start();
       await waitFor(() => during.every((m) => bob.received.some((x) => x.id === m.id)), "redelivered after the outage", 20_000);
-      const after = await send(alice, b, "after");
+      const after = await alice.send(b, "after");
       await waitFor(() => bob.received.some((x) => x.id === after.id), "live after the outage", 10_000);
       // Every receipt reaches the database too: nothing is left undelivered.
       const undelivered = async () =>
         (
           await pg.query("SELECT count(*)::int AS n FROM message_delivery WHERE recipient_id = $1 AND status = 'sent'", [b])
         ).rows[0].n as number;
-      const until = Date.now() + 10_000;
-      while ((await undelivered()) > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-      expect(await undelivered()).to.equal(0);
+      await waitFor(async () => (await undelivered()) === 0, "every receipt stored (no row left 'sent')", 10_000, 100);
       for (const n of nodes) expect(n.child.exitCode, "no node crashed").to.equal(null);
     });
   });

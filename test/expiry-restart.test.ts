@@ -3,8 +3,9 @@ import { Client } from "pg";
 import type { RunningTicks } from "../src/main";
 import type { Message } from "../src/protocol";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
-import { Device, uniqueId } from "./helpers/device";
+import { Device, uniqueId, waitFor } from "./helpers/device";
 import { ManualClock, startServer, urlOf } from "./helpers/server";
+import { expectOk } from "./helpers/replies";
 
 const DAY = 24 * 3600 * 1000;
 
@@ -22,11 +23,6 @@ describe("expiry and restarts", () => {
     const d = new Device(urlOf(server), { userId });
     devices.push(d);
     return d;
-  };
-  const send = async (from: Device, to: string, content: string): Promise<Message> => {
-    const reply = await from.request("message:send", { clientMsgId: uniqueId("c"), to, content });
-    if (!reply.ok) throw new Error(reply.error.message);
-    return reply.message;
   };
 
   before(async () => {
@@ -49,16 +45,17 @@ describe("expiry and restarts", () => {
     const a = uniqueId("alice");
     const b = uniqueId("bob");
     const alice = await device(server, a).connectSynced();
-    const old = await send(alice, b, "old news");
+    const old = await alice.send(b, "old news");
     clock.advance(DAY / 2);
-    const fresh = await send(alice, b, "still fresh");
+    const fresh = await alice.send(b, "still fresh");
     expect(Date.parse(old.expiresAt) - Date.parse(old.createdAt)).to.equal(DAY);
     clock.advance(DAY / 2 + 1000); // `old` is now past expiresAt, `fresh` is not
 
     const bob = await device(server, b).connectSynced();
     expect(bob.received.map((m) => m.id)).to.deep.equal([fresh.id]);
     const history = await bob.request("message:history", { conversationId: old.conversationId });
-    expect(history.ok && history.messages.map((m) => m.id)).to.deep.equal([fresh.id]);
+    expectOk(history);
+    expect(history.messages.map((m) => m.id)).to.deep.equal([fresh.id]);
     expect(await bob.request("message:read", { messageIds: [old.id] })).to.deep.equal({ ok: true, updated: 0 });
 
     const deleted = await server.sweeper.sweepNow();
@@ -68,7 +65,7 @@ describe("expiry and restarts", () => {
     const deliveries = await pg.query("SELECT count(*)::int AS n FROM message_delivery WHERE message_id = $1", [old.id]);
     expect(deliveries.rows[0].n).to.equal(0);
     // seq is never reused after a sweep.
-    const next = await send(alice, b, "after sweep");
+    const next = await alice.send(b, "after sweep");
     expect(next.seq).to.equal(3);
   });
 
@@ -78,7 +75,7 @@ describe("expiry and restarts", () => {
     const a = uniqueId("alice");
     const alice = await device(server, a).connectSynced();
     const b = uniqueId("bob");
-    for (let i = 0; i < 25; i++) await send(alice, b, `m${i}`);
+    for (let i = 0; i < 25; i++) await alice.send(b, `m${i}`);
     clock.advance(DAY);
     expect(await server.messaging.sweepExpired(10, 100)).to.be.at.least(25);
     const { rows } = await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [a]);
@@ -89,15 +86,11 @@ describe("expiry and restarts", () => {
     const clock = new ManualClock();
     const server = await start({ MESSAGE_TTL_DAYS: "1", EXPIRY_SWEEP_INTERVAL_MS: "100" }, clock);
     const alice = await device(server, uniqueId("alice")).connectSynced();
-    const m = await send(alice, uniqueId("bob"), "soon gone");
+    const m = await alice.send(uniqueId("bob"), "soon gone");
     clock.advance(2 * DAY);
     const gone = async () =>
       (await pg.query("SELECT count(*)::int AS n FROM messages WHERE message_id = $1", [m.id])).rows[0].n === 0;
-    const deadline = Date.now() + 5000;
-    while (!(await gone())) {
-      if (Date.now() > deadline) throw new Error("the periodic sweep did not delete the expired message");
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitFor(gone, "the periodic sweep to delete the expired message", 5000, 50);
   });
 
   it("loses nothing across a server restart", async () => {
@@ -106,7 +99,7 @@ describe("expiry and restarts", () => {
     const first = await start();
     const alice = await device(first, a).connectSynced();
     const sent: Message[] = [];
-    for (let i = 0; i < 5; i++) sent.push(await send(alice, b, `before restart ${i}`));
+    for (let i = 0; i < 5; i++) sent.push(await alice.send(b, `before restart ${i}`));
     alice.close();
     await first.stop();
 
@@ -115,7 +108,7 @@ describe("expiry and restarts", () => {
     expect(bob.received.map((m) => m.id)).to.deep.equal(sent.map((m) => m.id));
     // The conversation continues where it was.
     const alice2 = await device(second, a).connectSynced();
-    const next = await send(alice2, b, "after restart");
+    const next = await alice2.send(b, "after restart");
     expect(next.seq).to.equal(6);
     expect(next.conversationId).to.equal(sent[0]!.conversationId);
   });

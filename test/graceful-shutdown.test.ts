@@ -5,13 +5,14 @@ import type { Message } from "../src/protocol";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { uniqueId, waitFor } from "./helpers/device";
 import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "./helpers/processes";
+import { expectError } from "./helpers/replies";
+import { sleep } from "./helpers/wait";
 import {
   connectAndSync,
   distinct,
   failoverProxy,
   newStats,
   sendReliably,
-  sleep,
   reconnectingClient,
   type FailoverProxy,
   type ReconnectingClient,
@@ -155,7 +156,7 @@ describe("graceful shutdown: SIGTERM on a node mid-stream", function () {
     expect(unansweredWhileDraining, "in-flight sends still unanswered while their transactions wait").to.equal(senders.length);
     expect(refusedConnection, "node 1 refuses new connections once signalled").to.equal(true);
     expect(lateReply).to.deep.include({ ok: false });
-    expect(!lateReply.ok && lateReply.error.code).to.equal("UNAVAILABLE");
+    expectError(lateReply, "UNAVAILABLE");
     expect(drained, "in-flight sends answered by node 1 after SIGTERM").to.equal(senders.length);
     expect(exitCode, "node 1 exit code").to.equal(0);
     expect(exitMs, "time from SIGTERM to exit").to.be.lessThan(5000);
@@ -198,8 +199,7 @@ describe("graceful shutdown: SIGTERM on a node mid-stream", function () {
     const undelivered = async () =>
       (await pg.query("SELECT count(*)::int AS n FROM message_delivery WHERE status = 'sent'")).rows[0].n as number;
     const sentThen = await undelivered();
-    const until = Date.now() + 10_000;
-    while ((await undelivered()) > 0 && Date.now() < until) await sleep(100);
+    await waitFor(async () => (await undelivered()) === 0, "no row left 'sent'", 10_000, 100).catch(() => {}); // reported below
     const stillSent = await undelivered();
     if (stillSent > 0) {
       const { rows: stuck } = await pg.query(

@@ -5,6 +5,7 @@ import type { ConversationSummary, Message, TypingEvent } from "../src/protocol"
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, quiet, uniqueId, waitFor } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";
+import { expectError, expectOk } from "./helpers/replies";
 
 /**
  * Groups and typing on two nodes joined by Redis: members are spread over both, so every
@@ -89,7 +90,8 @@ describe("groups and typing (two nodes through Redis)", function () {
     for (const late of [dave, erin]) {
       expect(late.received.map((x) => x.id)).to.deep.equal([m.id]);
       const list = await late.request("conversation:list", {});
-      expect(list.ok && list.conversations[0]).to.deep.include({ id: groupId, kind: "group", unread: 1, lastSeq: 1 });
+      expectOk(list);
+      expect(list.conversations[0]).to.deep.include({ id: groupId, kind: "group", unread: 1, lastSeq: 1 });
     }
     await waitFor(() => new Set(alice.statuses.filter((s) => s.status === "delivered").map((s) => s.by)).size === 4, "4 delivered");
     expect(alice.statuses.filter((s) => s.status === "delivered").map((s) => s.by).sort()).to.deep.equal([b, c, d, e].sort());
@@ -98,7 +100,8 @@ describe("groups and typing (two nodes through Redis)", function () {
     await waitFor(() => alice.statuses.filter((s) => s.status === "read").length === 2, "2 read");
     expect(alice.statuses.filter((s) => s.status === "read").map((s) => s.by).sort()).to.deep.equal([b, e].sort());
     const list = await alice.request("conversation:list", {});
-    expect(list.ok && list.conversations.find((x) => x.id === groupId)).to.deep.include({ title: "Friday plans", unread: 0 });
+    expectOk(list);
+    expect(list.conversations.find((x) => x.id === groupId)).to.deep.include({ title: "Friday plans", unread: 0 });
   });
 
   it("keeps seq gap-free when several members on both nodes send at once", async () => {
@@ -154,11 +157,11 @@ describe("groups and typing (two nodes through Redis)", function () {
     const before = await counts();
     const send = await mallory.request("message:send", { clientMsgId: uniqueId("c"), conversationId: groupId, content: "let me in" });
     expect(send).to.deep.include({ ok: false });
-    expect(!send.ok && send.error.code).to.equal("FORBIDDEN");
+    expectError(send, "FORBIDDEN");
     const history = await mallory.request("message:history", { conversationId: groupId });
-    expect(!history.ok && history.error.code).to.equal("FORBIDDEN");
+    expectError(history, "FORBIDDEN");
     const typing = await mallory.request("typing", { conversationId: groupId, typing: true });
-    expect(!typing.ok && typing.error.code).to.equal("FORBIDDEN");
+    expectError(typing, "FORBIDDEN");
     expect(await counts()).to.deep.equal(before);
   });
 
@@ -175,7 +178,7 @@ describe("groups and typing (two nodes through Redis)", function () {
     expect(await bad(Array.from({ length: 256 }, (_, i) => `u${i}`))).to.equal("BAD_REQUEST"); // 257 with the creator
     expect(await bad(Array.from({ length: 255 }, (_, i) => `u${i}`))).to.equal("ok");
     const dup = await alice.request("group:create", { title: "dups", members: [a, "x1", "x1"] });
-    expect(dup.ok).to.equal(true);
+    expectOk(dup);
     const list = await alice.request("conversation:list", {});
     const group = list.ok ? list.conversations.find((c) => dup.ok && c.id === dup.conversationId) : undefined;
     expect(group?.members).to.deep.equal([a, "x1"].sort());

@@ -5,6 +5,7 @@ import { createTestDatabase, databaseExists, type TestDatabase } from "./helpers
 import { Device, uniqueId } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";
 import { useServerSuite } from "./helpers/serverSuite";
+import { expectOk } from "./helpers/replies";
 
 async function get(server: RunningTicks, path: string): Promise<{ status: number; type: string | null; body: string }> {
   const res = await fetch(`${urlOf(server)}${path}`, { signal: AbortSignal.timeout(10_000) });
@@ -42,7 +43,7 @@ describe("HTTP endpoints", () => {
     const to = uniqueId("bob");
     for (const content of ["one", "two"]) {
       const reply = await alice.request("message:send", { clientMsgId: uuidv4(), to, content });
-      expect(reply.ok).to.equal(true);
+      expectOk(reply);
     }
     // A duplicate stores nothing, so it counts nothing.
     const clientMsgId = uuidv4();

@@ -14,12 +14,6 @@ type Fixture = {
   device: (node: 0 | 1, userId: string, options?: Omit<DeviceOptions, "userId">) => Device;
 };
 
-const send = async (from: Device, target: { to: string } | { conversationId: string }, content: string, clientMsgId = uniqueId("c")) => {
-  const reply = await from.request("message:send", { clientMsgId, ...target, content });
-  if (!reply.ok) throw new Error(`${reply.error.code}: ${reply.error.message}`);
-  return reply;
-};
-
 const messageNews = (d: Device) => d.events.filter((e) => e.event === "message:new").map((e) => e.args[0] as Message);
 
 const deliveryRows = async (pg: Client, messageId: string) =>
@@ -37,7 +31,7 @@ function multiDeviceCases(f: Fixture): void {
     const bob = await f.device(1, b).connectSynced();
 
     const clientMsgId = uniqueId("c");
-    const { message } = await send(phone, { to: b }, "from my phone", clientMsgId);
+    const message = await phone.send({ to: b }, "from my phone", clientMsgId);
     await waitFor(() => laptop.live.length === 1, "the own copy on the laptop");
     expect(laptop.live[0]).to.deep.equal(message);
     expect(laptop.live[0]!.from).to.equal(a);
@@ -58,7 +52,7 @@ function multiDeviceCases(f: Fixture): void {
     const phone = await f.device(0, a).connectSynced();
     const laptop = await f.device(1, a).connectSynced();
     // Bob is offline: only Alice's laptop can confirm the message, and it does.
-    const { message } = await send(phone, { to: b }, "bob is away");
+    const message = await phone.send({ to: b }, "bob is away");
     await waitFor(() => laptop.live.length === 1, "the own copy");
     await quiet();
     expect(await deliveryRows(f.pg(), message.id)).to.deep.equal([{ recipient_id: b, status: "sent" }]);
@@ -80,7 +74,7 @@ function multiDeviceCases(f: Fixture): void {
     const bob = await f.device(0, b).connectSynced();
     const group = await phone.request("group:create", { title: "trip", members: [b, c] });
     if (!group.ok) expect.fail(group.error.message);
-    const { message } = await send(phone, { conversationId: group.conversationId }, "who drives?");
+    const message = await phone.send({ conversationId: group.conversationId }, "who drives?");
     await waitFor(() => laptop.live.length === 1 && bob.live.length === 1, "laptop and bob");
     expect(laptop.live[0]).to.deep.equal(message);
     for (const d of [phone, laptop]) await waitFor(() => d.statuses.length === 1, "bob's receipt");
@@ -99,8 +93,8 @@ function multiDeviceCases(f: Fixture): void {
     const alice = await f.device(0, a).connectSynced();
     const bobPhone = await f.device(1, b, { deviceId: "phone" }).connectSynced();
     const bobTablet = await f.device(0, b, { deviceId: "tablet" }).connectSynced();
-    const m1 = (await send(alice, { to: b }, "one")).message;
-    const m2 = (await send(alice, { to: b }, "two")).message;
+    const m1 = await alice.send({ to: b }, "one");
+    const m2 = await alice.send({ to: b }, "two");
     await waitFor(() => alice.statuses.flatMap((s) => s.messageIds).length === 2, "both delivered");
 
     expect(await bobPhone.request("message:read", { messageIds: [m1.id, m2.id] })).to.deep.equal({ ok: true, updated: 2 });
@@ -122,13 +116,13 @@ function multiDeviceCases(f: Fixture): void {
   it("skips a device still syncing its backlog; it finds the message in conversation:list and history after", async () => {
     const [a, b] = [uniqueId("alice"), uniqueId("bob")];
     const bob = await f.device(0, b).connectSynced();
-    const earlier = (await send(bob, { to: a }, "while you were away")).message;
+    const earlier = await bob.send({ to: a }, "while you were away");
     // The laptop holds its backlog page unacknowledged: it stays in the syncing state.
     const laptop = f.device(1, a, { autoAck: false });
     await laptop.connect();
     await waitFor(() => laptop.backlogPages.length === 1, "the laptop's backlog page");
     const phone = await f.device(0, a).connectSynced();
-    const { message } = await send(phone, { to: b }, "sent during the laptop's sync");
+    const message = await phone.send({ to: b }, "sent during the laptop's sync");
     await waitFor(() => bob.live.length === 1, "bob's copy");
     laptop.autoAck = true; // the page comes again after DELIVERY_ACK_TIMEOUT_MS; now confirmed
     await waitFor(() => laptop.syncs.length === 1, "the laptop's sync:complete", 15_000);

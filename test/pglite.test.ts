@@ -5,6 +5,7 @@ import path from "node:path";
 import { startTicks, type RunningTicks } from "../src/main";
 import { Device, uniqueId, waitFor } from "./helpers/device";
 import { testConfig, urlOf } from "./helpers/server";
+import { expectOk } from "./helpers/replies";
 
 /** The `npm start` default: no DATABASE_URL, an embedded PGlite database on disk. */
 describe("embedded PGlite (no DATABASE_URL)", function () {
@@ -38,18 +39,22 @@ describe("embedded PGlite (no DATABASE_URL)", function () {
     await waitFor(() => bob.live.length === 1, "live message");
     await waitFor(() => alice.statuses.length === 1, "delivered status");
     const dup = await alice.request("message:send", { clientMsgId: "k1", to: b, content: "again" });
-    expect(dup.ok && dup.duplicate && dup.message.id).to.equal(sent.message.id);
+    expectOk(dup);
+    expect(dup.duplicate, "answered as a duplicate").to.equal(true);
+    expect(dup.message.id).to.equal(sent.message.id);
     expect(await bob.request("message:read", { messageIds: [sent.message.id] })).to.deep.equal({ ok: true, updated: 1 });
 
     const group = await alice.request("group:create", { title: "pglite group", members: [b, c] });
-    expect(group.ok).to.equal(true);
+    expectOk(group);
     const list = await alice.request("conversation:list", {});
-    expect(list.ok && list.conversations.map((x) => x.kind).sort()).to.deep.equal(["direct", "group"]);
+    expectOk(list);
+    expect(list.conversations.map((x) => x.kind).sort()).to.deep.equal(["direct", "group"]);
     const presence = await alice.request("presence:subscribe", { userIds: [b, c] });
-    expect(presence.ok && presence.presence.map((p) => p.online)).to.deep.equal([true, false]);
+    expectOk(presence);
+    expect(presence.presence.map((p) => p.online)).to.deep.equal([true, false]);
     // A message for offline carol waits in the database.
     const toCarol = await alice.request("message:send", { clientMsgId: "k2", to: c, content: "for later" });
-    expect(toCarol.ok).to.equal(true);
+    expectOk(toCarol);
 
     devices.splice(0).forEach((d) => d.close());
     await server.stop();

@@ -11,7 +11,8 @@ import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { waitFor } from "./helpers/device";
 import { freePort, ROOT, startPrivateRedis, type RedisProcess } from "./helpers/processes";
 import { mintToken } from "./helpers/server";
-import { connectAndSync, distinct, newStats, sendReliably, sleep, reconnectingClient, type ReconnectingClient } from "./helpers/reconnectingClient";
+import { connectAndSync, distinct, newStats, sendReliably, reconnectingClient, type ReconnectingClient } from "./helpers/reconnectingClient";
+import { sleep } from "./helpers/wait";
 
 /**
  * The real deployment: the project's own pm2 runs the real pm2.config.js (cluster mode, two
@@ -143,9 +144,9 @@ describe("pm2: the real pm2.config.js, two cluster workers, a reload under load"
 
   it("spreads 60 clients over both workers and keeps every message through `pm2 reload`", async () => {
     // Both workers online (wait_ready: each said "ready"), and the shared port ready.
-    await waitUntil(async () => (await onlinePids()).length === 2, "two workers online", 30_000);
+    await waitFor(notYetOnError(async () => (await onlinePids()).length === 2), "two workers online", 30_000, 200);
     const url = `http://127.0.0.1:${port}`;
-    await waitUntil(async () => (await httpGet(`${url}/readyz`)).status === 200, "GET /readyz 200", 30_000);
+    await waitFor(notYetOnError(async () => (await httpGet(`${url}/readyz`)).status === 200), "GET /readyz 200", 30_000, 200);
     const workers = await jlist();
     const before = workers.map((p) => p.pid).sort(byNumber);
     for (const p of workers) {
@@ -158,7 +159,7 @@ describe("pm2: the real pm2.config.js, two cluster workers, a reload under load"
     const users = Array.from({ length: CLIENTS }, (_, i) => `pm2user${i}`);
     for (const userId of users) clients.push(reconnectingClient(url, userId, { token: await mintToken(userId, { secret: SECRET }) }));
     await Promise.all(clients.map((c) => connectAndSync(c, 30_000)));
-    await waitUntil(async () => sum(await socketsByPid()) === CLIENTS, "every connection in presence", 10_000);
+    await waitFor(notYetOnError(async () => sum(await socketsByPid()) === CLIENTS), "every connection in presence", 10_000, 200);
     const spreadBefore = await socketsByPid();
     const metricsSeen = await sampleMetrics(url, 8);
     console.log(`    workers ${before.join(", ")}: sockets by pid ${fmt(spreadBefore)}; /metrics samples ${metricsSeen}`);
@@ -186,7 +187,7 @@ describe("pm2: the real pm2.config.js, two cluster workers, a reload under load"
     const reloadMs = Date.now() - reloadStarted;
     const duringReload = stats.acknowledged - beforeReload;
     expect(reload.code, `pm2 reload: ${reload.stderr}`).to.equal(0);
-    await waitUntil(async () => (await onlinePids()).length === 2, "two workers online after the reload", 30_000);
+    await waitFor(notYetOnError(async () => (await onlinePids()).length === 2), "two workers online after the reload", 30_000, 200);
     const after = (await onlinePids()).sort(byNumber);
     expect(after.filter((p) => before.includes(p)), "both workers replaced").to.deep.equal([]);
     await waitFor(() => clients.every((c) => c.socket.connected && c.connects >= 2), "every client reconnected", 20_000);
@@ -216,7 +217,7 @@ describe("pm2: the real pm2.config.js, two cluster workers, a reload under load"
       (await pg.query("SELECT count(*)::int AS n FROM message_delivery WHERE status = 'sent'")).rows[0].n as number;
     const settleStart = Date.now();
     const sentAtEnd = await undelivered();
-    while ((await undelivered()) > 0 && Date.now() - settleStart < 30_000) await sleep(200);
+    await waitFor(async () => (await undelivered()) === 0, "no row left 'sent'", 30_000, 200).catch(() => {}); // reported below
     const settleMs = Date.now() - settleStart;
     const stillSent = await undelivered();
     if (stillSent > 0) {
@@ -274,13 +275,9 @@ describe("pm2: the real pm2.config.js, two cluster workers, a reload under load"
   });
 });
 
-async function waitUntil(condition: () => Promise<boolean>, what: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
+/** A condition that counts a failure (the port not listening yet, pm2 busy) as "not yet". */
+function notYetOnError(condition: () => Promise<boolean>): () => Promise<boolean> {
+  return () => condition().catch(() => false);
 }
 
 /** One GET on a fresh connection (no keep-alive), so successive requests can reach different workers. */

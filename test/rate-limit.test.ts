@@ -4,6 +4,8 @@ import type { RunningTicks } from "../src/main";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId, waitFor } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";
+import { expectOk } from "./helpers/replies";
+import { sleep } from "./helpers/wait";
 
 type Reply = { ok: boolean; error?: { code: string } };
 
@@ -21,6 +23,18 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
     ) as Promise<Reply[]>;
   const stored = async (from: string) =>
     (await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [from])).rows[0].n as number;
+
+  /** Two nodes on a fresh Redis prefix, 10 events a second and `burst`; one user with a device on each. */
+  const oneUserOnTwoNodes = async (burst: string) => {
+    const env = { RATE_LIMIT_EVENTS_PER_SEC: "10", RATE_LIMIT_BURST: burst, REDIS_URL: "redis://127.0.0.1:6379", REDIS_PREFIX: uniqueId("rl") };
+    const [n1, n2] = [await startServer(db.url, env), await startServer(db.url, env)];
+    servers.push(n1, n2);
+    const a = uniqueId("alice");
+    const phone = await new Device(urlOf(n1), { userId: a }).connectSynced();
+    const laptop = await new Device(urlOf(n2), { userId: a }).connectSynced();
+    devices.push(phone, laptop);
+    return { a, phone, laptop };
+  };
 
   before(async () => {
     db = await createTestDatabase();
@@ -49,24 +63,13 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
     // Another user's budget is their own.
     const bob = await new Device(urlOf(server), { userId: uniqueId("bob") }).connectSynced();
     devices.push(bob);
-    expect((await bob.request("conversation:list", {})).ok).to.equal(true);
-    await new Promise((r) => setTimeout(r, 1100));
-    expect((await alice.request("conversation:list", {})).ok).to.equal(true);
+    expectOk(await bob.request("conversation:list", {}));
+    // The budget refills within the second: alice is served again.
+    await waitFor(async () => (await alice.request("conversation:list", {})).ok, "alice's budget to refill", 3000, 100);
   });
 
   it("holds across nodes through Redis: one budget per user, whichever node each device is on", async () => {
-    const env = {
-      RATE_LIMIT_EVENTS_PER_SEC: "10",
-      RATE_LIMIT_BURST: "0",
-      REDIS_URL: "redis://127.0.0.1:6379",
-      REDIS_PREFIX: uniqueId("rl"),
-    };
-    const [n1, n2] = [await startServer(db.url, env), await startServer(db.url, env)];
-    servers.push(n1, n2);
-    const a = uniqueId("alice");
-    const phone = await new Device(urlOf(n1), { userId: a }).connectSynced();
-    const laptop = await new Device(urlOf(n2), { userId: a }).connectSynced();
-    devices.push(phone, laptop);
+    const { a, phone, laptop } = await oneUserOnTwoNodes("0");
     const replies = (await Promise.all([burst(phone, 15), burst(laptop, 15)])).flat();
     const ok = replies.filter((r) => r.ok).length;
     expect(ok).to.be.within(1, 10);
@@ -85,7 +88,7 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
     // 10 a second plus the 20 extra (a window may turn over during the burst: 10 more).
     expect(ok).to.be.within(21, 40);
     expect(first.filter((r) => r.error?.code === "RATE_LIMITED").length).to.equal(50 - ok);
-    await new Promise((r) => setTimeout(r, 1100));
+    await sleep(1100); // into the next second
     // A new second brings the per-second budget back, not the burst (10 s).
     const second = await burst(alice, 30);
     expect(second.filter((r) => r.ok).length).to.be.within(1, 10);
@@ -93,18 +96,7 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
   });
 
   it("shares the burst allowance across nodes through Redis", async () => {
-    const env = {
-      RATE_LIMIT_EVENTS_PER_SEC: "10",
-      RATE_LIMIT_BURST: "20",
-      REDIS_URL: "redis://127.0.0.1:6379",
-      REDIS_PREFIX: uniqueId("rl"),
-    };
-    const [n1, n2] = [await startServer(db.url, env), await startServer(db.url, env)];
-    servers.push(n1, n2);
-    const a = uniqueId("alice");
-    const phone = await new Device(urlOf(n1), { userId: a }).connectSynced();
-    const laptop = await new Device(urlOf(n2), { userId: a }).connectSynced();
-    devices.push(phone, laptop);
+    const { a, phone, laptop } = await oneUserOnTwoNodes("20");
     const replies = (await Promise.all([burst(phone, 30), burst(laptop, 30)])).flat();
     const ok = replies.filter((r) => r.ok).length;
     // Counted per node it would be up to 30 on each; shared it is 30 in all (40 if a window turns over).

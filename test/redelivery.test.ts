@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { uniqueId, waitFor } from "./helpers/device";
+import { quiet, uniqueId, waitFor } from "./helpers/device";
 import { useServerSuite } from "./helpers/serverSuite";
 
 describe("periodic redelivery to connected devices", () => {
@@ -21,7 +21,7 @@ describe("periodic redelivery to connected devices", () => {
     const { rows } = await suite.pg.query("SELECT status FROM message_delivery WHERE message_id = $1", [reply.message.id]);
     expect(rows[0].status).to.equal("delivered");
     const offers = bob.live.length;
-    await new Promise((r) => setTimeout(r, 1000));
+    await quiet(1000);
     expect(bob.live.length, "no more offers once confirmed").to.equal(offers);
   });
 
@@ -33,7 +33,7 @@ describe("periodic redelivery to connected devices", () => {
     const bob = suite.device(b, { autoAck: false });
     await bob.connect();
     await waitFor(() => bob.backlogPages.length >= 1, "backlog page");
-    await new Promise((r) => setTimeout(r, 1000)); // several redelivery rounds
+    await quiet(1000); // several redelivery rounds
     expect(bob.live).to.have.length(0);
   });
 });

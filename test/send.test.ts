@@ -3,6 +3,7 @@ import { v4 as uuidv4 } from "uuid";
 import { uniqueId } from "./helpers/device";
 import { urlOf } from "./helpers/server";
 import { useServerSuite } from "./helpers/serverSuite";
+import { expectError, expectOk } from "./helpers/replies";
 
 describe("message:send", () => {
   const suite = useServerSuite();
@@ -40,8 +41,8 @@ describe("message:send", () => {
     const clientMsgId = uuidv4();
     const first = await alice.request("message:send", { clientMsgId, to: bob, content: "once" });
     const again = await alice.request("message:send", { clientMsgId, to: bob, content: "changed on retry" });
-    expect(first.ok && again.ok).to.equal(true);
-    if (!first.ok || !again.ok) return;
+    expectOk(first, "the first send");
+    expectOk(again, "the retry");
     expect(again.duplicate).to.equal(true);
     expect(again.message).to.deep.equal(first.message);
     const { rows } = await suite.pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [aliceId]);
@@ -49,7 +50,9 @@ describe("message:send", () => {
     // Another sender's identical clientMsgId is unrelated.
     const carol = await device(uniqueId("carol"));
     const other = await carol.request("message:send", { clientMsgId, to: bob, content: "mine" });
-    expect(other.ok && !other.duplicate && other.message.id !== first.message.id).to.equal(true);
+    expectOk(other, "carol's send");
+    expect(other.duplicate, "carol's send is not a duplicate").to.equal(false);
+    expect(other.message.id, "carol's message").to.not.equal(first.message.id);
   });
 
   it("stores one message when the same retry arrives concurrently", async () => {
@@ -92,7 +95,7 @@ describe("message:send", () => {
       content: "who am I",
       from: "mallory",
     })) as { ok: boolean; message: { from: string } };
-    expect(reply.ok).to.equal(true);
+    expectOk(reply);
     expect(reply.message.from).to.equal(aliceId);
     const { rows } = await suite.pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = 'mallory'");
     expect(rows[0].n).to.equal(0);
@@ -130,14 +133,15 @@ describe("message:send", () => {
     const alice = await device(aliceId);
     for (const content of ["a\u0000b", "half \uD83D", "\uDE00 reversed"]) {
       const reply = await alice.request("message:send", { clientMsgId: uuidv4(), to: "bob-text", content });
-      expect(!reply.ok && reply.error.code, JSON.stringify(content)).to.equal("BAD_REQUEST");
+      expectError(reply, "BAD_REQUEST", JSON.stringify(content));
     }
     const group = await alice.request("group:create", { title: "nul\u0000title", members: ["bob-text"] });
-    expect(!group.ok && group.error.code).to.equal("BAD_REQUEST");
+    expectError(group, "BAD_REQUEST");
     const { rows } = await suite.pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [aliceId]);
     expect(rows[0].n).to.equal(0);
     const emoji = await alice.request("message:send", { clientMsgId: uuidv4(), to: "bob-text", content: "ok 😀" });
-    expect(emoji.ok && emoji.message.content).to.equal("ok 😀");
+    expectOk(emoji);
+    expect(emoji.message.content).to.equal("ok 😀");
   });
 
   async function batchStats(): Promise<{ sum: number; count: number }> {

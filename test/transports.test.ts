@@ -1,15 +1,16 @@
 import { expect } from "chai";
-import { io } from "socket.io-client";
 import type { RunningTicks } from "../src/main";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { uniqueId } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";
+import { clientSocket } from "./helpers/socket";
 
 type Outcome = { connected: true; transport: string } | { connected: false; message: string; type?: string; description?: unknown };
 
 /** One connection attempt with socket.io-client's own defaults but the given transports. */
 function tryTransports(url: string, transports?: ("polling" | "websocket")[]): Promise<Outcome> {
-  const socket = io(url, { auth: { userId: uniqueId("t") }, reconnection: false, forceNew: true, ...(transports ? { transports } : {}) });
+  // Without `transports`: socket.io-client's default, long-polling first, then the upgrade.
+  const socket = clientSocket(url, { userId: uniqueId("t") }, { transports: transports ?? ["polling", "websocket"] });
   return new Promise((resolve) => {
     socket.once("connect", () => {
       resolve({ connected: true, transport: socket.io.engine.transport.name });
@@ -19,6 +20,7 @@ function tryTransports(url: string, transports?: ("polling" | "websocket")[]): P
       resolve({ connected: false, message: err.message, type: err.type, description: err.description });
       socket.disconnect();
     });
+    socket.connect();
   });
 }
 

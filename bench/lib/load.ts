@@ -15,11 +15,9 @@
  * Statistics cover the sends scheduled inside a window (after a warm-up); throughput counts
  * the acknowledgements, deliveries and receipts that arrived inside it.
  */
-import { io, type Socket } from "socket.io-client";
-import type { ClientToServerEvents, Message, ServerToClientEvents, StatusUpdate } from "../../src/protocol/events";
+import type { Message, StatusUpdate } from "../../src/protocol/events";
+import { clientSocket, connectSocket, type ClientSocket } from "../../test/helpers/socket";
 import { sleep, summarize, type Summary } from "./stats";
-
-type ClientSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 export type AuthFor = (userId: string) => Record<string, unknown> | Promise<Record<string, unknown>>;
 export type Mode = { kind: "max" } | { kind: "paced"; rate: number };
 
@@ -76,6 +74,8 @@ export type LoadStats = {
 
 export type LoadOptions = {
   url: string;
+  /** Where the recipients connect, when not to `url` (two nodes: everything crosses Redis). */
+  recipientUrl?: string;
   pairs: number;
   /** Distinguishes this run's users and clientMsgIds from any other. */
   tag: string;
@@ -93,32 +93,11 @@ export function openSocket(
   timeoutMs = 30_000,
   setup: (socket: ClientSocket) => void = () => {},
 ): Promise<ClientSocket> {
-  const socket: ClientSocket = io(url, {
-    auth,
-    transports: ["websocket"],
-    forceNew: true,
-    reconnection: false,
-    autoConnect: false,
-  });
+  const socket = clientSocket(url, auth);
   // A backlog (none is expected here) is acknowledged page by page so sync can finish.
   socket.on("message:backlog", (_page, ack) => ack());
   setup(socket);
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      socket.disconnect();
-      reject(new Error(`socket ${String(auth.userId ?? "")} not synced within ${timeoutMs} ms`));
-    }, timeoutMs);
-    socket.once("sync:complete", () => {
-      clearTimeout(timer);
-      resolve(socket);
-    });
-    socket.once("connect_error", (err) => {
-      clearTimeout(timer);
-      socket.disconnect();
-      reject(err);
-    });
-    socket.connect();
-  });
+  return connectSocket(socket, { until: "sync:complete", timeoutMs });
 }
 
 export class LoadGen {
@@ -158,7 +137,7 @@ export class LoadGen {
           const recipientId = `r${index}-${options.tag}`;
           const [sender, recipient] = await Promise.all([
             openSocket(options.url, await options.auth(senderId), timeout),
-            openSocket(options.url, await options.auth(recipientId), timeout),
+            openSocket(options.recipientUrl ?? options.url, await options.auth(recipientId), timeout),
           ]);
           return { index, senderId, recipientId, sender, recipient, seq: 0, inflight: 0, next: 0 };
         }),

@@ -20,11 +20,40 @@ export type PhaseOptions = {
   contentSize: number;
 };
 
+/** The phase settings of a run's options (seconds on the command line, ms here). */
+export function phaseOptionsOf(o: {
+  pairs: number;
+  inFlight: number;
+  warmupS: number;
+  durationS: number;
+  rounds: number;
+  drainS: number;
+  contentSize: number;
+}): PhaseOptions {
+  return {
+    pairs: o.pairs,
+    inFlight: o.inFlight,
+    warmupMs: o.warmupS * 1000,
+    durationMs: o.durationS * 1000,
+    rounds: o.rounds,
+    drainMs: o.drainS * 1000,
+    contentSize: o.contentSize,
+  };
+}
+
 /**
  * One side of a comparison. `batchMetrics`: read Ticks' group-commit histogram
  * (ticks_write_batch_size) around each window, to report the mean batch size.
+ * `recipientUrl`: the recipients connect there instead of to the target's url.
  */
-export type Contender = { target: Target; auth: AuthFor; probe?: DbProbe; tag: string; batchMetrics?: boolean };
+export type Contender = {
+  target: Target;
+  auth: AuthFor;
+  probe?: DbProbe;
+  tag: string;
+  batchMetrics?: boolean;
+  recipientUrl?: string;
+};
 
 export type PhaseResult = LoadStats & {
   target: string;
@@ -168,7 +197,14 @@ export async function runInterleaved(
   const sides: Side[] = [];
   try {
     for (const c of contenders) {
-      const gen = await LoadGen.connect({ url: c.target.url, pairs: options.pairs, tag: c.tag, auth: c.auth, contentSize: options.contentSize });
+      const gen = await LoadGen.connect({
+        url: c.target.url,
+        recipientUrl: c.recipientUrl,
+        pairs: options.pairs,
+        tag: c.tag,
+        auth: c.auth,
+        contentSize: options.contentSize,
+      });
       const batch: BatchCounts | null = c.batchMetrics ? new Map() : null;
       sides.push({ c, gen, windows: [], serverCpuMs: 0, dbCpuMs: 0, batch, states: null });
     }

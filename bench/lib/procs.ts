@@ -2,12 +2,21 @@
  * Child processes under test (the Ticks server, the relay) and what the harness reads from
  * outside them: CPU time from /proc/<pid>/stat, Prometheus text from GET /metrics.
  */
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { sleep } from "../../test/helpers/wait";
 import path from "node:path";
-import { freePort, MAIN_JS, ROOT } from "../../test/helpers/processes";
+import {
+  freePort,
+  MAIN_JS,
+  openFileLimit,
+  ROOT,
+  spawnChild as spawnTestChild,
+  spawnNode,
+  type NodeProcess,
+} from "../../test/helpers/processes";
 
-export { freePort, MAIN_JS, ROOT };
+export { freePort, MAIN_JS, openFileLimit, ROOT };
 export const RELAY_TS = path.join(ROOT, "bench/relay.ts");
 const GC_PRELOAD = path.join(ROOT, "bench/gc-preload.cjs");
 
@@ -47,38 +56,17 @@ export type Target = {
 
 
 
-/** The soft limit on open files of processes started from here. */
-export function openFileLimit(): number {
-  try {
-    const out = execFileSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).trim();
-    return out === "unlimited" ? Number.MAX_SAFE_INTEGER : Number(out);
-  } catch {
-    return 1024;
-  }
+/** `node <args>` (the relay, idle-client processes), killed by pid if the harness exits early. */
+export function spawnChild(args: string[], env: Record<string, string>, nofile?: number): ChildProcess {
+  return killAtExit(spawnTestChild(args, env, { ipc: true, nofile }));
 }
 
-/**
- * Spawns `node <args>` with an IPC channel; with `nofile` above the current limit it goes
- * through `sh -c 'ulimit -n N; exec node …'` (the pid stays node's).
- */
-export function spawnNode(args: string[], env: Record<string, string>, nofile?: number): ChildProcess {
-  const child = spawnRaw(args, env, nofile);
+function killAtExit(child: ChildProcess): ChildProcess {
   const forget = atExit(() => {
     if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, "SIGKILL");
   });
   child.once("exit", forget);
   return child;
-}
-
-function spawnRaw(args: string[], env: Record<string, string>, nofile?: number): ChildProcess {
-  const options = { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe", "ipc"] as const };
-  if (nofile && openFileLimit() < nofile) {
-    return spawn("sh", ["-c", `ulimit -n ${nofile} 2>/dev/null; exec "$0" "$@"`, process.execPath, ...args], {
-      ...options,
-      stdio: [...options.stdio],
-    });
-  }
-  return spawn(process.execPath, args, { ...options, stdio: [...options.stdio] });
 }
 
 /** Polls `url` until it answers 200. */
@@ -94,7 +82,7 @@ export async function waitHttpOk(url: string, timeoutMs: number, alive: () => bo
       // not listening yet
     }
     if (Date.now() > deadline) throw new Error(`${url} did not answer 200 within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 150));
+    await sleep(150);
   }
 }
 
@@ -148,29 +136,29 @@ function managed(name: string, child: ChildProcess, port: number, output: string
   };
 }
 
-/** `node dist/src/main.js` against `env` (DATABASE_URL, AUTH_MODE…), ready when /readyz says so. */
+/**
+ * `node dist/src/main.js` against `env` (DATABASE_URL, AUTH_MODE…), started as the tests
+ * start theirs (spawnNode), plus a GC hook; ready when /readyz says so.
+ */
 export async function startTicksProcess(env: Record<string, string>, nofile?: number): Promise<Target> {
   const port = await freePort();
-  const child = spawnNode(["--expose-gc", "--require", GC_PRELOAD, MAIN_JS], {
-    PORT: String(port),
-    HOST: "127.0.0.1",
-    LOG_LEVEL: "warn",
-    ...env,
-  }, nofile);
-  const output = collectOutput(child);
+  let node: NodeProcess;
   try {
-    await waitHttpOk(`http://127.0.0.1:${port}/readyz`, 60_000, () => child.exitCode === null && child.signalCode === null);
+    node = await spawnNode(
+      { PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "warn", ...env },
+      { timeoutMs: 60_000, nodeArgs: ["--expose-gc", "--require", GC_PRELOAD], ipc: true, nofile },
+    );
   } catch (err) {
-    if (child.exitCode === null) child.kill("SIGKILL");
-    throw new Error(`ticks did not start: ${(err as Error).message}\n${output.join("\n")}`);
+    throw new Error(`ticks did not start: ${(err as Error).message}`);
   }
-  return managed("ticks", child, port, output);
+  killAtExit(node.child);
+  return managed("ticks", node.child, node.port, node.output);
 }
 
 /** The storage-less baseline, bench/relay.ts, in its own process. */
 export async function startRelayProcess(nofile?: number): Promise<Target> {
   const port = await freePort();
-  const child = spawnNode(["--expose-gc", "--import", "tsx", RELAY_TS], { PORT: String(port), HOST: "127.0.0.1" }, nofile);
+  const child = spawnChild(["--expose-gc", "--import", "tsx", RELAY_TS], { PORT: String(port), HOST: "127.0.0.1" }, nofile);
   const output = collectOutput(child);
   try {
     await waitHttpOk(`http://127.0.0.1:${port}/healthz`, 30_000, () => child.exitCode === null && child.signalCode === null);

@@ -22,4 +22,4 @@ export function round(value: number | null | undefined, digits = 2): number | nu
   return Math.round(value * f) / f;
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export { sleep } from "../../test/helpers/wait";

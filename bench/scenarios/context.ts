@@ -22,6 +22,8 @@ export type BenchOptions = {
   /** Messages (and conversations) seeded for the history scenario. */
   historyMessages: number;
   historyConversations: number;
+  /** The Redis of the adapters scenario (each adapter gets its own key prefix). */
+  redisUrl: string;
 };
 
 export type Context = {

@@ -5,7 +5,7 @@
  */
 import path from "node:path";
 import type { ChildProcess } from "node:child_process";
-import { openFileLimit, ROOT, scrapeMetrics, spawnNode, startRelayProcess, type Target } from "../lib/procs";
+import { openFileLimit, ROOT, scrapeMetrics, spawnChild, startRelayProcess, type Target } from "../lib/procs";
 import { ratio, sleep } from "../lib/stats";
 import type { Section } from "../lib/table";
 import { startTicksOnFreshDb, type TicksUnderTest } from "../lib/ticks";
@@ -54,7 +54,17 @@ function waitMessage<T>(child: ChildProcess, kind: string, timeoutMs: number): P
   });
 }
 
-async function measureIdle(target: Target, ctx: Context, tag: string): Promise<IdleResult> {
+/**
+ * `clientEnv` goes to the client processes (bench/idle-clients.ts), e.g. to hand out tokens;
+ * `whileOpen` runs after the memory reading, while the sockets are still open.
+ */
+export async function measureIdle(
+  target: Target,
+  ctx: Context,
+  tag: string,
+  clientEnv: Record<string, string> = {},
+  whileOpen: () => Promise<void> = async () => {},
+): Promise<IdleResult> {
   const o = ctx.options;
   const n = o.idleSockets;
   // A client process holds one descriptor per socket; keep each well under the limit.
@@ -69,9 +79,9 @@ async function measureIdle(target: Target, ctx: Context, tag: string): Promise<I
       const count = Math.min(share, n - p * share);
       if (count <= 0) break;
       children.push(
-        spawnNode(
+        spawnChild(
           ["--import", "tsx", CLIENT_TS],
-          { IDLE_URL: target.url, IDLE_COUNT: String(count), IDLE_OFFSET: String(p * share), IDLE_BATCH: "200", IDLE_TAG: tag },
+          { IDLE_URL: target.url, IDLE_COUNT: String(count), IDLE_OFFSET: String(p * share), IDLE_BATCH: "200", IDLE_TAG: tag, ...clientEnv },
           count + 512,
         ),
       );
@@ -87,6 +97,7 @@ async function measureIdle(target: Target, ctx: Context, tag: string): Promise<I
     const failed = ready.reduce((s, r) => s + r.failed, 0);
     ctx.log(`idle ${target.name}: ${opened} sockets open (${failed} failed) in ${connectSeconds.toFixed(1)} s`);
     const after = await memory(target);
+    await whileOpen();
     return {
       target: target.name,
       sockets: opened,

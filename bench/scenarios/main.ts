@@ -4,9 +4,9 @@
  * latency from the scheduled send time).
  */
 import { devAuth } from "../lib/load";
-import { runInterleaved, type Contender, type PhaseOptions, type PhaseResult } from "../lib/phase";
+import { phaseOptionsOf, runInterleaved, type Contender, type PhaseResult } from "../lib/phase";
 import { startRelayProcess, type Target } from "../lib/procs";
-import { ratio } from "../lib/stats";
+import { ratio, sleep } from "../lib/stats";
 import type { Row, Section } from "../lib/table";
 import { startTicksOnFreshDb, storedCounts, type TicksUnderTest } from "../lib/ticks";
 import type { Context, ScenarioResult } from "./context";
@@ -84,15 +84,7 @@ export function problemNotes(results: PhaseResult[]): string[] {
 
 export async function runMain(ctx: Context): Promise<ScenarioResult> {
   const o = ctx.options;
-  const phase: PhaseOptions = {
-    pairs: o.pairs,
-    inFlight: o.inFlight,
-    warmupMs: o.warmupS * 1000,
-    durationMs: o.durationS * 1000,
-    rounds: o.rounds,
-    drainMs: o.drainS * 1000,
-    contentSize: o.contentSize,
-  };
+  const phase = phaseOptionsOf(o);
   let relay: Target | null = null;
   let ticks: TicksUnderTest | null = null;
   try {
@@ -117,7 +109,7 @@ export async function runMain(ctx: Context): Promise<ScenarioResult> {
     ];
 
     // Integrity: every acknowledged send is stored, every "delivered" status has its receipt.
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     const stored = await storedCounts(ticks.db.url);
     const acked = ticksMax.totals.ackedOk + ticksPaced.totals.ackedOk;
     const statuses = ticksMax.totals.statusDelivered + ticksPaced.totals.statusDelivered;

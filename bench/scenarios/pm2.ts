@@ -13,7 +13,7 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { SignJWT } from "jose";
 import type { AuthFor } from "../lib/load";
-import { DbProbe, runInterleaved, type PhaseOptions, type PhaseResult } from "../lib/phase";
+import { DbProbe, phaseOptionsOf, runInterleaved, type PhaseResult } from "../lib/phase";
 import { atExit, freePort, ROOT, waitHttpOk, type Target } from "../lib/procs";
 import { ratio } from "../lib/stats";
 import type { Row, Section } from "../lib/table";
@@ -144,15 +144,7 @@ async function startCluster(instances: number, ctx: Context, secret: string): Pr
 export async function runPm2(ctx: Context): Promise<ScenarioResult> {
   const o = ctx.options;
   const secret = randomBytes(32).toString("hex");
-  const phase: PhaseOptions = {
-    pairs: o.pairs,
-    inFlight: o.inFlight,
-    warmupMs: o.warmupS * 1000,
-    durationMs: o.durationS * 1000,
-    rounds: o.rounds,
-    drainMs: o.drainS * 1000,
-    contentSize: o.contentSize,
-  };
+  const phase = phaseOptionsOf(o);
   const auth = jwtAuth(secret);
   const clusters: Cluster[] = [];
   const singles: TicksUnderTest[] = [];

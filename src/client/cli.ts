@@ -5,7 +5,9 @@
  *
  *   npm run client -- --user bob [--url http://localhost:3000] [--device laptop]
  *   npm run client -- --token <jwt>
+ *   npm run client -- --token-command "my-idp-cli token --audience ticks"
  */
+import { exec } from "node:child_process";
 import { createInterface } from "node:readline";
 import { Command } from "commander";
 import { decodeJwt } from "jose";
@@ -19,7 +21,7 @@ const READ_CHUNK = 500;
 const HISTORY_LIMIT = 20;
 const RANK: Record<Status, number> = { sent: 0, delivered: 1, read: 2 };
 
-type Options = { user?: string; token?: string; url: string; device?: string };
+type Options = { user?: string; token?: string; tokenCommand?: string; url: string; device?: string };
 
 function parseOptions(argv: string[]): Options {
   const program = new Command()
@@ -27,11 +29,13 @@ function parseOptions(argv: string[]): Options {
     .description(`Ticks messaging client; reads commands from stdin (${USAGE})`)
     .option("--user <id>", "act as this user (server in AUTH_MODE=dev)")
     .option("--token <jwt>", "authenticate with this JWT")
+    .option("--token-command <command>", "shell command printing a fresh JWT; run at each connect and before the token expires")
     .option("--url <url>", "server URL", "http://localhost:3000")
     .option("--device <id>", "name this device")
     .parse(argv);
   const options = program.opts<Options>();
-  if (!options.user === !options.token) program.error("error: give exactly one of --user or --token");
+  const given = [options.user, options.token, options.tokenCommand].filter((o) => o !== undefined);
+  if (given.length !== 1) program.error("error: give exactly one of --user, --token or --token-command");
   return options;
 }
 
@@ -41,6 +45,92 @@ function subjectOf(token: string): string {
     return decodeJwt(token).sub ?? "?";
   } catch {
     return "?";
+  }
+}
+
+/** Unauthorized handshakes in a row, each with a fresh token, before giving up. */
+const TOKEN_ATTEMPTS = 3;
+
+/** Runs the --token-command through the shell: its trimmed stdout is the token. */
+function runTokenCommand(command: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    exec(command, { timeout: 30_000, maxBuffer: 64 * 1024 }, (err, stdout) => {
+      if (err) return reject(new Error(`--token-command failed: ${err.message.trim()}`));
+      const token = stdout.trim();
+      if (!token) return reject(new Error("--token-command printed no token"));
+      resolve(token);
+    });
+  });
+}
+
+/**
+ * Keeps a token-command session authenticated: a fresh token at every (re)connect, an
+ * `auth:refresh` on `auth:expiring`, a reconnect after the server's disconnect at `exp`, and
+ * a few fresh tries after an `unauthorized` refusal. (The SDK's getToken() hook does the same.)
+ */
+function useTokenCommand(
+  client: TicksClient,
+  command: string,
+  first: string,
+  deviceId: string | undefined,
+  giveUp: (reason: string) => void,
+): void {
+  const socket = client.socket;
+  let next: string | null = first;
+  const fresh = async (): Promise<string> => {
+    const token = next ?? (await runTokenCommand(command));
+    next = null;
+    return token;
+  };
+  // socket.io-client calls this before every connection attempt, automatic reconnects included.
+  socket.auth = (cb: (data: object) => void) => {
+    fresh().then(
+      (token) => cb({ token, ...(deviceId ? { deviceId } : {}) }),
+      (err: Error) => {
+        say(`error TOKEN: ${err.message}`);
+        cb({ ...(deviceId ? { deviceId } : {}) }); // refused as unauthorized, and tried again below
+      },
+    );
+  };
+  socket.on("auth:expiring", ({ expiresAt }) => {
+    say(`token expiring at ${expiresAt}`);
+    void (async () => {
+      try {
+        const reply = await client.request("auth:refresh", { token: await runTokenCommand(command) });
+        say(reply.ok ? `token refreshed (expires ${reply.expiresAt ?? "never"})` : `error ${reply.error.code}: ${reply.error.message}`);
+      } catch (err) {
+        say(`error TOKEN: ${(err as Error).message}`);
+      }
+    })();
+  });
+  socket.on("auth:expired", () => say("token expired"));
+  socket.on("disconnect", (reason) => {
+    // The server's disconnect (at exp) is not retried by Socket.IO: reconnect with a fresh token.
+    if (reason === "io server disconnect") socket.connect();
+  });
+  // Refusals of the first connection are connectWithRetries' to handle; later ones here.
+  let connectedOnce = false;
+  let refusals = 0;
+  socket.on("connect", () => {
+    connectedOnce = true;
+    refusals = 0;
+  });
+  socket.on("connect_error", (err) => {
+    if (!connectedOnce || err.message !== "unauthorized" || socket.active) return;
+    if (++refusals >= TOKEN_ATTEMPTS) return giveUp(err.message);
+    setTimeout(() => socket.connect(), 500 * refusals);
+  });
+}
+
+/** The first connection; with a token command an `unauthorized` is tried again with fresh tokens. */
+async function connectWithRetries(client: TicksClient, attempts: number): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await client.connect();
+    } catch (err) {
+      if ((err as Error).message !== "unauthorized" || attempt >= attempts) throw err;
+      await new Promise((r) => setTimeout(r, 500 * attempt));
+    }
   }
 }
 
@@ -62,11 +152,26 @@ const formatMessage = (m: Message) => `[${m.from}] ${clean(m.content)}${m.to ===
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv);
-  const me = options.user ?? subjectOf(options.token!);
+  let token = options.token;
+  if (options.tokenCommand) {
+    try {
+      token = await runTokenCommand(options.tokenCommand);
+    } catch (err) {
+      process.stderr.write(`connect failed: ${(err as Error).message}\n`);
+      process.exit(1);
+    }
+  }
+  const me = options.user ?? subjectOf(token!);
   const client = new TicksClient(options.url, {
-    ...(options.user ? { userId: options.user } : { token: options.token }),
+    ...(options.user ? { userId: options.user } : { token }),
     ...(options.device ? { deviceId: options.device } : {}),
   });
+  if (options.tokenCommand) {
+    useTokenCommand(client, options.tokenCommand, token!, options.device, (reason) => {
+      process.stderr.write(`connect failed: ${reason}\n`);
+      exit(1);
+    });
+  }
   const socket = client.socket;
   /** What we know of each message we sent: only ever moves forward. */
   const sent = new Map<string, Status>();
@@ -175,7 +280,7 @@ async function main(): Promise<void> {
   );
 
   try {
-    await client.connect();
+    await connectWithRetries(client, options.tokenCommand ? TOKEN_ATTEMPTS : 1);
   } catch (err) {
     process.stderr.write(`connect failed: ${(err as Error).message}\n`);
     return exit(1);

@@ -19,6 +19,7 @@ return 0`;
 
 export class RedisLeaderLock implements LeaderLock {
   private readonly held = new Set<string>();
+  private readonly running = new Set<string>();
 
   constructor(
     private readonly redis: Redis,
@@ -39,14 +40,21 @@ export class RedisLeaderLock implements LeaderLock {
   }
 
   async runExclusive(name: string, work: () => Promise<void>): Promise<boolean> {
-    if (!(await this.acquire(name))) return false;
-    const renew = setInterval(() => void this.acquire(name).catch(() => {}), Math.max(50, this.leaseMs / 3));
-    renew.unref();
+    // The lease says which node; this says one run at a time on it (as LocalLeaderLock does).
+    if (this.running.has(name)) return false;
+    this.running.add(name);
     try {
-      await work();
-      return true;
+      if (!(await this.acquire(name))) return false;
+      const renew = setInterval(() => void this.acquire(name).catch(() => {}), Math.max(50, this.leaseMs / 3));
+      renew.unref();
+      try {
+        await work();
+        return true;
+      } finally {
+        clearInterval(renew);
+      }
     } finally {
-      clearInterval(renew);
+      this.running.delete(name);
     }
   }
 

@@ -125,7 +125,11 @@ export interface PresenceTracker {
  * Runs background work (the expiry sweep) on one node at a time across the cluster.
  */
 export interface LeaderLock {
-  /** Runs `work` if this node holds (or can take) the lock; returns false when another node does. */
+  /**
+   * Runs `work` if this node holds (or can take) the lock; returns false, without running
+   * it, when another node holds it or a run of that job is still in progress on this node.
+   * test/contracts/leaderLock.test.ts states what both implementations promise.
+   */
   runExclusive(name: string, work: () => Promise<void>): Promise<boolean>;
   /** Gives up what this node holds (at shutdown). */
   release(): Promise<void>;

@@ -48,6 +48,9 @@ export type HistoryResult = { messages: Message[]; hasMore: boolean };
 export type GroupCreateRequest = { title: string; members: string[] };
 export type TypingRequest = { conversationId: string; typing: boolean };
 export type PresenceSubscribeRequest = { userIds: string[] };
+export type AuthRefreshRequest = { token: string };
+/** The new token's `exp` (ISO 8601), or null when it has none (then nothing expires). */
+export type AuthRefreshResult = { expiresAt: string | null };
 
 export interface ClientToServerEvents {
   "message:send": (req: SendRequest, ack: Ack<SendResult>) => void;
@@ -57,6 +60,8 @@ export interface ClientToServerEvents {
   "group:create": (req: GroupCreateRequest, ack: Ack<{ conversationId: string }>) => void;
   typing: (req: TypingRequest, ack: Ack<Record<string, never>>) => void;
   "presence:subscribe": (req: PresenceSubscribeRequest, ack: Ack<{ presence: Presence[] }>) => void;
+  /** Replaces the connection's token: same user only (else FORBIDDEN), valid (else UNAUTHORIZED). */
+  "auth:refresh": (req: AuthRefreshRequest, ack: Ack<AuthRefreshResult>) => void;
 }
 
 export type BacklogPage = { messages: Message[]; remaining: boolean };
@@ -73,6 +78,10 @@ export interface ServerToClientEvents {
   "conversation:new": (conversation: ConversationSummary) => void;
   typing: (event: TypingEvent) => void;
   presence: (presence: Presence) => void;
+  /** TOKEN_REFRESH_WINDOW_MS before the token's `exp` (ISO 8601 here): send `auth:refresh`. */
+  "auth:expiring": (info: { expiresAt: string }) => void;
+  /** The token's `exp` passed unrefreshed; the server disconnects the socket right after. */
+  "auth:expired": (info: Record<string, never>) => void;
 }
 
 export type ClientEventName = keyof ClientToServerEvents;

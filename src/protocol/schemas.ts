@@ -51,6 +51,8 @@ export const schemas = {
   }),
   typing: z.object({ conversationId: uuid, typing: z.boolean() }),
   "presence:subscribe": z.object({ userIds: z.array(userId).min(1).max(LIMITS.presenceIds) }),
+  // Any string: whether it is a token is the verifier's to say (UNAUTHORIZED, not BAD_REQUEST).
+  "auth:refresh": z.object({ token: z.string() }),
 } satisfies Record<ClientEventName, z.ZodType>;
 
 /**

@@ -1,5 +1,4 @@
-import { errors as joseErrors, jwtVerify } from "jose";
-import type { Config } from "../config";
+import { InvalidToken, type TokenVerifier } from "../auth/TokenVerifier";
 import type { Logger } from "../log";
 import { DEVICE_ID, isUserId } from "../protocol";
 import type { TicksSocket } from "./types";
@@ -15,23 +14,23 @@ const badDevice = (): ExtendedError =>
   });
 
 /**
- * Handshake middleware: a JWT (HS256, `sub` = user id) or, in dev mode only, `auth.userId`
- * taken on trust. Every credential problem looks the same to the client: `connect_error`
- * "unauthorized", nothing about why. Valid credentials with a malformed `deviceId` get
- * "invalid deviceId" (BAD_REQUEST), a mistake the developer can fix.
+ * Handshake middleware: a JWT (`sub` = user id) checked by `verifier` or, in dev mode only
+ * (verifier null), `auth.userId` taken on trust. Every credential problem looks the same to
+ * the client: `connect_error` "unauthorized", nothing about why (the reason goes to the debug
+ * log). Valid credentials with a malformed `deviceId` get "invalid deviceId" (BAD_REQUEST),
+ * a mistake the developer can fix.
  */
-export function authMiddleware(auth: Config["auth"], log: Logger) {
-  const key = auth.mode === "jwt" ? new TextEncoder().encode(auth.secret) : null;
+export function authMiddleware(verifier: TokenVerifier | null, log: Logger) {
   return async (socket: TicksSocket, next: (err?: ExtendedError) => void): Promise<void> => {
     const given = (socket.handshake.auth ?? {}) as Record<string, unknown>;
     let userId: unknown;
-    if (key) {
-      if (typeof given.token !== "string") return next(refused());
+    let expiresAt: number | null = null;
+    if (verifier) {
       try {
-        const { payload } = await jwtVerify(given.token, key, { algorithms: ["HS256"] });
-        userId = payload.sub;
+        ({ userId, expiresAt } = await verifier.verify(given.token));
       } catch (err) {
-        if (!(err instanceof joseErrors.JOSEError)) log.warn({ err }, "token verification failed unexpectedly");
+        if (err instanceof InvalidToken) log.debug({ reason: err.reason }, "handshake token refused");
+        else log.warn({ err }, "token verification failed unexpectedly");
         return next(refused());
       }
     } else {
@@ -42,6 +41,7 @@ export function authMiddleware(auth: Config["auth"], log: Logger) {
     if (deviceId !== undefined && (typeof deviceId !== "string" || !DEVICE_ID.test(deviceId))) return next(badDevice());
     socket.data.userId = userId;
     socket.data.deviceId = (deviceId as string | undefined) ?? null;
+    socket.data.tokenExpiresAt = expiresAt;
     next();
   };
 }

@@ -29,6 +29,7 @@ function openSession(socket: TicksSocket, deps: ConnectionDeps, handlerDeps: Han
   recordInDirectory(socket, deps);
   trackPresence(socket, deps);
   startBacklogSync(socket, deps);
+  deps.tokens.track(socket); // auth:expiring / auth:expired at the token's exp, if it has one
 }
 
 /**

@@ -4,6 +4,7 @@ import { AppError, type ClientEventName, type ClientToServerEvents } from "../pr
 import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
 import type { PresenceService } from "../messaging/PresenceService";
 import type { RateLimiter } from "./ports";
+import type { TokenLifetimes } from "./TokenLifetimes";
 import { presenceRoom } from "./rooms";
 import { toErr } from "./reply";
 import { logContext, type TicksSocket } from "./types";
@@ -16,6 +17,8 @@ export type HandlerDeps = {
   messaging: MessagingService;
   presence: PresenceService;
   rateLimiter: RateLimiter;
+  /** Token expiry on live sockets; answers `auth:refresh`. */
+  tokens: Pick<TokenLifetimes, "refresh" | "track">;
   log: Logger;
   /** Every handler's work is registered here so shutdown can wait for it. */
   track: (work: Promise<unknown>) => void;
@@ -52,6 +55,7 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
     await s.join(p.userIds.map(presenceRoom));
     return { presence: await presence.snapshot(p.userIds) };
   });
+  on(socket, deps, "auth:refresh", (p, s) => deps.tokens.refresh(s, p.token));
   // An event the protocol does not have: answered, if it can be, so the client is not left waiting.
   const known = new Set<string>(CLIENT_EVENTS);
   socket.onAny((event: string, ...args: unknown[]) => {

@@ -2,7 +2,12 @@ import type { Server, Socket } from "socket.io";
 import type { ClientToServerEvents, ServerToClientEvents } from "../protocol";
 
 /** Set by the auth middleware. `deviceId` is the client's own name for the device (logs only). */
-export type SocketData = { userId: string; deviceId: string | null };
+export type SocketData = {
+  userId: string;
+  deviceId: string | null;
+  /** The current token's `exp` in epoch ms; null without one (and in dev mode). */
+  tokenExpiresAt?: number | null;
+};
 // eslint-disable-next-line @typescript-eslint/no-empty-object-type
 type InterServerEvents = {};
 export type TicksServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;

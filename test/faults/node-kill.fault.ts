@@ -1,5 +1,7 @@
 import { expect } from "chai";
-import { planFlood, printFigures, settle, sleep, startFlood, startFloodClients, waitUntil } from "../helpers/flood";
+import { printFigures, settle } from "../helpers/accounting";
+import { planFlood, startFlood, startFloodClients } from "../helpers/flood";
+import { sleep, waitFor } from "../helpers/wait";
 import { FLOOD_TIMEOUTS, useTwoNodeCluster } from "../helpers/twoNodeCluster";
 
 const SENDERS = 50;
@@ -32,7 +34,7 @@ describe("fault: kill -9 one of two nodes during a flood", function () {
       "kill",
     );
     const { stats, done } = startFlood(senders, intents);
-    expect(await waitUntil(() => stats.acked >= intents.length * KILL_AT, 120_000), "flood under way").to.equal(true);
+    await waitFor(() => stats.acked >= intents.length * KILL_AT, () => `the flood under way (${stats.acked} of ${intents.length} acknowledged)`, 120_000);
     const victim = nodes[1]!;
     const ackedAtKill = stats.acked;
     const killedAt = Date.now();
@@ -70,8 +72,9 @@ describe("fault: kill -9 one of two nodes during a flood", function () {
     expect(figures.misaddressed, "messages received by the wrong user").to.equal(0);
     expect(figures.undelivered, "addressed but never received").to.equal(0);
     expect(figures.delivered).to.equal(intents.length);
-    expect(settled && figures.sentLeft, "message_delivery rows still 'sent' after settling").to.equal(0);
+    expect(figures.sentLeft, `message_delivery rows still 'sent' after ${settled ? "settling" : "the 60 s settle timeout"}`).to.equal(0);
     expect(nodes[0]!.child.exitCode, "the survivor is still running").to.equal(null);
-    expect(senders.some((s) => s.failovers > 0) && recipients.some((r) => r.failovers > 0), "clients failed over").to.equal(true);
+    expect(senders.filter((s) => s.failovers > 0).length, "senders that failed over").to.be.greaterThan(0);
+    expect(recipients.filter((r) => r.failovers > 0).length, "recipients that failed over").to.be.greaterThan(0);
   });
 });

@@ -1,8 +1,9 @@
 import { expect } from "chai";
 import { Client } from "pg";
 import type { Message } from "../../src/protocol";
-import { Device, uniqueId, waitFor } from "../helpers/device";
-import { sleep } from "../helpers/flood";
+import { Device } from "../helpers/device";
+import { uniqueId } from "../helpers/ids";
+import { quiet, waitFor } from "../helpers/wait";
 import type { NodeProcess } from "../helpers/processes";
 import { useTwoNodeCluster } from "../helpers/twoNodeCluster";
 
@@ -36,10 +37,16 @@ describe("fault: a recipient that never acknowledges", function () {
         [recipient],
       )
     ).rows;
-  const send = async (from: Device, to: string, content: string): Promise<Message> => {
-    const reply = await from.request("message:send", { clientMsgId: uniqueId("c"), to, content });
-    if (!reply.ok) throw new Error(`${reply.error.code}: ${reply.error.message}`);
-    return reply.message;
+  /** The recipient's rows once all are 'delivered', or as they are after 10 s (printed, then asserted). */
+  const settledStatuses = async (recipient: string) => {
+    let rows = await statusOf(recipient);
+    await waitFor(
+      async () => (rows = await statusOf(recipient)).every((r) => r.status === "delivered"),
+      () => `every row 'delivered' (statuses: ${rows.map((r) => r.status).join(",")})`,
+      10_000,
+      100,
+    ).catch(() => {});
+    return rows;
   };
   /** Every message:new and backlog message a device got, with its arrival time. */
   const record = (d: Device) => {
@@ -59,15 +66,15 @@ describe("fault: a recipient that never acknowledges", function () {
     await raw.connectSynced();
 
     const sent: Message[] = [];
-    for (let i = 0; i < 10; i++) sent.push(await send(alice, b, `unacked ${i}`));
+    for (let i = 0; i < 10; i++) sent.push(await alice.send(b, `unacked ${i}`));
     await waitFor(() => new Set(raw.live.map((m) => m.id)).size === sent.length, "all ten live, unacknowledged");
     raw.close(); // drops before acknowledging anything
 
     // Past the server's receipt timeout and two redelivery periods: nothing may have moved.
-    await sleep(DELIVERY_ACK_TIMEOUT_MS + 2 * REDELIVERY_AFTER_MS);
+    await quiet(DELIVERY_ACK_TIMEOUT_MS + 2 * REDELIVERY_AFTER_MS);
     const whileAway = await statusOf(b);
     expect(whileAway.map((r) => r.message_id)).to.deep.equal(sent.map((m) => m.id));
-    expect(whileAway.every((r) => r.status === "sent"), "still 'sent' while the device is away").to.equal(true);
+    expect(whileAway.map((r) => r.status), "still 'sent' while the device is away").to.deep.equal(sent.map(() => "sent"));
     expect(alice.statuses, "no delivered receipt reached the sender").to.have.length(0);
 
     const back = device(A, b); // reconnects, on the other node
@@ -75,12 +82,7 @@ describe("fault: a recipient that never acknowledges", function () {
     await back.connectSynced();
     const backlogIds = back.backlogPages.flatMap((p) => p.messages.map((m) => m.id));
     expect(backlogIds, "redelivered in the backlog, in seq order").to.deep.equal(sent.map((m) => m.id));
-    const deadline = Date.now() + 10_000;
-    let after = await statusOf(b);
-    while (after.some((r) => r.status !== "delivered") && Date.now() < deadline) {
-      await sleep(100);
-      after = await statusOf(b);
-    }
+    const after = await settledStatuses(b);
     await waitFor(() => alice.statuses.flatMap((s) => s.messageIds).length >= sent.length, "delivered receipts", 10_000);
 
     const rawReceived = rawGot.length + backGot.length;
@@ -94,7 +96,7 @@ describe("fault: a recipient that never acknowledges", function () {
         `backlogOnReconnect=${backlogIds.length} liveBeforeDrop=${rawGot.length} ` +
         `deliveredAfter=${after.filter((r) => r.status === "delivered").length} sentLeft=${after.filter((r) => r.status === "sent").length})`,
     );
-    expect(after.every((r) => r.status === "delivered"), "delivered once the backlog page was acknowledged").to.equal(true);
+    expect(after.map((r) => r.status), "delivered once the backlog page was acknowledged").to.deep.equal(sent.map(() => "delivered"));
     expect(dupRows).to.equal(0);
     expect(unique).to.equal(sent.length);
   });
@@ -105,25 +107,20 @@ describe("fault: a recipient that never acknowledges", function () {
     const d = uniqueId("dave");
     const alice = await device(A, a).connectSynced();
     const sent: Message[] = [];
-    for (let i = 0; i < 5; i++) sent.push(await send(alice, d, `offline ${i}`));
+    for (let i = 0; i < 5; i++) sent.push(await alice.send(d, `offline ${i}`));
 
     const raw = device(B, d, false);
     await raw.connect();
     await waitFor(() => raw.backlogPages.length >= 1, "the backlog page");
     raw.close();
-    await sleep(DELIVERY_ACK_TIMEOUT_MS + 500);
+    await quiet(DELIVERY_ACK_TIMEOUT_MS + 500);
     const whileAway = await statusOf(d);
-    expect(whileAway.every((r) => r.status === "sent"), "the unacknowledged page is still 'sent'").to.equal(true);
+    expect(whileAway.map((r) => r.status), "the unacknowledged page is still 'sent'").to.deep.equal(sent.map(() => "sent"));
 
     const back = await device(B, d).connectSynced();
     const ids = back.backlogPages.flatMap((p) => p.messages.map((m) => m.id));
     expect(ids).to.deep.equal(sent.map((m) => m.id));
-    let after = await statusOf(d);
-    const deadline = Date.now() + 10_000;
-    while (after.some((r) => r.status !== "delivered") && Date.now() < deadline) {
-      await sleep(100);
-      after = await statusOf(d);
-    }
+    const after = await settledStatuses(d);
     const rawReceived = raw.backlogPages.flatMap((p) => p.messages).length + ids.length;
     console.log(
       `      FIGURES [4b backlog page dropped] sent=${sent.length} acknowledged=${sent.length} storedRows=${whileAway.length} ` +
@@ -131,7 +128,7 @@ describe("fault: a recipient that never acknowledges", function () {
         `duplicateRows=${await duplicateRows(cluster.pg)} lost=${sent.length - new Set(ids).size} ` +
         `(sentWhileAway=${whileAway.filter((r) => r.status === "sent").length} sentLeft=${after.filter((r) => r.status === "sent").length})`,
     );
-    expect(after.every((r) => r.status === "delivered")).to.equal(true);
+    expect(after.map((r) => r.status), "delivered once the backlog was acknowledged").to.deep.equal(sent.map(() => "delivered"));
   });
 
   it("offers an unacknowledged message again and again to a device that stays connected", async () => {
@@ -143,9 +140,9 @@ describe("fault: a recipient that never acknowledges", function () {
     const got = record(carol);
     await carol.connectSynced();
 
-    const sent = [await send(alice, c, "one"), await send(alice, c, "two"), await send(alice, c, "three")];
+    const sent = [await alice.send(c, "one"), await alice.send(c, "two"), await alice.send(c, "three")];
     const window = 5 * REDELIVERY_AFTER_MS;
-    await sleep(window);
+    await quiet(window);
     const offers = (id: string) => got.filter((g) => g.id === id);
     const offersInWindow = sent.map((m) => offers(m.id).length);
     const stillSent = (await statusOf(c)).filter((r) => r.status === "sent").length;
@@ -156,14 +153,9 @@ describe("fault: a recipient that never acknowledges", function () {
     expect(alice.statuses, "no receipt while nobody acknowledges").to.have.length(0);
 
     carol.autoAck = true; // the device recovers: the next offer is confirmed
-    let after = await statusOf(c);
-    const deadline = Date.now() + 10_000;
-    while (after.some((r) => r.status !== "delivered") && Date.now() < deadline) {
-      await sleep(100);
-      after = await statusOf(c);
-    }
+    const after = await settledStatuses(c);
     const offersWhenConfirmed = got.length;
-    await sleep(3 * REDELIVERY_AFTER_MS);
+    await quiet(3 * REDELIVERY_AFTER_MS);
     const offersAfterConfirm = got.length - offersWhenConfirmed;
 
     const unique = new Set(got.map((g) => g.id)).size;
@@ -176,8 +168,8 @@ describe("fault: a recipient that never acknowledges", function () {
     );
     expect(stillSent, "still 'sent' while unacknowledged").to.equal(sent.length);
     for (const n of offersInWindow) expect(n, "offers of each message while connected").to.be.at.least(3);
-    expect(gaps.every((g) => g >= REDELIVERY_AFTER_MS / 2), `offers are spaced out: ${gaps.join(",")}`).to.equal(true);
-    expect(after.every((r) => r.status === "delivered"), "delivered once acknowledged").to.equal(true);
+    expect(gaps.filter((g) => g < REDELIVERY_AFTER_MS / 2), `offers closer than half the redelivery period, of gaps ${gaps.join(",")}`).to.deep.equal([]);
+    expect(after.map((r) => r.status), "delivered once acknowledged").to.deep.equal(sent.map(() => "delivered"));
     expect(offersAfterConfirm, "no more offers once confirmed").to.equal(0);
   });
 });

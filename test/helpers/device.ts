@@ -1,6 +1,12 @@
-import { io } from "socket.io-client";
-import type { ClientSocket, ReplyOf, RequestOf } from "../../src/client/TicksClient";
-import type { ClientEventName, Message, StatusUpdate } from "../../src/protocol";
+import type { ClientEventName, Message, SendRequest, StatusUpdate } from "../../src/protocol";
+import { uniqueId } from "./ids";
+import { expectOk } from "./replies";
+import { clientSocket, connectSocket, type ClientSocket, type ReplyOf, type RequestOf } from "./socket";
+import { waitFor } from "./wait";
+
+// Where most tests have always found them.
+export { uniqueId } from "./ids";
+export { quiet, waitFor } from "./wait";
 
 export type DeviceOptions = {
   userId: string;
@@ -22,14 +28,16 @@ export class Device {
   readonly events: { event: string; args: unknown[] }[] = [];
   syncs: { delivered: number }[] = [];
   autoAck: boolean;
+  readonly userId: string;
 
   constructor(url: string, options: DeviceOptions) {
+    this.userId = options.userId;
     this.autoAck = options.autoAck ?? true;
     const auth: Record<string, string> = {};
     if (options.token !== undefined) auth.token = options.token;
     else auth.userId = options.userId;
     if (options.deviceId) auth.deviceId = options.deviceId;
-    this.socket = io(url, { auth, transports: ["websocket"], reconnection: false, autoConnect: false });
+    this.socket = clientSocket(url, auth);
     this.socket.onAny((event, ...args) => this.events.push({ event, args }));
     this.socket.on("message:new", (m, ack) => {
       this.live.push(m);
@@ -50,12 +58,9 @@ export class Device {
     return all.filter((m) => !seen.has(m.id) && seen.add(m.id));
   }
 
+  /** Connects; rejects with the server's connect_error (the handshake refusal). */
   async connect(): Promise<this> {
-    await new Promise<void>((resolve, reject) => {
-      this.socket.once("connect", () => resolve());
-      this.socket.once("connect_error", reject);
-      this.socket.connect();
-    });
+    await connectSocket(this.socket);
     return this;
   }
 
@@ -74,6 +79,17 @@ export class Device {
     );
   }
 
+  /**
+   * Sends a message (a fresh clientMsgId unless given) and answers the stored message; an error reply
+   * fails the test with its code and text.
+   */
+  async send(to: string | { to: string } | { conversationId: string }, content: string, clientMsgId = uniqueId("c")): Promise<Message> {
+    const target: Omit<SendRequest, "content" | "clientMsgId"> = typeof to === "string" ? { to } : to;
+    const reply = await this.request("message:send", { clientMsgId, ...target, content });
+    expectOk(reply, `message:send from ${this.userId}`);
+    return reply.message;
+  }
+
   /** Emits anything, as a hostile or buggy client would. */
   raw(event: string, ...args: unknown[]): Promise<unknown> {
     return (this.socket.timeout(10_000).emitWithAck as unknown as (e: string, ...a: unknown[]) => Promise<unknown>)(
@@ -86,17 +102,3 @@ export class Device {
     this.socket.disconnect();
   }
 }
-
-export async function waitFor(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-/** Resolves once nothing more can arrive soon: a fixed quiet period, for "nothing came" checks. */
-export const quiet = (ms = 300) => new Promise((r) => setTimeout(r, ms));
-
-let counter = 0;
-export const uniqueId = (prefix: string) => `${prefix}-${process.pid}-${++counter}-${Math.random().toString(36).slice(2, 8)}`;

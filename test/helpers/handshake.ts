@@ -1,8 +1,8 @@
-import { io, type Socket } from "socket.io-client";
+import { clientSocket, type ClientSocket, type ConnectError } from "./socket";
 
 export type HandshakeOutcome =
-  | { connected: true; socket: Socket }
-  | { connected: false; error: Error & { data?: unknown } };
+  | { connected: true; socket: ClientSocket }
+  | { connected: false; error: ConnectError };
 
 /**
  * Tries one handshake with exactly the `auth` object given (the Device helper always adds a
@@ -10,7 +10,7 @@ export type HandshakeOutcome =
  * the caller's to close.
  */
 export function tryConnect(url: string, auth: Record<string, unknown>, timeoutMs = 5000): Promise<HandshakeOutcome> {
-  const socket = io(url, { auth, transports: ["websocket"], reconnection: false, autoConnect: false, forceNew: true });
+  const socket = clientSocket(url, auth);
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       socket.disconnect();
@@ -20,7 +20,7 @@ export function tryConnect(url: string, auth: Record<string, unknown>, timeoutMs
       clearTimeout(timer);
       resolve({ connected: true, socket });
     });
-    socket.once("connect_error", (error: Error & { data?: unknown }) => {
+    socket.once("connect_error", (error: ConnectError) => {
       clearTimeout(timer);
       socket.disconnect();
       resolve({ connected: false, error });

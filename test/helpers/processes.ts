@@ -1,6 +1,7 @@
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import path from "node:path";
+import { sleep } from "./wait";
 
 export const ROOT = path.resolve(__dirname, "../..");
 /** Child servers run the compiled code, as PM2 does (`npm test` builds first). */
@@ -16,50 +17,105 @@ export type NodeProcess = {
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 };
 
-/** Starts one Ticks server process and resolves once it listens. */
-export function spawnNode(env: Record<string, string>, timeoutMs = 30_000): Promise<NodeProcess> {
-  const child = spawn(process.execPath, [MAIN_JS], {
-    cwd: ROOT,
-    env: { ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+export type SpawnOptions = {
+  /** @default 30 000 */
+  timeoutMs?: number;
+  /** Node flags before main.js (the benchmark: `--expose-gc` and its GC preload). */
+  nodeArgs?: string[];
+  /** An IPC channel to the child (the benchmark asks it for a GC over it). */
+  ipc?: boolean;
+  /** Open files the child may hold, raised through `sh -c 'ulimit -n'` when above the current limit. */
+  nofile?: number;
+};
+
+/** The soft limit on open files of processes started from here. */
+export function openFileLimit(): number {
+  try {
+    const out = execFileSync("sh", ["-c", "ulimit -n"], { encoding: "utf8" }).trim();
+    return out === "unlimited" ? Number.MAX_SAFE_INTEGER : Number(out);
+  } catch {
+    return 1024;
+  }
+}
+
+/**
+ * Spawns `node <args>` in the repository with stdout/stderr piped (and an IPC channel if
+ * asked); with `nofile` above the current limit it goes through `sh -c 'ulimit -n N; exec
+ * node …'`, so the pid stays node's.
+ */
+export function spawnChild(args: string[], env: Record<string, string>, options: { ipc?: boolean; nofile?: number } = {}): ChildProcess {
+  const stdio: ("ignore" | "pipe" | "ipc")[] = ["ignore", "pipe", "pipe", ...(options.ipc ? (["ipc"] as const) : [])];
+  const spawnOptions = { cwd: ROOT, env: { ...process.env, ...env }, stdio };
+  if (options.nofile && openFileLimit() < options.nofile) {
+    return spawn("sh", ["-c", `ulimit -n ${options.nofile} 2>/dev/null; exec "$0" "$@"`, process.execPath, ...args], spawnOptions);
+  }
+  return spawn(process.execPath, args, spawnOptions);
+}
+
+/**
+ * Starts one Ticks server process (tests and the benchmark alike) and resolves once it
+ * listens: at its "ticks listening" log line, or, when `env` fixes a PORT (logs quieter than
+ * info never print that line), once GET /readyz answers 200.
+ */
+export function spawnNode(env: Record<string, string>, options: SpawnOptions | number = {}): Promise<NodeProcess> {
+  const { timeoutMs = 30_000, nodeArgs = [], ipc, nofile } = typeof options === "number" ? { timeoutMs: options } : options;
+  const fixedPort = env.PORT && env.PORT !== "0" ? Number(env.PORT) : null;
+  const child = spawnChild([...nodeArgs, MAIN_JS], { PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env }, { ipc, nofile });
   const output: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code, signal) => resolve(code ?? (signal ? -1 : null))));
   return new Promise((resolve, reject) => {
+    let settled = false;
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`server did not start:\n${output.join("\n")}`));
+      fail(new Error(`server did not start within ${timeoutMs} ms:\n${output.join("\n")}`));
     }, timeoutMs);
+    function fail(err: Error) {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(err);
+    }
+    function listening(port: number) {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({
+        child,
+        pid: child.pid!,
+        port,
+        url: `http://127.0.0.1:${port}`,
+        output,
+        kill: (signal = "SIGTERM") => {
+          if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, signal);
+          return exited;
+        },
+      });
+    }
     let buffer = "";
-    const onData = (chunk: Buffer) => {
+    child.stdout!.on("data", (chunk: Buffer) => {
       buffer += chunk.toString();
       const lines = buffer.split("\n");
       buffer = lines.pop()!;
       for (const line of lines) {
         output.push(line);
         if (output.length > 2000) output.shift();
-        if (!line.includes('"ticks listening"')) continue;
-        clearTimeout(timer);
-        const port = JSON.parse(line).port as number;
-        resolve({
-          child,
-          pid: child.pid!,
-          port,
-          url: `http://127.0.0.1:${port}`,
-          output,
-          kill: (signal = "SIGTERM") => {
-            if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, signal);
-            return exited;
-          },
-        });
+        if (line.includes('"ticks listening"')) listening(JSON.parse(line).port as number);
       }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", (c: Buffer) => output.push(c.toString()));
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`server exited with ${code}:\n${output.join("\n")}`));
     });
+    child.stderr!.on("data", (c: Buffer) => output.push(c.toString()));
+    child.once("exit", (code) => fail(new Error(`server exited with ${code}:\n${output.join("\n")}`)));
+    if (fixedPort !== null) {
+      void (async () => {
+        while (!settled) {
+          const ok = await fetch(`http://127.0.0.1:${fixedPort}/readyz`, { signal: AbortSignal.timeout(2000) }).then(
+            (res) => res.text().then(() => res.status === 200),
+            () => false,
+          );
+          if (ok) return listening(fixedPort);
+          await sleep(150);
+        }
+      })();
+    }
   });
 }
 

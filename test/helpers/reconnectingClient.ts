@@ -1,7 +1,10 @@
 import { createServer, connect, type Server, type Socket as NetSocket } from "node:net";
-import { io } from "socket.io-client";
-import type { ClientSocket } from "../../src/client/TicksClient";
 import type { Message } from "../../src/protocol";
+import { clientSocket, type ClientSocket } from "./socket";
+import { sleep, waitFor } from "./wait";
+
+// Where the rolling-restart tests have always found it.
+export { sleep } from "./wait";
 
 /**
  * What the failover and rolling-restart tests need from a client: a socket.io-client that
@@ -24,15 +27,7 @@ export type ReconnectingClient = {
 };
 
 export function reconnectingClient(url: string, userId: string, auth: Record<string, string>): ReconnectingClient {
-  const socket: ClientSocket = io(url, {
-    auth,
-    transports: ["websocket"],
-    reconnection: true,
-    reconnectionDelay: 200,
-    reconnectionDelayMax: 1000,
-    forceNew: true,
-    autoConnect: false,
-  });
+  const socket = clientSocket(url, auth, { reconnection: true, reconnectionDelay: 200, reconnectionDelayMax: 1000 });
   const client: ReconnectingClient = { userId, socket, raw: [], disconnects: [], disconnectedAt: [], connects: 0, syncs: 0 };
   socket.on("connect", () => client.connects++);
   socket.on("disconnect", (reason) => {
@@ -53,12 +48,8 @@ export function reconnectingClient(url: string, userId: string, auth: Record<str
 
 /** Connects and waits for the first `sync:complete`. */
 export async function connectAndSync(client: ReconnectingClient, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
   client.socket.connect();
-  while (client.syncs === 0) {
-    if (Date.now() > deadline) throw new Error(`${client.userId} did not connect and sync in time`);
-    await sleep(10);
-  }
+  await waitFor(() => client.syncs > 0, `${client.userId} to connect and sync`, timeoutMs);
 }
 
 /** Distinct messages received, by id. */
@@ -93,15 +84,6 @@ export const newStats = (): SendStats => ({
   answers: new Map(),
 });
 
-export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function connected(socket: ClientSocket, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!socket.connected) {
-    if (Date.now() > deadline) throw new Error("no connection to send on");
-    await sleep(20);
-  }
-}
 
 /**
  * Sends until acknowledged, always with the same clientMsgId: UNAVAILABLE (a node shutting
@@ -119,7 +101,7 @@ export async function sendReliably(
   stats.intended++;
   for (;;) {
     if (Date.now() > giveUpAt) throw new Error(`${payload.clientMsgId} never acknowledged`);
-    await connected(client.socket, Math.max(0, giveUpAt - Date.now()));
+    await waitFor(() => client.socket.connected, `a connection for ${client.userId} to send on`, Math.max(0, giveUpAt - Date.now()), 20);
     stats.attempts++;
     let reply;
     try {

@@ -11,6 +11,8 @@ export type ServerSuite = {
   readonly pg: Client;
   /** A new, not yet connected device on the suite's server, closed after the test. */
   device(userId: string, options?: Omit<DeviceOptions, "userId">): Device;
+  /** The same, closed only at the end of the suite: for devices a `before` hook sets up for every test. */
+  suiteDevice(userId: string, options?: Omit<DeviceOptions, "userId">): Device;
 };
 
 /**
@@ -24,6 +26,7 @@ export function useServerSuite(env: Record<string, string> = {}): ServerSuite {
   let server: RunningTicks | undefined;
   let pg: Client | undefined;
   const devices: Device[] = [];
+  const suiteDevices: Device[] = [];
   const ready = <T>(value: T | undefined, what: string): T => {
     if (value === undefined) throw new Error(`useServerSuite: ${what} is only there once the suite's before hook ran`);
     return value;
@@ -37,6 +40,7 @@ export function useServerSuite(env: Record<string, string> = {}): ServerSuite {
   });
   afterEach(() => devices.splice(0).forEach((d) => d.close()));
   after(async () => {
+    suiteDevices.splice(0).forEach((d) => d.close());
     await pg?.end();
     await server?.stop();
     await db?.drop();
@@ -55,6 +59,11 @@ export function useServerSuite(env: Record<string, string> = {}): ServerSuite {
     device(userId, options = {}) {
       const d = new Device(urlOf(ready(server, "server")), { userId, ...options });
       devices.push(d);
+      return d;
+    },
+    suiteDevice(userId, options = {}) {
+      const d = new Device(urlOf(ready(server, "server")), { userId, ...options });
+      suiteDevices.push(d);
       return d;
     },
   };

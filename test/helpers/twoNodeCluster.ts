@@ -1,6 +1,6 @@
 import { Client } from "pg";
 import { createTestDatabase, type TestDatabase } from "./database";
-import { LogWatch } from "./flood";
+import { LogWatch } from "./logWatch";
 import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "./processes";
 
 export type TwoNodeCluster = {

@@ -1,25 +1,27 @@
 /**
  * What the per-user rate limit does to honest clients and to a flooder, at the server's
- * default settings (or whatever RATE_LIMIT_* you pass in the environment):
+ * default settings (or whatever RATE_LIMIT_* the environment gives):
  *
- *   node --import tsx bench/rate-limit.ts
- *   RATE_LIMIT_BURST=0 node --import tsx bench/rate-limit.ts     # the per-second window alone
+ *   npm run bench -- --scenarios rate-limit
+ *   RATE_LIMIT_BURST=0 npm run bench -- --scenarios rate-limit     # the per-second window alone
  *
- * One in-process server on a fresh database (local PostgreSQL), one user per scenario so
- * each starts with a full budget. Counts RATE_LIMITED answers; docs/rate-limits.md has the
- * results and why the defaults are what they are.
+ * One in-process server on a fresh database (local PostgreSQL), one user per run so each
+ * starts with a full budget. Counts RATE_LIMITED answers; docs/rate-limits.md has the
+ * results and why the defaults are what they are. Not in the default run.
  */
-import { loadConfig } from "../src/config";
-import { createLogger } from "../src/log";
-import { startTicks, type RunningTicks } from "../src/main";
-import type { ClientEventName } from "../src/protocol";
-import { createTestDatabase } from "../test/helpers/database";
-import { Device, uniqueId } from "../test/helpers/device";
+import { loadConfig } from "../../src/config";
+import { createLogger } from "../../src/log";
+import { startTicks, type RunningTicks } from "../../src/main";
+import type { ClientEventName } from "../../src/protocol";
+import { Device, uniqueId } from "../../test/helpers/device";
+import { urlOf } from "../../test/helpers/server";
+import { sleep } from "../lib/stats";
+import type { Row, Section } from "../lib/table";
+import { benchDatabase } from "../lib/ticks";
+import type { Context, ScenarioResult } from "./context";
 
 type Reply = { ok: boolean; error?: { code: string } };
 type Tally = { events: number; limited: number; seconds: number };
-
-const url = (s: RunningTicks) => `http://127.0.0.1:${s.port}`;
 
 /** Sends one event and counts its outcome; anything but ok or RATE_LIMITED is a bench bug. */
 function counter(device: Device, rttMs = 0) {
@@ -27,7 +29,7 @@ function counter(device: Device, rttMs = 0) {
   const started = performance.now();
   const emit = async (event: ClientEventName, payload: unknown): Promise<Reply> => {
     // A client across a network waits a round trip more for every answer than one on localhost.
-    if (rttMs > 0) await new Promise((r) => setTimeout(r, rttMs));
+    if (rttMs > 0) await sleep(rttMs);
     const reply = (await device.raw(event, payload)) as Reply;
     tally.events++;
     if (reply.error?.code === "RATE_LIMITED") tally.limited++;
@@ -40,8 +42,8 @@ function counter(device: Device, rttMs = 0) {
 
 async function pair(server: RunningTicks, name: string) {
   const [meId, peerId] = [uniqueId(name), uniqueId(`${name}-peer`)];
-  const me = await new Device(url(server), { userId: meId }).connectSynced();
-  const peer = await new Device(url(server), { userId: peerId }).connectSynced();
+  const me = await new Device(urlOf(server), { userId: meId }).connectSynced();
+  const peer = await new Device(urlOf(server), { userId: peerId }).connectSynced();
   return { me, peer, meId, peerId };
 }
 
@@ -119,27 +121,33 @@ async function flooder(server: RunningTicks, seconds = 10): Promise<Tally & { ac
   return { ...tally, acceptedPerSec: (tally.events - tally.limited) / tally.seconds };
 }
 
-async function main(): Promise<void> {
-  const db = await createTestDatabase();
+export async function runRateLimit(ctx: Context): Promise<ScenarioResult> {
+  const db = await benchDatabase();
   // RATE_LIMIT_* and REDIS_URL come from the environment; where the server runs does not.
   const config = loadConfig({ ...process.env, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "silent", AUTH_MODE: "dev", DATABASE_URL: db.url });
   const server = await startTicks(config, { log: createLogger("silent") });
-  const fmt = (t: Tally) => `${t.events} events in ${t.seconds.toFixed(2)} s (${(t.events / t.seconds).toFixed(0)}/s), RATE_LIMITED ${t.limited}`;
+  const runs: { label: string; tally: Tally }[] = [];
+  const row = ({ label, tally: t }: { label: string; tally: Tally }): Row => ({
+    label,
+    cells: [t.events, t.seconds, t.events / t.seconds, t.limited.toLocaleString("en-US")], // a count, not "0.00"
+  });
   try {
-    console.log(`RATE_LIMIT_EVENTS_PER_SEC=${config.rateLimitPerSec} RATE_LIMIT_BURST=${config.rateLimitBurst}`);
     for (const rtt of [10, 5, 2, 0]) {
-      for (let run = 1; run <= 3; run++) console.log(`plain sender, rtt ${rtt} ms, run ${run}: ${fmt(await plainSender(server, rtt))}`);
+      for (let run = 1; run <= 3; run++) runs.push({ label: `plain sender, rtt ${rtt} ms, run ${run}`, tally: await plainSender(server, rtt) });
     }
-    for (let run = 1; run <= 3; run++) console.log(`busy human, run ${run}: ${fmt(await busyHuman(server))}`);
+    for (let run = 1; run <= 3; run++) runs.push({ label: `busy human, run ${run}`, tally: await busyHuman(server) });
     const f = await flooder(server);
-    console.log(`flooder: ${fmt(f)}, accepted ${f.acceptedPerSec.toFixed(0)}/s`);
+    runs.push({ label: "flooder (20 in flight, 10 s)", tally: f });
+    runs.forEach((r) => ctx.log(`rate-limit: ${r.label}: ${r.tally.events} events, RATE_LIMITED ${r.tally.limited}`));
+    const section: Section = {
+      title: `rate-limit: RATE_LIMIT_EVENTS_PER_SEC=${config.rateLimitPerSec} RATE_LIMIT_BURST=${config.rateLimitBurst}, one in-process server`,
+      columns: ["events", "seconds", "events/s", "RATE_LIMITED"],
+      rows: runs.map(row),
+      notes: [`flooder accepted ${f.acceptedPerSec.toFixed(0)} events a second`],
+    };
+    return { sections: [section], data: { rateLimitPerSec: config.rateLimitPerSec, rateLimitBurst: config.rateLimitBurst, runs } };
   } finally {
     await server.stop();
     await db.drop();
   }
 }
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
