@@ -32,13 +32,18 @@ async function unavailableOnDbError<T>(work: () => Promise<T>): Promise<T> {
  * Receipts of many devices in one UPDATE. Only rows of the caller as recipient move, and
  * only forward: sent → delivered → read (read also sets delivered_at; an expired message
  * is no longer marked read).
+ *
+ * Each delivery row is found by its primary key, message id first. `|| ''` keeps the
+ * recipient and status tests off the (recipient_id, status, delivery_id) index: these run
+ * with one generic plan (database.ts), and one made on a small table picked that index
+ * (every 'sent' row, or every row of the recipient) and kept it as the table grew.
  */
 export const RECEIPT = {
   delivered: statement(
     "mark_delivered",
     `UPDATE message_delivery d SET status = 'delivered', delivered_at = v.at
      FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) AS v(recipient_id, message_id, at), messages m
-     WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status = 'sent'
+     WHERE d.message_id = v.message_id AND (d.recipient_id || '') = v.recipient_id AND (d.status || '') = 'sent'
        AND m.message_id = d.message_id
      RETURNING d.recipient_id, d.message_id, m.from_user_id`,
   ),
@@ -46,7 +51,7 @@ export const RECEIPT = {
     "mark_read",
     `UPDATE message_delivery d SET status = 'read', read_at = v.at, delivered_at = COALESCE(d.delivered_at, v.at)
      FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) AS v(recipient_id, message_id, at), messages m
-     WHERE d.recipient_id = v.recipient_id AND d.message_id = v.message_id AND d.status <> 'read'
+     WHERE d.message_id = v.message_id AND (d.recipient_id || '') = v.recipient_id AND d.status <> 'read'
        AND m.message_id = d.message_id AND m.expires_at > v.at
      RETURNING d.recipient_id, d.message_id, m.from_user_id`,
   ),
