@@ -45,4 +45,24 @@ describe("GroupCommit", () => {
     expect(await Promise.all([...first, later[0], later[2]])).to.deep.equal(["a1", "b1", "a2", "b2"]);
     expect(batches).to.deep.equal([["a1", "b1"], ["c1"], ["a2", "b2"]]);
   });
+
+  it("starts a small batch's successor before settling its callers, after its commit", async () => {
+    const gate = deferred();
+    const events: string[] = [];
+    const gc = new GroupCommit<string, string>(
+      async (reqs) => {
+        events.push(`flush ${reqs.join(",")}`);
+        if (reqs[0] === "a") await gate.done;
+        events.push(`committed ${reqs.join(",")}`);
+        return reqs.map((r) => ({ ok: true, value: r }));
+      },
+      { maxBatch: 16, maxConcurrent: 1 },
+    );
+    const a = gc.submit("a").then((v) => events.push(`caller ${v}`));
+    await new Promise((r) => setImmediate(r));
+    const b = gc.submit("b").then((v) => events.push(`caller ${v}`));
+    gate.release();
+    await Promise.all([a, b]);
+    expect(events).to.deep.equal(["flush a", "committed a", "flush b", "committed b", "caller a", "caller b"]);
+  });
 });
