@@ -117,6 +117,7 @@ async function main(): Promise<void> {
         id: uuidv7(),
         from: `${tag}-s${i}`,
         clientMsgId: `warm-${n}`,
+        kind: "text",
         target: { to: `${tag}-r${i}` },
         content: "x".repeat(100),
         createdAt: new Date(),
@@ -139,11 +140,14 @@ async function main(): Promise<void> {
           const at = new Date();
           rows.push({
             index: rows.length,
-            req: { id: uuidv7(), from, clientMsgId: `m-${k++}`, target: { to }, content: "x".repeat(100), createdAt: at, expiresAt: new Date(at.getTime() + TTL) },
+            req: { id: uuidv7(), from, clientMsgId: `m-${k++}`, kind: "text", target: { to }, content: "x".repeat(100), createdAt: at, expiresAt: new Date(at.getTime() + TTL) },
             accept: true,
             conversationId: null,
             directKey: directKey(from, to),
             to,
+            content: "x".repeat(100),
+            expiresAt: new Date(at.getTime() + TTL),
+            refId: null,
           });
         }
       }
@@ -159,7 +163,7 @@ async function main(): Promise<void> {
     const receipts = () => [recent.map((r) => r.recipient_id), recent.map((r) => r.message_id), recent.map(() => new Date().toISOString())];
 
     const results: [string, Measured][] = [];
-    results.push(["append (write, 200 messages)", await explain(c, WRITE, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]"], () => writeValues(batch()), o.reps)]);
+    results.push(["append (write, 200 messages)", await explain(c, WRITE, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]", "text[]", "uuid[]", "uuid[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "jsonb[]", "uuid[]"], () => writeValues(batch()), o.reps)]);
     results.push(["mark_delivered (200 receipts)", await explain(c, RECEIPT.delivered, ["text[]", "uuid[]", "timestamptz[]"], receipts, o.reps)]);
     const probe = () => {
       const rows = batch();

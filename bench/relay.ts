@@ -99,6 +99,12 @@ export function startRelay(port: number, host: string): Promise<number> {
         content: req.content,
         createdAt: createdAt.toISOString(),
         expiresAt: new Date(createdAt.getTime() + MESSAGE_TTL_MS).toISOString(),
+        // The same shape as Ticks sends, so both put the same bytes on the wire.
+        kind: "text",
+        refId: null,
+        editedAt: null,
+        deletedAt: null,
+        reactions: [],
       };
       ack({ ok: true, message, duplicate: false });
       // As Ticks does: a copy to the sender's other devices (none in the bench's load).

@@ -5,6 +5,8 @@
  *
  *   npm run bench                                  # everything (a few minutes)
  *   npm run bench -- --scenarios main --duration 5 # just the main comparison, quickly
+ *   npm run bench -- --scenarios slow              # slow consumer vs MAX_SOCKET_BUFFER_BYTES
+ *   npm run bench -- --scenarios soak              # 10 minutes of churn (--soak-minutes 1: short)
  *
  * Prints one table per scenario and writes bench/results/<timestamp>.json and latest.json
  * (git keeps latest.json and the runs docs/benchmarks.md cites; the rest is ignored).
@@ -28,6 +30,8 @@ import { runIdleTokens } from "./scenarios/idleTokens";
 import { runPm2 } from "./scenarios/pm2";
 import { runAdapters } from "./scenarios/adapters";
 import { runRateLimit } from "./scenarios/rateLimit";
+import { runSlow } from "./scenarios/slow";
+import { runSoak } from "./scenarios/soak";
 
 const SCENARIOS = {
   main: runMain,
@@ -38,9 +42,11 @@ const SCENARIOS = {
   pm2: runPm2,
   adapters: runAdapters,
   "rate-limit": runRateLimit,
+  slow: runSlow,
+  soak: runSoak,
 } satisfies Record<string, (ctx: Context) => Promise<ScenarioResult>>;
 type ScenarioName = keyof typeof SCENARIOS;
-/** What a run without --scenarios measures; the others are asked for by name. */
+/** What a run without --scenarios measures; the others (slow, soak: long) are asked for by name. */
 const DEFAULT_SCENARIOS: ScenarioName[] = ["main", "history", "backlog", "idle", "pm2"];
 
 const positive = (name: string) => (value: string) => {
@@ -74,6 +80,9 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
     .option("--history-messages <n>", "messages seeded for the history scenario", positiveInt("history-messages"), 5_000_000)
     .option("--history-conversations <n>", "conversations they are spread over", positiveInt("history-conversations"), 50_000)
     .option("--redis-url <url>", "the Redis of the adapters scenario", "redis://127.0.0.1:6379")
+    .option("--slow-messages <n>", "messages of 4 KB to the device that stops reading (slow)", positiveInt("slow-messages"), 50_000)
+    .option("--slow-warmup <n>", "warm-up messages to a device that reads, before (slow)", positiveInt("slow-warmup"), 10_000)
+    .option("--soak-minutes <min>", "length of the soak run", positive("soak-minutes"), 10)
     .addOption(
       new Option("-s, --scenarios <list>", `comma-separated: ${Object.keys(SCENARIOS).join(",")}`).default(DEFAULT_SCENARIOS.join(",")),
     )
@@ -113,6 +122,9 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
       historyMessages: o.historyMessages,
       historyConversations: o.historyConversations,
       redisUrl: o.redisUrl,
+      slowMessages: o.slowMessages,
+      slowWarmup: o.slowWarmup,
+      soakMinutes: o.soakMinutes,
     },
   };
 }

@@ -77,12 +77,18 @@ export function createApp(deps: AppDeps): TicksApp {
     store,
     notifier,
     clock,
-    { messageTtlMs: config.messageTtlMs, maxContentLength: config.maxContentLength },
+    {
+      messageTtlMs: config.messageTtlMs,
+      maxContentLength: config.maxContentLength,
+      editWindowMs: config.editWindowMs,
+      deleteWindowMs: config.deleteWindowMs,
+    },
     log,
     {
       stored: (n) => metrics.messagesStored.inc(n),
       delivered: (n) => metrics.messagesDelivered.inc(n),
       read: (n) => metrics.messagesRead.inc(n),
+      redelivery: (reason, outcome, n) => n > 0 && metrics.redelivery.inc({ reason, outcome }, n),
     },
   );
   // Four heartbeats fit in a tracker's deadline (see RedisPresenceTracker).
@@ -96,7 +102,8 @@ export function createApp(deps: AppDeps): TicksApp {
     (n) => metrics.expired.inc(n),
   );
 
-  const redeliverer = new Redeliverer(messaging, () => syncedLocalUsers(io), config.redeliveryAfterMs, log);
+  const redeliverer = new Redeliverer(messaging, () => syncedLocalUsers(io), config.redeliveryAfterMs, log, clock);
+  cluster.nodeDeaths?.subscribe((death) => void redeliverer.nodeDied(death));
 
   const inflight = new Set<Promise<unknown>>();
   let closing = false;
@@ -121,6 +128,7 @@ export function createApp(deps: AppDeps): TicksApp {
     metrics,
     log,
     sync: { pageSize: config.backlogPageSize, ackTimeoutMs: config.deliveryAckTimeoutMs },
+    maxSocketBufferBytes: config.maxSocketBufferBytes,
     track,
     closing: () => closing,
   });

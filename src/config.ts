@@ -55,6 +55,10 @@ const envSchema = z.object({
   NODE_ENV: z.string().default("development"),
   /** Days a message is kept; decimals allowed. @default 30 */
   MESSAGE_TTL_DAYS: z.coerce.number().positive().max(36500).default(30),
+  /** How long after sending its sender may edit a message. @default 900000 (15 minutes) */
+  EDIT_WINDOW_MS: int(0).default(15 * 60_000),
+  /** How long after sending its sender may delete a message for everyone. @default 172800000 (48 hours) */
+  DELETE_WINDOW_MS: int(0).default(48 * 3_600_000),
   /** Maximum content length in Unicode code points. @default 4096 */
   MAX_CONTENT_LENGTH: int(1, 1_000_000).default(4096),
   /** How often expired messages are deleted. @default 60000 */
@@ -72,6 +76,13 @@ const envSchema = z.object({
   BACKLOG_PAGE_SIZE: int(1, 1000).default(100),
   /** How long the server waits for a device's `message:new` / backlog receipt. @default 10000 */
   DELIVERY_ACK_TIMEOUT_MS: int(100).default(10_000),
+  /**
+   * Outgoing bytes a socket may have queued (a device that stops reading) before the server
+   * disconnects it; its messages wait in the backlog. 0 turns the limit off. @default 1048576
+   */
+  MAX_SOCKET_BUFFER_BYTES: int(0)
+    .refine((v) => v === 0 || v >= 65_536, "0 (no limit) or at least 65536")
+    .default(1024 * 1024),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 
@@ -87,12 +98,15 @@ export type Config = {
   tokenRefreshWindowMs: number;
   messageTtlMs: number;
   maxContentLength: number;
+  editWindowMs: number;
+  deleteWindowMs: number;
   expirySweepIntervalMs: number;
   backlogPageSize: number;
   redeliveryAfterMs: number;
   rateLimitPerSec: number;
   rateLimitBurst: number;
   deliveryAckTimeoutMs: number;
+  maxSocketBufferBytes: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
 };
 
@@ -182,12 +196,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tokenRefreshWindowMs: e.TOKEN_REFRESH_WINDOW_MS,
     messageTtlMs: Math.round(e.MESSAGE_TTL_DAYS * DAY_MS),
     maxContentLength: e.MAX_CONTENT_LENGTH,
+    editWindowMs: e.EDIT_WINDOW_MS,
+    deleteWindowMs: e.DELETE_WINDOW_MS,
     expirySweepIntervalMs: e.EXPIRY_SWEEP_INTERVAL_MS,
     backlogPageSize: e.BACKLOG_PAGE_SIZE,
     redeliveryAfterMs: e.REDELIVERY_AFTER_MS,
     rateLimitPerSec: e.RATE_LIMIT_EVENTS_PER_SEC,
     rateLimitBurst: e.RATE_LIMIT_BURST,
     deliveryAckTimeoutMs: e.DELIVERY_ACK_TIMEOUT_MS,
+    maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
     logLevel: e.LOG_LEVEL,
   };
 }

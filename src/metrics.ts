@@ -44,6 +44,19 @@ export class Metrics {
     buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
     registers: [this.registry],
   });
+  readonly redelivery = new client.Counter({
+    name: "ticks_redelivery_total",
+    help:
+      "Messages looked at by redelivery rounds, by reason (periodic, node_death) and outcome: offered again; " +
+      "skipped (an offer from this node was still waiting: a duplicate avoided); redundant (confirmed although already delivered: a duplicate received)",
+    labelNames: ["reason", "outcome"] as const,
+    registers: [this.registry],
+  });
+  readonly slowConsumerDisconnects = new client.Counter({
+    name: "ticks_slow_consumer_disconnects_total",
+    help: "Sockets disconnected because their queued outgoing data went over MAX_SOCKET_BUFFER_BYTES",
+    registers: [this.registry],
+  });
   readonly connectedSockets = new client.Gauge({
     name: "ticks_connected_sockets",
     help: "Sockets connected to this node",

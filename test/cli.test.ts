@@ -125,13 +125,13 @@ describe("CLI client", function () {
     const a = cli("--user", alice, "--url", url, "--device", "laptop");
     await a.line("synced (0 delivered)");
     a.write(`send ${bob} Hello offline Bob!`);
-    const [, id] = await a.line(new RegExp(`^✓ sent (\\S+) to ${bob}$`));
+    const [, id] = await a.line(new RegExp(`^✓ sent (\\S+) to ${bob} \\(#1\\)$`));
 
     const b = cli("--user", bob, "--url", url);
-    await b.line(`[${alice}] Hello offline Bob!`);
+    await b.line(`#1 [${alice}] Hello offline Bob!`);
     await b.line("synced (1 delivered)");
     // The backlog is printed before sync completes.
-    expect(b.indexOf(`[${alice}] Hello offline Bob!`)).to.be.below(b.indexOf("synced (1 delivered)"));
+    expect(b.indexOf(`#1 [${alice}] Hello offline Bob!`)).to.be.below(b.indexOf("synced (1 delivered)"));
     await a.line(`✓✓ delivered ${id} by ${bob}`);
 
     b.write("read");
@@ -141,8 +141,8 @@ describe("CLI client", function () {
     // Now bob is online: the next message comes live.
     const aliceSince = a.stdout.length;
     a.write(`send ${bob} Still there?`);
-    const [, id2] = await a.line(new RegExp(`^✓ sent (\\S+) to ${bob}$`), aliceSince);
-    await b.line(`[${alice}] Still there?`);
+    const [, id2] = await a.line(new RegExp(`^✓ sent (\\S+) to ${bob} \\(#2\\)$`), aliceSince);
+    await b.line(`#2 [${alice}] Still there?`);
     await a.line(`✓✓ delivered ${id2} by ${bob}`);
 
     // History on both sides; the sender's shows the state its ticks reached.
@@ -178,15 +178,62 @@ describe("CLI client", function () {
     expect(await c.exitCode()).to.equal(0);
 
     const synced = c.indexOf("synced (0 delivered)");
-    const sent = c.stdout.filter((l) => l.startsWith(`✓ sent `) && l.endsWith(` to ${carol}`));
+    const sent = c.stdout.filter((l) => l.startsWith(`✓ sent `) && l.includes(` to ${carol} (#`));
     expect(synced).to.be.at.least(0);
     expect(sent).to.have.length(2);
-    expect(c.indexOf("usage: send <user> <text...> | read | history <user> | quit")).to.be.within(synced, c.indexOf(sent[0]!));
+    const usage = c.stdout.findIndex((l) => l.startsWith("usage: send <user> <text...> | edit <n> <text...> |"));
+    expect(usage).to.be.within(synced, c.indexOf(sent[0]!));
     // Acknowledged means stored: carol gets both, in the order they were sent.
     const device = await new Device(urlOf(server), { userId: carol }).connectSynced();
     devices.push(device);
     expect(device.received.map((m) => m.content)).to.deep.equal(["hi", "second"]);
     expect(sent.map((l) => l.split(" ")[2])).to.deep.equal(device.received.map((m) => m.id));
+  });
+
+  it("edits, deletes and reacts to messages by the number it shows beside them", async () => {
+    const alice = uniqueId("alice");
+    const bob = uniqueId("bob");
+    const url = urlOf(server);
+    const a = cli("--user", alice, "--url", url);
+    const b = cli("--user", bob, "--url", url);
+    await a.line("synced (0 delivered)");
+    await b.line("synced (0 delivered)");
+    a.write(`send ${bob} helo`);
+    await a.line(new RegExp(`^✓ sent \\S+ to ${bob} \\(#1\\)$`));
+    a.write(`send ${bob} second`);
+    await b.line(`#1 [${alice}] helo`);
+    await b.line(`#2 [${alice}] second`);
+
+    a.write("edit 1 hello");
+    await a.line(`#1 [${alice}] hello (edited)`);
+    await b.line(`#1 [${alice}] hello (edited)`);
+    b.write("react 1 👍");
+    await b.line(`#1 [${alice}] hello (edited)  👍 ${bob}`);
+    await a.line(`#1 [${alice}] hello (edited)  👍 ${bob}`);
+    a.write("react 1 🎉");
+    await b.line(`#1 [${alice}] hello (edited)  🎉 ${alice} · 👍 ${bob}`);
+    b.write("react 1"); // no emoji: takes bob's back
+    await a.line(`#1 [${alice}] hello (edited)  🎉 ${alice}`);
+    a.write("delete 2");
+    await a.line(`#2 [${alice}] message deleted`);
+    await b.line(`#2 [${alice}] message deleted`);
+    b.write("delete 1");
+    await b.line("error FORBIDDEN: only the sender can delete a message");
+    b.write("edit 9 nothing there");
+    await b.line("error: no message #9 shown yet");
+
+    // A fresh CLI numbers what history shows, in its current state.
+    const b2 = cli("--user", bob, "--url", url);
+    await b2.line("synced (0 delivered)");
+    b2.write(`history ${alice}`);
+    await b2.line(`history ${alice}: 2 messages`);
+    await b2.line(`#1 [${alice}] hello (edited)  🎉 ${alice}`);
+    await b2.line(`#2 [${alice}] message deleted`);
+    b2.write("react 1 👀");
+    await a.line(`#1 [${alice}] hello (edited)  🎉 ${alice} · 👀 ${bob}`);
+    for (const c of [a, b, b2]) c.end();
+    for (const c of [a, b, b2]) expect(await c.exitCode()).to.equal(0);
+    expect([...a.stderr, ...b.stderr, ...b2.stderr]).to.deep.equal([]);
   });
 
   it("prints server errors as error lines and carries on", async () => {

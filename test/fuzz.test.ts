@@ -17,6 +17,9 @@ function prng(seed: number) {
   };
 }
 
+/** Events that store a message or an entry when they succeed (and may be retried). */
+const STORING = new Set(["message:send", "message:edit", "message:delete", "message:react"]);
+
 const EVENTS = [...CLIENT_EVENTS, "message:new", "sync:complete", "nope", "", "__proto__", "constructor", "x".repeat(300)];
 
 describe("fuzz: random and malformed events", function () {
@@ -62,6 +65,9 @@ describe("fuzz: random and malformed events", function () {
     const nearlyValid = (event: string): unknown => {
       const base: Record<string, unknown> = {
         "message:send": { clientMsgId: `fz-${Math.floor(rand() * 50)}`, to: pick(users), content: "hi" },
+        "message:edit": { clientMsgId: `fz-${Math.floor(rand() * 50)}`, messageId: pick(knownIds), content: "edited" },
+        "message:delete": { clientMsgId: `fz-${Math.floor(rand() * 50)}`, messageId: pick(knownIds) },
+        "message:react": { clientMsgId: `fz-${Math.floor(rand() * 50)}`, messageId: pick(knownIds), emoji: pick(["👍", "", "🎉"]) },
         "message:read": { messageIds: [pick(knownIds)] },
         "message:history": { conversationId: pick(knownIds), limit: 10 },
         "conversation:list": {},
@@ -82,7 +88,7 @@ describe("fuzz: random and malformed events", function () {
     const codes = new Map<string, number>();
     const acknowledged = { sends: new Set<string>(), groups: new Set<string>() };
     // Requests whose socket closed before the answer: they may or may not have been stored.
-    const unanswered = { sends: [] as { device: Device; payload: unknown }[], groups: 0 };
+    const unanswered = { sends: [] as { device: Device; event: string; payload: unknown }[], groups: 0 };
     let noCallback = 0;
     let disconnects = 0;
     let sent = 0;
@@ -106,7 +112,7 @@ describe("fuzz: random and malformed events", function () {
           reply = (await d.raw(event, ...args)) as typeof reply;
         } catch {
           codes.set("no answer (socket closed)", (codes.get("no answer (socket closed)") ?? 0) + 1);
-          if (event === "message:send") unanswered.sends.push({ device: d, payload: args[0] });
+          if (STORING.has(event)) unanswered.sends.push({ device: d, event, payload: args[0] });
           if (event === "group:create") unanswered.groups++;
           return;
         }
@@ -114,7 +120,7 @@ describe("fuzz: random and malformed events", function () {
         codes.set(`${event.slice(0, 20)} ${code}`, (codes.get(`${event.slice(0, 20)} ${code}`) ?? 0) + 1);
         expect(code, `reply to ${event}: ${JSON.stringify(reply)?.slice(0, 200)}`).to.be.oneOf(["ok", ...ERROR_CODES]);
         expect(reply?.error?.code, `no INTERNAL for ${event}`).to.not.equal("INTERNAL");
-        if (reply.ok && event === "message:send" && reply.message) {
+        if (reply.ok && STORING.has(event) && reply.message) {
           acknowledged.sends.add(reply.message.id);
           knownIds.push(reply.message.id);
         }
@@ -138,11 +144,11 @@ describe("fuzz: random and malformed events", function () {
     // A client whose socket dropped retries its send with the same clientMsgId: whatever was
     // stored without reaching the client comes back as the original (duplicate: true).
     let retried = 0;
-    for (const { device, payload } of unanswered.sends) {
+    for (const { device, event, payload } of unanswered.sends) {
       if (!device.socket.connected) await device.connect();
       retried++;
       try {
-        const reply = (await device.raw("message:send", payload)) as { ok: boolean; message?: { id: string } };
+        const reply = (await device.raw(event, payload)) as { ok: boolean; message?: { id: string } };
         if (reply.ok) acknowledged.sends.add(reply.message!.id);
       } catch {
         // The payload itself is over the packet limit: the server dropped it unread, every time.
@@ -160,6 +166,25 @@ describe("fuzz: random and malformed events", function () {
       "SELECT count(*)::int AS n FROM message_delivery d LEFT JOIN messages m USING (message_id) WHERE m.message_id IS NULL",
     );
     expect(strays.rows[0].n).to.equal(0);
+    // Entries: each acts on a text message of its own conversation; a deleted message and
+    // all of its entries hold no content; seq is still gap-free everywhere.
+    const badRefs = await suite.pg.query(
+      `SELECT e.message_id FROM messages e LEFT JOIN messages t ON t.message_id = e.ref_id
+       WHERE e.kind <> 'text' AND (t.kind IS DISTINCT FROM 'text' OR t.conversation_id <> e.conversation_id)`,
+    );
+    expect(badRefs.rows).to.deep.equal([]);
+    const residue = await suite.pg.query(
+      `SELECT m.message_id FROM messages t JOIN messages m ON m.message_id = t.message_id OR m.ref_id = t.message_id
+       WHERE t.deleted_at IS NOT NULL AND (m.content <> '' OR t.reactions <> '{}'::jsonb)`,
+    );
+    expect(residue.rows).to.deep.equal([]);
+    const gaps = await suite.pg.query(
+      `SELECT c.conversation_id FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.conversation_id
+       GROUP BY c.conversation_id, c.last_seq HAVING count(m.*) <> c.last_seq OR coalesce(max(m.seq), 0) <> c.last_seq`,
+    );
+    expect(gaps.rows).to.deep.equal([]);
+    const kinds = await suite.pg.query("SELECT kind, count(*)::int AS n FROM messages GROUP BY kind ORDER BY kind");
+    console.log(`      stored: ${kinds.rows.map((r) => `${r.kind} ${r.n}`).join(", ")}`);
     const senders = await suite.pg.query("SELECT DISTINCT from_user_id FROM messages");
     expect(senders.rows.map((r) => r.from_user_id).filter((u) => !users.includes(u)), "stored senders other than the fuzz users").to.deep.equal([]);
 

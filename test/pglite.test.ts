@@ -25,7 +25,7 @@ describe("embedded PGlite (no DATABASE_URL)", function () {
   });
   after(() => rmSync(dataDir, { recursive: true, force: true }));
 
-  it("migrates, stores, delivers, groups and reads; the data survives a restart", async () => {
+  it("migrates, stores, delivers, groups, reads, edits, reacts and deletes; the data survives a restart", async () => {
     server = await start();
     const a = uniqueId("alice");
     const b = uniqueId("bob");
@@ -55,12 +55,29 @@ describe("embedded PGlite (no DATABASE_URL)", function () {
     // A message for offline carol waits in the database.
     const toCarol = await alice.request("message:send", { clientMsgId: "k2", to: c, content: "for later" });
     expectOk(toCarol);
+    // Edits, reactions and deletes: the same one write statement, on PGlite too.
+    const fix = await alice.request("message:edit", { clientMsgId: "k3", messageId: toCarol.message.id, content: "for later!" });
+    expect(fix.ok && fix.message.kind).to.equal("edit");
+    const like = await bob.request("message:react", { clientMsgId: "k4", messageId: sent.message.id, emoji: "👍" });
+    expect(like.ok && like.message.kind).to.equal("reaction");
+    const gone = await alice.request("message:delete", { clientMsgId: "k5", messageId: sent.message.id });
+    expect(gone.ok && gone.message.content).to.equal("");
+    const direct = await bob.request("message:history", { conversationId: sent.message.conversationId });
+    expect(direct.ok && direct.messages.map((m) => [m.kind, m.content])).to.deep.equal([
+      ["text", ""],
+      ["reaction", ""],
+      ["delete", ""],
+    ]);
 
     devices.splice(0).forEach((d) => d.close());
     await server.stop();
     server = await start();
     const carol = await new Device(urlOf(server), { userId: c }).connectSynced();
     devices.push(carol);
-    expect(carol.received.map((m) => m.content)).to.deep.equal(["for later"]);
+    expect(carol.received.map((m) => [m.kind, m.content])).to.deep.equal([
+      ["text", "for later!"],
+      ["edit", "for later!"],
+    ]);
+    expect(carol.received[0]!.editedAt).to.equal(fix.ok ? fix.message.createdAt : "");
   });
 });

@@ -24,6 +24,11 @@ export type BenchOptions = {
   historyConversations: number;
   /** The Redis of the adapters scenario (each adapter gets its own key prefix). */
   redisUrl: string;
+  /** Messages of 4 KB sent to the device that stopped reading (slow scenario). */
+  slowMessages: number;
+  slowWarmup: number;
+  /** Length of the soak run. */
+  soakMinutes: number;
 };
 
 export type Context = {

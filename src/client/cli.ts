@@ -13,9 +13,11 @@ import { Command } from "commander";
 import { decodeJwt } from "jose";
 import { v7 as uuidv7 } from "uuid";
 import type { ClientEventName, Message, Status } from "../protocol";
+import { Board, parseEntryCommand, type EntryCommand } from "./cliBoard";
 import { TicksClient, type ReplyOf, type RequestOf } from "./TicksClient";
 
-const USAGE = "usage: send <user> <text...> | read | history <user> | quit";
+const USAGE =
+  "usage: send <user> <text...> | edit <n> <text...> | delete <n> | react <n> [emoji] | read | history <user> | quit";
 /** The protocol's most ids per message:read. */
 const READ_CHUNK = 500;
 const HISTORY_LIMIT = 20;
@@ -140,15 +142,8 @@ const say = (line: string) => void process.stdout.write(`${line}\n`);
 const ticks = (status: Status) =>
   status === "sent" ? "✓ sent" : status === "delivered" ? "✓✓ delivered" : `${blue("✓✓")} read`;
 
-/**
- * Content comes from other users: escape line breaks so a message stays one line, and
- * control characters so it cannot drive the terminal (ANSI escape sequences).
- */
-const clean = (text: string) =>
-  text.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) =>
-    c === "\n" ? "\\n" : `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`,
-  );
-const formatMessage = (m: Message) => `[${m.from}] ${clean(m.content)}${m.to === null ? ` (group ${m.conversationId})` : ""}`;
+/** Numbers and current state of the messages shown; `<n>` in edit/delete/react. */
+const board = new Board();
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv);
@@ -212,7 +207,33 @@ async function main(): Promise<void> {
     const reply = await ask("message:send", { clientMsgId: uuidv7(), to, content });
     if (!reply) return;
     advance(reply.message.id, "sent");
-    say(`✓ sent ${reply.message.id} to ${to}`);
+    say(`✓ sent ${reply.message.id} to ${to} (#${board.remember(reply.message)})`);
+  }
+
+  /** Edit, delete or react to message #n; prints the message as it now stands. */
+  async function act({ kind, n, text }: EntryCommand): Promise<void> {
+    const messageId = board.idOf(n);
+    if (!messageId) return say(`error: no message #${n} shown yet`);
+    const clientMsgId = uuidv7();
+    const reply =
+      kind === "edit"
+        ? await ask("message:edit", { clientMsgId, messageId, content: text })
+        : kind === "delete"
+          ? await ask("message:delete", { clientMsgId, messageId })
+          : await ask("message:react", { clientMsgId, messageId, emoji: text });
+    if (reply) showEntry(reply.message);
+  }
+
+  /** A text message shows as itself; an entry as the message it changed, changed. */
+  function show(m: Message): void {
+    if (m.kind !== "text") return showEntry(m);
+    board.remember(m);
+    say(board.line(m));
+  }
+
+  function showEntry(entry: Message): void {
+    const applied = board.apply(entry);
+    say(applied ? board.line(applied.message) : Board.unknown(entry));
   }
 
   async function markRead(): Promise<void> {
@@ -237,11 +258,14 @@ async function main(): Promise<void> {
     if (!conversation) return say(`history ${user}: no conversation`);
     const page = await ask("message:history", { conversationId: conversation.id, limit: HISTORY_LIMIT });
     if (!page) return;
-    say(`history ${user}: ${page.messages.length} messages${page.hasMore ? " (older ones not shown)" : ""}`);
-    for (const m of page.messages) {
+    // Text messages come in their current state: the edits, deletes and reactions between them are already applied.
+    const texts = page.messages.filter((m) => m.kind === "text");
+    say(`history ${user}: ${texts.length} messages${page.hasMore ? " (older ones not shown)" : ""}`);
+    for (const m of texts) {
+      board.remember(m);
       // Ticks are ours to show only for what we sent, and only if we saw its state.
       const status = m.from === me ? sent.get(m.id) : undefined;
-      say(`#${m.seq} ${formatMessage(m)}${status ? `  ${ticks(status)}` : ""}`);
+      say(`${board.line(m)}${status ? `  ${ticks(status)}` : ""}`);
     }
   }
 
@@ -251,6 +275,8 @@ async function main(): Promise<void> {
     const historyArgs = /^history\s+(\S+)$/.exec(text);
     if (text === "") return;
     if (sendArgs) return send(sendArgs[1]!, sendArgs[2]!);
+    const entry = parseEntryCommand(text);
+    if (entry) return act(entry);
     if (text === "read") return markRead();
     if (historyArgs) return history(historyArgs[1]!);
     if (text === "quit") return exit(0);
@@ -258,8 +284,9 @@ async function main(): Promise<void> {
   }
 
   client.onMessage((m) => {
-    if (m.from !== me) unread.add(m.id);
-    say(formatMessage(m));
+    // Only text can be read: entries need no read receipt.
+    if (m.from !== me && m.kind === "text") unread.add(m.id);
+    show(m);
   });
   socket.on("message:status", (update) => {
     for (const id of update.messageIds) {

@@ -11,6 +11,8 @@ import type { PresenceTracker } from "../messaging/ports";
  * Keys (`{prefix}` is REDIS_PREFIX, default "ticks"):
  * - `{prefix}:presence:user:{userId}`  ZSET connectionId → deadline (ms): the user's connections
  * - `{prefix}:presence:deadlines`      ZSET "{userId} {connectionId}" → deadline: what to reap
+ * - `{prefix}:presence:nodes`          ZSET nodeId → deadline: the nodes themselves
+ * - `{prefix}:presence:node-died`      pub/sub channel: "{nodeId} {deadline}" once per dead node
  * A space cannot occur in a user id, so it separates the two. The scripts touch keys they
  * compute themselves: standalone Redis (or one hash slot), not Redis Cluster.
  */
@@ -20,6 +22,7 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 local before = redis.call('ZCARD', KEYS[1])
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4] .. ' ' .. ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[5])
 if before == 0 then return 1 else return 0 end`;
 
 const DISCONNECT = `
@@ -43,9 +46,18 @@ end
 return back`;
 
 /**
- * ARGV: now, limit, prefix. Returns the users left with no live connection. An entry still
- * in the deadlines set was never disconnected cleanly, so its user had not been reported
+ * ARGV: now, limit, prefix, channel. Returns the users left with no live connection. An entry
+ * still in the deadlines set was never disconnected cleanly, so its user had not been reported
  * offline; an empty set (ZSETs vanish when empty) means they are offline now.
+ *
+ * Then the nodes past their deadline: each is removed and announced on the channel in the
+ * same script, so exactly one reaper claims a dead node and the claim cannot be lost before
+ * the announcement. Every node listens (RedisNodeDeaths) and serves its own sockets: the work
+ * splits with no coordination, and the announcement comes within one heartbeat round of the
+ * deadline, from whichever node reaps first. Pub/sub is at most once: a node cut off from
+ * Redis at that moment misses it, and periodic redelivery remains its backstop. (Letting every
+ * node watch the nodes set instead would leave nobody knowing when an expired entry has been
+ * seen by all and may go.)
  */
 const REAP = `
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -63,12 +75,22 @@ for _, entry in ipairs(expired) do
     table.insert(offline, user)
   end
 end
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, 100)
+for i = 1, #dead, 2 do
+  redis.call('ZREM', KEYS[2], dead[i])
+  redis.call('PUBLISH', ARGV[4], dead[i] .. ' ' .. dead[i + 1])
+end
 return offline`;
+
+/** The channel dead nodes are announced on (see REAP). */
+export const nodeDeathChannel = (prefix: string): string => `${prefix}:presence:node-died`;
 
 export class RedisPresenceTracker implements PresenceTracker {
   private readonly local = new Map<string, string>(); // connectionId → userId, on this node
   private readonly userPrefix: string;
   private readonly deadlines: string;
+  private readonly nodes: string;
+  private readonly deathChannel: string;
 
   constructor(
     private readonly redis: Redis,
@@ -78,6 +100,8 @@ export class RedisPresenceTracker implements PresenceTracker {
   ) {
     this.userPrefix = `${prefix}:presence:user:`;
     this.deadlines = `${prefix}:presence:deadlines`;
+    this.nodes = `${prefix}:presence:nodes`;
+    this.deathChannel = nodeDeathChannel(prefix);
   }
 
   private deadline(): number {
@@ -93,13 +117,15 @@ export class RedisPresenceTracker implements PresenceTracker {
     this.local.set(connectionId, userId);
     const result = await this.redis.eval(
       CONNECT,
-      2,
+      3,
       this.userPrefix + userId,
       this.deadlines,
+      this.nodes,
       Date.now(),
       this.deadline(),
       this.connectionKey(connectionId),
       userId,
+      this.nodeId,
     );
     return result === 1;
   }
@@ -132,6 +158,8 @@ export class RedisPresenceTracker implements PresenceTracker {
   }
 
   async refresh(): Promise<string[]> {
+    // The node's own entry, even with no connection: its death is what other nodes act on.
+    await this.redis.zadd(this.nodes, this.deadline(), this.nodeId);
     const back: string[] = [];
     const entries = [...this.local];
     // Chunked: one script call must not hold Redis for long.
@@ -144,10 +172,15 @@ export class RedisPresenceTracker implements PresenceTracker {
   }
 
   async reap(limit = 1000): Promise<string[]> {
-    return (await this.redis.eval(REAP, 1, this.deadlines, Date.now(), limit, this.userPrefix)) as string[];
+    return (await this.redis.eval(REAP, 2, this.deadlines, this.nodes, Date.now(), limit, this.userPrefix, this.deathChannel)) as string[];
   }
 
+  /**
+   * At a clean shutdown (after the app settled its offers and closed its sockets): leaves
+   * the nodes set, so its departure is not announced as a death.
+   */
   async close(): Promise<void> {
     this.local.clear();
+    await this.redis.zrem(this.nodes, this.nodeId).catch(() => {});
   }
 }

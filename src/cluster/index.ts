@@ -9,7 +9,9 @@ import { MemoryPresenceTracker } from "./MemoryPresenceTracker";
 import { memoryRateLimiter, redisRateLimiter } from "./RateLimiter";
 import { connectRedis, NODE_ID } from "./redis";
 import { RedisLeaderLock } from "./RedisLeaderLock";
+import { RedisNodeDeaths } from "./RedisNodeDeaths";
 import { RedisPresenceTracker } from "./RedisPresenceTracker";
+import type { NodeDeath } from "../messaging/Redeliverer";
 
 import type { Adapter } from "socket.io-adapter";
 import type { Namespace } from "socket.io";
@@ -26,6 +28,8 @@ export type Cluster = {
   leaderLock: LeaderLock;
   rateLimiter: RateLimiter;
   readiness: ReadinessCheck[];
+  /** Announces other nodes' deaths (one node has no others). */
+  nodeDeaths?: { subscribe(listener: (death: NodeDeath) => void): void };
   /** Without sticky sessions, long-polling breaks across nodes: clusters are WebSocket-only. */
   transports: ("polling" | "websocket")[];
   close(): Promise<void>;
@@ -54,6 +58,13 @@ async function redisCluster(config: Config, log: Logger): Promise<Cluster> {
   const clients = await connectRedis(redis.url, log);
   const leaderLock = new RedisLeaderLock(clients.data, NODE_ID, config.leaderLeaseMs, redis.prefix);
   const presence = new RedisPresenceTracker(clients.data, NODE_ID, config.presenceTtlMs, redis.prefix);
+  let nodeDeaths: RedisNodeDeaths;
+  try {
+    nodeDeaths = await RedisNodeDeaths.open(clients.data, redis.prefix, NODE_ID, log);
+  } catch (err) {
+    await clients.close();
+    throw err;
+  }
   const factory: AdapterFactory =
     redis.adapter === "sharded"
       ? createShardedAdapter(clients.pub, clients.sub, { subscriptionMode: "dynamic", channelPrefix: `${redis.prefix}:sio` })
@@ -65,12 +76,14 @@ async function redisCluster(config: Config, log: Logger): Promise<Cluster> {
     },
     presence,
     leaderLock,
+    nodeDeaths,
     rateLimiter: redisRateLimiter(clients.data, rateLimit(config), redis.prefix),
     readiness: [{ name: "redis", check: async () => void (await clients.data.ping()) }],
     transports: ["websocket"],
     close: async () => {
       await leaderLock.release();
       await presence.close();
+      await nodeDeaths.close();
       await clients.close();
     },
   };

@@ -3,15 +3,31 @@ import type { Clock } from "../clock";
 import type { Logger } from "../log";
 import { AppError, type ConversationSummary, type HistoryResult, type Message, type SendResult } from "../protocol";
 import { contentLength, LIMITS } from "../protocol/schemas";
-import { noMetrics, type MessageStore, type MessagingMetrics, type Notifier, type SendTarget, type StatusChange } from "./ports";
+import type { EntryKind } from "./entryRules";
+import {
+  noMetrics,
+  type AppendRequest,
+  type MessageStore,
+  type MessagingMetrics,
+  type Notifier,
+  type RedeliveryReason,
+  type SendTarget,
+  type StatusChange,
+} from "./ports";
 import { noSuchConversation, notAMember } from "./routing";
 
 export type MessagingOptions = {
   messageTtlMs: number;
   maxContentLength: number;
+  /** How long after sending its sender may edit a message. */
+  editWindowMs: number;
+  /** How long after sending its sender may delete a message for everyone. */
+  deleteWindowMs: number;
 };
 
 export type SendCommand = { clientMsgId: string; target: SendTarget; content: string };
+/** An edit (content: new text), delete (content: "") or reaction (content: emoji, "" removes). */
+export type EntryCommand = { clientMsgId: string; messageId: string; content: string };
 export type HistoryCommand = { conversationId: string; beforeSeq?: number; afterSeq?: number; limit?: number };
 
 /**
@@ -22,6 +38,11 @@ export type HistoryCommand = { conversationId: string; beforeSeq?: number; after
 export class MessagingService {
   /** Live offers waiting for a receipt: shutdown lets them finish, or the receipt is lost. */
   private readonly offers = new Set<Promise<void>>();
+  /**
+   * The same offers by "{recipient} {messageId}": a redelivery round skips a message whose
+   * offer from this node is still waiting, so a device is not sent it twice at once.
+   */
+  private readonly awaiting = new Map<string, Promise<void>>();
 
   constructor(
     private readonly store: MessageStore,
@@ -41,16 +62,13 @@ export class MessagingService {
    * `origin` names the sending connection: the sender's other devices get the message too.
    */
   async send(from: string, cmd: SendCommand, origin?: string): Promise<SendResult> {
-    // A string has at most as many code points as UTF-16 units: count only when it matters.
-    const max = this.options.maxContentLength;
-    if (cmd.content.length > max && contentLength(cmd.content) > max) {
-      throw new AppError("TOO_LARGE", `content is longer than ${this.options.maxContentLength} characters`);
-    }
+    this.checkLength(cmd.content);
     if ("to" in cmd.target && cmd.target.to === from) {
       throw new AppError("BAD_REQUEST", "cannot send a direct message to yourself");
     }
     const createdAt = this.clock.now();
-    const result = await this.store.append({
+    return this.commit(origin, {
+      kind: "text",
       id: uuidv7(),
       from,
       clientMsgId: cmd.clientMsgId,
@@ -59,25 +77,72 @@ export class MessagingService {
       createdAt,
       expiresAt: new Date(createdAt.getTime() + this.options.messageTtlMs),
     });
+  }
+
+  /**
+   * Edit, delete or react: an entry of the conversation's log, stored, acknowledged and
+   * delivered like a text message. The rules (entryRules.ts) are applied by the store in
+   * the commit, against the message as it stands then.
+   */
+  async entry(from: string, kind: EntryKind, cmd: EntryCommand, origin?: string): Promise<SendResult> {
+    if (kind === "edit") this.checkLength(cmd.content);
+    return this.commit(origin, {
+      kind,
+      id: uuidv7(),
+      from,
+      clientMsgId: cmd.clientMsgId,
+      refId: cmd.messageId,
+      content: kind === "delete" ? "" : cmd.content,
+      createdAt: this.clock.now(),
+      windowMs: kind === "edit" ? this.options.editWindowMs : kind === "delete" ? this.options.deleteWindowMs : null,
+    });
+  }
+
+  private checkLength(content: string): void {
+    // A string has at most as many code points as UTF-16 units: count only when it matters.
+    const max = this.options.maxContentLength;
+    if (content.length > max && contentLength(content) > max) {
+      throw new AppError("TOO_LARGE", `content is longer than ${this.options.maxContentLength} characters`);
+    }
+  }
+
+  /** Stores, then offers to the recipients and to the sender's other devices (not to `origin`). */
+  private async commit(origin: string | undefined, req: AppendRequest): Promise<SendResult> {
+    const result = await this.store.append(req);
     if (!result.duplicate) {
       this.metrics.stored(1);
       for (const recipient of result.recipients) void this.deliverLive(recipient, result.message);
-      this.notifier.ownCopy(from, result.message, origin);
+      this.notifier.ownCopy(req.from, result.message, origin);
     }
     return { message: result.message, duplicate: result.duplicate };
   }
 
   /** Best effort: a message nobody confirms stays `sent` and comes back (backlog, redelivery). */
-  private deliverLive(recipient: string, message: Message, scope: "cluster" | "local" = "cluster"): Promise<void> {
+  private deliverLive(
+    recipient: string,
+    message: Message,
+    scope: "cluster" | "local" = "cluster",
+    reason?: RedeliveryReason,
+  ): Promise<void> {
+    // Only the id is kept while the receipt is awaited (up to DELIVERY_ACK_TIMEOUT_MS), not
+    // the content: offers to a device that stopped reading must not hold every message.
+    const messageId = message.id;
+    const key = `${recipient} ${messageId}`;
     const offer = this.notifier
       .deliver(recipient, message, scope)
-      .then((confirmed) => (confirmed ? this.confirmDelivered(recipient, [message.id]) : 0))
+      .then((confirmed) => (confirmed ? this.confirmDelivered(recipient, [messageId]) : -1))
       .then(
-        () => undefined,
-        (err) => this.log.warn({ err, messageId: message.id, recipient }, "live delivery receipt not stored"),
+        // A re-offer the device confirmed while the row was already delivered: it reached a
+        // device twice (another offer or the backlog got there first).
+        (changed) => void (reason && changed === 0 && this.metrics.redelivery(reason, "redundant", 1)),
+        (err) => this.log.warn({ err, messageId, recipient }, "live delivery receipt not stored"),
       );
     this.offers.add(offer);
-    void offer.finally(() => this.offers.delete(offer));
+    this.awaiting.set(key, offer);
+    void offer.finally(() => {
+      this.offers.delete(offer);
+      if (this.awaiting.get(key) === offer) this.awaiting.delete(key);
+    });
     return offer;
   }
 
@@ -91,18 +156,67 @@ export class MessagingService {
    * confirmed `olderThanMs` after it was sent. Each node does this for its own connections,
    * so the work splits across the cluster with no coordination. Returns how many were offered.
    */
-  async redeliver(recipients: string[], olderThanMs: number, limit: number, skip: Set<string>): Promise<number> {
+  async redeliver(recipients: string[], olderThanMs: number, limit: number): Promise<number> {
     if (recipients.length === 0) return 0;
     const now = this.clock.now();
     const pending = await this.store.undelivered(recipients, new Date(now.getTime() - olderThanMs), now, limit);
     let offered = 0;
+    let skipped = 0;
     for (const { recipient, message } of pending) {
-      const key = `${recipient} ${message.id}`;
-      if (skip.has(key)) continue; // an earlier offer is still waiting for its receipt
-      skip.add(key);
-      offered++;
-      void this.deliverLive(recipient, message, "local").finally(() => skip.delete(key));
+      // An earlier offer is still waiting for its receipt: it would be the same message twice.
+      if (this.awaiting.has(`${recipient} ${message.id}`)) skipped++;
+      else {
+        offered++;
+        void this.deliverLive(recipient, message, "local", "periodic");
+      }
     }
+    this.metrics.redelivery("periodic", "offered", offered);
+    this.metrics.redelivery("periodic", "skipped", skipped);
+    return offered;
+  }
+
+  /**
+   * After another node died: offers to this node's devices of `recipients` what they have
+   * not confirmed among the messages created in `(createdAfter, createdBefore]`, right away
+   * rather than at the next periodic round. One page of offers is in flight at a time (the
+   * next page waits for the receipts or timeouts of this one), each message is offered at
+   * most once per round, and one whose offer from this node is still waiting is not offered
+   * again. Returns how many were offered.
+   */
+  async recover(
+    recipients: string[],
+    window: { createdAfter: Date; createdBefore: Date },
+    pageSize: number,
+    maxOffers = pageSize * 20,
+  ): Promise<number> {
+    if (recipients.length === 0) return 0;
+    const seen = new Set<string>();
+    let offered = 0;
+    let skipped = 0;
+    while (seen.size < maxOffers) {
+      // Rows this round already offered may still be `sent` (timed out): read past them.
+      const limit = pageSize + seen.size;
+      const pending = await this.store.undelivered(recipients, window.createdBefore, this.clock.now(), limit, window.createdAfter);
+      const page: Promise<void>[] = [];
+      for (const { recipient, message } of pending) {
+        const key = `${recipient} ${message.id}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        const waiting = this.awaiting.get(key);
+        if (waiting) {
+          skipped++;
+          page.push(waiting);
+        } else {
+          offered++;
+          page.push(this.deliverLive(recipient, message, "local", "node_death"));
+        }
+      }
+      if (page.length === 0) break;
+      await Promise.all(page);
+      if (pending.length < limit) break;
+    }
+    this.metrics.redelivery("node_death", "offered", offered);
+    this.metrics.redelivery("node_death", "skipped", skipped);
     return offered;
   }
 

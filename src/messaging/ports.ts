@@ -5,10 +5,13 @@
  * The implementations import these contracts, never the other way round.
  */
 import type { ConversationSummary, HistoryResult, Message, StatusUpdate, TypingEvent } from "../protocol";
+import type { EntryKind } from "./entryRules";
 
 export type SendTarget = { to: string } | { conversationId: string };
 
-export type AppendRequest = {
+/** A text message: `message:send`. */
+export type TextAppend = {
+  kind: "text";
   id: string;
   from: string;
   clientMsgId: string;
@@ -17,6 +20,25 @@ export type AppendRequest = {
   createdAt: Date;
   expiresAt: Date;
 };
+
+/**
+ * An edit, delete or reaction of the text message `refId`. Its conversation, recipients and
+ * expiresAt are the target's; the store judges it with `judgeEntry` (entryRules.ts).
+ */
+export type EntryAppend = {
+  kind: EntryKind;
+  id: string;
+  from: string;
+  clientMsgId: string;
+  refId: string;
+  /** Edit: the new text. Reaction: the emoji, "" to remove. Delete: "". */
+  content: string;
+  createdAt: Date;
+  /** Edit and delete: how long after the target's createdAt they are allowed. */
+  windowMs: number | null;
+};
+
+export type AppendRequest = TextAppend | EntryAppend;
 
 export type AppendResult =
   | { duplicate: false; message: Message; recipients: string[] }
@@ -46,16 +68,25 @@ export interface MessageStore {
    * - `{ conversationId }`: rejects with AppError NOT_FOUND (no such conversation) or
    *   FORBIDDEN (the sender is not a member), storing nothing (routeToConversation).
    * Those refusals are per request: the other requests of a shared commit are unaffected.
+   *
+   * Entries (edit, delete, reaction) are judged in the same statement by ./entryRules
+   * (judgeEntry), against their target as committed and as earlier requests of the batch
+   * left it; they change the target's state in that commit (a delete also erases the content
+   * of the target's entries). Refusals reject with the verdict's AppError and store nothing.
    */
   append(req: AppendRequest): Promise<AppendResult>;
   markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]>;
   markRead(reader: string, messageIds: string[], at: Date): Promise<StatusChange[]>;
-  /** Undelivered, unexpired messages for any of `recipients`, created before `createdBefore`. */
+  /**
+   * Undelivered, unexpired messages for any of `recipients`, created before `createdBefore`
+   * (and after `createdAfter` when given), oldest delivery row first.
+   */
   undelivered(
     recipients: string[],
     createdBefore: Date,
     now: Date,
     limit: number,
+    createdAfter?: Date,
   ): Promise<{ recipient: string; message: Message }[]>;
   /** Oldest undelivered, unexpired messages for the recipient. */
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]>;
@@ -92,14 +123,25 @@ export interface Notifier {
   typing(userIds: string[], event: TypingEvent): void;
 }
 
+/** Why a message is offered again: the periodic round, or another node's death. */
+export type RedeliveryReason = "periodic" | "node_death";
+
+/**
+ * What became of messages a redelivery round looked at: `offered` again, `skipped` (an offer
+ * from this node was still waiting for its receipt: a duplicate avoided), `redundant` (the
+ * device confirmed a row that was already delivered: a duplicate it received).
+ */
+export type RedeliveryOutcome = "offered" | "skipped" | "redundant";
+
 /** Counters the core reports; the app feeds them to Prometheus. */
 export interface MessagingMetrics {
   stored(count: number): void;
   delivered(count: number): void;
   read(count: number): void;
+  redelivery(reason: RedeliveryReason, outcome: RedeliveryOutcome, count: number): void;
 }
 
-export const noMetrics: MessagingMetrics = { stored() {}, delivered() {}, read() {} };
+export const noMetrics: MessagingMetrics = { stored() {}, delivered() {}, read() {}, redelivery() {} };
 
 /**
  * Who is online, counted per connection across every node. A user is online while any of

@@ -16,10 +16,25 @@ export type Message = {
   from: string;
   /** Recipient of a direct message; null in a group. */
   to: string | null;
+  /** Text: its current content ("" once deleted). Edit: the new text. Reaction: the emoji ("" removes). Delete: "". */
   content: string;
   createdAt: string;
+  /** Entries expire with the text message they act on: they carry its expiresAt. */
   expiresAt: string;
+  /** What this log entry is; v1 messages are "text". */
+  kind: MessageKind;
+  /** Edit, delete, reaction: the id of the text message acted on. Text: null. */
+  refId: string | null;
+  /** Text: when an edit last changed its content, else null. */
+  editedAt: string | null;
+  /** Text: when it was deleted for everyone (content is then ""), else null. */
+  deletedAt: string | null;
+  /** Text: current reactions, emoji ascending, userIds ascending. Entries: []. */
+  reactions: Reaction[];
 };
+
+export type MessageKind = "text" | "edit" | "delete" | "reaction";
+export type Reaction = { emoji: string; userIds: string[] };
 
 export type Status = "sent" | "delivered" | "read";
 
@@ -42,6 +57,9 @@ export type Ack<T> = (reply: Reply<T>) => void;
 
 export type SendRequest = { clientMsgId: string; to?: string; conversationId?: string; content: string };
 export type SendResult = { message: Message; duplicate: boolean };
+export type EditRequest = { clientMsgId: string; messageId: string; content: string };
+export type DeleteRequest = { clientMsgId: string; messageId: string };
+export type ReactRequest = { clientMsgId: string; messageId: string; emoji: string };
 export type ReadRequest = { messageIds: string[] };
 export type HistoryRequest = { conversationId: string; beforeSeq?: number; afterSeq?: number; limit?: number };
 export type HistoryResult = { messages: Message[]; hasMore: boolean };
@@ -54,6 +72,9 @@ export type AuthRefreshResult = { expiresAt: string | null };
 
 export interface ClientToServerEvents {
   "message:send": (req: SendRequest, ack: Ack<SendResult>) => void;
+  "message:edit": (req: EditRequest, ack: Ack<SendResult>) => void;
+  "message:delete": (req: DeleteRequest, ack: Ack<SendResult>) => void;
+  "message:react": (req: ReactRequest, ack: Ack<SendResult>) => void;
   "message:read": (req: ReadRequest, ack: Ack<{ updated: number }>) => void;
   "message:history": (req: HistoryRequest, ack: Ack<HistoryResult>) => void;
   "conversation:list": (req: Record<string, never>, ack: Ack<{ conversations: ConversationSummary[] }>) => void;

@@ -23,12 +23,16 @@ export const LIMITS = {
   groupMembers: 256,
   titleLength: 128,
   presenceIds: 500,
+  /** Longest reaction, in code points. */
+  emojiLength: 32,
 } as const;
+
+const clientMsgId = z.string().regex(CLIENT_MSG_ID, "clientMsgId is 1-64 chars of [A-Za-z0-9._:-]");
 
 export const schemas = {
   "message:send": z
     .object({
-      clientMsgId: z.string().regex(CLIENT_MSG_ID, "clientMsgId is 1-64 chars of [A-Za-z0-9._:-]"),
+      clientMsgId,
       to: userId.optional(),
       conversationId: uuid.optional(),
       // The length limit is checked after parsing, so it can answer TOO_LARGE.
@@ -37,6 +41,22 @@ export const schemas = {
     .refine((p) => (p.to === undefined) !== (p.conversationId === undefined), {
       message: "exactly one of `to` or `conversationId` is required",
     }),
+  "message:edit": z.object({
+    clientMsgId,
+    messageId: uuid,
+    // As for message:send: the length limit is checked after parsing (TOO_LARGE).
+    content: text.pipe(z.string().min(1, "content must not be empty")),
+  }),
+  "message:delete": z.object({ clientMsgId, messageId: uuid }),
+  "message:react": z.object({
+    clientMsgId,
+    messageId: uuid,
+    // "" removes the caller's reaction. Counted in code points, like content.
+    emoji: text.refine(
+      (e) => e.length <= LIMITS.emojiLength || contentLength(e) <= LIMITS.emojiLength,
+      `emoji is at most ${LIMITS.emojiLength} characters ("" removes your reaction)`,
+    ),
+  }),
   "message:read": z.object({ messageIds: z.array(uuid).min(1).max(LIMITS.readIds) }),
   "message:history": z.object({
     conversationId: uuid,

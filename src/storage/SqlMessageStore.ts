@@ -10,7 +10,7 @@ import type {
   StatusChange,
 } from "../messaging/ports";
 import { directKey } from "../messaging/routing";
-import { appendBatch, LostDuplicateRace } from "./appendBatch";
+import { appendBatch, LostDuplicateRace, TargetChanged } from "./appendBatch";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
 import { runPrepared, statement } from "./prepared";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
@@ -31,7 +31,8 @@ async function unavailableOnDbError<T>(work: () => Promise<T>): Promise<T> {
 /**
  * Receipts of many devices in one UPDATE. Only rows of the caller as recipient move, and
  * only forward: sent → delivered → read (read also sets delivered_at; an expired message
- * is no longer marked read).
+ * is no longer marked read). Only text is read: a read receipt of an edit, delete or
+ * reaction changes nothing.
  *
  * Each delivery row is found by its primary key, message id first. `|| ''` keeps the
  * recipient and status tests off the (recipient_id, status, delivery_id) index: these run
@@ -52,7 +53,7 @@ export const RECEIPT = {
     `UPDATE message_delivery d SET status = 'read', read_at = v.at, delivered_at = COALESCE(d.delivered_at, v.at)
      FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) AS v(recipient_id, message_id, at), messages m
      WHERE d.message_id = v.message_id AND (d.recipient_id || '') = v.recipient_id AND d.status <> 'read'
-       AND m.message_id = d.message_id AND m.expires_at > v.at
+       AND m.message_id = d.message_id AND m.expires_at > v.at AND m.kind = 'text'
      RETURNING d.recipient_id, d.message_id, m.from_user_id`,
   ),
 };
@@ -71,9 +72,16 @@ export const BACKLOG = statement(
    ORDER BY d.delivery_id LIMIT $3`,
 );
 
-/** The conversation a send goes to, as far as it is known before the write (a direct one by its pair). */
+/**
+ * The conversation a send goes to, as far as it is known before the write (a direct one by
+ * its pair); an entry's is not known before its read: it is keyed by the message it acts on.
+ */
 const conversationKey = (req: AppendRequest): string =>
-  "to" in req.target ? `direct ${directKey(req.from, req.target.to)}` : `id ${req.target.conversationId}`;
+  req.kind !== "text"
+    ? `entry ${req.refId}`
+    : "to" in req.target
+      ? `direct ${directKey(req.from, req.target.to)}`
+      : `id ${req.target.conversationId}`;
 
 /** Deadlock and serialization failures: the transaction can simply run again. */
 const RETRYABLE_PG_CODES = new Set(["40P01", "40001"]);
@@ -168,13 +176,14 @@ export class SqlMessageStore implements MessageStore {
     return this.appends.submit(req);
   }
 
-  /** Retried when a concurrent batch won a duplicate race or deadlocked. */
+  /** Retried when a concurrent batch won a duplicate race, changed an acted-on message or deadlocked. */
   private async appendMany(reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await appendBatch(this.db, reqs, this.hot);
       } catch (err) {
-        const retryable = err instanceof LostDuplicateRace || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
+        const retryable =
+          err instanceof LostDuplicateRace || err instanceof TargetChanged || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
         if (retryable && attempt < 5) continue;
         throw asStorageError(err);
       }
@@ -220,6 +229,7 @@ export class SqlMessageStore implements MessageStore {
     createdBefore: Date,
     now: Date,
     limit: number,
+    createdAfter?: Date,
   ): Promise<{ recipient: string; message: Message }[]> {
     return unavailableOnDbError(async () => {
       const rows = rowsOf<MessageRow & { recipient_id: string }>(
@@ -227,8 +237,9 @@ export class SqlMessageStore implements MessageStore {
           `SELECT d.recipient_id, ${MESSAGE_COLUMNS} FROM message_delivery d
            JOIN messages m ON m.message_id = d.message_id
            WHERE d.recipient_id = ANY(?::text[]) AND d.status = 'sent' AND m.created_at <= ? AND m.expires_at > ?
+             AND m.created_at > ?
            ORDER BY d.delivery_id LIMIT ?`,
-          [recipients, createdBefore, now, limit],
+          [recipients, createdBefore, now, createdAfter ?? new Date(0), limit],
         ),
       );
       return rows.map((r) => ({ recipient: r.recipient_id, message: toMessage(r) }));

@@ -5,7 +5,8 @@ import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from ".
 
 /**
  * The caller's conversations as `conversation:list` shows them (or just `only`), in one
- * query: members, unread count and last unexpired message, most recently active first.
+ * query: members, unread count (text only) and last unexpired text message, with its
+ * current state, most recently active first.
  */
 export async function conversationSummaries(
   q: Knex | Knex.Transaction,
@@ -16,7 +17,7 @@ export async function conversationSummaries(
   const rows = rowsOf<
     MessageRow & {
       id: string;
-      kind: "direct" | "group";
+      conversation_kind: "direct" | "group";
       title: string | null;
       last_seq: string | number;
       members: string[];
@@ -30,17 +31,17 @@ export async function conversationSummaries(
        ), unread AS (
          SELECT m.conversation_id, count(*) AS n FROM message_delivery d
          JOIN messages m ON m.message_id = d.message_id
-         WHERE d.recipient_id = ? AND d.status IN ('sent', 'delivered') AND m.expires_at > ?
+         WHERE d.recipient_id = ? AND d.status IN ('sent', 'delivered') AND m.expires_at > ? AND m.kind = 'text'
          GROUP BY m.conversation_id
        )
-       SELECT c.conversation_id AS id, c.kind, c.title, c.last_seq,
+       SELECT c.conversation_id AS id, c.kind AS conversation_kind, c.title, c.last_seq,
          (SELECT array_agg(x.user_id ORDER BY x.user_id) FROM conversation_members x
            WHERE x.conversation_id = c.conversation_id) AS members,
          u.n AS unread, ${MESSAGE_COLUMNS}
        FROM mine c
        LEFT JOIN unread u ON u.conversation_id = c.conversation_id
        LEFT JOIN LATERAL (
-         SELECT * FROM messages lm WHERE lm.conversation_id = c.conversation_id AND lm.expires_at > ?
+         SELECT * FROM messages lm WHERE lm.conversation_id = c.conversation_id AND lm.expires_at > ? AND lm.kind = 'text'
          ORDER BY lm.seq DESC LIMIT 1
        ) m ON true
        ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.conversation_id`,
@@ -49,7 +50,7 @@ export async function conversationSummaries(
   );
   return rows.map((r) => ({
     id: r.id,
-    kind: r.kind,
+    kind: r.conversation_kind,
     title: r.title,
     members: r.members,
     lastSeq: toNumber(r.last_seq),

@@ -1,11 +1,17 @@
 import type { Metrics } from "../metrics";
 import { registerHandlers, type HandlerDeps } from "./handlers";
+import { limitOutgoingBuffer } from "./outgoingBuffer";
 import { SYNCING_ROOM, userRoom } from "./rooms";
 import { syncBacklog, type SyncOptions } from "./syncBacklog";
 import { logContext, type TicksServer, type TicksSocket } from "./types";
 
 /** What the handlers need (track: every piece of work shutdown waits for), plus metrics and backlog paging. */
-export type ConnectionDeps = Omit<HandlerDeps, "observe"> & { metrics: Metrics; sync: SyncOptions };
+export type ConnectionDeps = Omit<HandlerDeps, "observe"> & {
+  metrics: Metrics;
+  sync: SyncOptions;
+  /** MAX_SOCKET_BUFFER_BYTES: 0 = no cap. */
+  maxSocketBufferBytes: number;
+};
 
 /**
  * Owns a device's session, from connect to disconnect: everything that happens to one
@@ -24,6 +30,7 @@ function openSession(socket: TicksSocket, deps: ConnectionDeps, handlerDeps: Han
   countConnection(socket, deps);
   // Syncing until the backlog is drained: live messages skip this socket meanwhile.
   socket.join([userRoom(socket.data.userId), SYNCING_ROOM]);
+  capOutgoingBuffer(socket, deps);
   registerHandlers(socket, handlerDeps);
   // The directory entry and presence need not hold up the backlog: they run alongside.
   recordInDirectory(socket, deps);
@@ -51,6 +58,10 @@ function countConnection(socket: TicksSocket, { metrics, log }: ConnectionDeps):
     metrics.connectedSockets.dec();
     log.debug({ ...logContext(socket), socketId: socket.id, reason }, "device disconnected");
   });
+}
+
+function capOutgoingBuffer(socket: TicksSocket, { maxSocketBufferBytes, metrics, log }: ConnectionDeps): void {
+  limitOutgoingBuffer(socket, maxSocketBufferBytes, log, () => metrics.slowConsumerDisconnects.inc());
 }
 
 function recordInDirectory(socket: TicksSocket, { messaging, track, log }: ConnectionDeps): void {

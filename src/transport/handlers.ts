@@ -40,6 +40,9 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
     const target = p.to !== undefined ? { to: p.to } : { conversationId: p.conversationId! };
     return messaging.send(userId, { clientMsgId: p.clientMsgId, target, content: p.content }, socket.id);
   });
+  on(socket, deps, "message:edit", (p) => messaging.entry(userId, "edit", p, socket.id));
+  on(socket, deps, "message:delete", (p) => messaging.entry(userId, "delete", { ...p, content: "" }, socket.id));
+  on(socket, deps, "message:react", (p) => messaging.entry(userId, "reaction", { ...p, content: p.emoji }, socket.id));
   on(socket, deps, "message:read", async (p) => ({ updated: await messaging.markRead(userId, p.messageIds, socket.id) }));
   on(socket, deps, "message:history", (p) => messaging.history(userId, p));
   on(socket, deps, "conversation:list", async () => ({ conversations: await messaging.listConversations(userId) }));

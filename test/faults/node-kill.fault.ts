@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { printFigures, settle } from "../helpers/accounting";
+import { lastAckToLastDelivery, printFigures, settle } from "../helpers/accounting";
 import { planFlood, startFlood, startFloodClients } from "../helpers/flood";
 import { sleep, waitFor } from "../helpers/wait";
 import { FLOOD_TIMEOUTS, useTwoNodeCluster } from "../helpers/twoNodeCluster";
@@ -10,6 +10,18 @@ const PER_SENDER = 200; // 10 000 messages in all
 const KILL_AT = 0.3; // share of the flood acknowledged when the node dies
 
 /**
+ * Redelivery at its default (30 s), far beyond the bound below: only the prompt recovery
+ * after the node's death can deliver in time what the dead node had offered to devices on
+ * the survivor. NODE_KILL_TIMEOUTS=defaults runs every server setting at its default
+ * (PRESENCE_TTL_MS 30 s) to measure; the bound is then PRESENCE_TTL_MS + 5 s.
+ */
+const DEFAULTS = process.env.NODE_KILL_TIMEOUTS === "defaults";
+const SETTINGS: Record<string, string> = DEFAULTS ? {} : { ...FLOOD_TIMEOUTS, REDELIVERY_AFTER_MS: "30000" };
+const PRESENCE_TTL_MS = Number(SETTINGS.PRESENCE_TTL_MS ?? 30_000);
+/** The issue's goal is TTL 3000 → 5 s; the bound is generous for a shared CI machine. */
+const RECOVERY_BOUND_MS = DEFAULTS ? PRESENCE_TTL_MS + 5000 : 15_000;
+
+/**
  * Case 1. Two server processes share one database and a private Redis; 50 senders and 50
  * recipients are spread over both. A third of the way into a 10 000-message flood one node
  * gets SIGKILL. Every client fails over to the survivor, senders re-send what was not
@@ -17,7 +29,7 @@ const KILL_AT = 0.3; // share of the flood acknowledged when the node dies
  */
 describe("fault: kill -9 one of two nodes during a flood", function () {
   this.timeout(300_000);
-  const cluster = useTwoNodeCluster(FLOOD_TIMEOUTS);
+  const cluster = useTwoNodeCluster(SETTINGS);
 
   it("loses nothing acknowledged, stores each message once and delivers each once after de-dup", async () => {
     const { nodes, pg } = cluster;
@@ -43,6 +55,16 @@ describe("fault: kill -9 one of two nodes during a flood", function () {
     const finished = await Promise.race([done.then(() => true), sleep(180_000).then(() => false)]);
     const floodMs = (stats.finishedAt ?? Date.now()) - stats.startedAt;
     const { figures, settledMs, settled } = await settle(pg, stats, recipients, 60_000);
+    const recovery = await lastAckToLastDelivery(pg, stats, recipients);
+    // The survivor's redelivery counters: what its recovery round offered, skipped, found redundant.
+    const metrics = await (await fetch(`${nodes[0]!.url}/metrics`)).text();
+    const redelivery = metrics
+      .split("\n")
+      .filter((l) => l.startsWith("ticks_redelivery_total{"))
+      .map((l) => l.replace(/^ticks_redelivery_total\{reason="(\w+)",outcome="(\w+)"\} (\d+)$/, "$1.$2=$3"))
+      .join(" ");
+    // When the survivor heard of the death (its log line's own timestamp).
+    const noticed = nodes[0]!.output.map((l) => /"msg":"a node died"/.test(l) && (JSON.parse(l) as { time: number }).time).find(Boolean);
 
     printFigures("1 kill -9 node", figures, {
       senders: SENDERS,
@@ -51,12 +73,19 @@ describe("fault: kill -9 one of two nodes during a flood", function () {
       floodMs,
       afterKillMs: (stats.finishedAt ?? Date.now()) - killedAt,
       settleMs: settledMs,
+      presenceTtlMs: PRESENCE_TTL_MS,
+      lastAckToLastDeliveryMs: recovery.ms,
+      lastAckToLastArrivalMs: recovery.arrivalMs,
+      lastAckToLastReceiptMs: recovery.receiptMs,
+      killToLastDeliveryMs: recovery.lastDeliveryAt - killedAt,
+      killToDeathNoticedMs: noticed ? noticed - killedAt : "never",
       senderFailovers: senders.reduce((n, s) => n + s.failovers, 0),
       recipientFailovers: recipients.reduce((n, r) => n + r.failovers, 0),
       retriesExhausted: senders.reduce((n, s) => n + s.exhausted, 0),
       emits: senders.reduce((n, s) => n + s.emits, 0),
       backlogRaw: recipients.reduce((n, r) => n + r.backlogRaw, 0),
       liveRaw: recipients.reduce((n, r) => n + r.liveRaw, 0),
+      survivorRedelivery: redelivery || "none",
     });
 
     expect(finished, "every sender finished").to.equal(true);
@@ -74,6 +103,7 @@ describe("fault: kill -9 one of two nodes during a flood", function () {
     expect(figures.delivered).to.equal(intents.length);
     expect(figures.sentLeft, `message_delivery rows still 'sent' after ${settled ? "settling" : "the 60 s settle timeout"}`).to.equal(0);
     expect(nodes[0]!.child.exitCode, "the survivor is still running").to.equal(null);
+    expect(recovery.ms, "ms from the last ack to the last delivery").to.be.at.most(RECOVERY_BOUND_MS);
     expect(senders.filter((s) => s.failovers > 0).length, "senders that failed over").to.be.greaterThan(0);
     expect(recipients.filter((r) => r.failovers > 0).length, "recipients that failed over").to.be.greaterThan(0);
   });

@@ -139,6 +139,27 @@ export async function settle(
   }
 }
 
+/**
+ * How long the last messages took to be delivered, from the last acknowledged send: to the
+ * last first arrival at a recipient device, and to the last delivery receipt stored
+ * (`delivered_at`: what the sender's ticks wait for; a message a device got whose receipt
+ * died with a node counts only once it is stored again). Negative when all was in before
+ * the last ack. Call it once settled.
+ */
+export async function lastAckToLastDelivery(pg: Client, stats: FloodStats, recipients: FailoverRecipient[]) {
+  const lastAckAt = Math.max(...stats.intents.map((i) => i.ackedAt ?? 0));
+  let lastArrivalAt = 0;
+  for (const r of recipients) for (const at of r.arrivedAt.values()) lastArrivalAt = Math.max(lastArrivalAt, at);
+  const { rows } = await pg.query<{ at: Date | null }>("SELECT max(delivered_at) AS at FROM message_delivery");
+  const lastReceiptAt = rows[0]?.at?.getTime() ?? 0;
+  return {
+    arrivalMs: lastArrivalAt - lastAckAt,
+    receiptMs: lastReceiptAt - lastAckAt,
+    ms: Math.max(lastArrivalAt, lastReceiptAt) - lastAckAt,
+    lastDeliveryAt: Math.max(lastArrivalAt, lastReceiptAt),
+  };
+}
+
 /** One line, every figure, `key=value`: what the report quotes. */
 export function printFigures(name: string, f: Figures, extra: Record<string, string | number> = {}): void {
   const main =

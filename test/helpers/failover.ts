@@ -174,6 +174,8 @@ export class FailoverRecipient extends FailoverSocket {
   backlogPages = 0;
   syncs = 0;
   readonly received = new Map<string, Message>();
+  /** When each message first arrived (ms since epoch). */
+  readonly arrivedAt = new Map<string, number>();
   /** Messages whose `to` was someone else. */
   readonly misaddressed: Message[] = [];
   /** First arrivals with a lower seq than one already received in that conversation. */
@@ -186,6 +188,7 @@ export class FailoverRecipient extends FailoverSocket {
       if (m.to !== this.userId) this.misaddressed.push(m);
       if (this.received.has(m.id)) return;
       this.received.set(m.id, m);
+      this.arrivedAt.set(m.id, Date.now());
       const max = this.maxSeq.get(m.conversationId) ?? 0;
       if (m.seq < max) this.seqInversions++;
       else this.maxSeq.set(m.conversationId, m.seq);

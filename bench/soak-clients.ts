@@ -1,0 +1,162 @@
+/**
+ * The client side of the soak scenario, in its own process (run with --expose-gc) so the
+ * SDK's memory is measured apart from the server's and the harness's: devices built on the
+ * SDK (src/client/TicksClient) connect, sync, send at a paced rate and leave; a share of
+ * them never acknowledge what they receive; a few stay for the whole run. Every 10 s it
+ * reports its own heap (after a full GC) and counters over IPC; at the end every user
+ * connects once more and drains its backlog, so the database can be checked for loss.
+ *
+ * Settings (env): SOAK_URL, SOAK_TAG, SOAK_SECONDS, SOAK_RATE (msg/s in all), SOAK_USERS,
+ * SOAK_DEVICES (sessions open at once), SOAK_STAYERS, SOAK_NOACK_SHARE, SOAK_CONTENT_SIZE.
+ */
+import { TicksClient } from "../src/client/TicksClient";
+
+const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+const url = process.env.SOAK_URL!;
+const tag = process.env.SOAK_TAG ?? "soak";
+const seconds = env("SOAK_SECONDS", 600);
+const rate = env("SOAK_RATE", 100);
+const users = env("SOAK_USERS", 300);
+const devices = env("SOAK_DEVICES", 100);
+const stayers = env("SOAK_STAYERS", 5);
+const noAckShare = env("SOAK_NOACK_SHARE", 0.2);
+const content = "x".repeat(env("SOAK_CONTENT_SIZE", 200));
+
+const userId = (i: number) => `soak-${tag}-${i}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+type Session = { client: TicksClient; user: number; acks: boolean; endsAt: number; ready: boolean; inflight: number };
+
+const counters = {
+  sessions: 0,
+  noAckSessions: 0,
+  connectErrors: 0,
+  sends: 0,
+  acked: 0,
+  duplicateReplies: 0,
+  timeouts: 0,
+  errors: {} as Record<string, number>,
+  received: 0,
+};
+const active = new Set<Session>();
+let inflight = 0;
+/** Which sends were acknowledged, by number (clientMsgId `${tag}-${n}`): one byte each. */
+const ackedBitmap = new Uint8Array(Math.ceil(seconds * rate * 1.5) + 1000);
+
+function open(user: number, acks: boolean, lifetimeMs: number): Session {
+  const client = new TicksClient(url, { userId: userId(user), deviceId: `d${counters.sessions}` }, { reconnection: false });
+  const session: Session = { client, user, acks, endsAt: Date.now() + lifetimeMs, ready: false, inflight: 0 };
+  counters.sessions++;
+  if (acks) {
+    client.onMessage(() => {
+      counters.received++;
+    });
+  } else {
+    // A device that never acknowledges: what it is offered stays `sent` on the server.
+    counters.noAckSessions++;
+    client.socket.on("message:new", () => counters.received++);
+    client.socket.on("message:backlog", () => {});
+  }
+  active.add(session);
+  client.connect().then(
+    () => (session.ready = true),
+    () => {
+      counters.connectErrors++;
+      active.delete(session);
+    },
+  );
+  return session;
+}
+
+function close(session: Session): void {
+  active.delete(session);
+  session.client.close();
+}
+
+async function send(session: Session): Promise<void> {
+  let to = Math.floor(Math.random() * users);
+  if (to === session.user) to = (to + 1) % users;
+  const n = ++counters.sends;
+  inflight++;
+  session.inflight++;
+  try {
+    const reply = await session.client.request("message:send", {
+      clientMsgId: `${tag}-${n}`,
+      to: userId(to),
+      content,
+    });
+    if (reply.ok) {
+      counters.acked++;
+      if (n < ackedBitmap.length) ackedBitmap[n] = 1;
+      if (reply.duplicate) counters.duplicateReplies++;
+    } else counters.errors[reply.error.code] = (counters.errors[reply.error.code] ?? 0) + 1;
+  } catch {
+    counters.timeouts++; // no acknowledgement within the SDK's timeout
+  } finally {
+    inflight--;
+    session.inflight--;
+  }
+}
+
+function sample(kind: string): void {
+  (globalThis as { gc?: () => void }).gc?.();
+  const m = process.memoryUsage();
+  process.send?.({ bench: kind, at: Date.now(), heapUsed: m.heapUsed, rss: m.rss, active: active.size, inflight, ...counters });
+}
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  for (let i = 0; i < stayers; i++) open(i, true, Infinity);
+  const churn = setInterval(() => {
+    const now = Date.now();
+    // A device leaves once its sends are answered: an unanswered one would be the churn's doing.
+    for (const s of active) if (s.endsAt <= now && s.inflight === 0) close(s);
+    // A few handshakes per tick: churn, not a connection storm.
+    for (let k = 0; k < 5 && active.size < devices; k++) {
+      const acks = Math.random() >= noAckShare;
+      open(stayers + Math.floor(Math.random() * (users - stayers)), acks, 5_000 + Math.random() * 25_000);
+    }
+  }, 100);
+  let due = 0;
+  const pacer = setInterval(() => {
+    const target = Math.floor(((Date.now() - t0) / 1000) * rate);
+    const senders = [...active].filter((s) => s.ready && s.client.socket.connected && s.endsAt > Date.now());
+    for (; due < target && senders.length > 0; due++) void send(senders[Math.floor(Math.random() * senders.length)]!);
+    due = Math.max(due, target); // nobody connected to send: those sends are skipped, not bunched
+  }, 20);
+  const sampler = setInterval(() => sample("soak-sample"), 10_000);
+  sample("soak-sample");
+  await sleep(seconds * 1000);
+  clearInterval(pacer);
+  clearInterval(churn);
+  while (inflight > 0) await sleep(50);
+  clearInterval(sampler);
+  sample("soak-traffic-done");
+  for (const s of [...active]) close(s);
+
+  // Every user once more, acknowledging: afterwards nothing may be left undelivered.
+  let drained = 0;
+  for (let i = 0; i < users; i += 20) {
+    await Promise.all(
+      Array.from({ length: Math.min(20, users - i) }, async (_, j) => {
+        const client = new TicksClient(url, { userId: userId(i + j), deviceId: "drain" }, { reconnection: false });
+        client.onMessage(() => {
+          drained++;
+        });
+        const synced = client.synced();
+        await client.connect();
+        await synced;
+        client.close();
+      }),
+    );
+  }
+  const ackedNumbers: number[] = [];
+  ackedBitmap.forEach((v, n) => v && ackedNumbers.push(n));
+  process.send?.({ bench: "soak-done", drained, ackedIds: ackedNumbers.map((n) => `${tag}-${n}`), ...counters }, () => process.exit(0));
+}
+
+process.channel?.unref();
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
