@@ -47,7 +47,7 @@ function sumBuffers(node: Record<string, unknown>): number {
 
 /** PREPARE with the statement's own text; EXPLAIN ANALYZE EXECUTE it, rolled back. */
 async function explain(c: Client, stmt: Statement, types: string[], values: () => unknown[], reps: number): Promise<Measured> {
-  await c.query("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off");
+  await c.query("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off");
   await c.query(`PREPARE ${stmt.name}_x (${types.join(", ")}) AS ${stmt.text}`);
   // EXECUTE takes its arguments as literals (a utility statement has no parameters).
   const args = () =>

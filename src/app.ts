@@ -11,6 +11,9 @@ import { Redeliverer } from "./messaging/Redeliverer";
 import { MessagingService } from "./messaging/MessagingService";
 import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
+import type { PushStore } from "./messaging/pushPorts";
+import type { PushWorker } from "./messaging/PushWorker";
+import { createPush } from "./push/createPush";
 import { Metrics } from "./metrics";
 import type { ReadinessCheck } from "./readiness";
 import { authMiddleware } from "./transport/auth";
@@ -23,6 +26,8 @@ import type { TicksServer } from "./transport/types";
 export type AppDeps = {
   config: Config;
   store: MessageStore;
+  /** Pushkeys and the push outbox. */
+  pushStore: PushStore;
   log: Logger;
   /** @default the system clock */
   clock?: Clock;
@@ -37,6 +42,8 @@ export type TicksApp = {
   io: TicksServer;
   messaging: MessagingService;
   sweeper: ExpirySweeper;
+  /** Null when pushes are off (PUSH_GATEWAY_URL unset). */
+  pushWorker: PushWorker | null;
   metrics: Metrics;
   /** Token expiry of this node's sockets. */
   tokens: TokenLifetimes;
@@ -104,6 +111,7 @@ export function createApp(deps: AppDeps): TicksApp {
 
   const redeliverer = new Redeliverer(messaging, () => syncedLocalUsers(io), config.redeliveryAfterMs, log, clock);
   cluster.nodeDeaths?.subscribe((death) => void redeliverer.nodeDied(death));
+  const push = createPush(config, deps.pushStore, clock, log, metrics);
 
   const inflight = new Set<Promise<unknown>>();
   let closing = false;
@@ -123,6 +131,7 @@ export function createApp(deps: AppDeps): TicksApp {
   acceptConnections(io, {
     messaging,
     presence,
+    push: push.service,
     rateLimiter: cluster.rateLimiter,
     tokens,
     metrics,
@@ -143,6 +152,7 @@ export function createApp(deps: AppDeps): TicksApp {
       await settled(Promise.allSettled([...inflight]));
       await sweeper.stop();
       await redeliverer.stop();
+      await push.worker?.stop();
       await presence.stop();
       tokens.stop();
       // Receipts of messages just sent come back through this node (and Redis): wait for them
@@ -159,6 +169,7 @@ export function createApp(deps: AppDeps): TicksApp {
     io,
     messaging,
     sweeper,
+    pushWorker: push.worker,
     metrics,
     tokens,
     listen: (port, host) =>
@@ -168,6 +179,7 @@ export function createApp(deps: AppDeps): TicksApp {
           http.off("error", reject);
           sweeper.start();
           redeliverer.start();
+          push.worker?.start();
           presence.start();
           resolve((http.address() as AddressInfo).port);
         });

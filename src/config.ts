@@ -84,6 +84,26 @@ const envSchema = z.object({
     .refine((v) => v === 0 || v >= 65_536, "0 (no limit) or at least 65536")
     .default(1024 * 1024),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  /**
+   * Full URL of a Matrix push gateway's notify endpoint, e.g.
+   * `http://sygnal:5000/_matrix/push/v1/notify` (docs/push.md). Unset: no pushes, the outbox stays empty.
+   */
+  PUSH_GATEWAY_URL: z
+    .string()
+    .url()
+    // zod runs refinements even after url() failed: an invalid URL must not throw here.
+    .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), "must be an http:// or https:// URL")
+    .optional(),
+  /** A recipient whose devices did not confirm a message this long after it was stored gets a push. @default 2000 */
+  PUSH_DELAY_MS: int(0, DAY_MS).default(2000),
+  /** How long one POST to the gateway may take before it counts as failed (and is retried). @default 5000 */
+  PUSH_TIMEOUT_MS: int(100, 120_000).default(5000),
+  /** A push the gateway keeps refusing is retried, with growing delays, for this long, then dropped. @default 3600000 */
+  PUSH_RETRY_FOR_MS: int(0, 7 * DAY_MS).default(3_600_000),
+  /** First retry delay; each further retry waits about twice as long (with jitter, at most 5 minutes). @default 1000 */
+  PUSH_RETRY_MIN_MS: int(10, 300_000).default(1000),
+  /** `true` puts the message text into the push (`content.body`); off by default for privacy. @default false */
+  PUSH_INCLUDE_CONTENT: z.enum(["true", "false"]).default("false"),
 });
 
 export type Config = {
@@ -108,6 +128,17 @@ export type Config = {
   deliveryAckTimeoutMs: number;
   maxSocketBufferBytes: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
+  /** Push notifications through a Matrix push gateway; null when PUSH_GATEWAY_URL is unset. */
+  push: PushConfig | null;
+};
+
+export type PushConfig = {
+  gatewayUrl: string;
+  delayMs: number;
+  timeoutMs: number;
+  retryForMs: number;
+  retryMinMs: number;
+  includeContent: boolean;
 };
 
 /** Claims checked besides the signature; a field is present only when set. */
@@ -206,5 +237,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deliveryAckTimeoutMs: e.DELIVERY_ACK_TIMEOUT_MS,
     maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
     logLevel: e.LOG_LEVEL,
+    push: e.PUSH_GATEWAY_URL
+      ? {
+          gatewayUrl: e.PUSH_GATEWAY_URL,
+          delayMs: e.PUSH_DELAY_MS,
+          timeoutMs: e.PUSH_TIMEOUT_MS,
+          retryForMs: e.PUSH_RETRY_FOR_MS,
+          retryMinMs: e.PUSH_RETRY_MIN_MS,
+          includeContent: e.PUSH_INCLUDE_CONTENT === "true",
+        }
+      : null,
   };
 }

@@ -10,6 +10,7 @@ import { createLogger, type Logger } from "./log";
 import { Metrics } from "./metrics";
 import { createDatabase, createHotPathDatabase, migrateToLatest, type Database } from "./storage/database";
 import { SqlMessageStore } from "./storage/SqlMessageStore";
+import { SqlPushStore } from "./storage/SqlPushStore";
 
 export type RunningTicks = TicksApp & { port: number; db: Database; stop(): Promise<void> };
 
@@ -34,8 +35,10 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
   const store = new SqlMessageStore(db, {
     hotPath,
     onBatch: (kind, size) => metrics.writeBatchSize.observe({ kind }, size),
+    ...(config.push ? { pushDelayMs: config.push.delayMs } : {}),
   });
-  const app = createApp({ config, store, log, clock: options.clock ?? systemClock, cluster, metrics });
+  const pushStore = new SqlPushStore(db);
+  const app = createApp({ config, store, pushStore, log, clock: options.clock ?? systemClock, cluster, metrics });
   const port = await app.listen(config.port, config.host);
   let stopped: Promise<void> | undefined;
   // Ordered: sockets and in-flight events first, then Redis, then the database.

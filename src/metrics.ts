@@ -63,6 +63,69 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly pushSent = new client.Counter({
+    name: "ticks_push_sent_total",
+    help: "Push notifications the gateway accepted (2xx)",
+    registers: [this.registry],
+  });
+  readonly pushRetried = new client.Counter({
+    name: "ticks_push_retried_total",
+    help: "Push attempts that failed (non-2xx, timeout, refused, garbage) and were scheduled again",
+    registers: [this.registry],
+  });
+  readonly pushFailed = new client.Counter({
+    name: "ticks_push_failed_total",
+    help: "Push notifications given up after PUSH_RETRY_FOR_MS",
+    registers: [this.registry],
+  });
+  readonly pushCancelled = new client.Counter({
+    name: "ticks_push_cancelled_total",
+    help: "Due pushes dropped unsent by the worker: confirmed, deleted, expired or gone, or no pushkey left",
+    registers: [this.registry],
+  });
+  readonly pushkeysRejected = new client.Counter({
+    name: "ticks_pushkeys_rejected_total",
+    help: "Pushkeys removed because the gateway listed them in `rejected`",
+    registers: [this.registry],
+  });
+  readonly pushOutboxDepth = new client.Gauge({
+    name: "ticks_push_outbox_depth",
+    help: "Pushes waiting in the outbox (cluster-wide: read from the database at scrape time)",
+    registers: [this.registry],
+    collect: () => this.refreshOutbox(),
+  });
+  readonly pushOutboxOldestSeconds = new client.Gauge({
+    name: "ticks_push_outbox_oldest_due_seconds",
+    help: "How long the oldest pending push has been due (0 when none is overdue)",
+    registers: [this.registry],
+    collect: () => this.refreshOutbox(),
+  });
+
+  private outbox: { stats: () => Promise<{ depth: number; oldestFirstDueAt: Date | null }>; now: () => Date } | null =
+    null;
+  private outboxRead: Promise<void> | null = null;
+
+  /** Where the outbox gauges read from (only when pushes are on). */
+  watchPushOutbox(stats: () => Promise<{ depth: number; oldestFirstDueAt: Date | null }>, now: () => Date): void {
+    this.outbox = { stats, now };
+  }
+
+  /** One query per scrape serves both gauges; a failed one leaves the last values. */
+  private refreshOutbox(): Promise<void> {
+    const outbox = this.outbox;
+    if (!outbox) return Promise.resolve();
+    this.outboxRead ??= outbox
+      .stats()
+      .then(({ depth, oldestFirstDueAt }) => {
+        this.pushOutboxDepth.set(depth);
+        const ageMs = oldestFirstDueAt ? outbox.now().getTime() - oldestFirstDueAt.getTime() : 0;
+        this.pushOutboxOldestSeconds.set(Math.max(0, ageMs) / 1000);
+      })
+      .catch(() => {})
+      .finally(() => setImmediate(() => (this.outboxRead = null)));
+    return this.outboxRead;
+  }
+
   /** Set by the app: how many sockets' token deadlines it watches. */
   countTokenDeadlines: () => number = () => 0;
   readonly tokenDeadlines: client.Gauge = new client.Gauge({

@@ -3,10 +3,10 @@ import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
 import { Client } from "pg";
-import { MigrationSource } from "../src/storage/MigrationSource";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { ROOT } from "./helpers/processes";
 import { startServer } from "./helpers/server";
+import { MigrationSource } from "../src/storage/MigrationSource";
 
 const run = promisify(execFile);
 const KNEX = path.join(ROOT, "node_modules/.bin/knex");

@@ -17,7 +17,9 @@ import { Board, parseEntryCommand, type EntryCommand } from "./cliBoard";
 import { TicksClient, type ReplyOf, type RequestOf } from "./TicksClient";
 
 const USAGE =
-  "usage: send <user> <text...> | edit <n> <text...> | delete <n> | react <n> [emoji] | read | history <user> | quit";
+  "usage: send <user> <text...> | edit <n> <text...> | delete <n> | react <n> [emoji] | read | history <user> | push register <pushkey> [appId] | push unregister <pushkey> | quit";
+/** The app id `push register` uses unless given one; a gateway must know it (docs/push.md). */
+const CLI_APP_ID = "ticks.cli";
 /** The protocol's most ids per message:read. */
 const READ_CHUNK = 500;
 const HISTORY_LIMIT = 20;
@@ -269,16 +271,28 @@ async function main(): Promise<void> {
     }
   }
 
+  /** Registers this device for pushes, so a person can watch them arrive at a local gateway. */
+  async function push(action: string, pushkey: string, appId = CLI_APP_ID): Promise<void> {
+    if (action === "register") {
+      if (await ask("push:register", { pushkey, appId })) say(`push registered ${pushkey} (${appId})`);
+      return;
+    }
+    const reply = await ask("push:unregister", { pushkey });
+    if (reply) say(`push unregistered ${pushkey} (${reply.removed} removed)`);
+  }
+
   async function run(line: string): Promise<void> {
     const text = line.trim();
     const sendArgs = /^send\s+(\S+)\s+(.+)$/.exec(text);
     const historyArgs = /^history\s+(\S+)$/.exec(text);
+    const pushArgs = /^push\s+register\s+(\S+)(?:\s+(\S+))?$/.exec(text) ?? /^push\s+(unregister)\s+(\S+)$/.exec(text);
     if (text === "") return;
     if (sendArgs) return send(sendArgs[1]!, sendArgs[2]!);
     const entry = parseEntryCommand(text);
     if (entry) return act(entry);
     if (text === "read") return markRead();
     if (historyArgs) return history(historyArgs[1]!);
+    if (pushArgs) return pushArgs[1] === "unregister" ? push("unregister", pushArgs[2]!) : push("register", pushArgs[1]!, pushArgs[2]);
     if (text === "quit") return exit(0);
     say(USAGE);
   }

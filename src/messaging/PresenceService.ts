@@ -61,8 +61,13 @@ export class PresenceService {
 
   private async wentOffline(userId: string): Promise<void> {
     const at = this.clock.now();
-    this.notifier.presence({ userId, online: false, lastSeen: at.toISOString() });
-    await this.store.setLastSeen(userId, at);
+    // Stored before it is announced, so a snapshot taken on seeing the event has it too; the
+    // event goes out even when the database is down (the failure is still reported).
+    try {
+      await this.store.setLastSeen(userId, at);
+    } finally {
+      this.notifier.presence({ userId, online: false, lastSeen: at.toISOString() });
+    }
   }
 
   async snapshot(userIds: string[]): Promise<Presence[]> {

@@ -66,6 +66,9 @@ export type HistoryResult = { messages: Message[]; hasMore: boolean };
 export type GroupCreateRequest = { title: string; members: string[] };
 export type TypingRequest = { conversationId: string; typing: boolean };
 export type PresenceSubscribeRequest = { userIds: string[] };
+/** A device's push registration: `pushkey` from APNs/FCM (via the app), `appId` as the gateway knows the app. */
+export type PushRegisterRequest = { pushkey: string; appId: string; kind?: "http" };
+export type PushUnregisterRequest = { pushkey: string };
 export type AuthRefreshRequest = { token: string };
 /** The new token's `exp` (ISO 8601), or null when it has none (then nothing expires). */
 export type AuthRefreshResult = { expiresAt: string | null };
@@ -81,6 +84,8 @@ export interface ClientToServerEvents {
   "group:create": (req: GroupCreateRequest, ack: Ack<{ conversationId: string }>) => void;
   typing: (req: TypingRequest, ack: Ack<Record<string, never>>) => void;
   "presence:subscribe": (req: PresenceSubscribeRequest, ack: Ack<{ presence: Presence[] }>) => void;
+  "push:register": (req: PushRegisterRequest, ack: Ack<Record<string, never>>) => void;
+  "push:unregister": (req: PushUnregisterRequest, ack: Ack<{ removed: number }>) => void;
   /** Replaces the connection's token: same user only (else FORBIDDEN), valid (else UNAUTHORIZED). */
   "auth:refresh": (req: AuthRefreshRequest, ack: Ack<AuthRefreshResult>) => void;
 }

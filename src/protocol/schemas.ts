@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { AppError } from "./errors";
-import { CLIENT_MSG_ID, USER_ID, UUID } from "./ids";
+import { APP_ID, CLIENT_MSG_ID, USER_ID, UUID } from "./ids";
 import type { ClientEventName } from "./events";
 
 const userId = z.string().regex(USER_ID, "a user id is 1-64 chars of [A-Za-z0-9._@-]");
@@ -23,9 +23,18 @@ export const LIMITS = {
   groupMembers: 256,
   titleLength: 128,
   presenceIds: 500,
+  pushkeyLength: 512,
+  appIdLength: 64,
   /** Longest reaction, in code points. */
   emojiLength: 32,
 } as const;
+
+/** Push tokens (APNs hex, FCM, web push endpoints) are visible ASCII: no spaces or control characters. */
+const pushkey = z
+  .string()
+  .min(1, "pushkey must not be empty")
+  .max(LIMITS.pushkeyLength, `pushkey is at most ${LIMITS.pushkeyLength} characters`)
+  .regex(/^[\x21-\x7e]+$/, "pushkey is visible ASCII (no spaces or control characters)");
 
 const clientMsgId = z.string().regex(CLIENT_MSG_ID, "clientMsgId is 1-64 chars of [A-Za-z0-9._:-]");
 
@@ -71,6 +80,12 @@ export const schemas = {
   }),
   typing: z.object({ conversationId: uuid, typing: z.boolean() }),
   "presence:subscribe": z.object({ userIds: z.array(userId).min(1).max(LIMITS.presenceIds) }),
+  "push:register": z.object({
+    pushkey,
+    appId: z.string().regex(APP_ID, `appId is 1-${LIMITS.appIdLength} chars of [A-Za-z0-9._:-]`),
+    kind: z.literal("http").optional(),
+  }),
+  "push:unregister": z.object({ pushkey }),
   // Any string: whether it is a token is the verifier's to say (UNAUTHORIZED, not BAD_REQUEST).
   "auth:refresh": z.object({ token: z.string() }),
 } satisfies Record<ClientEventName, z.ZodType>;

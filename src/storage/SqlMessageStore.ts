@@ -20,7 +20,7 @@ import { GroupCommit, type BatchOutcome } from "./GroupCommit";
 const asStorageError = (err: unknown): unknown => (err instanceof AppError ? err : new StorageUnavailableError(err));
 
 /** Runs a query, turning database failures into StorageUnavailableError. */
-async function unavailableOnDbError<T>(work: () => Promise<T>): Promise<T> {
+export async function unavailableOnDbError<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (err) {
@@ -39,24 +39,35 @@ async function unavailableOnDbError<T>(work: () => Promise<T>): Promise<T> {
  * with one generic plan (database.ts), and one made on a small table picked that index
  * (every 'sent' row, or every row of the recipient) and kept it as the table grew.
  */
-export const RECEIPT = {
-  delivered: statement(
-    "mark_delivered",
-    `UPDATE message_delivery d SET status = 'delivered', delivered_at = v.at
+const RECEIPT_SQL = {
+  delivered: `UPDATE message_delivery d SET status = 'delivered', delivered_at = v.at
      FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) AS v(recipient_id, message_id, at), messages m
      WHERE d.message_id = v.message_id AND (d.recipient_id || '') = v.recipient_id AND (d.status || '') = 'sent'
        AND m.message_id = d.message_id
      RETURNING d.recipient_id, d.message_id, m.from_user_id`,
-  ),
-  read: statement(
-    "mark_read",
-    `UPDATE message_delivery d SET status = 'read', read_at = v.at, delivered_at = COALESCE(d.delivered_at, v.at)
+  read: `UPDATE message_delivery d SET status = 'read', read_at = v.at, delivered_at = COALESCE(d.delivered_at, v.at)
      FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) AS v(recipient_id, message_id, at), messages m
      WHERE d.message_id = v.message_id AND (d.recipient_id || '') = v.recipient_id AND d.status <> 'read'
        AND m.message_id = d.message_id AND m.expires_at > v.at AND m.kind = 'text'
      RETURNING d.recipient_id, d.message_id, m.from_user_id`,
-  ),
 };
+
+/** With pushes on, a confirmation cancels the recipient's pending push in the same statement. */
+const withPushCancel = (sql: string) => `WITH changed AS (${sql}), cancelled AS (
+     DELETE FROM push_outbox o USING changed c
+     WHERE o.message_id = c.message_id AND o.recipient_id = c.recipient_id
+   )
+   SELECT recipient_id, message_id, from_user_id FROM changed`;
+
+export const RECEIPT = {
+  delivered: statement("mark_delivered", RECEIPT_SQL.delivered),
+  read: statement("mark_read", RECEIPT_SQL.read),
+};
+const RECEIPT_PUSH = {
+  delivered: statement("mark_delivered_push", withPushCancel(RECEIPT_SQL.delivered)),
+  read: statement("mark_read_push", withPushCancel(RECEIPT_SQL.read)),
+};
+const receiptStatement = (status: "delivered" | "read", push: boolean) => (push ? RECEIPT_PUSH : RECEIPT)[status];
 
 export const INSERT_USERS = statement(
   "insert_users",
@@ -104,6 +115,12 @@ export type StoreOptions = {
    */
   maxConcurrentAppends?: number;
   onBatch?: (kind: "append" | "delivered" | "read" | "users", size: number) => void;
+  /**
+   * Push notifications on (PUSH_GATEWAY_URL set): appends write push outbox rows due this
+   * long after the message, and receipts cancel them, each inside the one statement it runs
+   * anyway. Unset: neither statement touches the push tables.
+   */
+  pushDelayMs?: number;
 };
 
 /**
@@ -118,12 +135,14 @@ export class SqlMessageStore implements MessageStore {
   private readonly readReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   private readonly newUsers: GroupCommit<string, void>;
   private readonly hot: Knex;
+  private readonly pushDelayMs: number | undefined;
 
   constructor(
     private readonly db: Knex,
     options: StoreOptions = {},
   ) {
     this.hot = options.hotPath ?? db;
+    this.pushDelayMs = options.pushDelayMs;
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
     this.appends = new GroupCommit((reqs) => this.appendMany(reqs), {
       ...batching,
@@ -180,7 +199,7 @@ export class SqlMessageStore implements MessageStore {
   private async appendMany(reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await appendBatch(this.db, reqs, this.hot);
+        return await appendBatch(this.db, reqs, { hot: this.hot, pushDelayMs: this.pushDelayMs });
       } catch (err) {
         const retryable =
           err instanceof LostDuplicateRace || err instanceof TargetChanged || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
@@ -204,7 +223,7 @@ export class SqlMessageStore implements MessageStore {
     const ids = reqs.flatMap((r) => r.messageIds);
     const at = reqs.flatMap((r) => r.messageIds.map(() => r.at.toISOString()));
     const rows = await unavailableOnDbError(() =>
-      runPrepared<{ recipient_id: string; message_id: string; from_user_id: string }>(this.hot, RECEIPT[status], [
+      runPrepared<{ recipient_id: string; message_id: string; from_user_id: string }>(this.hot, receiptStatement(status, this.pushDelayMs !== undefined), [
         recipients,
         ids,
         at,

@@ -84,7 +84,20 @@ const UNIQUE_VIOLATION = "23505";
  * are per request and store nothing. Throws LostDuplicateRace when a concurrent retry got
  * in first, TargetChanged when an acted-on message changed meanwhile: run it again.
  */
-export async function appendBatch(db: Knex, reqs: AppendRequest[], hot: Knex = db): Promise<BatchOutcome<AppendResult>[]> {
+export type AppendOptions = {
+  /** Where the named statements run (database.ts: createHotPathDatabase). @default db */
+  hot?: Knex;
+  /**
+   * Push notifications on: each recipient with a pushkey gets a push outbox row, due this
+   * long after the message's createdAt, in the same statement as the message. Unset: the
+   * statement has no push part at all.
+   */
+  pushDelayMs?: number;
+};
+
+export async function appendBatch(db: Knex, reqs: AppendRequest[], options: AppendOptions = {}): Promise<BatchOutcome<AppendResult>[]> {
+  const hot = options.hot ?? db;
+  const push = options.pushDelayMs;
   const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
   // The same retry twice in one batch: only the first goes to the database.
   const firstInBatch = new Map<string, number>();
@@ -183,11 +196,11 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[], hot: Knex = d
     rows.push({ index, req, accept: route.ok, conversationId: req.target.conversationId, directKey: null, to, ...text });
   }
 
-  let unrouted = await write(hot, rows, [...plans.values()], outcomes);
+  let unrouted = await write(hot, rows, [...plans.values()], outcomes, push);
   if (unrouted.length > 0) {
     // First messages between these users: create the conversations, then store them.
     await createDirect(db, unrouted);
-    unrouted = await write(hot, unrouted, [], outcomes);
+    unrouted = await write(hot, unrouted, [], outcomes, push);
     if (unrouted.length > 0) throw new Error("direct conversation missing right after it was created");
   }
 
@@ -228,10 +241,20 @@ function applyToPlan(plan: TargetPlan, r: BatchRow): void {
  * Runs the write statement for `rows` (and the entries' `plans`), fills their outcomes;
  * returns the direct ones whose conversation does not exist yet.
  */
-async function write(db: Knex, rows: BatchRow[], plans: TargetPlan[], outcomes: BatchOutcome<AppendResult>[]): Promise<BatchRow[]> {
+async function write(
+  db: Knex,
+  rows: BatchRow[],
+  plans: TargetPlan[],
+  outcomes: BatchOutcome<AppendResult>[],
+  pushDelayMs: number | undefined,
+): Promise<BatchRow[]> {
   let result: WriteRow[];
   try {
-    result = await runPrepared<WriteRow>(db, WRITE, writeValues(rows, plans));
+    const values = writeValues(rows, plans);
+    result =
+      pushDelayMs === undefined
+        ? await runPrepared<WriteRow>(db, WRITE, values)
+        : await runPrepared<WriteRow>(db, WRITE_PUSH, [...values, pushDelayMs]);
   } catch (err) {
     if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new LostDuplicateRace();
     throw err;
@@ -392,9 +415,7 @@ async function loadConversations(
  * Runs as a named statement with one generic plan (database.ts: createHotPathDatabase):
  * every table is reached by key from the batch's rows. Checked with bench/explain.ts.
  */
-export const WRITE = statement(
-  "append",
-  `WITH v AS (
+const writeText = (push: string) => `WITH v AS (
      SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
        $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[], $12::uuid[])
        WITH ORDINALITY AS v(id, sender, recipient, given_id, direct_key, client_msg_id, content, created_at, expires_at,
@@ -463,14 +484,33 @@ export const WRITE = statement(
      -- visible here: the caller stores those erased already.
      UPDATE messages e SET content = ''
      WHERE e.ref_id = ANY($19::uuid[]) AND e.ref_id IS NOT NULL AND e.content <> '' AND (SELECT ok FROM unchanged)
-   )
+   )${push}
    SELECT s.ord, NULL::uuid AS message_id, NULL::uuid AS conversation_id, NULL::bigint AS seq, NULL::text AS recipient,
      s.original
    FROM stored s
    UNION ALL
    SELECT NULL, message_id, conversation_id, seq, NULL, NULL FROM inserted
    UNION ALL
-   SELECT NULL, message_id, NULL, NULL, recipient_id, NULL FROM delivered`,
+   SELECT NULL, message_id, NULL, NULL, recipient_id, NULL FROM delivered`;
+
+export const WRITE = statement("append", writeText(""));
+
+/**
+ * The push outbox part of the write (only when pushes are on): a row per delivery row of a
+ * text message whose recipient has a pushkey, due PUSH_DELAY_MS ($20) after createdAt
+ * (edits, deletes and reactions are not pushed). Written by the same statement as the
+ * message, it commits or rolls back with it: no stored message can miss its push, and no
+ * push can name a message that was not stored.
+ */
+const WRITE_PUSH = statement(
+  "append_push",
+  writeText(`, pushes AS (
+     INSERT INTO push_outbox (message_id, recipient_id, due_at, first_due_at)
+     SELECT d.message_id, d.recipient_id, n.due_at, n.due_at FROM delivered d
+     JOIN (SELECT id, created_at + $20::int * interval '1 millisecond' AS due_at FROM numbered WHERE kind = 'text') n
+       ON n.id = d.message_id
+     WHERE EXISTS (SELECT 1 FROM pushkeys p WHERE p.user_id = d.recipient_id)
+   )`),
 );
 
 /** One of: a stored original (`ord` set), a new message (`seq` set), or one of its recipients. */

@@ -3,6 +3,7 @@ import type { MessagingService } from "../messaging/MessagingService";
 import { AppError, type ClientEventName, type ClientToServerEvents } from "../protocol";
 import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
 import type { PresenceService } from "../messaging/PresenceService";
+import type { PushService } from "../messaging/PushService";
 import type { RateLimiter } from "./ports";
 import type { TokenLifetimes } from "./TokenLifetimes";
 import { presenceRoom } from "./rooms";
@@ -16,6 +17,7 @@ type Handler<E extends ClientEventName> = (input: Payload<E>, socket: TicksSocke
 export type HandlerDeps = {
   messaging: MessagingService;
   presence: PresenceService;
+  push: PushService;
   rateLimiter: RateLimiter;
   /** Token expiry on live sockets; answers `auth:refresh`. */
   tokens: Pick<TokenLifetimes, "refresh" | "track">;
@@ -58,6 +60,11 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
     await s.join(p.userIds.map(presenceRoom));
     return { presence: await presence.snapshot(p.userIds) };
   });
+  on(socket, deps, "push:register", async (p, s) => {
+    await deps.push.register(userId, s.data.deviceId, p.pushkey, p.appId);
+    return {};
+  });
+  on(socket, deps, "push:unregister", async (p) => ({ removed: await deps.push.unregister(userId, p.pushkey) }));
   on(socket, deps, "auth:refresh", (p, s) => deps.tokens.refresh(s, p.token));
   // An event the protocol does not have: answered, if it can be, so the client is not left waiting.
   const known = new Set<string>(CLIENT_EVENTS);
