@@ -9,6 +9,8 @@
  * Settings (env): SOAK_URL, SOAK_TAG, SOAK_SECONDS, SOAK_RATE (msg/s in all), SOAK_USERS,
  * SOAK_DEVICES (sessions open at once), SOAK_STAYERS, SOAK_NOACK_SHARE, SOAK_CONTENT_SIZE.
  */
+import { io } from "socket.io-client";
+import { request, type ClientSocket } from "../src/client/request";
 import { TicksClient } from "../src/client/TicksClient";
 
 const env = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
@@ -25,7 +27,38 @@ const content = "x".repeat(env("SOAK_CONTENT_SIZE", 200));
 const userId = (i: number) => `soak-${tag}-${i}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-type Session = { client: TicksClient; user: number; acks: boolean; endsAt: number; ready: boolean; inflight: number };
+/** What the soak needs of a device: the SDK, or (for devices that never acknowledge) a bare socket. */
+type Device = {
+  socket: ClientSocket;
+  request: TicksClient["request"];
+  connect(): Promise<void>;
+  close(): void;
+};
+type Session = { client: Device; user: number; acks: boolean; endsAt: number; ready: boolean; inflight: number };
+
+/**
+ * A device that never acknowledges: the SDK always does (after handing messages to the app),
+ * so this one is a bare socket whose listeners keep what they get and confirm nothing.
+ */
+function silentDevice(user: string, deviceId: string): Device {
+  const socket = io(url, { auth: { userId: user, deviceId }, transports: ["websocket"], reconnection: false, autoConnect: false }) as ClientSocket;
+  socket.on("message:new", () => counters.received++);
+  socket.on("message:backlog", () => {});
+  return {
+    socket,
+    request: (event, payload) => request(socket, event, payload, 10_000),
+    connect: () =>
+      new Promise((resolve, reject) => {
+        socket.once("connect", () => resolve());
+        socket.once("connect_error", reject);
+        socket.connect();
+      }),
+    close: () => socket.disconnect(),
+  };
+}
+
+/** Messages an SDK device was handed from the server (not its own sends or fetched history). */
+const fromServer = (source: string) => source === "live" || source === "backlog";
 
 const counters = {
   sessions: 0,
@@ -44,19 +77,20 @@ let inflight = 0;
 const ackedBitmap = new Uint8Array(Math.ceil(seconds * rate * 1.5) + 1000);
 
 function open(user: number, acks: boolean, lifetimeMs: number): Session {
-  const client = new TicksClient(url, { userId: userId(user), deviceId: `d${counters.sessions}` }, { reconnection: false });
+  const deviceId = `d${counters.sessions}`;
+  let client: Device;
+  if (acks) {
+    const sdk = new TicksClient({ url, userId: userId(user), deviceId, socket: { reconnection: false } });
+    sdk.on("message", (_m, source) => {
+      if (fromServer(source)) counters.received++;
+    });
+    client = sdk;
+  } else {
+    counters.noAckSessions++;
+    client = silentDevice(userId(user), deviceId);
+  }
   const session: Session = { client, user, acks, endsAt: Date.now() + lifetimeMs, ready: false, inflight: 0 };
   counters.sessions++;
-  if (acks) {
-    client.onMessage(() => {
-      counters.received++;
-    });
-  } else {
-    // A device that never acknowledges: what it is offered stays `sent` on the server.
-    counters.noAckSessions++;
-    client.socket.on("message:new", () => counters.received++);
-    client.socket.on("message:backlog", () => {});
-  }
   active.add(session);
   client.connect().then(
     () => (session.ready = true),
@@ -139,11 +173,11 @@ async function main(): Promise<void> {
   for (let i = 0; i < users; i += 20) {
     await Promise.all(
       Array.from({ length: Math.min(20, users - i) }, async (_, j) => {
-        const client = new TicksClient(url, { userId: userId(i + j), deviceId: "drain" }, { reconnection: false });
-        client.onMessage(() => {
-          drained++;
+        const client = new TicksClient({ url, userId: userId(i + j), deviceId: "drain", socket: { reconnection: false } });
+        client.on("message", (_m, source) => {
+          if (fromServer(source)) drained++;
         });
-        const synced = client.synced();
+        const synced = client.whenSynced();
         await client.connect();
         await synced;
         client.close();

@@ -5,6 +5,7 @@ import { systemClock, type Clock } from "./clock";
 import type { Config } from "./config";
 import { localCluster, type Cluster } from "./cluster";
 import { httpHandler } from "./http/routes";
+import { staticAssets } from "./http/static";
 import { throttledWarn, type Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
 import { Redeliverer } from "./messaging/Redeliverer";
@@ -15,11 +16,13 @@ import type { PushStore } from "./messaging/pushPorts";
 import type { PushWorker } from "./messaging/PushWorker";
 import { createPush } from "./push/createPush";
 import { Metrics } from "./metrics";
+import { maxPacketBytes } from "./protocol/packets";
 import type { ReadinessCheck } from "./readiness";
 import { authMiddleware } from "./transport/auth";
 import { createTokenVerifier } from "./auth/TokenVerifier";
 import { TokenLifetimes } from "./transport/TokenLifetimes";
 import { acceptConnections, syncedLocalUsers } from "./transport/connection";
+import { originOptions } from "./transport/origins";
 import { SocketNotifier } from "./transport/SocketNotifier";
 import type { TicksServer } from "./transport/types";
 
@@ -56,13 +59,10 @@ export type TicksApp = {
 const DRAIN_TIMEOUT_MS = 10_000;
 
 /**
- * The largest packet the server reads; over it the connection is closed, with no answer.
- * Any content within MAX_CONTENT_LENGTH must fit, so the client gets ok or TOO_LARGE: in
- * JSON a code point takes at most 6 bytes (a control character escaped as \u0001; UTF-8
- * needs at most 4), plus room for the envelope. docs/protocol.md ("Size limits").
+ * The largest packet the server reads (protocol/packets.ts has the formula and why); the
+ * SDK refuses content that would not fit before sending it.
  */
-export const maxHttpBufferSize = (maxContentLength: number): number =>
-  Math.max(64 * 1024, maxContentLength * 6 + 16 * 1024);
+export const maxHttpBufferSize = maxPacketBytes;
 
 /** Wires the core, the transport and HTTP together. No I/O until listen(). */
 export function createApp(deps: AppDeps): TicksApp {
@@ -71,11 +71,12 @@ export function createApp(deps: AppDeps): TicksApp {
   const cluster = deps.cluster ?? localCluster(config);
   const metrics = deps.metrics ?? new Metrics();
   const checks: ReadinessCheck[] = [{ name: "database", check: () => store.ping() }, ...cluster.readiness];
-  const http = createServer(httpHandler(checks, metrics, log));
+  const http = createServer(httpHandler(checks, metrics, log, staticAssets({ webApp: config.webApp, authMode: config.auth.mode, maxContentLength: config.maxContentLength })));
   const io: TicksServer = new Server(http, {
     transports: cluster.transports,
-    maxHttpBufferSize: maxHttpBufferSize(config.maxContentLength),
+    maxHttpBufferSize: maxPacketBytes(config.maxContentLength),
     serveClient: false,
+    ...originOptions(config.origins, log),
     ...(cluster.adapter ? { adapter: cluster.adapter } : {}),
   });
 

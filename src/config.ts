@@ -85,6 +85,18 @@ const envSchema = z.object({
     .default(1024 * 1024),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   /**
+   * Browser origins allowed to connect, comma-separated (`https://app.example.com,http://localhost:5173`),
+   * or `*` for any. Same-origin pages and clients that send no Origin (native apps, servers) are
+   * always allowed. @default any origin with AUTH_MODE=dev; same-origin only with JWT auth
+   */
+  CORS_ORIGINS: z
+    .string()
+    .transform((v) => v.split(",").map((o) => o.trim()).filter((o) => o !== ""))
+    .pipe(z.array(z.string().refine(isOrigin, "each entry must be `*` or an origin like https://app.example.com (no path)")).min(1))
+    .optional(),
+  /** `off` stops serving the web chat page at `/` (the SDK bundle stays at /sdk/ticks-client.js). @default "on" */
+  WEB_APP: z.enum(["on", "off"]).default("on"),
+  /**
    * Full URL of a Matrix push gateway's notify endpoint, e.g.
    * `http://sygnal:5000/_matrix/push/v1/notify` (docs/push.md). Unset: no pushes, the outbox stays empty.
    */
@@ -105,6 +117,20 @@ const envSchema = z.object({
   /** `true` puts the message text into the push (`content.body`); off by default for privacy. @default false */
   PUSH_INCLUDE_CONTENT: z.enum(["true", "false"]).default("false"),
 });
+
+/** `*`, or what `new URL(x).origin` gives back unchanged: scheme, host and port only. */
+function isOrigin(value: string): boolean {
+  if (value === "*") return true;
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value;
+  } catch {
+    return false;
+  }
+}
+
+/** Which browser origins may open a connection (see src/transport/origins.ts). */
+export type OriginPolicy = { allow: "any" } | { allow: "same-origin" } | { allow: "list"; origins: string[] };
 
 export type Config = {
   port: number;
@@ -128,6 +154,8 @@ export type Config = {
   deliveryAckTimeoutMs: number;
   maxSocketBufferBytes: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
+  origins: OriginPolicy;
+  webApp: boolean;
   /** Push notifications through a Matrix push gateway; null when PUSH_GATEWAY_URL is unset. */
   push: PushConfig | null;
 };
@@ -237,6 +265,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     deliveryAckTimeoutMs: e.DELIVERY_ACK_TIMEOUT_MS,
     maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
     logLevel: e.LOG_LEVEL,
+    origins: originPolicy(e.CORS_ORIGINS, auth.mode),
+    webApp: e.WEB_APP === "on",
     push: e.PUSH_GATEWAY_URL
       ? {
           gatewayUrl: e.PUSH_GATEWAY_URL,
@@ -248,4 +278,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         }
       : null,
   };
+}
+
+function originPolicy(listed: string[] | undefined, mode: "jwt" | "dev"): OriginPolicy {
+  if (!listed) return mode === "dev" ? { allow: "any" } : { allow: "same-origin" };
+  return listed.includes("*") ? { allow: "any" } : { allow: "list", origins: listed };
 }

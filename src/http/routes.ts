@@ -6,7 +6,12 @@ import type { ReadinessCheck } from "../readiness";
 /**
  * The plain HTTP endpoints. Socket.IO handles its own path before this is reached.
  */
-export function httpHandler(checks: ReadinessCheck[], metrics: Metrics, log: Logger) {
+export function httpHandler(
+  checks: ReadinessCheck[],
+  metrics: Metrics,
+  log: Logger,
+  assets?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean,
+) {
   return (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, "method not allowed\n");
@@ -27,6 +32,7 @@ export function httpHandler(checks: ReadinessCheck[], metrics: Metrics, log: Log
       );
       return;
     }
+    if (assets?.(req, res, path)) return;
     send(res, 404, "not found\n");
   };
 }

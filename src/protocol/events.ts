@@ -90,6 +90,7 @@ export interface ClientToServerEvents {
   "auth:refresh": (req: AuthRefreshRequest, ack: Ack<AuthRefreshResult>) => void;
 }
 
+
 export type BacklogPage = { messages: Message[]; remaining: boolean };
 export type StatusUpdate = { messageIds: string[]; status: "delivered" | "read"; by: string; at: string };
 export type TypingEvent = { conversationId: string; userId: string; typing: boolean };

@@ -1,0 +1,130 @@
+/**
+ * The conversation list as the app shows it: summaries from `conversation:list` and
+ * `conversation:new`, kept current by the messages that pass (last message, unread count),
+ * and the ids of unread messages from others, which markRead() sends as `message:read`.
+ * A read made on another of the user's devices (`message:status` read by the user) clears
+ * them here too.
+ */
+import type { ConversationSummary } from "../protocol/events";
+import type { ChatMessage } from "./entries";
+import { kindOf } from "./entries";
+
+export class Conversations {
+  private readonly summaries = new Map<string, ConversationSummary>();
+  private readonly unreadIds = new Map<string, Set<string>>();
+  /** Which conversation an unread id is in, for reads announced by id only. */
+  private readonly conversationOf = new Map<string, string>();
+
+  constructor(
+    private readonly me: () => string | undefined,
+    private readonly changed: (summary: ConversationSummary) => void,
+  ) {}
+
+  /** A fresh `conversation:list`: its unread counts are the server's truth at that moment. */
+  replaceAll(list: ConversationSummary[]): void {
+    for (const c of list) this.summaries.set(c.id, { ...c });
+  }
+
+  upsert(summary: ConversationSummary): void {
+    this.summaries.set(summary.id, { ...this.summaries.get(summary.id), ...summary });
+    this.changed(this.summaries.get(summary.id)!);
+  }
+
+  /** Every conversation, most recently active first. */
+  list(): ConversationSummary[] {
+    const at = (c: ConversationSummary) => c.lastMessage?.createdAt ?? "";
+    return [...this.summaries.values()].sort((a, b) => at(b).localeCompare(at(a)));
+  }
+
+  get(id: string): ConversationSummary | undefined {
+    return this.summaries.get(id);
+  }
+
+  /** The direct conversation with `userId`, if there is one yet. */
+  directWith(userId: string): ConversationSummary | undefined {
+    const me = this.me();
+    return this.list().find(
+      (c) => c.kind === "direct" && c.members.includes(userId) && (userId !== me || c.members.every((m) => m === me)),
+    );
+  }
+
+  /** A message reached the app; `counts` when it is new to this user (not history they had seen). */
+  message(m: ChatMessage, counts: boolean): void {
+    let c = this.summaries.get(m.conversationId);
+    if (!c) {
+      c = {
+        id: m.conversationId,
+        kind: m.to === null ? "group" : "direct",
+        title: null,
+        members: m.to === null ? [m.from] : [...new Set([m.from, m.to])],
+        lastSeq: 0,
+        unread: 0,
+        lastMessage: null,
+      };
+      this.summaries.set(c.id, c);
+    }
+    if (m.seq >= c.lastSeq) {
+      c.lastSeq = m.seq;
+      if (kindOf(m) === "text") c.lastMessage = m;
+    }
+    if (counts && kindOf(m) === "text" && m.from !== this.me()) {
+      const ids = this.ids(c.id);
+      if (!ids.has(m.id)) {
+        ids.add(m.id);
+        this.conversationOf.set(m.id, c.id);
+        c.unread += 1;
+      }
+    }
+    this.changed(c);
+  }
+
+  /** After a list: the newest `unread` messages from others held are the unread ones. */
+  adoptUnread(conversationId: string, held: ChatMessage[]): void {
+    const c = this.summaries.get(conversationId);
+    if (!c) return;
+    const me = this.me();
+    const ids = this.ids(conversationId);
+    const fromOthers = held.filter((m) => m.from !== me && kindOf(m) === "text").sort((a, b) => b.seq - a.seq);
+    for (const m of fromOthers.slice(0, c.unread)) {
+      ids.add(m.id);
+      this.conversationOf.set(m.id, conversationId);
+    }
+    this.changed(c);
+  }
+
+  unread(conversationId: string): string[] {
+    return [...(this.unreadIds.get(conversationId) ?? [])];
+  }
+
+  /** These ids were read (here or on another device of the user). */
+  read(ids: string[]): void {
+    const touched = new Set<string>();
+    for (const id of ids) {
+      const cid = this.conversationOf.get(id);
+      if (!cid) continue;
+      this.conversationOf.delete(id);
+      if (this.unreadIds.get(cid)?.delete(id)) {
+        const c = this.summaries.get(cid)!;
+        c.unread = Math.max(0, c.unread - 1);
+        touched.add(cid);
+      }
+    }
+    for (const cid of touched) this.changed(this.summaries.get(cid)!);
+  }
+
+  /** Everything in the conversation is read: the count the server knew drops to 0 too. */
+  allRead(conversationId: string): void {
+    const c = this.summaries.get(conversationId);
+    this.read(this.unread(conversationId));
+    if (c && c.unread !== 0) {
+      c.unread = 0;
+      this.changed(c);
+    }
+  }
+
+  private ids(conversationId: string): Set<string> {
+    let s = this.unreadIds.get(conversationId);
+    if (!s) this.unreadIds.set(conversationId, (s = new Set()));
+    return s;
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The outbox: every write the user makes (send, edit, delete, react) is kept in storage until
+ * the server acknowledges it, and sent one after another in the order the user made them.
+ * Each keeps its clientMsgId across every attempt (timeouts, reconnects, restarts of the app
+ * with a persistent storage), so the server stores it exactly once.
+ *
+ * - no acknowledgement (timeout, connection lost): sent again once connected;
+ * - RATE_LIMITED, UNAVAILABLE: sent again after a growing delay, never dropped;
+ * - any other error (TOO_LARGE, FORBIDDEN, BAD_REQUEST, NOT_FOUND…): the entry fails with
+ *   the server's reason and leaves the outbox; nothing is retried for it.
+ */
+import type { ErrorCode } from "../protocol/errors";
+import type { Message } from "../protocol/events";
+import { backoffDelay, Sleeper } from "./backoff";
+import type { OutboxStorage, PendingAction, PendingEntry } from "./OutboxStorage";
+import { RequestTimeout } from "./request";
+
+export type OutboxLink = {
+  /** Resolves once connected (at once if connected); rejects once the client is closed. */
+  whenConnected(): Promise<void>;
+  /** Emits and resolves the raw reply; rejects with RequestTimeout without an acknowledgement. */
+  emit(event: string, payload: unknown): Promise<unknown>;
+};
+
+export type OutboxEvents = {
+  /** Acknowledged: `message` is what the server stored (the original one if `duplicate`). */
+  done(entry: PendingEntry, message: Message, duplicate: boolean): void;
+  failed(entry: PendingEntry, error: { code: ErrorCode | "STORAGE"; message: string }): void;
+  /** Will be sent again after `delayMs` (0: as soon as connected). */
+  retrying(entry: PendingEntry, reason: string, delayMs: number): void;
+};
+
+export type OutboxOptions = {
+  /** First delay after RATE_LIMITED or UNAVAILABLE. @default 500 */
+  retryBaseMs?: number;
+  /** Longest delay between attempts. @default 10000 */
+  retryMaxMs?: number;
+};
+
+const RETRY_LATER: ReadonlySet<string> = new Set<ErrorCode>(["RATE_LIMITED", "UNAVAILABLE"]);
+
+type Reply = { ok: true; message: Message; duplicate: boolean } | { ok: false; error: { code: ErrorCode; message: string } };
+
+export class Outbox {
+  private readonly queue: PendingEntry[] = [];
+  private readonly sleeper = new Sleeper();
+  private running = false;
+  private closed = false;
+  private order = 0;
+  private readonly retryBaseMs: number;
+  private readonly retryMaxMs: number;
+
+  constructor(
+    private readonly link: OutboxLink,
+    private readonly storage: OutboxStorage,
+    private readonly events: OutboxEvents,
+    options: OutboxOptions = {},
+  ) {
+    this.retryBaseMs = options.retryBaseMs ?? 500;
+    this.retryMaxMs = options.retryMaxMs ?? 10_000;
+  }
+
+  /** What storage still holds from an earlier session, queued ahead of anything new. */
+  async restore(): Promise<PendingEntry[]> {
+    const stored = (await this.storage.load()).sort((a, b) => a.order - b.order);
+    const known = new Set(this.queue.map((e) => e.clientMsgId));
+    const fresh = stored.filter((e) => !known.has(e.clientMsgId));
+    this.queue.unshift(...fresh);
+    this.order = Math.max(this.order, ...stored.map((e) => e.order + 1));
+    this.kick();
+    return fresh;
+  }
+
+  /** Queues one user action; the entry is what the app shows until it is acknowledged. */
+  add(action: PendingAction, clientMsgId: string, now: Date): PendingEntry {
+    const entry = { ...action, clientMsgId, createdAt: now.toISOString(), order: this.order++ } as PendingEntry;
+    this.queue.push(entry);
+    this.kick();
+    return entry;
+  }
+
+  get pending(): readonly PendingEntry[] {
+    return this.queue;
+  }
+
+  /** Connection back, or asked to hurry: cut any wait short and try now. */
+  wake(): void {
+    this.sleeper.wake();
+    this.kick();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.sleeper.wake();
+  }
+
+  private kick(): void {
+    if (this.running || this.closed) return;
+    this.running = true;
+    void this.pump().finally(() => {
+      this.running = false;
+      if (this.queue.length > 0 && !this.closed) this.kick();
+    });
+  }
+
+  private async pump(): Promise<void> {
+    while (this.queue.length > 0 && !this.closed) {
+      const entry = this.queue[0]!;
+      try {
+        // Stored before the first attempt: a crash after this point still sends it later.
+        await this.storage.put(entry);
+      } catch (err) {
+        this.queue.shift();
+        this.events.failed(entry, { code: "STORAGE", message: `outbox storage failed: ${(err as Error).message}` });
+        continue;
+      }
+      await this.deliver(entry);
+      if (this.closed) return;
+      // By reference: restore() may have queued older entries in front meanwhile.
+      this.queue.splice(this.queue.indexOf(entry), 1);
+      await this.storage.remove(entry.clientMsgId).catch(() => undefined);
+    }
+  }
+
+  /** Returns once `entry` is acknowledged or failed for good; keeps trying meanwhile. */
+  private async deliver(entry: PendingEntry): Promise<void> {
+    const { event, clientMsgId, createdAt: _c, order: _o, ...rest } = entry;
+    const payload = { clientMsgId, ...rest };
+    for (let attempt = 0; !this.closed; ) {
+      try {
+        await this.link.whenConnected();
+      } catch {
+        return; // closed
+      }
+      let reply: Reply;
+      try {
+        reply = (await this.link.emit(event, payload)) as Reply;
+      } catch (err) {
+        if (!(err instanceof RequestTimeout)) throw err;
+        // Maybe stored, maybe not: the same clientMsgId makes the next attempt safe either way.
+        this.events.retrying(entry, "no acknowledgement", 0);
+        continue;
+      }
+      if (reply.ok) return this.events.done(entry, reply.message, reply.duplicate);
+      if (!RETRY_LATER.has(reply.error.code)) return this.events.failed(entry, reply.error);
+      const delay = backoffDelay(attempt++, this.retryBaseMs, this.retryMaxMs);
+      this.events.retrying(entry, reply.error.code, delay);
+      await this.sleeper.sleep(delay);
+    }
+  }
+}

@@ -1,0 +1,11 @@
+/** The Ticks client SDK: what `import … from "ticks/client"` and /sdk/ticks-client.js export. */
+export { TicksClient, type TicksClientOptions, type TicksClientEvents, type LocalMessage } from "./TicksClient";
+export { MemoryOutboxStorage, type OutboxStorage, type PendingEntry, type PendingAction } from "./OutboxStorage";
+export { IndexedDbOutboxStorage } from "./IndexedDbOutboxStorage";
+export { ContentTooLargeError, checkContent, codePoints, maxPacketBytes } from "./limits";
+export { RequestTimeout, ServerError, type ClientSocket, type ReplyOf, type RequestOf } from "./request";
+export { subjectOf } from "./token";
+export type { ChatMessage, Reaction } from "./entries";
+export type { MessageStatus, StatusChange } from "./StatusTracker";
+export type { MessageSource } from "./ConversationSync";
+export type * from "../protocol/events";

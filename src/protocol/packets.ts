@@ -1,0 +1,8 @@
+/**
+ * The largest packet a server reads (its Socket.IO maxHttpBufferSize) for a given
+ * MAX_CONTENT_LENGTH. Over it the connection is closed, with no answer. Any content within
+ * MAX_CONTENT_LENGTH must fit, so the client gets ok or TOO_LARGE: in JSON a code point
+ * takes at most 6 bytes (a control character escaped as \u0001; UTF-8 needs at most 4),
+ * plus room for the envelope. docs/protocol.md ("Size limits").
+ */
+export const maxPacketBytes = (maxContentLength: number): number => Math.max(64 * 1024, maxContentLength * 6 + 16 * 1024);

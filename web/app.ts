@@ -1,0 +1,270 @@
+/**
+ * The web chat page: plain DOM on top of the SDK bundle the server serves. Every piece of
+ * user content goes through textContent, never innerHTML, so a message is only ever text.
+ */
+import {
+  IndexedDbOutboxStorage,
+  MemoryOutboxStorage,
+  TicksClient,
+  subjectOf,
+  type ChatMessage,
+  type ConversationSummary,
+  type LocalMessage,
+  type MessageStatus,
+} from "/sdk/ticks-client.js";
+
+type SendLocal = Extract<LocalMessage, { event: "message:send" }>;
+type PageConfig = { authMode: "jwt" | "dev"; maxContentLength: number };
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const signin = $<HTMLFormElement>("signin");
+const credential = $<HTMLInputElement>("credential");
+const connection = $<HTMLSpanElement>("connection");
+const chat = $<HTMLElement>("chat");
+const conversationList = $<HTMLUListElement>("conversations");
+const messageList = $<HTMLUListElement>("messages");
+const typingLine = $<HTMLParagraphElement>("typing");
+const composer = $<HTMLFormElement>("composer");
+const toField = $<HTMLInputElement>("to");
+const messageField = $<HTMLInputElement>("message");
+const notice = $<HTMLParagraphElement>("notice");
+
+const TICK: Record<MessageStatus, string> = { pending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" };
+
+let client: TicksClient | undefined;
+const presence = new Map<string, boolean>();
+/** Statuses of this user's messages by server id, and failures by clientMsgId. */
+const statuses = new Map<string, MessageStatus>();
+const failures = new Map<string, string>();
+const typingNow = new Map<string, Set<string>>();
+/** Users whose presence this page follows. */
+const watched = new Set<string>();
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, className?: string): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+/** The other person in a direct chat, or the group's title. */
+function nameOf(c: ConversationSummary): string {
+  if (c.kind === "group") return c.title ?? "group";
+  return c.members.find((m) => m !== client?.me) ?? client?.me ?? "?";
+}
+
+const peer = () => toField.value.trim();
+const currentConversation = () => (peer() ? client?.directWith(peer()) : undefined);
+
+function renderConversations(): void {
+  if (!client) return;
+  const current = currentConversation()?.id;
+  conversationList.replaceChildren(
+    ...client.conversations().map((c) => {
+      const name = nameOf(c);
+      const button = el("button");
+      button.type = "button";
+      button.setAttribute("aria-current", String(c.id === current));
+      const label = el("span", name);
+      const online = c.kind === "direct" ? presence.get(name) : undefined;
+      const dot = el("span", online === undefined ? "" : online ? " online" : " offline", `presence${online ? " online" : ""}`);
+      label.append(dot);
+      button.append(label);
+      if (c.unread > 0) {
+        const badge = el("span", String(c.unread), "badge");
+        badge.setAttribute("aria-label", `${c.unread} unread`);
+        button.append(badge);
+      }
+      button.addEventListener("click", () => {
+        toField.value = name;
+        void openConversation();
+      });
+      return el("li").appendChild(button).parentElement!;
+    }),
+  );
+}
+
+function statusElement(status: MessageStatus, reason?: string): HTMLElement {
+  const tick = el("span", TICK[status], `tick ${status}`);
+  tick.setAttribute("aria-label", status);
+  if (reason) tick.title = reason;
+  return tick;
+}
+
+function messageItem(m: ChatMessage | SendLocal, status?: MessageStatus, reason?: string): HTMLLIElement {
+  const mine = m.from === client?.me;
+  const li = el("li", undefined, mine ? "mine" : "theirs");
+  const deleted = "deletedAt" in m && m.deletedAt;
+  li.append(el("span", deleted ? "message deleted" : m.content, "text"));
+  const time = new Date(m.createdAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  li.append(el("span", `${"editedAt" in m && m.editedAt ? "edited " : ""}${time}`, "meta"));
+  if (mine && status) li.append(statusElement(status, reason));
+  const reactions = "reactions" in m ? (m.reactions ?? []) : [];
+  if (reactions.length) li.append(el("span", reactions.map((r) => `${r.emoji} ${r.userIds.length}`).join(" "), "reactions"));
+  return li;
+}
+
+function renderMessages(): void {
+  if (!client) return;
+  const atBottom = messageList.scrollHeight - messageList.scrollTop - messageList.clientHeight < 40;
+  const conversation = currentConversation();
+  const held = conversation ? client.messages(conversation.id) : [];
+  const items = held.map((m) => messageItem(m, statuses.get(m.id) ?? client!.statusOf(m.id) ?? "sent"));
+  for (const p of client.pending()) {
+    if (p.event !== "message:send") continue;
+    if (p.to === peer() || (conversation && p.conversationId === conversation.id)) items.push(messageItem(p, "pending"));
+  }
+  for (const [clientMsgId, reason] of failures) {
+    const f = failed.get(clientMsgId);
+    if (f && f.to === peer()) items.push(messageItem(f, "failed", reason));
+  }
+  messageList.replaceChildren(...items);
+  if (atBottom) messageList.scrollTop = messageList.scrollHeight;
+  const typists = conversation ? [...(typingNow.get(conversation.id) ?? [])] : [];
+  typingLine.textContent = typists.length ? `${typists.join(", ")} ${typists.length > 1 ? "are" : "is"} typing…` : "";
+}
+
+const failed = new Map<string, SendLocal>();
+
+let readTimer: ReturnType<typeof setTimeout> | undefined;
+/** Reading is what the user sees: mark the open conversation read while the page is visible. */
+function markOpenConversationRead(): void {
+  clearTimeout(readTimer);
+  readTimer = setTimeout(() => {
+    const c = currentConversation();
+    if (client && c && c.unread > 0 && document.visibilityState === "visible") void client.markRead(c.id).catch(() => undefined);
+  }, 100);
+}
+
+async function openConversation(): Promise<void> {
+  renderConversations();
+  renderMessages();
+  const c = currentConversation();
+  if (client && c) {
+    if (client.messages(c.id).length === 0) await client.loadOlder(c.id).catch(() => undefined);
+    messageList.scrollTop = messageList.scrollHeight;
+    renderMessages();
+    markOpenConversationRead();
+  }
+}
+
+async function start(config: PageConfig, value: string): Promise<void> {
+  client?.close();
+  const dev = config.authMode === "dev";
+  // One outbox per user: a token names its user in `sub`.
+  const user = dev ? value : subjectOf(value);
+  let storage;
+  try {
+    storage = new IndexedDbOutboxStorage(`ticks-outbox-${user ?? "token"}`);
+  } catch {
+    storage = new MemoryOutboxStorage();
+  }
+  const c = new TicksClient({
+    url: location.origin,
+    ...(dev ? { userId: value } : { getToken: () => value }),
+    storage,
+    maxContentLength: config.maxContentLength,
+  });
+  client = c;
+  c.on("connected", () => (connection.textContent = `Connected as ${c.me}`));
+  c.on("disconnected", () => (connection.textContent = "Offline: reconnecting…"));
+  c.on("synced", () => {
+    connection.textContent = `Connected as ${c.me}`;
+    const peers = c.conversations().filter((x) => x.kind === "direct").map(nameOf);
+    peers.forEach((p) => watched.add(p));
+    if (peers.length) void c.subscribePresence(peers.slice(0, 500)).then((list) => list.forEach((p) => presence.set(p.userId, p.online)), () => undefined).then(renderConversations);
+    renderConversations();
+    renderMessages();
+    markOpenConversationRead();
+  });
+  c.on("message", (m) => {
+    if (currentConversation()?.id === m.conversationId) {
+      renderMessages();
+      if (m.from !== c.me) markOpenConversationRead();
+    }
+  });
+  c.on("updated", renderMessages);
+  c.on("conversation", (summary) => {
+    // A chat that appeared after sign-in: follow its peer's presence too.
+    const name = nameOf(summary);
+    if (c.synced && summary.kind === "direct" && !watched.has(name)) {
+      watched.add(name);
+      void c.subscribePresence([name]).then((list) => list.forEach((p) => presence.set(p.userId, p.online)), () => undefined).then(renderConversations);
+    }
+    renderConversations();
+  });
+  c.on("status", (change) => {
+    if (change.messageId && change.status !== "failed" && change.status !== "pending") statuses.set(change.messageId, change.status);
+    // Kept only until stored: what failed is shown from here, with its reason.
+    if (change.status === "sent" && change.clientMsgId) failed.delete(change.clientMsgId);
+    if (change.status === "failed" && change.clientMsgId) {
+      failures.set(change.clientMsgId, `${change.error?.code}: ${change.error?.message}`);
+      notice.textContent = `Not sent: ${change.error?.message ?? "refused"}`;
+    }
+    renderMessages();
+  });
+  c.on("typing", ({ conversationId, userId, typing }) => {
+    const set = typingNow.get(conversationId) ?? new Set<string>();
+    if (typing) set.add(userId);
+    else set.delete(userId);
+    typingNow.set(conversationId, set);
+    renderMessages();
+  });
+  c.on("presence", (p) => {
+    presence.set(p.userId, p.online);
+    renderConversations();
+  });
+  connection.textContent = "Connecting…";
+  try {
+    await c.connect();
+    chat.hidden = false;
+  } catch (err) {
+    connection.textContent = `Connect failed: ${(err as Error).message}`;
+  }
+}
+
+async function main(): Promise<void> {
+  const config = (await (await fetch("/app/config.json")).json()) as PageConfig;
+  if (config.authMode === "jwt") {
+    $("credential-label").textContent = "Token";
+    credential.autocomplete = "off";
+  }
+  signin.addEventListener("submit", (event) => {
+    event.preventDefault();
+    void start(config, credential.value.trim());
+  });
+  composer.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (!client || !peer() || !messageField.value) return;
+    notice.textContent = "";
+    const conversation = currentConversation();
+    try {
+      const local = client.send(conversation ? { conversationId: conversation.id } : { to: peer() }, messageField.value);
+      failed.set(local.clientMsgId, local as SendLocal);
+      if (conversation) client.stopTyping(conversation.id);
+      messageField.value = "";
+      renderMessages();
+      messageList.scrollTop = messageList.scrollHeight;
+    } catch (err) {
+      notice.textContent = (err as Error).message;
+    }
+  });
+  messageField.addEventListener("input", () => {
+    const conversation = currentConversation();
+    if (client && conversation && messageField.value) client.typing(conversation.id);
+  });
+  toField.addEventListener("change", () => void openConversation());
+  messageList.addEventListener("scroll", () => {
+    const c = currentConversation();
+    if (!client || !c || messageList.scrollTop > 0) return;
+    const before = messageList.scrollHeight;
+    void client.loadOlder(c.id).then(({ messages }) => {
+      if (messages.length === 0) return;
+      renderMessages();
+      messageList.scrollTop = messageList.scrollHeight - before;
+    });
+  });
+  document.addEventListener("visibilitychange", markOpenConversationRead);
+}
+
+void main();
