@@ -2,9 +2,15 @@
  * The baseline: a minimal Socket.IO relay with no storage, speaking the same events and
  * acknowledgement shapes as Ticks for one direct message's whole lifecycle:
  *
- *   message:send → ack { ok: true, message, duplicate: false } → message:new to the
- *   recipient's user room, with an acknowledgement → message:status "delivered" to the
- *   sender's user room.
+ *   message:send → ack { ok: true, message, duplicate: false } → message:new to each socket
+ *   of the recipient's user room, with an acknowledgement → on the first acknowledgement,
+ *   message:status "delivered" to each socket of the sender's user room. (A copy of the
+ *   message to the sender's other sockets, as Ticks does for multi-device.)
+ *
+ * Each step uses the cheapest Socket.IO mechanics that keep those events and acks: an emit
+ * with an acknowledgement per socket (no room broadcast with timeout(), which counts the
+ * expected replies, arms a timer and builds a broadcast operator per message), and plain
+ * per-socket emits for the status. So this is the floor, not a rival implementation.
  *
  * Same transport settings as a clustered Ticks node (WebSocket only), same auth shape as
  * AUTH_MODE=dev (`auth.userId`), and prom-client's default metrics on GET /metrics, so the
@@ -23,7 +29,6 @@ import type { ClientToServerEvents, Message, ServerToClientEvents } from "../src
 const USER_ID = /^[A-Za-z0-9._@-]{1,64}$/;
 const userRoom = (userId: string) => `user:${userId}`;
 const MESSAGE_TTL_MS = 30 * 24 * 60 * 60 * 1000;
-const ACK_TIMEOUT_MS = 10_000;
 
 type SocketData = { userId: string };
 
@@ -52,6 +57,14 @@ export function startRelay(port: number, host: string): Promise<number> {
     if (!c) conversations.set(key, (c = { id: randomUUID(), seq: 0 }));
     return c;
   };
+
+  const sockets = io.of("/").sockets;
+  function* socketsOf(userId: string) {
+    for (const id of io.of("/").adapter.rooms.get(userRoom(userId)) ?? []) {
+      const socket = sockets.get(id);
+      if (socket) yield socket;
+    }
+  }
 
   io.use((socket, next) => {
     const userId = (socket.handshake.auth as { userId?: unknown } | undefined)?.userId;
@@ -94,17 +107,17 @@ export function startRelay(port: number, host: string): Promise<number> {
         reactions: [],
       };
       ack({ ok: true, message, duplicate: false });
-      io.to(userRoom(to))
-        .timeout(ACK_TIMEOUT_MS)
-        .emit("message:new", message, (_err: Error | null, replies: unknown[]) => {
-          if ((replies?.length ?? 0) === 0) return;
-          io.to(userRoom(from)).emit("message:status", {
-            messageIds: [message.id],
-            status: "delivered",
-            by: to,
-            at: new Date().toISOString(),
-          });
+      // As Ticks does: a copy to the sender's other devices (none in the bench's load).
+      for (const own of socketsOf(from)) if (own !== socket) own.emit("message:new", message, () => {});
+      let confirmed = false;
+      for (const recipient of socketsOf(to)) {
+        recipient.emit("message:new", message, () => {
+          if (confirmed) return;
+          confirmed = true;
+          const update = { messageIds: [message.id], status: "delivered" as const, by: to, at: new Date().toISOString() };
+          for (const sender of socketsOf(from)) sender.emit("message:status", update);
         });
+      }
     });
   });
 

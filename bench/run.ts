@@ -20,8 +20,10 @@ import { randomBytes } from "node:crypto";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { ROOT } from "./lib/procs";
 import { renderSection, type Section } from "./lib/table";
+import { targetsSection } from "./lib/targets";
 import type { BenchOptions, Context, ScenarioResult } from "./scenarios/context";
 import { runMain } from "./scenarios/main";
+import { runHistory } from "./scenarios/history";
 import { runBacklog } from "./scenarios/backlog";
 import { runIdle } from "./scenarios/idle";
 import { runIdleTokens } from "./scenarios/idleTokens";
@@ -33,6 +35,7 @@ import { runSoak } from "./scenarios/soak";
 
 const SCENARIOS = {
   main: runMain,
+  history: runHistory,
   backlog: runBacklog,
   idle: runIdle,
   "idle-tokens": runIdleTokens,
@@ -44,7 +47,7 @@ const SCENARIOS = {
 } satisfies Record<string, (ctx: Context) => Promise<ScenarioResult>>;
 type ScenarioName = keyof typeof SCENARIOS;
 /** What a run without --scenarios measures; the others (slow, soak: long) are asked for by name. */
-const DEFAULT_SCENARIOS: ScenarioName[] = ["main", "backlog", "idle", "pm2"];
+const DEFAULT_SCENARIOS: ScenarioName[] = ["main", "history", "backlog", "idle", "pm2"];
 
 const positive = (name: string) => (value: string) => {
   const n = Number(value);
@@ -74,6 +77,8 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
     .option("--idle-sockets <n>", "idle sockets in the memory scenario", positiveInt("idle-sockets"), 10_000)
     .option("--idle-processes <n|auto>", "client processes holding the idle sockets", "auto")
     .option("--pm2-instances <list>", "PM2 worker counts to compare", "1,2")
+    .option("--history-messages <n>", "messages seeded for the history scenario", positiveInt("history-messages"), 5_000_000)
+    .option("--history-conversations <n>", "conversations they are spread over", positiveInt("history-conversations"), 50_000)
     .option("--redis-url <url>", "the Redis of the adapters scenario", "redis://127.0.0.1:6379")
     .option("--slow-messages <n>", "messages of 4 KB to the device that stops reading (slow)", positiveInt("slow-messages"), 50_000)
     .option("--slow-warmup <n>", "warm-up messages to a device that reads, before (slow)", positiveInt("slow-warmup"), 10_000)
@@ -114,6 +119,8 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
       idleSockets: o.idleSockets,
       idleProcesses,
       pm2Instances,
+      historyMessages: o.historyMessages,
+      historyConversations: o.historyConversations,
       redisUrl: o.redisUrl,
       slowMessages: o.slowMessages,
       slowWarmup: o.slowWarmup,
@@ -173,6 +180,11 @@ async function main(): Promise<void> {
       sections.push(section);
       console.log(`\n${renderSection(section)}`);
     }
+  }
+  const targets = targetsSection(ctx.shared);
+  if (targets) {
+    sections.push(targets);
+    console.log(`\n${renderSection(targets)}`);
   }
   const totalS = (performance.now() - t0) / 1000;
   console.log(`\ntotal ${totalS.toFixed(0)} s`);

@@ -80,7 +80,7 @@ export function createApp(deps: AppDeps): TicksApp {
     ...(cluster.adapter ? { adapter: cluster.adapter } : {}),
   });
 
-  const notifier = new SocketNotifier(io, config.deliveryAckTimeoutMs);
+  const notifier = new SocketNotifier(io, config.deliveryAckTimeoutMs, !cluster.adapter);
   const messaging = new MessagingService(
     store,
     notifier,

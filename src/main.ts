@@ -8,7 +8,7 @@ import { createApp, type TicksApp } from "./app";
 import { createCluster } from "./cluster";
 import { createLogger, type Logger } from "./log";
 import { Metrics } from "./metrics";
-import { createDatabase, migrateToLatest, type Database } from "./storage/database";
+import { createDatabase, createHotPathDatabase, migrateToLatest, type Database } from "./storage/database";
 import { SqlMessageStore } from "./storage/SqlMessageStore";
 import { SqlPushStore } from "./storage/SqlPushStore";
 
@@ -31,7 +31,9 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
     throw err;
   }
   const metrics = new Metrics();
+  const hotPath = createHotPathDatabase(config.database, db, log);
   const store = new SqlMessageStore(db, {
+    hotPath,
     onBatch: (kind, size) => metrics.writeBatchSize.observe({ kind }, size),
     ...(config.push ? { pushDelayMs: config.push.delayMs } : {}),
   });
@@ -44,6 +46,7 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
     (stopped ??= (async () => {
       await app.close();
       await cluster.close();
+      if (hotPath !== db) await hotPath.destroy();
       await db.destroy();
     })());
   return { ...app, port, db, stop };

@@ -466,6 +466,10 @@ describe("bad input", () => {
     it("disconnects only the socket that sends a packet over maxHttpBufferSize", async () => {
       const bigId = uniqueId("big");
       const big = await device(bigId);
+      // Its directory entry is written beside the backlog sync, not before it: wait for it.
+      for (let i = 0; i < 500 && (await suite.pg.query("SELECT 1 FROM users WHERE user_id = $1", [bigId])).rowCount === 0; i++) {
+        await quiet(10);
+      }
       const baseline = await counts();
       const closed = new Promise<string>((resolve) => big.socket.once("disconnect", (reason) => resolve(reason)));
       // Default MAX_CONTENT_LENGTH 4096 → a 64 KiB buffer; this is ~200 KiB.

@@ -114,6 +114,41 @@ describe("groups and typing (two nodes through Redis)", function () {
     await waitFor(() => members.every((m, i) => m.received.length === 80 - sent.filter((s) => s.from === users[i]).length), "fan-out");
   });
 
+  it("answers group retries with the original, alone or in one batch with direct sends, new sends and refusals", async () => {
+    const [a, b, c] = [uniqueId("ga"), uniqueId("gb"), uniqueId("gc")];
+    const alice = await device(0, a).connectSynced();
+    const outsider = await device(1, uniqueId("out")).connectSynced();
+    const group = await createGroup(alice, "retries", [b, c]);
+    const clientMsgId = uniqueId("retry");
+    const first = await alice.request("message:send", { clientMsgId, conversationId: group, content: "once" });
+    expect(first.ok && !first.duplicate).to.equal(true);
+    const before = await counts();
+    // One event-loop tick: a group retry, a direct message, a new group message, a direct
+    // retry of a message not stored yet (twice), and an outsider refused.
+    const directId = uniqueId("d");
+    const [retry, direct, fresh, twiceA, twiceB, refused] = await Promise.all([
+      alice.request("message:send", { clientMsgId, conversationId: group, content: "changed" }),
+      alice.request("message:send", { clientMsgId: uniqueId("c"), to: b, content: "direct" }),
+      alice.request("message:send", { clientMsgId: uniqueId("c"), conversationId: group, content: "new" }),
+      alice.request("message:send", { clientMsgId: directId, to: c, content: "twice" }),
+      alice.request("message:send", { clientMsgId: directId, to: c, content: "twice" }),
+      outsider.request("message:send", { clientMsgId: uniqueId("c"), conversationId: group, content: "no" }),
+    ]);
+    expect(retry.ok && retry.duplicate && retry.message).to.deep.equal(first.ok && first.message);
+    expect(direct.ok && !direct.duplicate && direct.message.to).to.equal(b);
+    expect(fresh.ok && !fresh.duplicate && fresh.message.seq).to.equal(2);
+    expect(twiceA.ok && twiceB.ok && twiceA.message.id === twiceB.message.id).to.equal(true);
+    expect(refused).to.deep.include({ ok: false });
+    // New: direct (1 delivery row), group (2), the one "twice" (1).
+    const after = await counts();
+    expect(after.messages - before.messages).to.equal(3);
+    expect(after.deliveries - before.deliveries).to.equal(4);
+    // A later retry of the direct one, on the other node, is still answered with the original.
+    const again = await device(1, a).connectSynced();
+    const late = await again.request("message:send", { clientMsgId: directId, to: c, content: "twice" });
+    expect(late.ok && late.duplicate && late.message.id).to.equal(twiceA.ok && twiceA.message.id);
+  });
+
   it("refuses non-members: send, history and typing, and stores nothing", async () => {
     const [a, b, c] = ["alice", "bob", "carol"].map(uniqueId) as [string, string, string];
     const alice = await device(0, a).connectSynced();

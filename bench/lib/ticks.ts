@@ -1,6 +1,7 @@
 /** A Ticks server on a fresh PostgreSQL database that is dropped afterwards. */
 import { execFileSync } from "node:child_process";
 import { Client } from "pg";
+import { createDatabase, migrateToLatest } from "../../src/storage/database";
 import { ADMIN_URL, createTestDatabase, type TestDatabase } from "../../test/helpers/database";
 import { DbProbe } from "./phase";
 import { atExit, ROOT, startTicksProcess, type Target } from "./procs";
@@ -33,10 +34,16 @@ export async function benchDatabase(): Promise<TestDatabase> {
   };
 }
 
-export async function startTicksOnFreshDb(env: Record<string, string> = {}, nofile?: number): Promise<TicksUnderTest> {
+/** `prepare` runs on the new database before the server starts (e.g. migrate and seed it). */
+export async function startTicksOnFreshDb(
+  env: Record<string, string> = {},
+  nofile?: number,
+  prepare?: (url: string) => Promise<void>,
+): Promise<TicksUnderTest> {
   const db = await benchDatabase();
   let target: Target;
   try {
+    await prepare?.(db.url);
     target = await startTicksProcess({ ...BENCH_ENV, DATABASE_URL: db.url, ...env }, nofile);
   } catch (err) {
     await db.drop();
@@ -67,5 +74,15 @@ export async function storedCounts(url: string): Promise<{ messages: number; del
     return { messages: Number(rows[0]!.messages), delivered: Number(rows[0]!.delivered) };
   } finally {
     await client.end();
+  }
+}
+
+/** Brings a database's schema up to date with the project's migrations (as a server would at start). */
+export async function migratedDatabase(url: string): Promise<void> {
+  const db = createDatabase({ kind: "postgres", url });
+  try {
+    await migrateToLatest(db, "postgres");
+  } finally {
+    await db.destroy();
   }
 }

@@ -1,5 +1,7 @@
 /** What every scenario gets from the runner. */
+import type { PhaseResult } from "../lib/phase";
 import type { Section } from "../lib/table";
+import type { IdleResult } from "./idle";
 
 export type BenchOptions = {
   durationS: number;
@@ -17,6 +19,9 @@ export type BenchOptions = {
   idleSockets: number;
   idleProcesses: number | "auto";
   pm2Instances: number[];
+  /** Messages (and conversations) seeded for the history scenario. */
+  historyMessages: number;
+  historyConversations: number;
   /** The Redis of the adapters scenario (each adapter gets its own key prefix). */
   redisUrl: string;
   /** Messages of 4 KB sent to the device that stopped reading (slow scenario). */
@@ -32,7 +37,12 @@ export type Context = {
   runId: string;
   log: (line: string) => void;
   /** Figures one scenario leaves for another (the relay's msg/s for the backlog ratio). */
-  shared: { relayMaxMsgPerSec?: number };
+  shared: {
+    relayMaxMsgPerSec?: number;
+    main?: { relayMax: PhaseResult; ticksMax: PhaseResult; relayPaced: PhaseResult; ticksPaced: PhaseResult };
+    history?: { emptyMax: PhaseResult; fullMax: PhaseResult; emptyPaced: PhaseResult; fullPaced: PhaseResult };
+    idle?: { relay: IdleResult; ticks: IdleResult };
+  };
 };
 
 export type ScenarioResult = { sections: Section[]; data: Record<string, unknown> };

@@ -164,5 +164,6 @@ export async function runIdle(ctx: Context): Promise<ScenarioResult> {
       ...[r, t].filter((x) => x.failed).map((x) => `${x.target}: ${x.failed} sockets failed (${x.firstError})`),
     ],
   };
+  ctx.shared.idle = { relay: r, ticks: t };
   return { sections: [section], data: { relay: r, ticks: t } };
 }

