@@ -21,7 +21,6 @@ export class SqlPushStore implements PushStore {
 
   register(reg: PushRegistration): Promise<void> {
     // One statement: the upsert, and the user's oldest other pushkeys beyond the limit go.
-    // (Registrations in the same millisecond tie on registered_at; pushkey breaks the tie.)
     // (The DELETE sees the table as it was before the upsert, hence "other" and limit - 1.)
     // registered_at is kept strictly increasing per user (two registrations can share a
     // millisecond), so "oldest" is always the one registered first.
@@ -36,7 +35,7 @@ export class SqlPushStore implements PushStore {
          )
          DELETE FROM pushkeys WHERE pushkey IN (
            SELECT pushkey FROM pushkeys WHERE user_id = ? AND pushkey <> ?
-           ORDER BY registered_at DESC, pushkey DESC OFFSET ?
+           ORDER BY registered_at DESC OFFSET ?
          )`,
         [reg.pushkey, reg.userId, reg.appId, reg.deviceId, reg.at, reg.userId, reg.userId, reg.pushkey, MAX_PUSHKEYS_PER_USER - 1],
       );
