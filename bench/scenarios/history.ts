@@ -6,7 +6,7 @@
  * through the main scenario's max and paced phases in alternating rounds.
  */
 import { devAuth } from "../lib/load";
-import { runInterleaved, type Contender, type PhaseOptions, type PhaseResult } from "../lib/phase";
+import { phaseOptionsOf, runInterleaved, type Contender, type PhaseOptions, type PhaseResult } from "../lib/phase";
 import { seedHistory, type SeedResult } from "../lib/seed";
 import type { Section } from "../lib/table";
 import { migratedDatabase, startTicksOnFreshDb, storedCounts, type TicksUnderTest } from "../lib/ticks";
@@ -15,15 +15,7 @@ import { comparisonRows, problemNotes } from "./main";
 
 export async function runHistory(ctx: Context): Promise<ScenarioResult> {
   const o = ctx.options;
-  const phase: PhaseOptions = {
-    pairs: o.pairs,
-    inFlight: o.inFlight,
-    warmupMs: o.warmupS * 1000,
-    durationMs: o.durationS * 1000,
-    rounds: o.rounds,
-    drainMs: o.drainS * 1000,
-    contentSize: o.contentSize,
-  };
+  const phase: PhaseOptions = phaseOptionsOf(o);
   let empty: TicksUnderTest | null = null;
   let full: TicksUnderTest | null = null;
   let seeded: SeedResult | null = null;

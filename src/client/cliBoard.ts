@@ -4,6 +4,7 @@
  * edits, deletes and reactions that arrive are applied in seq order (docs/protocol.md).
  */
 import type { Message } from "../protocol";
+import { applyEntry } from "./entries";
 
 /** Content comes from other users: one line, no control characters (no ANSI escapes). */
 export const clean = (text: string) =>
@@ -55,23 +56,7 @@ export class Board {
     const n = this.numbers.get(target.id)!;
     if ((this.applied.get(target.id) ?? 0) >= entry.seq) return { n, message: target };
     this.applied.set(target.id, entry.seq);
-    const next: Message = { ...target };
-    if (entry.kind === "edit") {
-      next.content = entry.content;
-      next.editedAt = entry.createdAt;
-    } else if (entry.kind === "delete") {
-      next.content = "";
-      next.deletedAt = entry.createdAt;
-      next.reactions = [];
-    } else if (entry.kind === "reaction") {
-      const others = next.reactions
-        .map((r) => ({ emoji: r.emoji, userIds: r.userIds.filter((u) => u !== entry.from) }))
-        .filter((r) => r.userIds.length > 0);
-      const same = others.find((r) => r.emoji === entry.content);
-      if (same) same.userIds = [...same.userIds, entry.from].sort();
-      else if (entry.content !== "") others.push({ emoji: entry.content, userIds: [entry.from] });
-      next.reactions = others.sort((a, b) => (a.emoji < b.emoji ? -1 : a.emoji > b.emoji ? 1 : 0));
-    }
+    const next = applyEntry(target, entry) as Message;
     this.texts.set(target.id, next);
     return { n, message: next };
   }

@@ -1,4 +1,5 @@
 import type { Message } from "../../src/protocol";
+import { applyEntry } from "../../src/client/entries";
 
 /**
  * What a client does with the log (docs/protocol.md, "Edits, deletes and reactions"): keep
@@ -16,24 +17,7 @@ export function applyLog(messages: Iterable<Message>): Map<string, Message> {
     }
     const target = texts.get(m.refId!);
     if (!target) continue; // never seen (e.g. expired): nothing to show
-    if (m.kind === "edit") {
-      target.content = m.content;
-      target.editedAt = m.createdAt;
-    } else if (m.kind === "delete") {
-      target.content = "";
-      target.deletedAt = m.createdAt;
-      target.reactions = [];
-    } else {
-      const others = target.reactions
-        .map((r) => ({ emoji: r.emoji, userIds: r.userIds.filter((u) => u !== m.from) }))
-        .filter((r) => r.userIds.length > 0);
-      if (m.content !== "") {
-        const same = others.find((r) => r.emoji === m.content);
-        if (same) same.userIds = [...same.userIds, m.from].sort();
-        else others.push({ emoji: m.content, userIds: [m.from] });
-      }
-      target.reactions = others.sort((a, b) => (a.emoji < b.emoji ? -1 : a.emoji > b.emoji ? 1 : 0));
-    }
+    texts.set(target.id, applyEntry(target, m) as Message);
   }
   return texts;
 }
