@@ -66,6 +66,10 @@ export class Connection extends Emitter<ConnectionEvents> {
     this.user = options.userId ?? (options.token ? subjectOf(options.token) : undefined);
     this.socket = io(options.url, {
       autoConnect: false,
+      // Its own Manager, never socket.io-client's shared one: the first socket made for a URL
+      // is otherwise kept in that module-level cache (with every listener, i.e. its whole
+      // TicksClient) for the life of the process, even after close().
+      forceNew: true,
       transports: options.transports ?? ["websocket"],
       reconnectionDelay: options.reconnectDelayMs ?? 500,
       reconnectionDelayMax: options.reconnectDelayMaxMs ?? 30_000,

@@ -250,11 +250,17 @@ export class TicksClient extends Emitter<TicksClientEvents> {
 
   /** A typed request: resolves the reply, `ok` or not; rejects with RequestTimeout without an ack. */
   request<E extends ClientEventName>(event: E, payload: RequestOf<E>): Promise<ReplyOf<E>> {
+    if (this.connection.isClosed) return Promise.reject(closedError());
     return request(this.socket, event, payload, this.ackTimeoutMs);
   }
 
   /** A typed request that rejects with ServerError on `{ ok: false }`. */
   call<E extends ClientEventName>(event: E, payload: RequestOf<E>): Promise<OkOf<E>> {
+    // After close() a request would sit in socket.io-client's send buffer with a live ack
+    // timer that holds the whole client for ackTimeoutMs, and the sync work queued behind it
+    // (one conversation's lock) re-arms that for every step: a closed client stayed reachable
+    // as long as its sync kept asking. Refusing at once lets it go.
+    if (this.connection.isClosed) return Promise.reject(closedError());
     return call(this.socket, event, payload, this.ackTimeoutMs);
   }
 
@@ -357,6 +363,8 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     await Promise.all(Array.from({ length: CATCH_UP_PARALLEL }, worker));
   }
 }
+
+const closedError = () => new Error("the client is closed");
 
 const conversationOf = (entry: PendingEntry): string | undefined =>
   entry.event === "message:send" ? entry.conversationId : undefined;
