@@ -214,7 +214,34 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[], options: Appe
     const first = outcomes[firstInBatch.get(senderKey(req))!]!;
     outcomes[i] = first.ok ? { ok: true, value: { duplicate: true, message: first.value.message } } : first;
   });
+  await claimOwnOriginals(db, reqs, outcomes);
   return outcomes;
+}
+
+/**
+ * A batch runs more than one statement when it holds a first message between two users, and
+ * each statement commits on its own; when a later one loses a race, the whole batch is run
+ * again and finds what its earlier statement stored. Those rows carry the request's own
+ * message id (made once, before the first attempt): they were stored by this request, so
+ * they answer `duplicate: false`, with their recipients, and are delivered live like any
+ * new message.
+ */
+async function claimOwnOriginals(db: Knex, reqs: AppendRequest[], outcomes: BatchOutcome<AppendResult>[]): Promise<void> {
+  const own = reqs.flatMap((req, i) => {
+    const o = outcomes[i];
+    return o?.ok && o.value.duplicate && o.value.message.id === req.id ? [i] : [];
+  });
+  if (own.length === 0) return;
+  const rows = rowsOf<{ message_id: string; recipient_id: string }>(
+    await db.raw(`SELECT message_id, recipient_id FROM message_delivery WHERE message_id = ANY(?::uuid[])`, [
+      own.map((i) => reqs[i]!.id),
+    ]),
+  );
+  for (const i of own) {
+    const message = (outcomes[i] as { ok: true; value: AppendResult }).value.message;
+    const recipients = rows.filter((r) => r.message_id === message.id).map((r) => r.recipient_id);
+    outcomes[i] = { ok: true, value: { duplicate: false, message, recipients } };
+  }
 }
 
 function newPlan(row: TargetRow): TargetPlan {
