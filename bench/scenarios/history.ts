@@ -11,7 +11,7 @@ import { seedHistory, type SeedResult } from "../lib/seed";
 import type { Section } from "../lib/table";
 import { migratedDatabase, startTicksOnFreshDb, storedCounts, type TicksUnderTest } from "../lib/ticks";
 import type { Context, ScenarioResult } from "./context";
-import { comparisonRows, problemNotes } from "./main";
+import { maxAndPacedRows, problemNotes } from "./main";
 
 export async function runHistory(ctx: Context): Promise<ScenarioResult> {
   const o = ctx.options;
@@ -64,12 +64,7 @@ export async function runHistory(ctx: Context): Promise<ScenarioResult> {
         `history: the main phases on an empty database and on one holding ${o.historyMessages.toLocaleString("en-US")} messages ` +
         `(${o.historyConversations.toLocaleString("en-US")} conversations), side by side`,
       columns: ["empty", "history", "history/empty"],
-      rows: [
-        { heading: `max load (closed loop, ${o.pairs * o.inFlight} sends in flight)` },
-        ...comparisonRows(emptyMax, fullMax, { paced: false }),
-        { heading: `paced at ${rate} msg/s (open loop; latency from the scheduled send time)` },
-        ...comparisonRows(emptyPaced, fullPaced, { paced: true }),
-      ],
+      rows: maxAndPacedRows(o.pairs * o.inFlight, rate, [emptyMax, fullMax], [emptyPaced, fullPaced]),
       notes: [
         seed
           ? `seeded ${seed.messages.toLocaleString("en-US")} messages + delivery rows, ${seed.conversations.toLocaleString("en-US")} conversations, ` +

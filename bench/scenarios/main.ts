@@ -12,6 +12,21 @@ import { startTicksOnFreshDb, storedCounts, type TicksUnderTest } from "../lib/t
 import type { Context, ScenarioResult } from "./context";
 
 /** Rows comparing two phase results; `lowerIsBetter` only affects the reading notes. */
+/** The two phases' rows, max load then paced, as both main and history print them. */
+export function maxAndPacedRows(
+  inFlight: number,
+  rate: number | string,
+  max: [PhaseResult, PhaseResult],
+  paced: [PhaseResult, PhaseResult],
+): Row[] {
+  return [
+    { heading: `max load (closed loop, ${inFlight} sends in flight)` },
+    ...comparisonRows(max[0], max[1], { paced: false }),
+    { heading: `paced at ${rate} msg/s (open loop; latency from the scheduled send time)` },
+    ...comparisonRows(paced[0], paced[1], { paced: true }),
+  ];
+}
+
 export function comparisonRows(a: PhaseResult, b: PhaseResult, opts: { paced: boolean }): Row[] {
   const row = (label: string, pick: (r: PhaseResult) => number | null): Row => {
     const x = pick(a);
@@ -123,12 +138,7 @@ export async function runMain(ctx: Context): Promise<ScenarioResult> {
         `main: ${o.pairs} sender→recipient pairs, ${o.inFlight} sends in flight per sender, ` +
         `${o.durationS} s measured per target and phase, in ${o.rounds} alternating rounds`,
       columns: ["relay", "ticks", "ticks/relay"],
-      rows: [
-        { heading: `max load (closed loop, ${o.pairs * o.inFlight} sends in flight)` },
-        ...comparisonRows(relayMax, ticksMax, { paced: false }),
-        { heading: `paced at ${rate} msg/s (open loop; latency from the scheduled send time)` },
-        ...comparisonRows(relayPaced, ticksPaced, { paced: true }),
-      ],
+      rows: maxAndPacedRows(o.pairs * o.inFlight, rate, [relayMax, ticksMax], [relayPaced, ticksPaced]),
       notes: [
         "ratio > 1 on a latency or CPU row, < 1 on a throughput row: Ticks costs that much more than a bare relay",
         `paced rate ${o.rate === "auto" ? "= half the lower of the two maxima, rounded down to 100" : "given with --rate"}`,
