@@ -79,4 +79,23 @@ describe("v2 guarantees", () => {
     const { rows } = await suite.pg.query("SELECT status FROM message_delivery WHERE message_id = $1", [text.id]);
     expect(rows).to.deep.equal([{ status: "read" }]);
   });
+  it("two concurrent first tries of one message:edit store one entry, answer it to both, and leave no seq gap", async () => {
+    const [a, b] = [uniqueId("alice"), uniqueId("bob")];
+    const alice = await suite.device(a).connectSynced();
+    const text = await alice.send(b, "race me");
+    const clientMsgId = uuidv4();
+    const replies = await Promise.all(
+      [0, 1, 2].map(() => alice.request("message:edit", { clientMsgId, messageId: text.id, content: "raced" })),
+    );
+    const entries = replies.map(ok);
+    expect(entries.map((e) => e.id)).to.deep.equal([entries[0]!.id, entries[0]!.id, entries[0]!.id]);
+    expect(replies.map((r) => r.ok && r.duplicate).sort()).to.deep.equal([false, true, true]);
+    expect(entries[0]).to.include({ kind: "edit", refId: text.id, seq: 2 });
+    const stored = await suite.pg.query("SELECT count(*)::int AS n FROM messages WHERE client_msg_id = $1", [clientMsgId]);
+    expect(stored.rows[0].n).to.equal(1);
+    const last = await suite.pg.query("SELECT last_seq FROM conversations WHERE conversation_id = $1", [text.conversationId]);
+    expect(Number(last.rows[0].last_seq)).to.equal(2);
+    const next = await alice.send(b, "after");
+    expect(next.seq).to.equal(3);
+  });
 });
