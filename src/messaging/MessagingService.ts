@@ -102,7 +102,7 @@ export class MessagingService {
     // A string has at most as many code points as UTF-16 units: count only when it matters.
     const max = this.options.maxContentLength;
     if (content.length > max && contentLength(content) > max) {
-      throw new AppError("TOO_LARGE", `content is longer than ${this.options.maxContentLength} characters`);
+      throw new AppError("TOO_LARGE", `content is longer than ${max} characters`);
     }
   }
 

@@ -18,6 +18,8 @@ import type { TicksSocket } from "./types";
  */
 export class TokenLifetimes {
   private readonly deadlines: DeadlineQueue<TicksSocket>;
+  /** The one `disconnect` listener of every tracked socket (EventEmitter passes the socket as `this`). */
+  private readonly forget: (this: TicksSocket) => void;
 
   /** @param verifier null in dev mode: no tokens, nothing to track, refresh is refused. */
   constructor(
@@ -30,6 +32,10 @@ export class TokenLifetimes {
       Date.now,
       (err) => log.error({ err }, "token deadline handler failed"),
     );
+    const deadlines = this.deadlines;
+    this.forget = function (this: TicksSocket) {
+      deadlines.delete(this);
+    };
   }
 
   /** Number of sockets with a deadline (the ticks_token_deadlines gauge, tests, the benchmark). */
@@ -68,12 +74,6 @@ export class TokenLifetimes {
     this.deadlines.stop();
   }
 
-  private readonly forget = (() => {
-    const deadlines = () => this.deadlines;
-    return function (this: TicksSocket) {
-      deadlines().delete(this);
-    };
-  })();
 
   /** The warning first (at once if the token is already inside the window); none without `exp`. */
   private schedule(socket: TicksSocket): void {

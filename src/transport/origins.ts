@@ -4,7 +4,7 @@ import type { OriginPolicy } from "../config";
 import type { Logger } from "../log";
 
 /** What a refused handshake answers (HTTP 403 for long-polling, 400 for a WebSocket upgrade). */
-export const ORIGIN_REFUSED = "origin not allowed";
+const ORIGIN_REFUSED = "origin not allowed";
 
 /**
  * CORS_ORIGINS as Socket.IO options. `cors` answers the browser's long-polling requests with
