@@ -58,12 +58,6 @@ export type TicksApp = {
 /** Longest wait for in-flight events at shutdown. */
 const DRAIN_TIMEOUT_MS = 10_000;
 
-/**
- * The largest packet the server reads (protocol/packets.ts has the formula and why); the
- * SDK refuses content that would not fit before sending it.
- */
-export const maxHttpBufferSize = maxPacketBytes;
-
 /** Wires the core, the transport and HTTP together. No I/O until listen(). */
 export function createApp(deps: AppDeps): TicksApp {
   const { config, store, log } = deps;

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { v4 as uuidv4 } from "uuid";
-import { maxHttpBufferSize } from "../src/app";
+import { maxPacketBytes as maxHttpBufferSize } from "../src/protocol/packets";
 import { uniqueId } from "./helpers/device";
 import { useServerSuite } from "./helpers/serverSuite";
 

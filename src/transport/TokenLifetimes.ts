@@ -4,12 +4,11 @@
  * `auth:expired` and is disconnected by the server. All sockets of this node share one
  * DeadlineQueue (one timer); a token without `exp`, and dev mode, set no deadline at all.
  */
-import type { TokenVerifier } from "../auth/TokenVerifier";
-import { InvalidToken } from "../auth/TokenVerifier";
+import { InvalidToken, type TokenVerifier } from "../auth/TokenVerifier";
 import { DeadlineQueue } from "../auth/DeadlineQueue";
 import type { Logger } from "../log";
 import { AppError } from "../protocol";
-import type { TicksSocket } from "./types";
+import { logContext, type TicksSocket } from "./types";
 
 /**
  * The deadline queue is keyed by the socket itself and the token's `exp` lives in
@@ -59,7 +58,7 @@ export class TokenLifetimes {
       verified = await this.verifier.verify(token);
     } catch (err) {
       if (!(err instanceof InvalidToken)) throw err;
-      this.log.debug({ userId: socket.data.userId, reason: err.reason }, "token refresh refused");
+      this.log.debug({ ...logContext(socket), reason: err.reason }, "token refresh refused");
       throw new AppError("UNAUTHORIZED", "token refused");
     }
     if (verified.userId !== socket.data.userId) throw new AppError("FORBIDDEN", "the token names another user");
