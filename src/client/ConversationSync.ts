@@ -126,7 +126,7 @@ export class ConversationSync {
     if (!fromStart) {
       const page = await this.deps.history({ conversationId: state.id, limit: this.pageSize });
       const first = page.messages[0];
-      if (first) this.release(state, state.skipTo(first.seq - 1), "history");
+      if (first) this.release(state.skipTo(first.seq - 1), "history");
       for (const m of page.messages) this.handle(state, state.accept(m), "history");
     }
     state.known = true;
@@ -138,19 +138,19 @@ export class ConversationSync {
       const page = await this.deps.history({ conversationId: state.id, afterSeq: state.high, limit: FILL_PAGE });
       for (const m of page.messages) {
         // History skipping seqs means they are gone (expired): nothing will fill that gap.
-        if (m.seq > state.high + 1) this.release(state, state.skipTo(m.seq - 1), "sync");
+        if (m.seq > state.high + 1) this.release(state.skipTo(m.seq - 1), "sync");
         this.handle(state, state.accept(m), "sync");
       }
       if (page.hasMore) continue;
       // The end of the stored log: whatever still waits is past seqs that no longer exist.
       const next = state.nextWaiting;
-      if (next !== null) this.release(state, state.skipTo(next - 1), "sync");
+      if (next !== null) this.release(state.skipTo(next - 1), "sync");
       break;
     }
   }
 
   private handle(state: ConversationState, accepted: Accepted, source: MessageSource): void {
-    if (accepted.kind === "released") this.release(state, accepted.messages, source);
+    if (accepted.kind === "released") this.release(accepted.messages, source);
     if (accepted.kind === "older" && !this.older.has(accepted.message.id)) {
       this.older.add(accepted.message.id);
       this.remember(accepted.message);
@@ -159,7 +159,7 @@ export class ConversationSync {
   }
 
   /** In seq order: entries are applied to their target as they pass. */
-  private release(_state: ConversationState, messages: ChatMessage[], source: MessageSource): void {
+  private release(messages: ChatMessage[], source: MessageSource): void {
     for (const m of messages) {
       if (kindOf(m) === "text") this.remember(m);
       else this.applyToTarget(m);

@@ -3,10 +3,10 @@
  * Applied in seq order they converge on the server's state, even on top of a text message
  * that already carries a later state (the entries after it bring it back to the same end).
  */
-import type { Message } from "../protocol/events";
+import type { Message, MessageKind, Reaction } from "../protocol/events";
 
-export type Reaction = { emoji: string; userIds: string[] };
-export type EntryKind = "text" | "edit" | "delete" | "reaction";
+export type { Reaction };
+export type EntryKind = MessageKind;
 
 /** A message as the SDK hands it out: v1 fields always, v2 fields when the server sends them. */
 export type ChatMessage = Message & {

@@ -5,7 +5,7 @@ export { IndexedDbOutboxStorage } from "./IndexedDbOutboxStorage";
 export { ContentTooLargeError, checkContent, codePoints, maxPacketBytes } from "./limits";
 export { RequestTimeout, ServerError, type ClientSocket, type ReplyOf, type RequestOf } from "./request";
 export { subjectOf } from "./token";
-export type { ChatMessage, Reaction } from "./entries";
+export type { ChatMessage } from "./entries";
 export type { MessageStatus, StatusChange } from "./StatusTracker";
 export type { MessageSource } from "./ConversationSync";
 export type * from "../protocol/events";

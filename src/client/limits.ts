@@ -4,7 +4,7 @@
  * TOO_LARGE, but a packet over the server's maxHttpBufferSize makes Socket.IO drop the whole
  * connection, and a retrying client would then loop through reconnects.
  */
-import { maxPacketBytes } from "../protocol/packets";
+import { contentLength, maxPacketBytes } from "../protocol/packets";
 
 export { maxPacketBytes };
 
@@ -22,12 +22,8 @@ export class ContentTooLargeError extends Error {
   }
 }
 
-/** Content length in Unicode code points, the unit MAX_CONTENT_LENGTH is given in. */
-export function codePoints(text: string): number {
-  let n = 0;
-  for (const _ of text) n++;
-  return n;
-}
+/** Content length in Unicode code points (the protocol's contentLength, under the SDK's name). */
+export const codePoints = contentLength;
 
 /** Bytes `text` takes once JSON-encoded in a packet (escapes included). */
 export function encodedBytes(text: string): number {

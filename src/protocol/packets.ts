@@ -6,3 +6,10 @@
  * plus room for the envelope. docs/protocol.md ("Size limits").
  */
 export const maxPacketBytes = (maxContentLength: number): number => Math.max(64 * 1024, maxContentLength * 6 + 16 * 1024);
+
+/** Content length in Unicode code points, the unit MAX_CONTENT_LENGTH is given in. */
+export function contentLength(content: string): number {
+  let n = 0;
+  for (const _ of content) n++;
+  return n;
+}

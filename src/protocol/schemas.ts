@@ -5,6 +5,10 @@
 import { z } from "zod";
 import { AppError } from "./errors";
 import { APP_ID, CLIENT_MSG_ID, USER_ID, UUID } from "./ids";
+import { contentLength } from "./packets";
+
+// Kept here too for the server; the definition is zod-free so the SDK can import it without zod.
+export { contentLength };
 import type { ClientEventName } from "./events";
 
 const userId = z.string().regex(USER_ID, "a user id is 1-64 chars of [A-Za-z0-9._@-]");
@@ -107,9 +111,3 @@ export function parsePayload<E extends ClientEventName>(event: E, payload: unkno
   throw new AppError("BAD_REQUEST", `${event}: ${where}${issue?.message ?? "invalid payload"}`);
 }
 
-/** Content length in Unicode code points, the unit MAX_CONTENT_LENGTH is given in. */
-export function contentLength(content: string): number {
-  let n = 0;
-  for (const _ of content) n++;
-  return n;
-}
