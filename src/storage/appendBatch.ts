@@ -204,15 +204,10 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[], options: Appe
     if (unrouted.length > 0) throw new Error("direct conversation missing right after it was created");
   }
 
-  for (const [i, first] of repeatOf) {
-    const o = outcomes[first]!;
-    outcomes[i] = o.ok ? { ok: true, value: { duplicate: true, message: o.value.message } } : o;
-  }
+  for (const [i, first] of repeatOf) outcomes[i] = asRepeat(outcomes[first]!);
   // Same retry twice in one batch: the second answers what the first got.
   reqs.forEach((req, i) => {
-    if (outcomes[i]) return;
-    const first = outcomes[firstInBatch.get(senderKey(req))!]!;
-    outcomes[i] = first.ok ? { ok: true, value: { duplicate: true, message: first.value.message } } : first;
+    if (!outcomes[i]) outcomes[i] = asRepeat(outcomes[firstInBatch.get(senderKey(req))!]!);
   });
   await claimOwnOriginals(db, reqs, outcomes);
   return outcomes;
@@ -243,6 +238,10 @@ async function claimOwnOriginals(db: Knex, reqs: AppendRequest[], outcomes: Batc
     outcomes[i] = { ok: true, value: { duplicate: false, message, recipients } };
   }
 }
+
+/** What a repeat of a request answers: the first one's message as a duplicate, or its error. */
+const asRepeat = (o: BatchOutcome<AppendResult>): BatchOutcome<AppendResult> =>
+  o.ok ? { ok: true, value: { duplicate: true, message: o.value.message } } : o;
 
 function newPlan(row: TargetRow): TargetPlan {
   return { row, content: null, editedAt: null, deletedAt: null, deletedBy: null, patch: {}, entries: [] };
