@@ -356,7 +356,6 @@ async function loadConversations(
 ): Promise<{ conversations: Conversations; targets: Map<string, TargetRow> }> {
   const conversations: Conversations = new Map();
   const targets = new Map<string, TargetRow>();
-  if (ids.length === 0 && refIds.length === 0) return { conversations, targets };
   const members = `SELECT c.conversation_id, c.kind, cm.user_id, NULL::jsonb AS target FROM conversations c
        LEFT JOIN conversation_members cm ON cm.conversation_id = c.conversation_id`;
   const rows = rowsOf<{ conversation_id: string; kind: string | null; user_id: string | null; target: TargetRow | null }>(
