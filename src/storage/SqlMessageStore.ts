@@ -197,13 +197,20 @@ export class SqlMessageStore implements MessageStore {
 
   /** Retried when a concurrent batch won a duplicate race, changed an acted-on message or deadlocked. */
   private async appendMany(reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
+    const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
     for (let attempt = 1; ; attempt++) {
       try {
-        return await appendBatch(this.db, reqs, { hot: this.hot, pushDelayMs: this.pushDelayMs });
+        return await appendBatch(this.db, reqs, { hot: this.hot, pushDelayMs: this.pushDelayMs, outcomes });
       } catch (err) {
         const retryable =
           err instanceof LostDuplicateRace || err instanceof TargetChanged || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
-        if (retryable && attempt < 5) continue;
+        if (retryable && attempt < 5) {
+          // Keep only what an earlier statement of the batch committed; the rest is judged again.
+          outcomes.forEach((o, i) => {
+            if (!o.ok || o.value.duplicate) delete outcomes[i];
+          });
+          continue;
+        }
         throw asStorageError(err);
       }
     }

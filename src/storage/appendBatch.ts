@@ -93,12 +93,19 @@ export type AppendOptions = {
    * statement has no push part at all.
    */
   pushDelayMs?: number;
+  /**
+   * Filled in place. A batch runs more than one statement when it holds a first message
+   * between two users, and each commits on its own: when a later one fails, the caller
+   * runs the batch again with the outcomes the earlier one committed still set, and those
+   * requests are not run again (they stay `duplicate: false`, with their recipients).
+   */
+  outcomes?: BatchOutcome<AppendResult>[];
 };
 
 export async function appendBatch(db: Knex, reqs: AppendRequest[], options: AppendOptions = {}): Promise<BatchOutcome<AppendResult>[]> {
   const hot = options.hot ?? db;
   const push = options.pushDelayMs;
-  const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
+  const outcomes: BatchOutcome<AppendResult>[] = options.outcomes ?? new Array(reqs.length);
   // The same retry twice in one batch: only the first goes to the database.
   const firstInBatch = new Map<string, number>();
   const firsts: number[] = [];
@@ -106,7 +113,7 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[], options: Appe
     const key = senderKey(req);
     if (firstInBatch.has(key)) return;
     firstInBatch.set(key, i);
-    firsts.push(i);
+    if (!outcomes[i]) firsts.push(i);
   });
 
   const givenIds: string[] = [];
@@ -204,45 +211,17 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[], options: Appe
     if (unrouted.length > 0) throw new Error("direct conversation missing right after it was created");
   }
 
-  for (const [i, first] of repeatOf) {
-    const o = outcomes[first]!;
-    outcomes[i] = o.ok ? { ok: true, value: { duplicate: true, message: o.value.message } } : o;
-  }
+  for (const [i, first] of repeatOf) outcomes[i] = asRepeat(outcomes[first]!);
   // Same retry twice in one batch: the second answers what the first got.
   reqs.forEach((req, i) => {
-    if (outcomes[i]) return;
-    const first = outcomes[firstInBatch.get(senderKey(req))!]!;
-    outcomes[i] = first.ok ? { ok: true, value: { duplicate: true, message: first.value.message } } : first;
+    if (!outcomes[i]) outcomes[i] = asRepeat(outcomes[firstInBatch.get(senderKey(req))!]!);
   });
-  await claimOwnOriginals(db, reqs, outcomes);
   return outcomes;
 }
 
-/**
- * A batch runs more than one statement when it holds a first message between two users, and
- * each statement commits on its own; when a later one loses a race, the whole batch is run
- * again and finds what its earlier statement stored. Those rows carry the request's own
- * message id (made once, before the first attempt): they were stored by this request, so
- * they answer `duplicate: false`, with their recipients, and are delivered live like any
- * new message.
- */
-async function claimOwnOriginals(db: Knex, reqs: AppendRequest[], outcomes: BatchOutcome<AppendResult>[]): Promise<void> {
-  const own = reqs.flatMap((req, i) => {
-    const o = outcomes[i];
-    return o?.ok && o.value.duplicate && o.value.message.id === req.id ? [i] : [];
-  });
-  if (own.length === 0) return;
-  const rows = rowsOf<{ message_id: string; recipient_id: string }>(
-    await db.raw(`SELECT message_id, recipient_id FROM message_delivery WHERE message_id = ANY(?::uuid[])`, [
-      own.map((i) => reqs[i]!.id),
-    ]),
-  );
-  for (const i of own) {
-    const message = (outcomes[i] as { ok: true; value: AppendResult }).value.message;
-    const recipients = rows.filter((r) => r.message_id === message.id).map((r) => r.recipient_id);
-    outcomes[i] = { ok: true, value: { duplicate: false, message, recipients } };
-  }
-}
+/** What a repeat of a request answers: the first one's message as a duplicate, or its error. */
+const asRepeat = (o: BatchOutcome<AppendResult>): BatchOutcome<AppendResult> =>
+  o.ok ? { ok: true, value: { duplicate: true, message: o.value.message } } : o;
 
 function newPlan(row: TargetRow): TargetPlan {
   return { row, content: null, editedAt: null, deletedAt: null, deletedBy: null, patch: {}, entries: [] };
@@ -377,7 +356,6 @@ async function loadConversations(
 ): Promise<{ conversations: Conversations; targets: Map<string, TargetRow> }> {
   const conversations: Conversations = new Map();
   const targets = new Map<string, TargetRow>();
-  if (ids.length === 0 && refIds.length === 0) return { conversations, targets };
   const members = `SELECT c.conversation_id, c.kind, cm.user_id, NULL::jsonb AS target FROM conversations c
        LEFT JOIN conversation_members cm ON cm.conversation_id = c.conversation_id`;
   const rows = rowsOf<{ conversation_id: string; kind: string | null; user_id: string | null; target: TargetRow | null }>(
