@@ -57,6 +57,8 @@ export class Conversations {
         kind: m.to === null ? "group" : "direct",
         title: null,
         members: m.to === null ? [m.from] : [...new Set([m.from, m.to])],
+        admins: [],
+        member: true,
         lastSeq: 0,
         unread: 0,
         lastMessage: null,

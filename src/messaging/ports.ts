@@ -51,7 +51,15 @@ export type HistoryQuery = { beforeSeq?: number; afterSeq?: number; limit: numbe
 
 export type Membership = "member" | "not_member" | "not_found";
 
-export type NewGroup = { id: string; title: string; creator: string; members: string[]; at: Date };
+export type NewGroup = {
+  id: string;
+  title: string;
+  creator: string;
+  members: string[];
+  at: Date;
+  /** GROUP_CREATE_PER_HOUR: refused (RATE_LIMITED) when the creator made this many in the last hour. Unset: no cap. */
+  createdPerHour?: number;
+};
 
 /** Durable storage. Every method throws StorageUnavailableError when the database fails. */
 export interface MessageStore {
