@@ -47,10 +47,4 @@ export interface GroupStore {
    * Refusals reject with the verdict's AppError and change nothing.
    */
   change(req: GroupChangeRequest): Promise<GroupChangeResult>;
-  visibility(conversationId: string, userId: string): Promise<Visibility>;
-  /**
-   * Whether any of these messages lies in a conversation the user left or was removed from
-   * (a read there is FORBIDDEN).
-   */
-  departedFrom(userId: string, messageIds: string[]): Promise<boolean>;
 }

@@ -6,6 +6,7 @@
  */
 import type { ConversationSummary, HistoryResult, Message, StatusUpdate, TypingEvent } from "../protocol";
 import type { EntryKind } from "./entryRules";
+import type { Visibility } from "./groupPorts";
 
 export type SendTarget = { to: string } | { conversationId: string };
 
@@ -47,7 +48,8 @@ export type AppendResult =
 /** A message whose status just moved, with its sender (who is told). */
 export type StatusChange = { messageId: string; from: string };
 
-export type HistoryQuery = { beforeSeq?: number; afterSeq?: number; limit: number };
+/** `fromSeq`/`untilSeq`: the caller's window (Visibility), both included. */
+export type HistoryQuery = { beforeSeq?: number; afterSeq?: number; limit: number; fromSeq?: number; untilSeq?: number };
 
 export type Membership = "member" | "not_member" | "not_found";
 
@@ -100,6 +102,10 @@ export interface MessageStore {
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]>;
   history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult>;
   membership(conversationId: string, userId: string): Promise<Membership>;
+  /** Which seqs of the conversation the user may see: members from their entry on, former members up to it. */
+  visibility(conversationId: string, userId: string): Promise<Visibility>;
+  /** Whether any of these messages lies in a conversation the user left or was removed from. */
+  departedFrom(userId: string, messageIds: string[]): Promise<boolean>;
   /** The conversation's members, or null when there is no such conversation. */
   members(conversationId: string): Promise<string[] | null>;
   listConversations(userId: string, now: Date): Promise<ConversationSummary[]>;

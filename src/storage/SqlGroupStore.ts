@@ -1,8 +1,8 @@
 import type { Knex } from "knex";
-import type { GroupChangeRequest, GroupChangeResult, GroupStore, Visibility } from "../messaging/groupPorts";
+import type { GroupChangeRequest, GroupChangeResult, GroupStore } from "../messaging/groupPorts";
 import { judgeGroupChange, type GroupMember } from "../messaging/groupRules";
 import { AppError, type ConversationSummary, type GroupRole, type Message } from "../protocol";
-import { unavailableOnDbError } from "./SqlMessageStore";
+import { unavailableOnDbError } from "./unavailable";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
 
 /** PostgreSQL's unique_violation: a concurrent retry stored the same (from, clientMsgId) first. */
@@ -135,40 +135,6 @@ export class SqlGroupStore implements GroupStore {
     }
     const summary = plan.added.length > 0 ? await joinedView(trx, req.conversationId, seq) : null;
     return { duplicate: false, message, recipients, added: plan.added, summary };
-  }
-
-  visibility(conversationId: string, userId: string): Promise<Visibility> {
-    return unavailableOnDbError(async () => {
-      const [row] = rowsOf<{ member_from: string | number | null; left_from: string | number | null; until_seq: string | number | null }>(
-        await this.db.raw(
-          `SELECT
-             (SELECT from_seq FROM conversation_members WHERE conversation_id = c.conversation_id AND user_id = ?) AS member_from,
-             d.from_seq AS left_from, d.until_seq
-           FROM conversations c
-           LEFT JOIN conversation_departures d ON d.conversation_id = c.conversation_id AND d.user_id = ?
-           WHERE c.conversation_id = ?`,
-          [userId, userId, conversationId],
-        ),
-      );
-      if (!row) return { state: "not_found" };
-      if (row.member_from !== null) return { state: "member", fromSeq: toNumber(row.member_from) };
-      if (row.until_seq !== null) return { state: "former", fromSeq: toNumber(row.left_from), untilSeq: toNumber(row.until_seq) };
-      return { state: "stranger" };
-    });
-  }
-
-  departedFrom(userId: string, messageIds: string[]): Promise<boolean> {
-    return unavailableOnDbError(async () => {
-      const rows = rowsOf<{ hit: number }>(
-        await this.db.raw(
-          `SELECT 1 AS hit FROM messages m
-           JOIN conversation_departures d ON d.conversation_id = m.conversation_id AND d.user_id = ?
-           WHERE m.message_id = ANY(?::uuid[]) LIMIT 1`,
-          [userId, messageIds],
-        ),
-      );
-      return rows.length > 0;
-    });
   }
 }
 
