@@ -12,7 +12,7 @@ export type GroupMember = { userId: string; role: GroupRole; joinedAt: Date };
 export type GroupState = { kind: string; members: GroupMember[] };
 
 export type GroupCommand =
-  | { action: "add"; userIds: string[] }
+  | { action: "add"; userIds: readonly string[] }
   | { action: "remove"; userId: string }
   | { action: "leave" }
   | { action: "title"; title: string }
