@@ -26,6 +26,7 @@ import { TokenLifetimes } from "./transport/TokenLifetimes";
 import { acceptConnections, syncedLocalUsers } from "./transport/connection";
 import { originOptions } from "./transport/origins";
 import { SocketNotifier } from "./transport/SocketNotifier";
+import { listenForFanout } from "./transport/clusterFanout";
 import type { TicksServer } from "./transport/types";
 
 export type AppDeps = {
@@ -135,6 +136,7 @@ export function createApp(deps: AppDeps): TicksApp {
   const tokens = new TokenLifetimes(verifier, config.tokenRefreshWindowMs, log);
   metrics.countTokenDeadlines = () => tokens.tracked;
   io.use(authMiddleware(verifier, log));
+  listenForFanout(io, (recipients, message) => messaging.offerHere(recipients, message));
   acceptConnections(io, {
     messaging,
     groups,

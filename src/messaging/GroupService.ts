@@ -50,7 +50,7 @@ export class GroupService {
       at: this.clock.now(),
       ...(this.options.createdPerHour > 0 ? { createdPerHour: this.options.createdPerHour } : {}),
     });
-    for (const member of summary.members) this.notifier.conversationCreated(member, summary);
+    this.notifier.conversationCreated(summary.members, summary);
     return summary.id;
   }
 
@@ -69,7 +69,7 @@ export class GroupService {
     });
     if (!result.duplicate) {
       // The new members learn the group first, then get the entry that added them.
-      if (result.summary) for (const user of result.added) this.notifier.conversationCreated(user, result.summary);
+      if (result.summary) this.notifier.conversationCreated(result.added, result.summary);
       this.publish(actor, result.message, result.recipients, origin);
     }
     return { message: result.message, duplicate: result.duplicate };

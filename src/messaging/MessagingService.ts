@@ -116,8 +116,13 @@ export class MessagingService {
    */
   publish(from: string, message: Message, recipients: string[], origin?: string): void {
     this.metrics.stored(1);
-    for (const recipient of recipients) this.live.offer(recipient, message);
+    this.live.offerAll(recipients, message);
     this.notifier.ownCopy(from, message, origin);
+  }
+
+  /** Another node's fan-out (Notifier.fanOut) reached this node: offer to the devices here. */
+  offerHere(recipients: string[], message: Message): void {
+    this.live.offerHere(recipients, message);
   }
 
   /** Resolves when every live offer made so far got its receipt stored or timed out. */

@@ -126,6 +126,15 @@ export interface Notifier {
    */
   deliver(recipient: string, message: Message, scope?: "cluster" | "local"): Promise<boolean>;
   /**
+   * Asks every other node, in one inter-node message, to offer a just-stored message to its
+   * own live devices of these recipients (each node stores the receipts it gets:
+   * MessagingService.offerHere). A group's fan-out costs one message between nodes, not
+   * one per member. One node: nothing to do.
+   */
+  fanOut(recipients: string[], message: Message): void;
+  /** Those of `userIds` with a live (synced) device on this node. */
+  localRecipients(userIds: string[]): string[];
+  /**
    * Offers a message the user just sent to their other live devices, on every node; never
    * to `origin` (the sending connection). Their receipts are not delivery receipts: nothing
    * waits for them.
@@ -133,7 +142,8 @@ export interface Notifier {
   ownCopy(sender: string, message: Message, origin?: string): void;
   /** To every device of `userId`, but `except` (a connection). */
   status(userId: string, update: StatusUpdate, except?: string): void;
-  conversationCreated(userId: string, conversation: ConversationSummary): void;
+  /** To every device of these users at once (one broadcast, whatever their number). */
+  conversationCreated(userIds: string[], conversation: ConversationSummary): void;
   typing(userIds: string[], event: TypingEvent): void;
 }
 
