@@ -19,7 +19,7 @@ import type { Context, ScenarioResult } from "./context";
 type Pending = { clientMsgId: string; sentAt: number; received: number; statuses: number; acked: boolean; done: () => void };
 
 /** One target's group: its members' sockets and what arrived for each message. */
-class GroupLoad {
+export class GroupLoad {
   private readonly byClientId = new Map<string, Pending>();
   private readonly byId = new Map<string, Pending>();
   private conversationId = "";
