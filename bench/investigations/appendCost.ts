@@ -4,7 +4,7 @@
  * `--prefill` messages, plus EXPLAIN ANALYZE of one write statement. With `--entries`, also
  * batches of reactions and edits, which go through the same statement.
  *
- *   node --import tsx bench/appendCost.ts [--prefill 200000] [--batch 64] [--batches 300] [--entries]
+ *   node --import tsx bench/investigations/appendCost.ts [--prefill 200000] [--batch 64] [--batches 300] [--entries]
  *
  * Needs PostgreSQL at TEST_DATABASE_ADMIN_URL (default: local, trust). Written to compare
  * two checkouts of the same code (docs/benchmarks.md, "Edits, deletes and reactions"): the
@@ -12,9 +12,9 @@
  */
 import { Client } from "pg";
 import { v7 as uuidv7 } from "uuid";
-import { createDatabase, migrateToLatest } from "../src/storage/database";
-import { SqlMessageStore } from "../src/storage/SqlMessageStore";
-import { createTestDatabase } from "../test/helpers/database";
+import { createDatabase, migrateToLatest } from "../../src/storage/database";
+import { SqlMessageStore } from "../../src/storage/SqlMessageStore";
+import { createTestDatabase } from "../../test/helpers/database";
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
