@@ -234,10 +234,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   async createGroup(title: string, members: string[]): Promise<string> {
     return (await this.call("group:create", { title, members })).conversationId;
   }
-  /**
-   * Group changes (GroupChanges.ts) resolve their `group` entry; admins only, but leave().
-   * When the last admin leaves, the longest-standing member becomes admin.
-   */
+  /** Group changes (GroupChanges.ts): each resolves its `group` entry; admins only, but leave(). */
   addMembers(conversationId: string, userIds: string[]): Promise<ChatMessage> {
     return this.groups.change("group:add", { conversationId, userIds });
   }
