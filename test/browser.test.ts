@@ -211,6 +211,45 @@ describe("web chat page in Chromium", function () {
       expect(await messages(a).filter({ hasText: hostile }).locator("img").count()).to.equal(0);
       expect(dialogs).to.deep.equal([]);
     });
+    describe("a fresh device that opens a chat at once", () => {
+      // The race of issue 18: a new browser (no IndexedDB) whose user types the peer in
+      // "To" right after Connect, before the device finished its first sync. Repeated: it
+      // is a race, and it lost in 3 of 6 tries before the fix.
+      const TRIES = 20;
+      for (let i = 1; i <= TRIES; i++) {
+        it(`shows the earlier messages and the one sent while away (try ${i} of ${TRIES})`, async () => {
+          const alice = uniqueId("alice");
+          const bob = uniqueId("bob");
+          const a = await new Device(urlOf(server), { userId: alice }).connectSynced();
+          const b = await new Device(urlOf(server), { userId: bob }).connectSynced();
+          try {
+            for (const text of ["earlier 1", "earlier 2"]) {
+              expect((await a.request("message:send", { clientMsgId: uniqueId("c"), to: bob, content: text })).ok).to.equal(true);
+            }
+            await waitFor(() => b.received.length === 2, "bob's first device has both");
+            b.close();
+            expect((await a.request("message:send", { clientMsgId: uniqueId("c"), to: bob, content: "while away" })).ok).to.equal(true);
+          } finally {
+            a.close();
+            b.close();
+          }
+          const context = await browser.newContext();
+          contexts.push(context);
+          const page = await context.newPage();
+          await page.goto(`${urlOf(server)}/`);
+          await page.getByLabel("User ID", { exact: true }).fill(bob);
+          await page.getByRole("button", { name: "Connect" }).click();
+          // At once, as people do: no wait for "Connected", keys typed one by one, and no
+          // Enter or Tab (so no "change" event).
+          await page.getByLabel("To", { exact: true }).pressSequentially(alice, { delay: 20 });
+          for (const text of ["earlier 1", "earlier 2", "while away"]) {
+            await messages(page).filter({ hasText: text }).waitFor({ timeout: 10_000 });
+          }
+          expect(await messages(page).count()).to.equal(3);
+        });
+      }
+    });
+
     // Last in this block: it restarts the server.
     it("a send made while the server is down waits in IndexedDB after its tab closed, and goes out once", async () => {
       const alice = uniqueId("alice");
