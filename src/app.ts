@@ -12,6 +12,9 @@ import { Redeliverer } from "./messaging/Redeliverer";
 import { MessagingService } from "./messaging/MessagingService";
 import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
+import { StatusCursors } from "./messaging/StatusCursors";
+import type { StatusStreamStore } from "./messaging/statusPorts";
+import { StatusStream } from "./messaging/StatusStream";
 import type { PushStore } from "./messaging/pushPorts";
 import type { PushWorker } from "./messaging/PushWorker";
 import { createPush } from "./push/createPush";
@@ -31,6 +34,10 @@ export type AppDeps = {
   store: MessageStore;
   /** Pushkeys and the push outbox. */
   pushStore: PushStore;
+  /** v3: each user's status stream (status:sync, message:info). */
+  statusStore: StatusStreamStore;
+  /** Seals status stream cursors: StatusStreamStore.cursorKey(), read once at startup (32 bytes). */
+  cursorKey: Uint8Array;
   log: Logger;
   /** @default the system clock */
   clock?: Clock;
@@ -75,6 +82,7 @@ export function createApp(deps: AppDeps): TicksApp {
   });
 
   const notifier = new SocketNotifier(io, config.deliveryAckTimeoutMs, !cluster.adapter);
+  const statuses = new StatusStream(deps.statusStore, new StatusCursors(deps.cursorKey), clock);
   const messaging = new MessagingService(
     store,
     notifier,
@@ -92,6 +100,7 @@ export function createApp(deps: AppDeps): TicksApp {
       read: (n) => metrics.messagesRead.inc(n),
       redelivery: (reason, outcome, n) => n > 0 && metrics.redelivery.inc({ reason, outcome }, n),
     },
+    statuses,
   );
   // Four heartbeats fit in a tracker's deadline (see RedisPresenceTracker).
   const heartbeatMs = Math.max(50, Math.round(config.presenceTtlMs / 6));
@@ -125,6 +134,7 @@ export function createApp(deps: AppDeps): TicksApp {
   io.use(authMiddleware(verifier, log));
   acceptConnections(io, {
     messaging,
+    statuses,
     presence,
     push: push.service,
     rateLimiter: cluster.rateLimiter,

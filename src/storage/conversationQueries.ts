@@ -5,7 +5,7 @@ import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from ".
 
 /**
  * The caller's conversations as `conversation:list` shows them (or just `only`), in one
- * query: members, unread count (text only) and last unexpired text message, with its
+ * query: members, unread count (text not deleted for everyone) and last unexpired text message, with its
  * current state, most recently active first.
  */
 export async function conversationSummaries(
@@ -32,6 +32,7 @@ export async function conversationSummaries(
          SELECT m.conversation_id, count(*) AS n FROM message_delivery d
          JOIN messages m ON m.message_id = d.message_id
          WHERE d.recipient_id = ? AND d.status IN ('sent', 'delivered') AND m.expires_at > ? AND m.kind = 'text'
+           AND m.deleted_at IS NULL
          GROUP BY m.conversation_id
        )
        SELECT c.conversation_id AS id, c.kind AS conversation_kind, c.title, c.last_seq,
