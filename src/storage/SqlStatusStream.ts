@@ -12,9 +12,9 @@ import { unavailableOnDbError } from "./unavailable";
  */
 export const STATUS_PAGE = statement(
   "status_page",
-  `SELECT pos::text AS pos, message_id, status, by_user, at FROM status_stream
-   WHERE owner_id = $1 AND pos > $2 AND expires_at > $3
-   ORDER BY pos LIMIT $4`,
+  `SELECT s.pos::text AS position, s.message_id, s.status, s.by_user, s.at FROM status_stream s
+   WHERE s.owner_id = $1 AND s.pos > $2 AND s.expires_at > $3
+   ORDER BY s.pos LIMIT $4`,
 );
 
 /** The sender's message and its delivery rows; no row at all when it is not theirs, unknown or expired. */
@@ -23,7 +23,7 @@ const RECIPIENTS_SQL = `SELECT d.recipient_id, d.status, d.delivered_at, d.read_
    WHERE m.message_id = ? AND m.from_user_id = ? AND m.expires_at > ?
    ORDER BY d.recipient_id`;
 
-type PageRow = { pos: string; message_id: string; status: "delivered" | "read"; by_user: string; at: Date | string };
+type PageRow = { position: string; message_id: string; status: "delivered" | "read"; by_user: string; at: Date | string };
 type RecipientRow = { recipient_id: string | null; status: Status; delivered_at: Date | string | null; read_at: Date | string | null };
 
 const date = (v: Date | string) => (v instanceof Date ? v : new Date(v));
@@ -39,7 +39,7 @@ export class SqlStatusStream implements StatusStreamStore {
   page(owner: string, afterPos: string | null, limit: number, now: Date): Promise<StreamRow[]> {
     return unavailableOnDbError(async () => {
       const rows = await runPrepared<PageRow>(this.hot, STATUS_PAGE, [owner, afterPos ?? "0", now.toISOString(), limit]);
-      return rows.map((r) => ({ pos: String(r.pos), messageId: r.message_id, status: r.status, by: r.by_user, at: date(r.at) }));
+      return rows.map((r) => ({ pos: r.position, messageId: r.message_id, status: r.status, by: r.by_user, at: date(r.at) }));
     });
   }
 
