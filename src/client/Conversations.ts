@@ -14,6 +14,8 @@ export class Conversations {
   private readonly unreadIds = new Map<string, Set<string>>();
   /** Which conversation an unread id is in, for reads announced by id only. */
   private readonly conversationOf = new Map<string, string>();
+  /** Conversations whose summary came from the server (members known), not made up from a message. */
+  private readonly fromServer = new Set<string>();
 
   constructor(
     private readonly me: () => string | undefined,
@@ -22,12 +24,30 @@ export class Conversations {
 
   /** A fresh `conversation:list`: its unread counts are the server's truth at that moment. */
   replaceAll(list: ConversationSummary[]): void {
-    for (const c of list) this.summaries.set(c.id, { ...c });
+    for (const c of list) {
+      this.summaries.set(c.id, { ...c });
+      this.fromServer.add(c.id);
+    }
   }
 
   upsert(summary: ConversationSummary): void {
+    this.fromServer.add(summary.id);
     this.summaries.set(summary.id, { ...this.summaries.get(summary.id), ...summary });
     this.changed(this.summaries.get(summary.id)!);
+  }
+
+  /**
+   * Who this user's messages in the conversation go to, for the group ticks rule: null for
+   * a direct conversation, the members but this user for a group (as the server last listed
+   * them: `conversation:list`, `conversation:new`), undefined while that is not known.
+   */
+  recipients(conversationId: string): string[] | null | undefined {
+    const c = this.summaries.get(conversationId);
+    if (!c) return undefined;
+    if (c.kind === "direct") return null;
+    if (!this.fromServer.has(conversationId)) return undefined;
+    const me = this.me();
+    return c.members.filter((m) => m !== me);
   }
 
   /** Every conversation, most recently active first. */
@@ -67,7 +87,9 @@ export class Conversations {
       c.lastSeq = m.seq;
       if (kindOf(m) === "text") c.lastMessage = m;
     }
-    if (counts && kindOf(m) === "text" && m.from !== this.me()) {
+    // Deleted for everyone: no longer unread (as the server counts it).
+    if (kindOf(m) === "delete" && m.refId && this.conversationOf.has(m.refId)) this.read([m.refId]);
+    if (counts && kindOf(m) === "text" && m.from !== this.me() && !m.deletedAt) {
       const ids = this.ids(c.id);
       if (!ids.has(m.id)) {
         ids.add(m.id);
