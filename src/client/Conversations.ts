@@ -106,7 +106,7 @@ export class Conversations {
     if (!c) return;
     const me = this.me();
     const ids = this.ids(conversationId);
-    const fromOthers = held.filter((m) => m.from !== me && kindOf(m) === "text").sort((a, b) => b.seq - a.seq);
+    const fromOthers = held.filter((m) => m.from !== me && kindOf(m) === "text" && !m.deletedAt).sort((a, b) => b.seq - a.seq);
     for (const m of fromOthers.slice(0, c.unread)) {
       ids.add(m.id);
       this.conversationOf.set(m.id, conversationId);

@@ -74,10 +74,13 @@ export class StatusTracker {
     this.emit({ clientMsgId, messageId, conversationId, status: t.status, ...(message ? { message } : {}) });
   }
 
-  /** This user's message, seen in its conversation (history, another device's send): its receipts can now count. */
+  /**
+   * This user's message, seen in its conversation (history): receipts kept for it, or to
+   * come, can now count. Tracked quietly: nothing is emitted unless its status moves.
+   */
   learn(messageId: string, conversationId: string): void {
-    const t = this.byId.get(messageId);
-    if (!t || t.conversationId) return;
+    const t = this.byId.get(messageId) ?? this.track(messageId);
+    if (t.conversationId) return;
     t.conversationId = conversationId;
     this.settle(messageId, t);
   }

@@ -183,6 +183,8 @@ export class TicksClient extends Emitter<TicksClientEvents> {
 
   /** Marks every unread message from others in the conversation read (the read receipts). */
   async markRead(conversationId: string): Promise<number> {
+    // A conversation loaded after the list came (or again after it was dropped): its unread ids are the newest held.
+    this.conversationList.adoptUnread(conversationId, this.sync.messages(conversationId));
     const ids = this.conversationList.unread(conversationId);
     let updated = 0;
     for (let i = 0; i < ids.length; i += READ_CHUNK) {
