@@ -68,7 +68,13 @@ export class Conversations {
     );
   }
 
-  /** A message reached the app; `counts` when it is new to this user (not history they had seen). */
+  /**
+   * A message reached the app; `counts` when it may be new to this user (live, backlog, or
+   * fetched to fill a gap; not history). It is unread when it is beyond the lastSeq known
+   * so far: what `conversation:list` last counted is in its `unread` already (adoptUnread
+   * finds those ids), and a message a gap held back (two devices' sends crossing) is as
+   * new as a live one, though it comes from history (its live copy then is a duplicate).
+   */
   message(m: ChatMessage, counts: boolean): void {
     let c = this.summaries.get(m.conversationId);
     if (!c) {
@@ -83,13 +89,14 @@ export class Conversations {
       };
       this.summaries.set(c.id, c);
     }
+    const beyond = m.seq > c.lastSeq;
     if (m.seq >= c.lastSeq) {
       c.lastSeq = m.seq;
       if (kindOf(m) === "text") c.lastMessage = m;
     }
     // Deleted for everyone: no longer unread (as the server counts it).
     if (kindOf(m) === "delete" && m.refId && this.conversationOf.has(m.refId)) this.read([m.refId]);
-    if (counts && kindOf(m) === "text" && m.from !== this.me() && !m.deletedAt) {
+    if (counts && beyond && kindOf(m) === "text" && m.from !== this.me() && !m.deletedAt) {
       const ids = this.ids(c.id);
       if (!ids.has(m.id)) {
         ids.add(m.id);
@@ -134,15 +141,20 @@ export class Conversations {
     for (const cid of touched) this.changed(this.summaries.get(cid)!);
   }
 
-  /** Everything in the conversation is read: the count the server knew drops to 0 too. */
+  /**
+   * The ids markRead() sent are read: what the server counted beyond the ids held is read
+   * too. A message that arrived while the reads were on their way stays unread: clearing
+   * it as well (as before) left it unread on the server and at 0 here, for good.
+   */
   allRead(conversationId: string): void {
     const c = this.summaries.get(conversationId);
-    this.read(this.unread(conversationId));
-    if (c && c.unread !== 0) {
-      c.unread = 0;
+    const left = this.unreadIds.get(conversationId)?.size ?? 0;
+    if (c && c.unread !== left) {
+      c.unread = left;
       this.changed(c);
     }
   }
+
 
   private ids(conversationId: string): Set<string> {
     let s = this.unreadIds.get(conversationId);

@@ -30,10 +30,19 @@ export class StatusStreamSync {
   private cursor: string | null = null;
   private restoring: Promise<void> | undefined;
   private saveTimer: ReturnType<typeof setTimeout> | undefined;
+  private periodic: ReturnType<typeof setInterval> | undefined;
+  /** Runs one after another: a periodic run and the one after a sync never interleave their cursors. */
+  private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly deps: StatusStreamDeps,
     private readonly storage: OutboxStorage,
+    /**
+     * While connected, the stream is read again this often (0: never). A live event can be
+     * lost without this device reconnecting: another node died after committing a receipt
+     * and before emitting it. One status:sync that finds nothing is one index probe.
+     */
+    private readonly intervalMs = 120_000,
     /** Live status changes are written to storage at most this often. */
     private readonly saveDelayMs = 1000,
   ) {}
@@ -54,7 +63,24 @@ export class StatusStreamSync {
   }
 
   /** Pages the stream from the kept cursor to its end; returns how many updates were applied. */
-  async catchUp(): Promise<number> {
+  catchUp(): Promise<number> {
+    const run = this.queue.then(() => this.read());
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Connected and synced: read the stream every intervalMs until stopped. */
+  start(onError: (err: Error) => void): void {
+    this.stop();
+    if (this.intervalMs > 0) this.periodic = setInterval(() => void this.catchUp().catch(onError), this.intervalMs);
+  }
+
+  stop(): void {
+    clearInterval(this.periodic);
+    this.periodic = undefined;
+  }
+
+  private async read(): Promise<number> {
     await this.restore();
     let applied = 0;
     for (let retried = false; ; ) {
@@ -90,6 +116,7 @@ export class StatusStreamSync {
 
   /** Writes what is pending now. */
   close(): void {
+    this.stop();
     if (!this.saveTimer) return;
     clearTimeout(this.saveTimer);
     this.saveTimer = undefined;

@@ -13,7 +13,7 @@
  * clientTypes.ts holds its options and events, serverEvents.ts what it does on each server event.
  */
 import { v4 as uuidv4 } from "uuid";
-import type { ClientEventName, ConversationSummary, HistoryResult, MessageInfoResult, Presence } from "../protocol/events";
+import type { ClientEventName, ConversationSummary, HistoryResult, MessageInfoResult, Presence, StatusSyncRequest } from "../protocol/events";
 import { Connection } from "./Connection";
 import { Conversations } from "./Conversations";
 import { ConversationSync, type MessageSource } from "./ConversationSync";
@@ -67,7 +67,8 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     );
     const storage = options.storage ?? new MemoryOutboxStorage();
     const applyStatus = statusApplier(() => this.me, this.conversationList, this.statuses);
-    this.statusStream = new StatusStreamSync({ sync: (req) => this.call("status:sync", req), apply: applyStatus, tracker: this.statuses }, storage);
+    const streamDeps = { sync: (req: StatusSyncRequest) => this.call("status:sync", req), apply: applyStatus, tracker: this.statuses };
+    this.statusStream = new StatusStreamSync(streamDeps, storage, options.statusSyncIntervalMs);
     this.sync = new ConversationSync(
       {
         history: (req) => this.call("message:history", req) as Promise<HistoryResult>,
@@ -288,7 +289,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     // Mine, sent from another device: it is at least stored.
     if (m.from === this.me && source !== "sent" && source !== "history") this.statuses.sent(m.id, m.conversationId);
     else if (m.from === this.me) this.statuses.learn(m.id, m.conversationId);
-    this.conversationList.message(m, source === "live" || source === "backlog");
+    this.conversationList.message(m, source === "live" || source === "backlog" || source === "sync");
     this.emit("message", m, source);
   }
 }

@@ -50,6 +50,7 @@ export function listenToServer(p: ClientParts): void {
   });
   c.on("disconnected", (reason) => {
     p.setSynced(false);
+    p.statusStream.stop();
     emit("disconnected", reason);
   });
   c.on("connect_error", (err, refused) => emit("connect_error", err, refused));
@@ -74,7 +75,8 @@ export function listenToServer(p: ClientParts): void {
   s.on("sync:complete", ({ delivered }) => {
     // Messages first, then the ticks that moved while away (v3 status stream): a server
     // without the stream answers BAD_REQUEST, which leaves the live ticks as they were.
-    const ticks = () => p.statusStream.catchUp().catch((err: Error) => emit("error", err));
+    const onError = (err: Error) => emit("error", err);
+    const ticks = () => p.statusStream.catchUp().then(() => p.statusStream.start(onError), onError);
     void catchUp(p).then(ticks).then(
       () => {
         p.setSynced(true);
