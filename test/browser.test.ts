@@ -211,6 +211,47 @@ describe("web chat page in Chromium", function () {
       expect(await messages(a).filter({ hasText: hostile }).locator("img").count()).to.equal(0);
       expect(dialogs).to.deep.equal([]);
     });
+    it("shows the right ticks after a reload: a read made while the page was closed, and its kept cursor", async () => {
+      const alice = uniqueId("alice");
+      const bob = uniqueId("bob");
+      const a = await signIn(alice);
+      await sendTo(a, bob, "read while you were gone");
+      await messages(a).filter({ hasText: "read while you were gone" }).locator('[aria-label="sent"]').waitFor();
+      const context = a.context();
+      await a.close();
+      // Bob reads it while alice's page is closed: her live receipt goes nowhere.
+      const b = await new Device(urlOf(server), { userId: bob }).connectSynced();
+      try {
+        const id = b.received.find((m) => m.content === "read while you were gone")!.id;
+        expect((await b.request("message:read", { messageIds: [id] })).ok).to.equal(true);
+      } finally {
+        b.close();
+      }
+      const reopen = async () => {
+        const page = await context.newPage();
+        await page.goto(`${urlOf(server)}/`);
+        await page.getByLabel("User ID", { exact: true }).fill(alice);
+        await page.getByRole("button", { name: "Connect" }).click();
+        await page.getByText(`Connected as ${alice}`).waitFor();
+        await openChat(page, bob);
+        await messages(page).filter({ hasText: "read while you were gone" }).locator('[aria-label="read"]').waitFor();
+        return page;
+      };
+      const again = await reopen();
+      // The cursor and the ticks are kept in IndexedDB, beside the outbox.
+      const kept = (await again.evaluate(`new Promise((resolve) => {
+        const req = indexedDB.open("ticks-outbox-${alice}");
+        req.onsuccess = () => {
+          const get = req.result.transaction("status", "readonly").objectStore("status").get("stream");
+          get.onsuccess = () => { req.result.close(); resolve(get.result); };
+        };
+      })`)) as { cursor: string | null; statuses: [string, { status: string }][] };
+      expect(kept.cursor).to.be.a("string");
+      expect(kept.statuses.map(([, t]) => t.status)).to.include("read");
+      await again.close();
+      await (await reopen()).close();
+    });
+
     describe("a fresh device that opens a chat at once", () => {
       // The race of issue 18: a new browser (no IndexedDB) whose user types the peer in
       // "To" right after Connect, before the device finished its first sync. Repeated: it
