@@ -56,6 +56,11 @@ export class Conversations {
     return [...this.summaries.values()].sort((a, b) => at(b).localeCompare(at(a)));
   }
 
+  /** Conversations in the list (each with its last message). */
+  get size(): number {
+    return this.summaries.size;
+  }
+
   get(id: string): ConversationSummary | undefined {
     return this.summaries.get(id);
   }

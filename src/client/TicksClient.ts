@@ -242,7 +242,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
 
   /** What the de-duplication and caches hold: bounded, whatever the traffic. */
   memory() {
-    return { ...this.sync.memory(), statuses: this.statuses.size };
+    return { ...this.sync.memory(), statuses: this.statuses.size, listed: this.conversationList.size };
   }
 
   async createGroup(title: string, members: string[]): Promise<string> {
