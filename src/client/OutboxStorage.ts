@@ -43,12 +43,14 @@ export class MemoryOutboxStorage implements OutboxStorage {
   private readonly entries = new Map<string, PendingEntry>();
   private status: StatusState | undefined;
 
+  // Kept as given, not copied: in one process a second copy of every status would only
+  // double what the client holds (the tracker copies entries when it restores them).
   async loadStatus(): Promise<StatusState | undefined> {
-    return this.status && structuredClone(this.status);
+    return this.status;
   }
 
   async saveStatus(state: StatusState): Promise<void> {
-    this.status = structuredClone(state);
+    this.status = state;
   }
 
   async load(): Promise<PendingEntry[]> {
