@@ -30,7 +30,7 @@ export type StatusChange = {
   /** Who confirmed it (delivered, read); in a group, whose receipt completed the rule. */
   by?: string;
   /** Why it failed (status "failed"). */
-  error?: { code: ErrorCode | "STORAGE"; message: string };
+  error?: { code: ErrorCode; message: string };
 };
 
 /**
