@@ -132,7 +132,8 @@ export function startRelay(port: number, host: string): Promise<number> {
         recipient.emit("message:new", message, () => {
           if (confirmed) return;
           confirmed = true;
-          const update = { messageIds: [message.id], status: "delivered" as const, by: to, at: new Date().toISOString() };
+          // No status stream in the relay: a cursor-sized placeholder keeps the packet the same size.
+          const update = { messageIds: [message.id], status: "delivered" as const, by: to, at: new Date().toISOString(), cursor: "x".repeat(48) };
           for (const sender of socketsOf(from)) sender.emit("message:status", update);
         });
       }
@@ -171,7 +172,7 @@ export function startRelay(port: number, host: string): Promise<number> {
         recipient.emit("message:new", message, () => {
           if (confirmed) return;
           confirmed = true;
-          const update = { messageIds: [message.id], status: "delivered" as const, by: member, at: new Date().toISOString() };
+          const update = { messageIds: [message.id], status: "delivered" as const, by: member, at: new Date().toISOString(), cursor: "x".repeat(48) };
           for (const sender of socketsOf(from)) sender.emit("message:status", update);
         });
       }

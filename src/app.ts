@@ -14,6 +14,9 @@ import { GroupService } from "./messaging/GroupService";
 import type { GroupStore } from "./messaging/groupPorts";
 import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
+import { StatusCursors } from "./messaging/StatusCursors";
+import type { StatusStreamStore } from "./messaging/statusPorts";
+import { StatusStream } from "./messaging/StatusStream";
 import type { PushStore } from "./messaging/pushPorts";
 import type { PushWorker } from "./messaging/PushWorker";
 import { createPush } from "./push/createPush";
@@ -36,6 +39,10 @@ export type AppDeps = {
   groupStore: GroupStore;
   /** Pushkeys and the push outbox. */
   pushStore: PushStore;
+  /** v3: each user's status stream (status:sync, message:info). */
+  statusStore: StatusStreamStore;
+  /** Seals status stream cursors: StatusStreamStore.cursorKey(), read once at startup (32 bytes). */
+  cursorKey: Uint8Array;
   log: Logger;
   /** @default the system clock */
   clock?: Clock;
@@ -80,6 +87,7 @@ export function createApp(deps: AppDeps): TicksApp {
   });
 
   const notifier = new SocketNotifier(io, config.deliveryAckTimeoutMs, !cluster.adapter);
+  const statuses = new StatusStream(deps.statusStore, new StatusCursors(deps.cursorKey), clock);
   const messaging = new MessagingService(
     store,
     notifier,
@@ -97,6 +105,7 @@ export function createApp(deps: AppDeps): TicksApp {
       read: (n) => metrics.messagesRead.inc(n),
       redelivery: (reason, outcome, n) => n > 0 && metrics.redelivery.inc({ reason, outcome }, n),
     },
+    statuses,
   );
   const groups = new GroupService(
     deps.groupStore,
@@ -140,6 +149,7 @@ export function createApp(deps: AppDeps): TicksApp {
   acceptConnections(io, {
     messaging,
     groups,
+    statuses,
     presence,
     push: push.service,
     rateLimiter: cluster.rateLimiter,

@@ -12,6 +12,7 @@ import { createDatabase, createHotPathDatabase, migrateToLatest, type Database }
 import { SqlMessageStore } from "./storage/SqlMessageStore";
 import { SqlGroupStore } from "./storage/SqlGroupStore";
 import { SqlPushStore } from "./storage/SqlPushStore";
+import { SqlStatusStream } from "./storage/SqlStatusStream";
 
 export type RunningTicks = TicksApp & { port: number; db: Database; stop(): Promise<void> };
 
@@ -39,7 +40,17 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
     ...(config.push ? { pushDelayMs: config.push.delayMs } : {}),
   });
   const pushStore = new SqlPushStore(db);
-  const app = createApp({ config, store, groupStore: new SqlGroupStore(db), pushStore, log, clock: options.clock ?? systemClock, cluster, metrics });
+  const statusStore = new SqlStatusStream(db, hotPath);
+  let cursorKey: Uint8Array;
+  try {
+    cursorKey = await statusStore.cursorKey();
+  } catch (err) {
+    await cluster.close();
+    if (hotPath !== db) await hotPath.destroy();
+    await db.destroy();
+    throw err;
+  }
+  const app = createApp({ config, store, groupStore: new SqlGroupStore(db), pushStore, statusStore, cursorKey, log, clock: options.clock ?? systemClock, cluster, metrics });
   const port = await app.listen(config.port, config.host);
   let stopped: Promise<void> | undefined;
   // Ordered: sockets and in-flight events first, then Redis, then the database.

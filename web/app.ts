@@ -203,9 +203,9 @@ async function start(config: PageConfig, value: string): Promise<void> {
     const peers = c.conversations().filter((x) => x.kind === "direct").map(nameOf);
     peers.forEach((p) => watched.add(p));
     if (peers.length) void c.subscribePresence(peers.slice(0, 500)).then((list) => list.forEach((p) => presence.set(p.userId, p.online)), () => undefined).then(renderConversations);
-    renderConversations();
-    renderMessages();
-    markOpenConversationRead();
+    // The chat named in "To" may have been typed before this device knew it: open it now
+    // (renders, loads its newest page if nothing is held, marks it read).
+    void openConversation();
   });
   c.on("message", (m) => {
     if (currentConversation()?.id === m.conversationId) {
@@ -288,6 +288,16 @@ async function main(): Promise<void> {
   messageField.addEventListener("input", () => {
     const conversation = currentConversation();
     if (client && conversation && messageField.value) client.typing(conversation.id);
+  });
+  // Typing a name opens that chat: "change" alone fires only on Enter, Tab or leaving the
+  // field, and someone who types the peer and waits never sends it (a fresh device's empty chat).
+  let openTimer: ReturnType<typeof setTimeout> | undefined;
+  toField.addEventListener("input", () => {
+    clearTimeout(openTimer);
+    openTimer = setTimeout(() => {
+      selectedGroup = undefined;
+      void openConversation();
+    }, 150);
   });
   toField.addEventListener("change", () => {
     selectedGroup = undefined;

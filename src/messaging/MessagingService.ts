@@ -5,7 +5,6 @@ import { AppError, type ConversationSummary, type HistoryResult, type Message, t
 import { contentLength, LIMITS } from "../protocol/schemas";
 import type { EntryKind } from "./entryRules";
 import {
-  noMetrics,
   type AppendRequest,
   type MessageStore,
   type MessagingMetrics,
@@ -14,6 +13,7 @@ import {
   type StatusChange,
 } from "./ports";
 import { LiveDelivery } from "./LiveDelivery";
+import type { StatusStream } from "./StatusStream";
 import { noSuchConversation, notAMember } from "./routing";
 
 export type MessagingOptions = {
@@ -44,7 +44,9 @@ export class MessagingService {
     private readonly clock: Clock,
     private readonly options: MessagingOptions,
     log: Logger,
-    private readonly metrics: MessagingMetrics = noMetrics,
+    private readonly metrics: MessagingMetrics,
+    /** Seals the cursors of live `message:status` events; sweeps the stream with the messages. */
+    private readonly stream: StatusStream,
   ) {
     this.live = new LiveDelivery(store, notifier, clock, (recipient, ids) => this.confirmDelivered(recipient, ids), log, metrics);
   }
@@ -166,22 +168,33 @@ export class MessagingService {
     this.metrics.read(changed.length);
     this.sendReceipts(changed, "read", reader, at);
     if (changed.length > 0) {
-      const update = { messageIds: changed.map((c) => c.messageId), status: "read" as const, by: reader, at: at.toISOString() };
+      const update = {
+        messageIds: changed.map((c) => c.messageId),
+        status: "read" as const,
+        by: reader,
+        at: at.toISOString(),
+        cursor: this.stream.cursor(reader, maxPos(changed.map((c) => c.ownPos!))),
+      };
       this.notifier.status(reader, update, origin);
     }
     return changed.length;
   }
 
-  /** Tells each sender, in one `message:status` per sender, which of their messages moved. */
+  /**
+   * Tells each sender, in one `message:status` per sender, which of their messages moved;
+   * its cursor is that of the last of them in the sender's stream.
+   */
   private sendReceipts(changed: StatusChange[], status: "delivered" | "read", by: string, at: Date): void {
-    const bySender = new Map<string, string[]>();
-    for (const { messageId, from } of changed) {
-      const ids = bySender.get(from) ?? [];
-      ids.push(messageId);
-      bySender.set(from, ids);
+    const bySender = new Map<string, StatusChange[]>();
+    for (const change of changed) {
+      const mine = bySender.get(change.from) ?? [];
+      mine.push(change);
+      bySender.set(change.from, mine);
     }
-    for (const [sender, messageIds] of bySender) {
-      this.notifier.status(sender, { messageIds, status, by, at: at.toISOString() });
+    for (const [sender, mine] of bySender) {
+      const messageIds = mine.map((c) => c.messageId);
+      const cursor = this.stream.cursor(sender, maxPos(mine.map((c) => c.pos)));
+      this.notifier.status(sender, { messageIds, status, by, at: at.toISOString(), cursor });
     }
   }
 
@@ -223,7 +236,10 @@ export class MessagingService {
     );
   }
 
-  /** Removes expired messages in bounded batches; returns how many went. */
+  /**
+   * Removes expired messages in bounded batches, then their status stream changes (which
+   * live as long as their message); returns how many messages went.
+   */
   async sweepExpired(batchSize = 1000, maxBatches = 100): Promise<number> {
     let total = 0;
     for (let i = 0; i < maxBatches; i++) {
@@ -231,6 +247,10 @@ export class MessagingService {
       total += n;
       if (n < batchSize) break;
     }
+    await this.stream.sweepExpired(batchSize, maxBatches);
     return total;
   }
 }
+
+/** The highest of stream positions (bigints as text). */
+const maxPos = (positions: string[]): string => positions.reduce((a, b) => (BigInt(b) > BigInt(a) ? b : a));

@@ -45,8 +45,12 @@ export type AppendResult =
   | { duplicate: false; message: Message; recipients: string[] }
   | { duplicate: true; message: Message };
 
-/** A message whose status just moved, with its sender (who is told). */
-export type StatusChange = { messageId: string; from: string };
+/**
+ * A message whose status just moved, with its sender (who is told), and the positions the
+ * change took in the status streams: `pos` in the sender's, `ownPos` (reads only) in the
+ * reader's own (statusPorts.ts).
+ */
+export type StatusChange = { messageId: string; from: string; pos: string; ownPos?: string };
 
 /** `fromSeq`/`untilSeq`: the caller's window (Visibility), both included. */
 export type HistoryQuery = { beforeSeq?: number; afterSeq?: number; limit: number; fromSeq?: number; untilSeq?: number };

@@ -119,11 +119,26 @@ export interface ClientToServerEvents {
   "push:unregister": (req: PushUnregisterRequest, ack: Ack<{ removed: number }>) => void;
   /** Replaces the connection's token: same user only (else FORBIDDEN), valid (else UNAUTHORIZED). */
   "auth:refresh": (req: AuthRefreshRequest, ack: Ack<AuthRefreshResult>) => void;
+  /** v3: the caller's status stream after a cursor: what moved while a device was away. */
+  "status:sync": (req: StatusSyncRequest, ack: Ack<StatusSyncResult>) => void;
+  /** v3: per-recipient delivered and read times; the sender only (else NOT_FOUND). */
+  "message:info": (req: MessageInfoRequest, ack: Ack<MessageInfoResult>) => void;
 }
 
 
 export type BacklogPage = { messages: Message[]; remaining: boolean };
-export type StatusUpdate = { messageIds: string[]; status: "delivered" | "read"; by: string; at: string };
+/**
+ * v3: `cursor` is the update's position in the receiving user's status stream (opaque; that
+ * of its last change): `status:sync { after: cursor }` continues from there.
+ */
+export type StatusUpdate = { messageIds: string[]; status: "delivered" | "read"; by: string; at: string; cursor: string };
+/** v3: a page of the caller's status stream; `cursor` is the last update's, or the `after` sent when none. */
+export type StatusSyncRequest = { after?: string; limit?: number };
+export type StatusSyncResult = { updates: StatusUpdate[]; cursor: string | null; hasMore: boolean };
+/** v3: one recipient of a message, as its sender sees them in message info. */
+export type RecipientStatus = { userId: string; status: Status; deliveredAt: string | null; readAt: string | null };
+export type MessageInfoRequest = { messageId: string };
+export type MessageInfoResult = { recipients: RecipientStatus[] };
 export type TypingEvent = { conversationId: string; userId: string; typing: boolean };
 
 export interface ServerToClientEvents {

@@ -39,6 +39,10 @@ export const LIMITS = {
   appIdLength: 64,
   /** Longest reaction, in code points. */
   emojiLength: 32,
+  statusSyncPage: 1000,
+  statusSyncDefault: 500,
+  /** Longer than any cursor the server gives (48 characters): the rest is the cursor's own check. */
+  cursorLength: 128,
 } as const;
 
 /** Push tokens (APNs hex, FCM, web push endpoints) are visible ASCII: no spaces or control characters. */
@@ -113,6 +117,12 @@ export const schemas = {
   "push:unregister": z.object({ pushkey }),
   // Any string: whether it is a token is the verifier's to say (UNAUTHORIZED, not BAD_REQUEST).
   "auth:refresh": z.object({ token: z.string() }),
+  // Whether `after` is a cursor this server gave the caller is StatusCursors' to say (also BAD_REQUEST).
+  "status:sync": z.object({
+    after: z.string().min(1).max(LIMITS.cursorLength).optional(),
+    limit: z.number().int().min(1).max(LIMITS.statusSyncPage).optional(),
+  }),
+  "message:info": z.object({ messageId: uuid }),
 } satisfies Record<ClientEventName, z.ZodType>;
 
 /**

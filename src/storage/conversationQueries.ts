@@ -5,7 +5,7 @@ import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from ".
 
 /**
  * The caller's conversations as `conversation:list` shows them (or just `only`), in one
- * query: members and admins, unread count (text only) and last unexpired text message, with
+ * query: members and admins, unread count (text not deleted for everyone) and last unexpired text message, with
  * its current state, most recently active first. Groups the caller left or was removed from
  * are listed too (`member` false), seen through the caller's window: `lastSeq`, `unread`
  * and `lastMessage` count only the seqs the caller may see, and such a group shows no
@@ -47,6 +47,7 @@ export async function conversationSummaries(
          JOIN mine w ON w.conversation_id = m.conversation_id
          WHERE d.recipient_id = ? AND d.status IN ('sent', 'delivered') AND m.expires_at > ? AND m.kind = 'text'
            AND m.seq BETWEEN w.vis_from AND w.vis_until
+           AND m.deleted_at IS NULL
          GROUP BY m.conversation_id
        )
        SELECT c.conversation_id AS id, c.kind AS conversation_kind, c.title, c.vis_until AS last_seq, c.is_member,

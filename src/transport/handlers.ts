@@ -4,6 +4,7 @@ import type { GroupService } from "../messaging/GroupService";
 import { AppError, type ClientEventName, type ClientToServerEvents } from "../protocol";
 import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
 import type { PresenceService } from "../messaging/PresenceService";
+import type { StatusStream } from "../messaging/StatusStream";
 import type { PushService } from "../messaging/PushService";
 import type { RateLimiter } from "./ports";
 import type { TokenLifetimes } from "./TokenLifetimes";
@@ -18,6 +19,8 @@ type Handler<E extends ClientEventName> = (input: Payload<E>, socket: TicksSocke
 export type HandlerDeps = {
   messaging: MessagingService;
   groups: GroupService;
+  /** v3: status:sync and message:info. */
+  statuses: Pick<StatusStream, "sync" | "info">;
   presence: PresenceService;
   push: PushService;
   rateLimiter: RateLimiter;
@@ -88,6 +91,8 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
   });
   on(socket, deps, "push:unregister", async (p) => ({ removed: await deps.push.unregister(userId, p.pushkey) }));
   on(socket, deps, "auth:refresh", (p, s) => deps.tokens.refresh(s, p.token));
+  on(socket, deps, "status:sync", (p) => deps.statuses.sync(userId, p.after, p.limit));
+  on(socket, deps, "message:info", (p) => deps.statuses.info(userId, p.messageId));
   // An event the protocol does not have: answered, if it can be, so the client is not left waiting.
   const known = new Set<string>(CLIENT_EVENTS);
   socket.onAny((event: string, ...args: unknown[]) => {
