@@ -136,13 +136,14 @@ export function createApp(deps: AppDeps): TicksApp {
   const tokens = new TokenLifetimes(verifier, config.tokenRefreshWindowMs, log);
   metrics.countTokenDeadlines = () => tokens.tracked;
   io.use(authMiddleware(verifier, log));
-  listenForFanout(io, (recipients, message) => messaging.offerHere(recipients, message));
+  listenForFanout(io, (recipients, message, own) => messaging.offerHere(recipients, message, own));
   acceptConnections(io, {
     messaging,
     groups,
     presence,
     push: push.service,
     rateLimiter: cluster.rateLimiter,
+    order: notifier,
     tokens,
     metrics,
     log,
