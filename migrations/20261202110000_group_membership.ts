@@ -35,6 +35,8 @@ export async function up(knex: Knex): Promise<void> {
     t.bigInteger("from_seq").notNullable();
     t.bigInteger("until_seq").notNullable();
     t.timestamp("left_at", { useTz: true }).notNullable();
+    // The title when they left: renames after that are not theirs to see.
+    t.string("title", 128).nullable();
     t.primary(["conversation_id", "user_id"]);
     // Serves conversation:list (a user's conversations, former ones included).
     t.index(["user_id"]);

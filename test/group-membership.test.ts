@@ -139,6 +139,10 @@ describe("group membership changes (two nodes through Redis)", function () {
     expect(mine!.unread).to.equal(1);
     expect(afterwards.seq).to.be.greaterThan(removal.seq);
 
+    // A rename after he left is not his to see.
+    await change(alice, "group:update", { conversationId: group, title: "after bob" });
+    expect(await summary(bob, group)).to.deep.include({ title: "g", member: false });
+
     // His sends, reactions, reads and typing there are refused, and change nothing.
     const snap = await snapshot();
     expectError(await bob.request("message:send", { clientMsgId: uniqueId("c"), conversationId: group, content: "hi" }), "FORBIDDEN");

@@ -234,15 +234,13 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   async createGroup(title: string, members: string[]): Promise<string> {
     return (await this.call("group:create", { title, members })).conversationId;
   }
-
-  /** Group changes (GroupChanges.ts) resolve their `group` entry; admins only, but leave(). */
+  /** Group changes (GroupChanges.ts): each resolves its `group` entry; admins only, but leave(). */
   addMembers(conversationId: string, userIds: string[]): Promise<ChatMessage> {
     return this.groups.change("group:add", { conversationId, userIds });
   }
   removeMember(conversationId: string, userId: string): Promise<ChatMessage> {
     return this.groups.change("group:remove", { conversationId, userId });
   }
-  /** When you were its last admin, its longest-standing member becomes admin. */
   leave(conversationId: string): Promise<ChatMessage> {
     return this.groups.change("group:leave", { conversationId });
   }

@@ -74,11 +74,11 @@ export class SqlGroupStore implements GroupStore {
            DELETE FROM conversation_members WHERE conversation_id = ? AND user_id = ANY(?::text[])
            RETURNING conversation_id, user_id, from_seq
          )
-         INSERT INTO conversation_departures (conversation_id, user_id, from_seq, until_seq, left_at)
-         SELECT conversation_id, user_id, from_seq, ?, ? FROM gone ORDER BY user_id
+         INSERT INTO conversation_departures (conversation_id, user_id, from_seq, until_seq, left_at, title)
+         SELECT conversation_id, user_id, from_seq, ?, ?, ? FROM gone ORDER BY user_id
          ON CONFLICT (conversation_id, user_id) DO UPDATE
-           SET from_seq = excluded.from_seq, until_seq = excluded.until_seq, left_at = excluded.left_at`,
-        [req.conversationId, plan.removed, seq, req.createdAt],
+           SET from_seq = excluded.from_seq, until_seq = excluded.until_seq, left_at = excluded.left_at, title = excluded.title`,
+        [req.conversationId, plan.removed, seq, req.createdAt, conversation!.title],
       );
     }
     if (plan.added.length > 0) {

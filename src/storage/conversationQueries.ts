@@ -31,12 +31,13 @@ export async function conversationSummaries(
   >(
     await q.raw(
       `WITH mine AS (
-         SELECT c.conversation_id, c.kind, c.title, c.last_seq, c.last_message_at, c.created_at,
+         SELECT c.conversation_id, c.kind, c.title, c.last_seq, COALESCE(c.last_message_at, c.created_at) AS active_at,
            cm.from_seq AS vis_from, c.last_seq AS vis_until, true AS is_member
          FROM conversation_members cm JOIN conversations c ON c.conversation_id = cm.conversation_id
          WHERE cm.user_id = ? ${only ? "AND c.conversation_id = ?" : ""}
          UNION ALL
-         SELECT c.conversation_id, c.kind, c.title, c.last_seq, c.last_message_at, c.created_at,
+         -- As they left it: its title then, and no later activity moving it up their list.
+         SELECT c.conversation_id, c.kind, d.title, c.last_seq, LEAST(COALESCE(c.last_message_at, c.created_at), d.left_at),
            d.from_seq, d.until_seq, false
          FROM conversation_departures d JOIN conversations c ON c.conversation_id = d.conversation_id
          WHERE d.user_id = ? ${only ? "AND c.conversation_id = ?" : ""}
@@ -61,7 +62,7 @@ export async function conversationSummaries(
            AND lm.seq BETWEEN c.vis_from AND c.vis_until
          ORDER BY lm.seq DESC LIMIT 1
        ) m ON true
-       ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.conversation_id`,
+       ORDER BY c.active_at DESC, c.conversation_id`,
       only ? [userId, only, userId, only, userId, now, now] : [userId, userId, userId, now, now],
     ),
   );
