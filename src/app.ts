@@ -26,6 +26,7 @@ import { TokenLifetimes } from "./transport/TokenLifetimes";
 import { acceptConnections, syncedLocalUsers } from "./transport/connection";
 import { originOptions } from "./transport/origins";
 import { SocketNotifier } from "./transport/SocketNotifier";
+import { ORDER_DEFAULTS } from "./transport/orderedEmit";
 import { listenForFanout } from "./transport/clusterFanout";
 import type { TicksServer } from "./transport/types";
 
@@ -79,7 +80,9 @@ export function createApp(deps: AppDeps): TicksApp {
     ...(cluster.adapter ? { adapter: cluster.adapter } : {}),
   });
 
-  const notifier = new SocketNotifier(io, config.deliveryAckTimeoutMs, !cluster.adapter);
+  const notifier = new SocketNotifier(io, config.deliveryAckTimeoutMs, !cluster.adapter, ORDER_DEFAULTS, (reason) =>
+    metrics.liveOrderGaps.inc({ reason }),
+  );
   const messaging = new MessagingService(
     store,
     notifier,

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import type { Message } from "../src/protocol";
-import { ORDER_DEFAULTS, OrderedEmit, type EmitAck, type OrderOptions } from "../src/transport/orderedEmit";
+import { ORDER_DEFAULTS, OrderedEmit, type EmitAck, type GiveUpReason, type OrderOptions } from "../src/transport/orderedEmit";
 import { waitFor } from "./helpers/wait";
 
 const ME = "me";
@@ -23,6 +23,7 @@ describe("OrderedEmit (one socket's live message:new in seq order)", () => {
   function make(options: Partial<OrderOptions>, now?: () => number) {
     const out: string[] = [];
     const acks: EmitAck[] = [];
+    const gaveUp: GiveUpReason[] = [];
     const o = new OrderedEmit(
       ME,
       (m, ack) => {
@@ -30,10 +31,10 @@ describe("OrderedEmit (one socket's live message:new in seq order)", () => {
         acks.push(ack);
       },
       { ...ORDER_DEFAULTS, ...options },
-      now,
+      { ...(now ? { now } : {}), gaveUp: (reason) => gaveUp.push(reason) },
     );
     made.push(o);
-    return { o, out, acks };
+    return { o, out, acks, gaveUp };
   }
 
   /** Gives the conversation a position (seq `last`) through the first window. */
@@ -53,7 +54,7 @@ describe("OrderedEmit (one socket's live message:new in seq order)", () => {
   });
 
   it("sends last+1 at once and holds a higher seq until the missing ones come", async () => {
-    const { o, out } = make({ firstWindowMs: 5, holdMs: 60_000 });
+    const { o, out, gaveUp } = make({ firstWindowMs: 5, holdMs: 60_000 });
     await started(o, out, 10);
     o.offer(msg(11), () => {});
     expect(out).to.deep.equal(["c1:10", "c1:11"]);
@@ -62,6 +63,7 @@ describe("OrderedEmit (one socket's live message:new in seq order)", () => {
     expect(out).to.deep.equal(["c1:10", "c1:11"]);
     o.offer(msg(12), () => {});
     expect(out).to.deep.equal(["c1:10", "c1:11", "c1:12", "c1:13", "c1:14"]);
+    expect(gaveUp).to.deep.equal([]);
   });
 
   it("sends a lower seq (a redelivery) at once, and keeps its position", async () => {
@@ -73,7 +75,7 @@ describe("OrderedEmit (one socket's live message:new in seq order)", () => {
   });
 
   it("gives a gap up after the hold: what waits goes out in order, the late one after", async () => {
-    const { o, out } = make({ firstWindowMs: 5, holdMs: 30 });
+    const { o, out, gaveUp } = make({ firstWindowMs: 5, holdMs: 30 });
     await started(o, out, 1);
     o.offer(msg(4), () => {});
     o.offer(msg(3), () => {});
@@ -82,15 +84,17 @@ describe("OrderedEmit (one socket's live message:new in seq order)", () => {
     o.offer(msg(2), () => {});
     o.offer(msg(5), () => {});
     expect(out).to.deep.equal(["c1:1", "c1:3", "c1:4", "c1:2", "c1:5"]);
+    expect(gaveUp).to.deep.equal(["hold"]);
   });
 
   it("gives a gap up at once past maxHeld", async () => {
-    const { o, out } = make({ firstWindowMs: 5, holdMs: 60_000, maxHeld: 3 });
+    const { o, out, gaveUp } = make({ firstWindowMs: 5, holdMs: 60_000, maxHeld: 3 });
     await started(o, out, 1);
     for (const seq of [3, 4, 5]) o.offer(msg(seq), () => {});
     expect(out).to.deep.equal(["c1:1"]);
     o.offer(msg(6), () => {});
     expect(out).to.deep.equal(["c1:1", "c1:3", "c1:4", "c1:5", "c1:6"]);
+    expect(gaveUp).to.deep.equal(["max_held"]);
   });
 
   it("does not wait for a seq the socket wrote itself (acknowledged, never emitted)", async () => {

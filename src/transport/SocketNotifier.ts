@@ -4,7 +4,7 @@ import type { ConversationSummary, Message, Presence, StatusUpdate, TypingEvent 
 import { presenceRoom, SYNCING_ROOM, userRoom } from "./rooms";
 import type { TicksServer, TicksSocket } from "./types";
 import { StatusBatches } from "./clusterFanout";
-import { ORDER_DEFAULTS, OrderedEmit, type EmitAck, type OrderOptions } from "./orderedEmit";
+import { ORDER_DEFAULTS, OrderedEmit, type EmitAck, type GiveUpReason, type OrderOptions } from "./orderedEmit";
 
 /**
  * Reaches users' devices. A message goes to other nodes once (`fanout:offer`), and each
@@ -24,6 +24,8 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
      */
     private readonly singleNode = false,
     private readonly order: OrderOptions = ORDER_DEFAULTS,
+    /** A socket's live order gave a gap up (transport/orderedEmit.ts): counted. */
+    private readonly gapGivenUp: (reason: GiveUpReason) => void = () => {},
   ) {
     this.statuses = new StatusBatches(io);
   }
@@ -103,7 +105,7 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
     let order = this.orders.get(socket.id);
     if (!order) {
       const emit = (message: Message, ack: EmitAck) => socket.timeout(this.ackTimeoutMs).emit("message:new", message, ack);
-      const made = new OrderedEmit(socket.data.userId, emit, this.order);
+      const made = new OrderedEmit(socket.data.userId, emit, this.order, { gaveUp: this.gapGivenUp });
       this.orders.set(socket.id, (order = made));
       socket.once("disconnect", () => {
         made.close();

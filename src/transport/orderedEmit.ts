@@ -33,6 +33,16 @@ export type OrderOptions = {
 
 export const ORDER_DEFAULTS: OrderOptions = { holdMs: 1000, firstWindowMs: 40, idleMs: 60_000, maxHeld: 1000 };
 
+/** Why a gap was given up: the hold ended, or too many messages waited behind it. */
+export type GiveUpReason = "hold" | "max_held";
+
+export type OrderHooks = {
+  /** The clock idle conversations are measured by. @default Date.now */
+  now?: () => number;
+  /** A gap given up (a metric: with every node and Redis up, expected never). */
+  gaveUp?: (reason: GiveUpReason) => void;
+};
+
 /** A seq this socket has: a message to emit, or (no message) one it learned another way. */
 type Held = { message?: Message; ack?: EmitAck };
 
@@ -62,7 +72,7 @@ export class OrderedEmit {
     private readonly userId: string,
     private readonly emitNow: (message: Message, ack: EmitAck) => void,
     private readonly options: OrderOptions = ORDER_DEFAULTS,
-    private readonly now: () => number = Date.now,
+    private readonly hooks: OrderHooks = {},
   ) {}
 
   offer(message: Message, ack: EmitAck): void {
@@ -106,8 +116,8 @@ export class OrderedEmit {
       }
     } else {
       p.held.set(seq, item);
-      if (p.held.size > this.options.maxHeld) this.giveUpGap(conversationId, p);
-      else p.timer ??= setTimeout(() => this.giveUpGap(conversationId, p), this.options.holdMs);
+      if (p.held.size > this.options.maxHeld) this.giveUpGap(conversationId, p, "max_held");
+      else p.timer ??= setTimeout(() => this.giveUpGap(conversationId, p, "hold"), this.options.holdMs);
     }
     if (endsMembership(message, this.userId) && p.held.size === 0) this.forget(conversationId, p);
   }
@@ -122,17 +132,18 @@ export class OrderedEmit {
   }
 
   /** The missing seq did not come in time (or too much waits): skip to the lowest held. */
-  private giveUpGap(conversationId: string, p: Position): void {
+  private giveUpGap(conversationId: string, p: Position, reason: GiveUpReason): void {
     if (p.timer) clearTimeout(p.timer);
     p.timer = undefined;
     if (p.held.size === 0) return;
+    this.hooks.gaveUp?.(reason);
     p.last = Math.min(...p.held.keys()) - 1;
     this.releaseContiguous(p);
     this.afterRelease(conversationId, p);
   }
 
   private afterRelease(conversationId: string, p: Position): void {
-    if (p.held.size > 0) p.timer = setTimeout(() => this.giveUpGap(conversationId, p), this.options.holdMs);
+    if (p.held.size > 0) p.timer = setTimeout(() => this.giveUpGap(conversationId, p, "hold"), this.options.holdMs);
   }
 
   private releaseContiguous(p: Position): void {
@@ -159,7 +170,7 @@ export class OrderedEmit {
 
   /** Gets (and marks recent) a conversation's position; forgets idle ones on the way. */
   private position(conversationId: string): Position {
-    const now = this.now();
+    const now = (this.hooks.now ?? Date.now)();
     let p = this.positions.get(conversationId);
     if (p) this.positions.delete(conversationId); // re-inserted last: the map runs oldest first
     else p = { last: undefined, held: new Map(), timer: undefined, touched: now };
