@@ -4,6 +4,8 @@
  */
 import { z } from "zod";
 import { describePublicKey } from "./auth/publicKey";
+import { ConfigError, refuse } from "./configError";
+import { redisConfig, type RedisConfig } from "./redisConfig";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -20,8 +22,16 @@ const envSchema = z.object({
   DATA_DIR: z.string().default("./data"),
   /** Redis URL for the cluster adapter, presence and rate limits. Unset: one node, in memory. */
   REDIS_URL: z.string().url().optional(),
-  /** Which Redis adapter carries rooms across nodes (docs/cluster.md has the measurements). @default "sharded" */
-  REDIS_ADAPTER: z.enum(["sharded", "classic"]).default("sharded"),
+  /**
+   * Seeds of a Redis Cluster, comma-separated `host:port`: every Redis use goes through a
+   * cluster client instead of REDIS_URL's single Redis (docs/scaling.md). Never both.
+   */
+  REDIS_CLUSTER_NODES: z.string().optional(),
+  /**
+   * Which Redis adapter carries rooms across nodes (docs/cluster.md has the measurements).
+   * @default "sharded" with REDIS_URL, "classic" with REDIS_CLUSTER_NODES (the only one there)
+   */
+  REDIS_ADAPTER: z.enum(["sharded", "classic"]).optional(),
   /** Prefix of every Redis key and channel Ticks uses, so deployments can share a Redis. @default "ticks" */
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/).default("ticks"),
   /** A user whose node died is shown offline within this time. @default 30000 */
@@ -136,7 +146,7 @@ export type Config = {
   port: number;
   host: string;
   database: { kind: "postgres"; url: string } | { kind: "pglite"; dataDir: string };
-  redis: { url: string; adapter: "sharded" | "classic"; prefix: string } | null;
+  redis: RedisConfig | null;
   presenceTtlMs: number;
   leaderLeaseMs: number;
   auth: AuthConfig;
@@ -178,11 +188,7 @@ export type AuthConfig =
   | ({ mode: "jwt"; jwks: JwksConfig } & ClaimChecks)
   | { mode: "dev" };
 
-export class ConfigError extends Error {}
-
-const refuse = (variable: string, message: string): never => {
-  throw new ConfigError(`invalid configuration:\n  ${variable}: ${message}`);
-};
+export { ConfigError };
 
 type Env = z.infer<typeof envSchema>;
 
@@ -248,7 +254,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     host: e.HOST,
     database: e.DATABASE_URL ? { kind: "postgres", url: e.DATABASE_URL } : { kind: "pglite", dataDir: e.DATA_DIR },
-    redis: e.REDIS_URL ? { url: e.REDIS_URL, adapter: e.REDIS_ADAPTER, prefix: e.REDIS_PREFIX } : null,
+    redis: redisConfig(e.REDIS_URL, e.REDIS_CLUSTER_NODES, e.REDIS_ADAPTER, e.REDIS_PREFIX),
     presenceTtlMs: e.PRESENCE_TTL_MS,
     leaderLeaseMs: e.LEADER_LEASE_MS,
     auth,
