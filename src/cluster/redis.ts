@@ -24,10 +24,23 @@ type RedisClients = {
 
 const NODE_OPTIONS = { maxRetriesPerRequest: 1, connectTimeout: 5000 };
 
-/** A client that is not connected yet (`lazyConnect`), to the one Redis or to the cluster. */
-function newClient(target: RedisTarget, offlineQueue: boolean): RedisClient {
+/**
+ * Commands of the clients that do not subscribe give up after this long. A network cut
+ * (packets dropped, no reset) leaves a connection that looks alive: without a timeout a
+ * rate-limit check would wait for TCP to give up (minutes), and every event of the node
+ * with it. Measured on the multi-host bed (docs/scaling.md).
+ */
+const COMMAND_TIMEOUT_MS = 1000;
+
+/**
+ * A client that is not connected yet (`lazyConnect`), to the one Redis or to the cluster.
+ * A subscriber queues its (re)subscriptions while disconnected; a command client fails fast.
+ */
+function newClient(target: RedisTarget, role: "subscriber" | "commands"): RedisClient {
+  const offlineQueue = role === "subscriber";
+  const node = offlineQueue ? NODE_OPTIONS : { ...NODE_OPTIONS, commandTimeout: COMMAND_TIMEOUT_MS };
   if (target.kind === "single") {
-    return new Redis(target.url, { ...NODE_OPTIONS, lazyConnect: true, enableOfflineQueue: offlineQueue });
+    return new Redis(target.url, { ...node, lazyConnect: true, enableOfflineQueue: offlineQueue });
   }
   return new Cluster(target.nodes, {
     lazyConnect: true,
@@ -37,7 +50,7 @@ function newClient(target: RedisTarget, offlineQueue: boolean): RedisClient {
     retryDelayOnFailover: 200,
     retryDelayOnClusterDown: 200,
     slotsRefreshTimeout: 2000,
-    redisOptions: NODE_OPTIONS,
+    redisOptions: node,
   });
 }
 
@@ -71,9 +84,9 @@ async function connect(client: RedisClient, target: RedisTarget): Promise<void> 
  * and what missed live delivery comes by backlog or redelivery.
  */
 export async function connectRedis(target: RedisTarget, log: Logger): Promise<RedisClients> {
-  const pub = newClient(target, false);
-  const sub = newClient(target, true);
-  const data = newClient(target, false);
+  const pub = newClient(target, "commands");
+  const sub = newClient(target, "subscriber");
+  const data = newClient(target, "commands");
   let lastWarn = 0;
   const warnings = (name: string, client: RedisClient) =>
     client.on("error", (err: Error) => {
@@ -104,7 +117,7 @@ export async function connectRedis(target: RedisTarget, log: Logger): Promise<Re
     sub,
     data,
     subscriber: async () => {
-      const client = newClient(target, true);
+      const client = newClient(target, "subscriber");
       warnings("subscriber", client);
       await connect(client, target);
       return client;
