@@ -18,6 +18,10 @@ const envSchema = z.object({
   HOST: z.string().default("0.0.0.0"),
   /** PostgreSQL URL. Unset: an embedded PGlite database under DATA_DIR (one process only). */
   DATABASE_URL: z.string().url().optional(),
+  /** Connections in each process's main PostgreSQL pool; the hot path adds 4 (docs/scaling.md). @default 10 */
+  DATABASE_POOL_MAX: int(1, 1000).default(10),
+  /** A PostgreSQL query or connect unanswered this long fails (UNAVAILABLE) instead of hanging. @default 5000 */
+  DATABASE_TIMEOUT_MS: int(100).default(5000),
   /** Where the embedded PGlite database lives when DATABASE_URL is unset. @default "./data" */
   DATA_DIR: z.string().default("./data"),
   /** Redis URL for the cluster adapter, presence and rate limits. Unset: one node, in memory. */
@@ -145,7 +149,8 @@ export type OriginPolicy = { allow: "any" } | { allow: "same-origin" } | { allow
 export type Config = {
   port: number;
   host: string;
-  database: { kind: "postgres"; url: string } | { kind: "pglite"; dataDir: string };
+  /** Without `poolMax` / `timeoutMs` (the Knex CLI, scripts): 10 connections, no timeout. */
+  database: { kind: "postgres"; url: string; poolMax?: number; timeoutMs?: number } | { kind: "pglite"; dataDir: string };
   redis: RedisConfig | null;
   presenceTtlMs: number;
   leaderLeaseMs: number;
@@ -253,7 +258,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     port: e.PORT,
     host: e.HOST,
-    database: e.DATABASE_URL ? { kind: "postgres", url: e.DATABASE_URL } : { kind: "pglite", dataDir: e.DATA_DIR },
+    database: e.DATABASE_URL
+      ? { kind: "postgres", url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, timeoutMs: e.DATABASE_TIMEOUT_MS }
+      : { kind: "pglite", dataDir: e.DATA_DIR },
     redis: redisConfig(e.REDIS_URL, e.REDIS_CLUSTER_NODES, e.REDIS_ADAPTER, e.REDIS_PREFIX),
     presenceTtlMs: e.PRESENCE_TTL_MS,
     leaderLeaseMs: e.LEADER_LEASE_MS,

@@ -81,7 +81,11 @@ export async function startFloodClients(
   urls: string[],
   counts: { senders: number; recipients: number },
   closeAtEnd: { close(): void }[],
-  options: { auth?: (userId: string) => Promise<Record<string, unknown>> } = {},
+  options: {
+    auth?: (userId: string) => Promise<Record<string, unknown>>;
+    /** The senders' socket.io-client ackTimeout. @default 2000 */
+    ackTimeoutMs?: number;
+  } = {},
 ): Promise<{ senders: FailoverSender[]; recipients: FailoverRecipient[] }> {
   const authOf = async (userId: string) => (options.auth ? { auth: await options.auth(userId) } : {});
   const recipientIds = Array.from({ length: counts.recipients }, (_, i) => uniqueId(`r${i}`));
@@ -91,7 +95,7 @@ export async function startFloodClients(
   const recipients = spread(counts.recipients, (i, start) => new FailoverRecipient(urls, recipientIds[i]!, start, recipientAuth[i]), urls.length);
   const senders = spread(
     counts.senders,
-    (i, start) => new FailoverSender(urls, senderIds[i]!, start, { retries: 10, ackTimeout: 2000, ...senderAuth[i] }),
+    (i, start) => new FailoverSender(urls, senderIds[i]!, start, { retries: 10, ackTimeout: options.ackTimeoutMs ?? 2000, ...senderAuth[i] }),
     urls.length,
   );
   closeAtEnd.push(...recipients, ...senders);

@@ -43,6 +43,8 @@ export type Bed = {
   pids(host: HostName): Promise<number[]>;
   /** GET /readyz on the host directly (a probe, as a health checker would; clients never do this). */
   readyz(host: HostName): Promise<number>;
+  /** nginx's error log since the last call, counted by kind (what the report quotes); then emptied. */
+  nginxErrors(): string;
   /** The last lines of that host's PM2 logs, for a failure report. */
   logs(host: HostName, lines?: number): string;
   teardown(): Promise<void>;
@@ -124,6 +126,24 @@ export async function startBed(options: { appHosts: number; env: Record<string, 
     killApp: (host) => killAllIn(nsOf(host)),
     pids: (host) => pidsIn(nsOf(host)),
     readyz,
+    nginxErrors: () => {
+      const file = path.join(BED_DIR, "nginx", "error.log");
+      if (!existsSync(file)) return "{}";
+      const counts = new Map<string, number>();
+      const span = new Map<string, string>();
+      for (const line of readFileSync(file, "utf8").split("\n")) {
+        // "2026/12/02 09:45:26 [error] 1#1: *1 connect() failed (111: …) while connecting to upstream, client: …, upstream: "http://10.231.77.22:3000/…""
+        const m = /\[(\w+)\] \d+#\d+: (?:\*\d+ )?([^,]+)(?:.*upstream: "http:\/\/([\d.]+))?/.exec(line);
+        if (!m) continue;
+        const key = `${m[1]} ${m[2]!.replace(/\d{2,}/g, "N")}${m[3] ? ` @${m[3]}` : ""}`;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+        const time = line.slice(11, 19);
+        span.set(key, `${(span.get(key) ?? time).slice(0, 8)}-${time}`);
+      }
+      writeFileSync(file, "");
+      const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 6);
+      return JSON.stringify(Object.fromEntries(top.map(([k, n]) => [k, `${n}x ${span.get(k)}`])));
+    },
     logs: (host, lines = 15) => {
       const dir = path.join(pm2Home(host), "logs");
       if (!existsSync(dir)) return `(no logs for ${host})`;

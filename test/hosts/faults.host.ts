@@ -8,6 +8,8 @@ import { cut, heal, type HostName } from "./network";
 const APP_HOSTS = 3;
 const PER_SENDER = 200; // 50 senders: 10 000 messages a case
 const CUT_MS = 5000;
+/** Longer than DATABASE_TIMEOUT_MS (5 s), so that the cut host's queries time out within it. */
+const PG_CUT_MS = 10_000;
 /** The issue's bound for a whole host's death with PRESENCE_TTL_MS=3000. */
 const HOST_DEATH_BOUND_MS = 8000;
 
@@ -73,13 +75,17 @@ describe("hosts: three app hosts behind nginx, faults at host scale", function (
     await heal(cutHost, 6379);
     const healedAt = Date.now();
     const readyzAfter = await readyAllWithin(bed, 15_000);
+    const during = sideFigures(flood, cutSide, otherSide, cutAt, healedAt);
     const result = await finish(bed, flood, "Redis cut", () => ({
-      ...sideFigures(flood!, cutSide, otherSide, cutAt, healedAt),
+      ...during,
       cutMs: healedAt - cutAt,
       readyzDuring: readyDuring,
       readyzAfter,
     }));
     expectNothingLost(result.figures, flood.total, result);
+    // Its Redis commands time out (1 s) instead of hanging: sends there are still stored and acknowledged.
+    expect(during.cutHostAckedDuring, "sends acknowledged on the cut host during the cut").to.be.greaterThan(0);
+    expect(during.elsewhereAckedDuring, "sends acknowledged elsewhere during the cut").to.be.greaterThan(0);
   });
 
   it("one host is cut off from PostgreSQL: its clients get UNAVAILABLE, never a false ok", async () => {
@@ -89,19 +95,25 @@ describe("hosts: three app hosts behind nginx, faults at host scale", function (
     const { cutSide, otherSide } = await sides(bed, cutHost);
     const cutAt = Date.now();
     await cut(cutHost, bed.ipOf("db"), 5432);
-    await sleep(CUT_MS / 2);
+    await sleep(PG_CUT_MS / 2);
     const readyDuring = await readyAll(bed);
-    await sleep(CUT_MS / 2);
+    await sleep(PG_CUT_MS / 2);
     await heal(cutHost, 5432);
     const healedAt = Date.now();
     const readyzAfter = await readyAllWithin(bed, 15_000);
+    const during = sideFigures(flood, cutSide, otherSide, cutAt, healedAt);
     const result = await finish(bed, flood, "PostgreSQL cut", () => ({
-      ...sideFigures(flood!, cutSide, otherSide, cutAt, healedAt),
+      ...during,
+      cutHostFirstAckAfterHealMs: firstAckAfter(flood!, cutSide, healedAt),
       cutMs: healedAt - cutAt,
       readyzDuring: readyDuring,
       readyzAfter,
     }));
     expectNothingLost(result.figures, flood.total, result);
+    // DATABASE_TIMEOUT_MS (5 s): a query on the cut connection fails as UNAVAILABLE instead of hanging.
+    expect(during.cutHostUnavailable, "UNAVAILABLE answers on the cut host").to.be.greaterThan(0);
+    expect(during.elsewhereAckedDuring, "the other hosts keep acknowledging").to.be.greaterThan(0);
+    expect(readyDuring, "/readyz of the cut host during the cut (503, or no answer within 3 s)").to.not.match(new RegExp(`${cutHost}:200`));
   });
 
   it("a rolling deploy, one host at a time, loses nothing", async () => {
@@ -113,7 +125,8 @@ describe("hosts: three app hosts behind nginx, faults at host scale", function (
       await bed.stopApp(host);
       const stopped = Date.now();
       await bed.startApp(host);
-      steps.push(`${host}:stop=${stopped - started}ms,start=${Date.now() - stopped}ms,ackedBy=${flood.stats.acked}`);
+      const clock = (t: number) => new Date(t).toISOString().slice(11, 19);
+      steps.push(`${host}:stop=${clock(started)}+${stopped - started}ms,start=${Date.now() - stopped}ms,ackedBy=${flood.stats.acked}`);
     }
     const result = await finish(bed, flood, "rolling deploy", () => ({ steps: steps.join(";") }));
     expectNothingLost(result.figures, flood.total, result);
@@ -150,6 +163,12 @@ async function readyAllWithin(bed: Bed, ms: number): Promise<string> {
     if (!/:(?!200)\d+/.test(now) || Date.now() > deadline) return now;
     await sleep(200);
   }
+}
+
+/** ms from `at` to the first acknowledgement a sender on `side` got after it (-1: none). */
+function firstAckAfter(flood: HostFlood, side: Set<string>, at: number): number {
+  const after = flood.stats.intents.filter((i) => side.has(i.from) && (i.ackedAt ?? 0) >= at).map((i) => i.ackedAt!);
+  return after.length ? Math.min(...after) - at : -1;
 }
 
 async function readyAll(bed: Bed): Promise<string> {

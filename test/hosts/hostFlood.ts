@@ -27,7 +27,12 @@ export type HostFlood = {
 export async function startHostFlood(bed: Bed, perSender: number, tag: string): Promise<HostFlood> {
   const clients: { close(): void }[] = [];
   const auth = async (userId: string) => ({ token: await mintToken(userId, { secret: JWT_SECRET }) });
-  const { senders, recipients } = await startFloodClients([bed.lbUrl], { senders: SENDERS, recipients: RECIPIENTS }, clients, { auth });
+  // The SDK's own ack timeout (10 s), above DATABASE_TIMEOUT_MS: the server's UNAVAILABLE
+  // comes back before the client gives up on the packet and sends it again.
+  const { senders, recipients } = await startFloodClients([bed.lbUrl], { senders: SENDERS, recipients: RECIPIENTS }, clients, {
+    auth,
+    ackTimeoutMs: 10_000,
+  });
   const intents = planFlood(
     senders,
     recipients.map((r) => r.userId),
@@ -99,6 +104,7 @@ export async function finish(
     liveRaw: flood.recipients.reduce((n, r) => n + r.liveRaw, 0),
     backlogRaw: flood.recipients.reduce((n, r) => n + r.backlogRaw, 0),
     failoverReasons: reasons([...flood.senders, ...flood.recipients]),
+    nginxErrors: bed.nginxErrors(),
     ...extra(),
   });
   return { figures, finished, settled, lastAckToLastDeliveryMs: recovery.ms };
