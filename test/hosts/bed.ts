@@ -243,7 +243,7 @@ async function startNginx(appHosts: HostName[]): Promise<ChildProcess> {
   mkdirSync(dir, { recursive: true });
   writeFileSync(
     path.join(dir, "ticks-upstream-servers.conf"),
-    appHosts.map((h) => `server ${ipOf(h)}:${APP_PORT} max_fails=1 fail_timeout=5s;\n`).join(""),
+    appHosts.map((h) => `server ${ipOf(h)}:${APP_PORT} max_fails=0;\n`).join(""),
   );
   const temp = (name: string) => `${name}_temp_path ${path.join(dir, name)};`;
   writeFileSync(
