@@ -238,16 +238,21 @@ async function main(): Promise<void> {
     if (!client || !peer() || !messageField.value) return;
     notice.textContent = "";
     const conversation = currentConversation();
-    try {
-      const local = client.send(conversation ? { conversationId: conversation.id } : { to: peer() }, messageField.value);
-      failed.set(local.clientMsgId, local as SendLocal);
-      if (conversation) client.stopTyping(conversation.id);
-      messageField.value = "";
-      renderMessages();
-      messageList.scrollTop = messageList.scrollHeight;
-    } catch (err) {
-      notice.textContent = (err as Error).message;
-    }
+    const text = messageField.value;
+    messageField.value = "";
+    if (conversation) client.stopTyping(conversation.id);
+    // Shown (🕓) once the outbox's IndexedDB holds it: from then on closing the tab keeps it.
+    client.send(conversation ? { conversationId: conversation.id } : { to: peer() }, text).then(
+      (local) => {
+        failed.set(local.clientMsgId, local as SendLocal);
+        renderMessages();
+        messageList.scrollTop = messageList.scrollHeight;
+      },
+      (err: Error) => {
+        notice.textContent = err.message;
+        if (!messageField.value) messageField.value = text; // not queued: give the text back
+      },
+    );
   });
   messageField.addEventListener("input", () => {
     const conversation = currentConversation();
