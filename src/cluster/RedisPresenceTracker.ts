@@ -91,6 +91,9 @@ const presenceTag = (prefix: string): string => `{${prefix}:presence}`;
 /** The ZSET of live nodes (tests plant a dead one there). */
 export const presenceNodesKey = (prefix: string): string => `${presenceTag(prefix)}:nodes`;
 
+/** The ZSET of every connection, "{userId} {nodeId}/{connectionId}" (tests read where users are). */
+export const presenceDeadlinesKey = (prefix: string): string => `${presenceTag(prefix)}:deadlines`;
+
 /** The channel dead nodes are announced on (see REAP). */
 export const nodeDeathChannel = (prefix: string): string => `${prefix}:presence:node-died`;
 
@@ -108,7 +111,7 @@ export class RedisPresenceTracker implements PresenceTracker {
     prefix: string,
   ) {
     this.userPrefix = `${presenceTag(prefix)}:user:`;
-    this.deadlines = `${presenceTag(prefix)}:deadlines`;
+    this.deadlines = presenceDeadlinesKey(prefix);
     this.nodes = presenceNodesKey(prefix);
     this.deathChannel = nodeDeathChannel(prefix);
   }

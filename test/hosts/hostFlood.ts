@@ -3,7 +3,7 @@
  * case needs beside: which host each client's socket is on, and what each side saw in a window.
  */
 import Redis from "ioredis";
-import { presenceNodesKey } from "../../src/cluster/RedisPresenceTracker";
+import { presenceDeadlinesKey } from "../../src/cluster/RedisPresenceTracker";
 import { lastAckToLastDelivery, printFigures, settle, type Figures } from "../helpers/accounting";
 import { planFlood, startFlood, startFloodClients, type FailoverRecipient, type FailoverSender, type FloodStats } from "../helpers/flood";
 import { mintToken } from "../helpers/server";
@@ -57,8 +57,7 @@ export async function hostsOfUsers(bed: Bed): Promise<Map<string, HostName>> {
   const redis = new Redis(bed.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
   await redis.connect();
   try {
-    const deadlinesKey = presenceNodesKey("ticks").replace(/:nodes$/, ":deadlines");
-    const entries = await redis.zrange(deadlinesKey, "0", "-1");
+    const entries = await redis.zrange(presenceDeadlinesKey("ticks"), "0", "-1");
     const result = new Map<string, HostName>();
     for (const entry of entries) {
       const [userId, connection] = entry.split(" ") as [string, string];
