@@ -7,6 +7,8 @@ import { cut, heal, type HostName } from "./network";
 
 const APP_HOSTS = 3;
 const PER_SENDER = 200; // 50 senders: 10 000 messages a case
+/** 30 000: the flood outlasts the whole deploy (about 25 s for three hosts here), every host goes mid-flood. */
+const PER_SENDER_ROLLING = 600;
 const CUT_MS = 5000;
 /** Longer than DATABASE_TIMEOUT_MS (5 s), so that the cut host's queries time out within it. */
 const PG_CUT_MS = 10_000;
@@ -116,8 +118,8 @@ describe("hosts: three app hosts behind nginx, faults at host scale", function (
     expect(readyDuring, "/readyz of the cut host during the cut (503, or no answer within 3 s)").to.not.match(new RegExp(`${cutHost}:200`));
   });
 
-  it("a rolling deploy, one host at a time, loses nothing", async () => {
-    flood = await startHostFlood(bed, PER_SENDER, "rolling");
+  it("a rolling deploy, one host at a time, mid-flood, loses nothing", async () => {
+    flood = await startHostFlood(bed, PER_SENDER_ROLLING, "rolling");
     await untilAcked(flood, 0.1);
     const steps: string[] = [];
     for (const host of bed.appHosts) {
@@ -128,8 +130,10 @@ describe("hosts: three app hosts behind nginx, faults at host scale", function (
       const clock = (t: number) => new Date(t).toISOString().slice(11, 19);
       steps.push(`${host}:stop=${clock(started)}+${stopped - started}ms,start=${Date.now() - stopped}ms,ackedBy=${flood.stats.acked}`);
     }
+    const deployedAt = Date.now();
     const result = await finish(bed, flood, "rolling deploy", () => ({ steps: steps.join(";") }));
     expectNothingLost(result.figures, flood.total, result);
+    expect(flood.stats.finishedAt ?? 0, "the flood was still running when the last host came back").to.be.greaterThan(deployedAt);
   });
 });
 
