@@ -4,8 +4,7 @@
  */
 import { z } from "zod";
 import { describePublicKey } from "./auth/publicKey";
-import { ConfigError, refuse } from "./configError";
-import { redisConfig, type RedisConfig } from "./redisConfig";
+import { ConfigError, databaseConfig, redisConfig, refuse, type DatabaseConfig, type RedisConfig } from "./configParts";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -26,15 +25,9 @@ const envSchema = z.object({
   DATA_DIR: z.string().default("./data"),
   /** Redis URL for the cluster adapter, presence and rate limits. Unset: one node, in memory. */
   REDIS_URL: z.string().url().optional(),
-  /**
-   * Seeds of a Redis Cluster, comma-separated `host:port`: every Redis use goes through a
-   * cluster client instead of REDIS_URL's single Redis (docs/scaling.md). Never both.
-   */
+  /** Redis Cluster seeds, comma-separated `host:port`, instead of REDIS_URL (never both; docs/scaling.md). */
   REDIS_CLUSTER_NODES: z.string().optional(),
-  /**
-   * Which Redis adapter carries rooms across nodes (docs/cluster.md has the measurements).
-   * @default "sharded" with REDIS_URL, "classic" with REDIS_CLUSTER_NODES (the only one there)
-   */
+  /** Which adapter carries rooms across nodes (docs/cluster.md). @default "sharded"; "classic" with a Redis Cluster */
   REDIS_ADAPTER: z.enum(["sharded", "classic"]).optional(),
   /** Prefix of every Redis key and channel Ticks uses, so deployments can share a Redis. @default "ticks" */
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/).default("ticks"),
@@ -156,8 +149,7 @@ export type OriginPolicy = { allow: "any" } | { allow: "same-origin" } | { allow
 export type Config = {
   port: number;
   host: string;
-  /** Without `poolMax` / `timeoutMs` (the Knex CLI, scripts): 10 connections, no timeout. */
-  database: { kind: "postgres"; url: string; poolMax?: number; timeoutMs?: number } | { kind: "pglite"; dataDir: string };
+  database: DatabaseConfig;
   redis: RedisConfig | null;
   presenceTtlMs: number;
   leaderLeaseMs: number;
@@ -267,9 +259,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     port: e.PORT,
     host: e.HOST,
-    database: e.DATABASE_URL
-      ? { kind: "postgres", url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, timeoutMs: e.DATABASE_TIMEOUT_MS }
-      : { kind: "pglite", dataDir: e.DATA_DIR },
+    database: databaseConfig(e),
     redis: redisConfig(e.REDIS_URL, e.REDIS_CLUSTER_NODES, e.REDIS_ADAPTER, e.REDIS_PREFIX),
     presenceTtlMs: e.PRESENCE_TTL_MS,
     leaderLeaseMs: e.LEADER_LEASE_MS,

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import Redis, { Cluster } from "ioredis";
 import type { Logger } from "../log";
-import type { RedisTarget } from "../redisConfig";
+import type { RedisTarget } from "../configParts";
 
 /** A name for this process, unique across the cluster; what locks and presence entries carry. */
 export const NODE_ID = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;

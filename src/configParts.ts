@@ -1,5 +1,33 @@
-/** The Redis part of the configuration (read from the environment by config.ts). */
-import { refuse } from "./configError";
+/**
+ * Parts of the configuration that config.ts (the only reader of process.env) composes:
+ * how a setting is refused, and where PostgreSQL and Redis are.
+ */
+
+/** A setting config.ts refuses; main.ts prints its message and exits with EX_CONFIG. */
+export class ConfigError extends Error {}
+
+export const refuse = (variable: string, message: string): never => {
+  throw new ConfigError(`invalid configuration:\n  ${variable}: ${message}`);
+};
+
+/**
+ * PostgreSQL, or the embedded PGlite. Without `poolMax` / `timeoutMs` (the Knex CLI,
+ * scripts): 10 connections and no timeout.
+ */
+export type DatabaseConfig =
+  | { kind: "postgres"; url: string; poolMax?: number; timeoutMs?: number }
+  | { kind: "pglite"; dataDir: string };
+
+export function databaseConfig(e: {
+  DATABASE_URL?: string;
+  DATA_DIR: string;
+  DATABASE_POOL_MAX: number;
+  DATABASE_TIMEOUT_MS: number;
+}): DatabaseConfig {
+  return e.DATABASE_URL
+    ? { kind: "postgres", url: e.DATABASE_URL, poolMax: e.DATABASE_POOL_MAX, timeoutMs: e.DATABASE_TIMEOUT_MS }
+    : { kind: "pglite", dataDir: e.DATA_DIR };
+}
 
 /** Where Redis is: one server (REDIS_URL) or the seeds of a Redis Cluster (REDIS_CLUSTER_NODES). */
 export type RedisTarget = { kind: "single"; url: string } | { kind: "cluster"; nodes: { host: string; port: number }[] };
