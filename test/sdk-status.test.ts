@@ -18,7 +18,7 @@ describe("SDK: ticks that converge (status stream, group ticks, bounded memory)"
     const storage = new MemoryOutboxStorage();
     const phone = await clients.connected(url(), { userId: a, deviceId: "phone", storage });
     const bob = await clients.connected(url(), { userId: b });
-    const local = phone.send({ to: b }, "read me later");
+    const local = await phone.send({ to: b }, "read me later");
     await waitFor(() => phone.pending().length === 0, "stored");
     const id = [...phone.messages(phone.directWith(b)!.id)].find((m) => m.clientMsgId === local.clientMsgId)!.id;
     await waitFor(() => phone.statusOf(id) === "delivered", "delivered on the phone");
@@ -46,7 +46,7 @@ describe("SDK: ticks that converge (status stream, group ticks, bounded memory)"
     await waitFor(() => alice.conversations().some((x) => x.id === group), "the group in alice's list");
     const changes: string[] = [];
     alice.on("status", (s) => s.messageId && changes.push(s.status));
-    const local = alice.send({ conversationId: group }, "hello both");
+    const local = await alice.send({ conversationId: group }, "hello both");
     await waitFor(() => alice.messages(group).some((m) => m.clientMsgId === local.clientMsgId), "stored");
     const id = alice.messages(group).find((m) => m.clientMsgId === local.clientMsgId)!.id;
     // Bob has it, carol has not connected: still one tick.
@@ -73,7 +73,7 @@ describe("SDK: ticks that converge (status stream, group ticks, bounded memory)"
     const senders: TicksClient[] = [];
     for (const p of peers) senders.push(await clients.connected(url(), { userId: p }));
     for (const [i, s] of senders.entries()) {
-      s.send({ to: me }, `from ${i}`);
+      await s.send({ to: me }, `from ${i}`);
       await waitFor(() => dana.conversations().length === i + 1, `conversation ${i}`);
     }
     await waitFor(() => dana.memory().conversations <= 2, "bounded");

@@ -63,7 +63,7 @@ describe("ticks converge on every device (SDK, two nodes, a node kill, a device 
   /** Sends, from `client`, `n` messages to each target, a few at a time. */
   async function sendRound(client: TicksClient, targets: ({ to: string } | { conversationId: string })[], n: number, tag: string): Promise<void> {
     for (let i = 0; i < n; i++) {
-      for (const t of targets) client.send(t, `${tag} ${i}`);
+      await Promise.all(targets.map((t) => client.send(t, `${tag} ${i}`)));
       await new Promise((r) => setTimeout(r, 30));
     }
   }

@@ -24,7 +24,7 @@ import { Outbox } from "./Outbox";
 import { MemoryOutboxStorage, type PendingAction, type PendingEntry } from "./OutboxStorage";
 import { call, emitRaw, type ClientSocket, type OkOf, type ReplyOf, type RequestOf, request } from "./request";
 import { listenToServer, statusApplier } from "./serverEvents";
-import { StatusTracker } from "./StatusTracker";
+import { StatusTracker, type StatusChange } from "./StatusTracker";
 import { StatusStreamSync } from "./StatusStreamSync";
 import { TypingThrottle } from "./Typing";
 import type { LocalMessage, TicksClientEvents, TicksClientOptions } from "./clientTypes";
@@ -54,17 +54,10 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     this.options = options;
     this.connection = new Connection(options);
     this.socket = this.connection.socket;
-    this.conversationList = new Conversations(
-      () => this.me,
-      (summary) => this.emit("conversation", summary),
-    );
-    this.statuses = new StatusTracker(
-      (change) => {
-        this.statusStream.changed();
-        this.emit("status", change);
-      },
-      (conversationId) => this.conversationList.recipients(conversationId),
-    );
+    this.conversationList = new Conversations(() => this.me, (summary) => this.emit("conversation", summary));
+    // Every status shown is also kept (the stream's storage), so a restart shows it at once.
+    const statusChanged = (change: StatusChange) => (this.statusStream.changed(), this.emit("status", change));
+    this.statuses = new StatusTracker(statusChanged, (conversationId) => this.conversationList.recipients(conversationId));
     const storage = options.storage ?? new MemoryOutboxStorage();
     const applyStatus = statusApplier(() => this.me, this.conversationList, this.statuses);
     const streamDeps = { sync: (req: StatusSyncRequest) => this.call("status:sync", req), apply: applyStatus, tracker: this.statuses };
