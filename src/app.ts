@@ -10,6 +10,8 @@ import { throttledWarn, type Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
 import { Redeliverer } from "./messaging/Redeliverer";
 import { MessagingService } from "./messaging/MessagingService";
+import { GroupService } from "./messaging/GroupService";
+import type { GroupStore } from "./messaging/groupPorts";
 import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
 import { StatusCursors } from "./messaging/StatusCursors";
@@ -27,11 +29,14 @@ import { TokenLifetimes } from "./transport/TokenLifetimes";
 import { acceptConnections, syncedLocalUsers } from "./transport/connection";
 import { originOptions } from "./transport/origins";
 import { SocketNotifier } from "./transport/SocketNotifier";
+import { listenForFanout } from "./transport/clusterFanout";
 import type { TicksServer } from "./transport/types";
 
 export type AppDeps = {
   config: Config;
   store: MessageStore;
+  /** Group membership changes and who may see what. */
+  groupStore: GroupStore;
   /** Pushkeys and the push outbox. */
   pushStore: PushStore;
   /** v3: each user's status stream (status:sync, message:info). */
@@ -102,6 +107,14 @@ export function createApp(deps: AppDeps): TicksApp {
     },
     statuses,
   );
+  const groups = new GroupService(
+    deps.groupStore,
+    store,
+    (from, message, recipients, origin) => messaging.publish(from, message, recipients, origin),
+    notifier,
+    clock,
+    { messageTtlMs: config.messageTtlMs, maxMembers: config.groupMaxMembers, createdPerHour: config.groupCreatePerHour },
+  );
   // Four heartbeats fit in a tracker's deadline (see RedisPresenceTracker).
   const heartbeatMs = Math.max(50, Math.round(config.presenceTtlMs / 6));
   const presence = new PresenceService(cluster.presence, store, notifier, clock, log, heartbeatMs);
@@ -132,8 +145,10 @@ export function createApp(deps: AppDeps): TicksApp {
   const tokens = new TokenLifetimes(verifier, config.tokenRefreshWindowMs, log);
   metrics.countTokenDeadlines = () => tokens.tracked;
   io.use(authMiddleware(verifier, log));
+  listenForFanout(io, (recipients, message) => messaging.offerHere(recipients, message));
   acceptConnections(io, {
     messaging,
+    groups,
     statuses,
     presence,
     push: push.service,

@@ -10,6 +10,7 @@ import { createLogger, type Logger } from "./log";
 import { Metrics } from "./metrics";
 import { createDatabase, createHotPathDatabase, migrateToLatest, type Database } from "./storage/database";
 import { SqlMessageStore } from "./storage/SqlMessageStore";
+import { SqlGroupStore } from "./storage/SqlGroupStore";
 import { SqlPushStore } from "./storage/SqlPushStore";
 import { SqlStatusStream } from "./storage/SqlStatusStream";
 
@@ -49,7 +50,7 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
     await db.destroy();
     throw err;
   }
-  const app = createApp({ config, store, pushStore, statusStore, cursorKey, log, clock: options.clock ?? systemClock, cluster, metrics });
+  const app = createApp({ config, store, groupStore: new SqlGroupStore(db), pushStore, statusStore, cursorKey, log, clock: options.clock ?? systemClock, cluster, metrics });
   const port = await app.listen(config.port, config.host);
   let stopped: Promise<void> | undefined;
   // Ordered: sockets and in-flight events first, then Redis, then the database.

@@ -174,7 +174,8 @@ export class ConversationSync {
   /** In seq order: entries are applied to their target as they pass. */
   private release(messages: ChatMessage[], source: MessageSource): void {
     for (const m of messages) {
-      if (kindOf(m) === "text") this.remember(m);
+      // Group entries are held with the text: a chat shows them as a line ("alice added carol").
+      if (kindOf(m) === "text" || kindOf(m) === "group") this.remember(m);
       else this.applyToTarget(m);
       this.deps.deliver(m, source);
     }
@@ -190,7 +191,7 @@ export class ConversationSync {
   }
 
   private remember(message: ChatMessage): void {
-    if (kindOf(message) !== "text") return;
+    if (kindOf(message) !== "text" && kindOf(message) !== "group") return;
     let held = this.cache.get(message.conversationId);
     if (!held) this.cache.set(message.conversationId, (held = new Map()));
     held.set(message.id, message);

@@ -8,6 +8,7 @@
 import type { ConversationSummary } from "../protocol/events";
 import type { ChatMessage } from "./entries";
 import { kindOf } from "./entries";
+import { applyGroupChange } from "./groupEntries";
 
 export class Conversations {
   private readonly summaries = new Map<string, ConversationSummary>();
@@ -88,6 +89,8 @@ export class Conversations {
         kind: m.to === null ? "group" : "direct",
         title: null,
         members: m.to === null ? [m.from] : [...new Set([m.from, m.to])],
+        admins: [],
+        member: true,
         lastSeq: 0,
         unread: 0,
         lastMessage: null,
@@ -98,6 +101,10 @@ export class Conversations {
     if (m.seq >= c.lastSeq) {
       c.lastSeq = m.seq;
       if (kindOf(m) === "text") c.lastMessage = m;
+      // A membership or title change newer than what the summary shows.
+      if (kindOf(m) === "group" && m.group) {
+        c = Object.assign(c, applyGroupChange(c, m.group, this.me()));
+      }
     }
     // Deleted for everyone: no longer unread (as the server counts it).
     if (kindOf(m) === "delete" && m.refId && this.conversationOf.has(m.refId)) this.read([m.refId]);

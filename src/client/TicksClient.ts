@@ -13,7 +13,7 @@
  * clientTypes.ts holds its options and events, serverEvents.ts what it does on each server event.
  */
 import { v4 as uuidv4 } from "uuid";
-import type { ClientEventName, ConversationSummary, HistoryResult, MessageInfoResult, Presence, StatusSyncRequest } from "../protocol/events";
+import type { ClientEventName, ConversationSummary, GroupRole, HistoryResult, MessageInfoResult, Presence, StatusSyncRequest } from "../protocol/events";
 import { Connection } from "./Connection";
 import { Conversations } from "./Conversations";
 import { ConversationSync, type MessageSource } from "./ConversationSync";
@@ -27,6 +27,7 @@ import { listenToServer, statusApplier } from "./serverEvents";
 import { StatusTracker, type StatusChange } from "./StatusTracker";
 import { StatusStreamSync } from "./StatusStreamSync";
 import { TypingThrottle } from "./Typing";
+import { GroupChanges } from "./GroupChanges";
 import type { LocalMessage, TicksClientEvents, TicksClientOptions } from "./clientTypes";
 
 export type { ClientSocket, ReplyOf, RequestOf } from "./request";
@@ -45,6 +46,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   private readonly conversationList: Conversations;
   private readonly typingThrottle: TypingThrottle;
   private readonly connection: Connection;
+  private readonly groups: GroupChanges;
   private readonly presenceSubscribed = new Set<string>();
   private restoring: Promise<unknown> | undefined;
   private isSynced = false;
@@ -86,6 +88,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
       },
       options.outbox,
     );
+    this.groups = new GroupChanges((event, payload) => this.call(event, payload), (entry) => this.sync.receive(entry, "sent"));
     this.typingThrottle = new TypingThrottle(
       (conversationId, typing) => void this.request("typing", { conversationId, typing }).catch(() => undefined),
       (conversationId, userId, typing) => this.emit("typing", { conversationId, userId, typing }),
@@ -212,7 +215,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     return this.sync.loadOlder(conversationId, limit);
   }
 
-  /** Text messages held for a conversation, by seq, in their current state. */
+  /** Text messages (in their current state) and group entries held for a conversation, by seq. */
   messages(conversationId: string): ChatMessage[] {
     return this.sync.messages(conversationId);
   }
@@ -242,6 +245,22 @@ export class TicksClient extends Emitter<TicksClientEvents> {
 
   async createGroup(title: string, members: string[]): Promise<string> {
     return (await this.call("group:create", { title, members })).conversationId;
+  }
+  /** Group changes (GroupChanges.ts): each resolves its `group` entry; admins only, but leave(). */
+  addMembers(conversationId: string, userIds: string[]): Promise<ChatMessage> {
+    return this.groups.change("group:add", { conversationId, userIds });
+  }
+  removeMember(conversationId: string, userId: string): Promise<ChatMessage> {
+    return this.groups.change("group:remove", { conversationId, userId });
+  }
+  leave(conversationId: string): Promise<ChatMessage> {
+    return this.groups.change("group:leave", { conversationId });
+  }
+  rename(conversationId: string, title: string): Promise<ChatMessage> {
+    return this.groups.change("group:update", { conversationId, title });
+  }
+  setRole(conversationId: string, userId: string, role: GroupRole): Promise<ChatMessage> {
+    return this.groups.change("group:role", { conversationId, userId, role });
   }
 
   /** A typed request: resolves the reply, `ok` or not; rejects with RequestTimeout without an ack. */

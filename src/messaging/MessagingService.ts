@@ -107,12 +107,24 @@ export class MessagingService {
   /** Stores, then offers to the recipients and to the sender's other devices (not to `origin`). */
   private async commit(origin: string | undefined, req: AppendRequest): Promise<SendResult> {
     const result = await this.store.append(req);
-    if (!result.duplicate) {
-      this.metrics.stored(1);
-      for (const recipient of result.recipients) this.live.offer(recipient, result.message);
-      this.notifier.ownCopy(req.from, result.message, origin);
-    }
+    if (!result.duplicate) this.publish(req.from, result.message, result.recipients, origin);
     return { message: result.message, duplicate: result.duplicate };
+  }
+
+  /**
+   * Offers a just-stored log entry live: to each recipient (the delivery rows its commit
+   * wrote, so who gets it is decided by its seq, never by a room), and to the sender's other
+   * devices but `origin`. Group changes (GroupService) go out this way too.
+   */
+  publish(from: string, message: Message, recipients: string[], origin?: string): void {
+    this.metrics.stored(1);
+    this.live.offerAll(recipients, message);
+    this.notifier.ownCopy(from, message, origin);
+  }
+
+  /** Another node's fan-out (Notifier.fanOut) reached this node: offer to the devices here. */
+  offerHere(recipients: string[], message: Message): void {
+    this.live.offerHere(recipients, message);
   }
 
   /** Resolves when every live offer made so far got its receipt stored or timed out. */
@@ -140,10 +152,19 @@ export class MessagingService {
     return changed.length;
   }
 
-  /** `origin` names the reading connection: the reader's other devices are told, it is not. */
+  /**
+   * `origin` names the reading connection: the reader's other devices are told, it is not.
+   * Messages of a group the reader left or was removed from are never marked (the store
+   * skips them); naming one gets FORBIDDEN. That is looked up only when some id did not
+   * change, so an ordinary read costs its one statement.
+   */
   async markRead(reader: string, messageIds: string[], origin?: string): Promise<number> {
     const at = this.clock.now();
-    const changed = await this.store.markRead(reader, [...new Set(messageIds)], at);
+    const ids = [...new Set(messageIds)];
+    const changed = await this.store.markRead(reader, ids, at);
+    if (changed.length < ids.length && (await this.store.departedFrom(reader, ids))) {
+      throw new AppError("FORBIDDEN", "you are no longer a member of the conversation of one of these messages");
+    }
     this.metrics.read(changed.length);
     this.sendReceipts(changed, "read", reader, at);
     if (changed.length > 0) {
@@ -181,33 +202,27 @@ export class MessagingService {
     return this.store.backlog(recipient, this.clock.now(), limit);
   }
 
+  /**
+   * Only the seqs the caller may see: a member from the entry that added them on, someone
+   * who left or was removed up to the entry that removed them (asking past it: FORBIDDEN).
+   */
   async history(userId: string, cmd: HistoryCommand): Promise<HistoryResult> {
-    await this.requireMember(cmd.conversationId, userId);
+    const seen = await this.store.visibility(cmd.conversationId, userId);
+    if (seen.state === "not_found") throw noSuchConversation();
+    if (seen.state === "stranger") throw notAMember();
+    const untilSeq = seen.state === "former" ? seen.untilSeq : undefined;
+    if (untilSeq !== undefined && cmd.afterSeq !== undefined && cmd.afterSeq >= untilSeq) {
+      throw new AppError("FORBIDDEN", "you are no longer a member: nothing after the entry that removed you is yours to see");
+    }
     return this.store.history(
       cmd.conversationId,
-      { beforeSeq: cmd.beforeSeq, afterSeq: cmd.afterSeq, limit: cmd.limit ?? LIMITS.historyDefault },
+      { beforeSeq: cmd.beforeSeq, afterSeq: cmd.afterSeq, limit: cmd.limit ?? LIMITS.historyDefault, fromSeq: seen.fromSeq, untilSeq },
       this.clock.now(),
     );
   }
 
   listConversations(userId: string): Promise<ConversationSummary[]> {
     return this.store.listConversations(userId, this.clock.now());
-  }
-
-  async createGroup(creator: string, title: string, members: string[]): Promise<string> {
-    const all = new Set([creator, ...members]);
-    if (all.size < 2 || all.size > LIMITS.groupMembers) {
-      throw new AppError("BAD_REQUEST", `a group has 2-${LIMITS.groupMembers} members, the creator included`);
-    }
-    const summary = await this.store.createGroup({
-      id: uuidv7(),
-      title,
-      creator,
-      members: [...all],
-      at: this.clock.now(),
-    });
-    for (const member of summary.members) this.notifier.conversationCreated(member, summary);
-    return summary.id;
   }
 
   /** Typing comes often: one read both checks membership and names who to tell. */
@@ -234,12 +249,6 @@ export class MessagingService {
     }
     await this.stream.sweepExpired(batchSize, maxBatches);
     return total;
-  }
-
-  private async requireMember(conversationId: string, userId: string): Promise<void> {
-    const membership = await this.store.membership(conversationId, userId);
-    if (membership === "not_found") throw noSuchConversation();
-    if (membership === "not_member") throw notAMember();
   }
 }
 

@@ -31,9 +31,24 @@ export type Message = {
   deletedAt: string | null;
   /** Text: current reactions, emoji ascending, userIds ascending. Entries: []. */
   reactions: Reaction[];
+  /** A `group` entry: the membership or title change it records. Every other kind: null. */
+  group: GroupChange | null;
 };
 
-export type MessageKind = "text" | "edit" | "delete" | "reaction";
+export type MessageKind = "text" | "edit" | "delete" | "reaction" | "group";
+export type GroupRole = "admin" | "member";
+/**
+ * What a `group` entry changed. `add`/`remove`/`leave`: who joined or went (`leave`: the
+ * sender; and, when the last admin left, `role: "admin"` names the successor as `userIds[1]`).
+ * `title`: the new `title`. `role`: `userIds[0]` now has `role`.
+ */
+export type GroupChange = {
+  action: GroupAction;
+  userIds: string[];
+  title: string | null;
+  role: GroupRole | null;
+};
+export type GroupAction = "add" | "remove" | "leave" | "title" | "role";
 export type Reaction = { emoji: string; userIds: string[] };
 
 export type Status = "sent" | "delivered" | "read";
@@ -43,6 +58,11 @@ export type ConversationSummary = {
   kind: "direct" | "group";
   title: string | null;
   members: string[];
+  /** Its admins (a group's; [] for a direct conversation). */
+  admins: string[];
+  /** False once the caller left or was removed: what they see then ends at that entry. */
+  member: boolean;
+  /** The last seq the caller may see. */
   lastSeq: number;
   unread: number;
   lastMessage: Message | null;
@@ -64,6 +84,11 @@ export type ReadRequest = { messageIds: string[] };
 export type HistoryRequest = { conversationId: string; beforeSeq?: number; afterSeq?: number; limit?: number };
 export type HistoryResult = { messages: Message[]; hasMore: boolean };
 export type GroupCreateRequest = { title: string; members: string[] };
+export type GroupAddRequest = { clientMsgId: string; conversationId: string; userIds: string[] };
+export type GroupRemoveRequest = { clientMsgId: string; conversationId: string; userId: string };
+export type GroupLeaveRequest = { clientMsgId: string; conversationId: string };
+export type GroupUpdateRequest = { clientMsgId: string; conversationId: string; title: string };
+export type GroupRoleRequest = { clientMsgId: string; conversationId: string; userId: string; role: GroupRole };
 export type TypingRequest = { conversationId: string; typing: boolean };
 export type PresenceSubscribeRequest = { userIds: string[] };
 /** A device's push registration: `pushkey` from APNs/FCM (via the app), `appId` as the gateway knows the app. */
@@ -82,6 +107,12 @@ export interface ClientToServerEvents {
   "message:history": (req: HistoryRequest, ack: Ack<HistoryResult>) => void;
   "conversation:list": (req: Record<string, never>, ack: Ack<{ conversations: ConversationSummary[] }>) => void;
   "group:create": (req: GroupCreateRequest, ack: Ack<{ conversationId: string }>) => void;
+  /** Membership and title changes: each answers the `group` entry it wrote (a retry: the first, duplicate). */
+  "group:add": (req: GroupAddRequest, ack: Ack<SendResult>) => void;
+  "group:remove": (req: GroupRemoveRequest, ack: Ack<SendResult>) => void;
+  "group:leave": (req: GroupLeaveRequest, ack: Ack<SendResult>) => void;
+  "group:update": (req: GroupUpdateRequest, ack: Ack<SendResult>) => void;
+  "group:role": (req: GroupRoleRequest, ack: Ack<SendResult>) => void;
   typing: (req: TypingRequest, ack: Ack<Record<string, never>>) => void;
   "presence:subscribe": (req: PresenceSubscribeRequest, ack: Ack<{ presence: Presence[] }>) => void;
   "push:register": (req: PushRegisterRequest, ack: Ack<Record<string, never>>) => void;

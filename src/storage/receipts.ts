@@ -8,7 +8,8 @@ import { unavailableOnDbError } from "./unavailable";
  * Receipts of many devices in one UPDATE. Only rows of the caller as recipient move, and
  * only forward: sent → delivered → read (read also sets delivered_at; an expired message
  * is no longer marked read). Only text is read: a read receipt of an edit, delete or
- * reaction changes nothing.
+ * reaction changes nothing. Only a current member reads: someone who left or was removed
+ * keeps their delivery rows from before, but can no longer mark them read.
  *
  * Each delivery row is found by its primary key, message id first. `|| ''` keeps the
  * recipient and status tests off the (recipient_id, status, delivery_id) index: these run
@@ -25,6 +26,7 @@ const RECEIPT_SQL = {
      FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) AS v(recipient_id, message_id, at), messages m
      WHERE d.message_id = v.message_id AND (d.recipient_id || '') = v.recipient_id AND d.status <> 'read'
        AND m.message_id = d.message_id AND m.expires_at > v.at AND m.kind = 'text'
+       AND EXISTS (SELECT 1 FROM conversation_members cm WHERE cm.conversation_id = m.conversation_id AND cm.user_id = v.recipient_id)
      RETURNING d.recipient_id, d.message_id, m.from_user_id, v.at, m.expires_at`,
 };
 
