@@ -76,8 +76,11 @@ export function listenToServer(p: ClientParts): void {
     // without the stream answers BAD_REQUEST, which leaves the live ticks as they were.
     const onError = (err: Error) => emit("error", err);
     const ticks = () => p.statusStream.catchUp().then(() => p.statusStream.start(onError), onError);
+    // A catch-up that outlived its connection must not report "synced" after "disconnected".
+    const socketId = s.id;
     void catchUp(p).then(ticks).then(
       () => {
+        if (!s.connected || s.id !== socketId) return;
         p.setSynced(true);
         emit("synced", { delivered });
       },
