@@ -5,6 +5,11 @@ import { systemClock, type Clock } from "./clock";
 import type { Config } from "./config";
 import { localCluster, type Cluster } from "./cluster";
 import { httpHandler } from "./http/routes";
+import { mediaRoutes } from "./http/mediaRoutes";
+import { DiskMediaStore } from "./media/DiskMediaStore";
+import { MediaService } from "./media/MediaService";
+import type { MediaCatalog, MediaStore } from "./media/ports";
+import type { UrlSigner } from "./media/UrlSigner";
 import { staticAssets } from "./http/static";
 import { throttledWarn, type Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
@@ -38,12 +43,15 @@ export type AppDeps = {
   cluster?: Cluster;
   /** @default a fresh registry */
   metrics?: Metrics;
+  /** Where media bytes live, what the database knows of them, and the key that signs Ticks' own media URLs. */
+  media: { store: MediaStore; catalog: MediaCatalog; signer: UrlSigner };
 };
 
 export type TicksApp = {
   http: HttpServer;
   io: TicksServer;
   messaging: MessagingService;
+  media: MediaService;
   sweeper: ExpirySweeper;
   /** Null when pushes are off (PUSH_GATEWAY_URL unset). */
   pushWorker: PushWorker | null;
@@ -65,7 +73,13 @@ export function createApp(deps: AppDeps): TicksApp {
   const cluster = deps.cluster ?? localCluster(config);
   const metrics = deps.metrics ?? new Metrics();
   const checks: ReadinessCheck[] = [{ name: "database", check: () => store.ping() }, ...cluster.readiness];
-  const http = createServer(httpHandler(checks, metrics, log, staticAssets({ webApp: config.webApp, authMode: config.auth.mode, maxContentLength: config.maxContentLength })));
+  const media = new MediaService(deps.media.store, deps.media.catalog, clock, config.media, log);
+  // The disk store's bytes come and go through this server; a bucket's go to the bucket.
+  const mediaStore = deps.media.store;
+  const routes =
+    mediaStore instanceof DiskMediaStore ? [mediaRoutes({ store: mediaStore, catalog: deps.media.catalog, signer: deps.media.signer, clock, log })] : [];
+  const assets = staticAssets({ webApp: config.webApp, authMode: config.auth.mode, maxContentLength: config.maxContentLength });
+  const http = createServer(httpHandler(checks, metrics, log, assets, routes));
   const io: TicksServer = new Server(http, {
     transports: cluster.transports,
     maxHttpBufferSize: maxPacketBytes(config.maxContentLength),
@@ -102,6 +116,7 @@ export function createApp(deps: AppDeps): TicksApp {
     config.expirySweepIntervalMs,
     log,
     (n) => metrics.expired.inc(n),
+    media,
   );
 
   const redeliverer = new Redeliverer(messaging, () => syncedLocalUsers(io), config.redeliveryAfterMs, log, clock);
@@ -125,6 +140,7 @@ export function createApp(deps: AppDeps): TicksApp {
   io.use(authMiddleware(verifier, log));
   acceptConnections(io, {
     messaging,
+    media,
     presence,
     push: push.service,
     rateLimiter: cluster.rateLimiter,
@@ -163,6 +179,7 @@ export function createApp(deps: AppDeps): TicksApp {
     http,
     io,
     messaging,
+    media,
     sweeper,
     pushWorker: push.worker,
     metrics,

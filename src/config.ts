@@ -4,6 +4,9 @@
  */
 import { z } from "zod";
 import { describePublicKey } from "./auth/publicKey";
+import { mediaConfig, mediaEnv, type MediaConfig } from "./mediaConfig";
+
+export type { MediaConfig, S3Config } from "./mediaConfig";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -116,6 +119,7 @@ const envSchema = z.object({
   PUSH_RETRY_MIN_MS: int(10, 300_000).default(1000),
   /** `true` puts the message text into the push (`content.body`); off by default for privacy. @default false */
   PUSH_INCLUDE_CONTENT: z.enum(["true", "false"]).default("false"),
+  ...mediaEnv,
 });
 
 /** `*`, or what `new URL(x).origin` gives back unchanged: scheme, host and port only. */
@@ -158,6 +162,7 @@ export type Config = {
   webApp: boolean;
   /** Push notifications through a Matrix push gateway; null when PUSH_GATEWAY_URL is unset. */
   push: PushConfig | null;
+  media: MediaConfig;
 };
 
 export type PushConfig = {
@@ -277,6 +282,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           includeContent: e.PUSH_INCLUDE_CONTENT === "true",
         }
       : null,
+    media: mediaConfig(e, refuse),
   };
 }
 

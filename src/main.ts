@@ -11,6 +11,7 @@ import { Metrics } from "./metrics";
 import { createDatabase, createHotPathDatabase, migrateToLatest, type Database } from "./storage/database";
 import { SqlMessageStore } from "./storage/SqlMessageStore";
 import { SqlPushStore } from "./storage/SqlPushStore";
+import { createMediaParts } from "./media/createMedia";
 
 export type RunningTicks = TicksApp & { port: number; db: Database; stop(): Promise<void> };
 
@@ -38,7 +39,15 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
     ...(config.push ? { pushDelayMs: config.push.delayMs } : {}),
   });
   const pushStore = new SqlPushStore(db);
-  const app = createApp({ config, store, pushStore, log, clock: options.clock ?? systemClock, cluster, metrics });
+  let media;
+  try {
+    media = await createMediaParts(config.media, db);
+  } catch (err) {
+    await cluster.close();
+    await db.destroy();
+    throw err;
+  }
+  const app = createApp({ config, store, pushStore, log, clock: options.clock ?? systemClock, cluster, metrics, media });
   const port = await app.listen(config.port, config.host);
   let stopped: Promise<void> | undefined;
   // Ordered: sockets and in-flight events first, then Redis, then the database.
@@ -46,6 +55,7 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
     (stopped ??= (async () => {
       await app.close();
       await cluster.close();
+      media.close();
       if (hotPath !== db) await hotPath.destroy();
       await db.destroy();
     })());

@@ -2,6 +2,7 @@ import type { Logger } from "../log";
 import type { MessagingService } from "../messaging/MessagingService";
 import { AppError, type ClientEventName, type ClientToServerEvents } from "../protocol";
 import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
+import type { MediaService } from "../media/MediaService";
 import type { PresenceService } from "../messaging/PresenceService";
 import type { PushService } from "../messaging/PushService";
 import type { RateLimiter } from "./ports";
@@ -16,6 +17,7 @@ type Handler<E extends ClientEventName> = (input: Payload<E>, socket: TicksSocke
 
 export type HandlerDeps = {
   messaging: MessagingService;
+  media: Pick<MediaService, "requestUpload" | "downloadUrl">;
   presence: PresenceService;
   push: PushService;
   rateLimiter: RateLimiter;
@@ -66,6 +68,8 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
   });
   on(socket, deps, "push:unregister", async (p) => ({ removed: await deps.push.unregister(userId, p.pushkey) }));
   on(socket, deps, "auth:refresh", (p, s) => deps.tokens.refresh(s, p.token));
+  on(socket, deps, "media:upload", (p) => deps.media.requestUpload(userId, p));
+  on(socket, deps, "media:url", (p) => deps.media.downloadUrl(userId, p.mediaId));
   // An event the protocol does not have: answered, if it can be, so the client is not left waiting.
   const known = new Set<string>(CLIENT_EVENTS);
   socket.onAny((event: string, ...args: unknown[]) => {

@@ -1,0 +1,21 @@
+import type { Knex } from "knex";
+import type { MediaConfig } from "../config";
+import { mediaUrlKey, SqlMediaCatalog } from "../storage/SqlMediaCatalog";
+import { DiskMediaStore } from "./DiskMediaStore";
+import type { MediaCatalog, MediaStore } from "./ports";
+import { S3MediaStore } from "./S3MediaStore";
+import { UrlSigner } from "./UrlSigner";
+
+/** The media store MEDIA_STORE names, the catalog and the URL key: what createApp needs for media. */
+export async function createMediaParts(
+  config: MediaConfig,
+  db: Knex,
+): Promise<{ store: MediaStore; catalog: MediaCatalog; signer: UrlSigner; close(): void }> {
+  const signer = new UrlSigner(await mediaUrlKey(db, config.urlSecret));
+  const catalog = new SqlMediaCatalog(db);
+  if (config.store.kind === "disk") {
+    return { store: new DiskMediaStore(config.store.dir, signer), catalog, signer, close: () => {} };
+  }
+  const store = new S3MediaStore(config.store);
+  return { store, catalog, signer, close: () => store.close() };
+}

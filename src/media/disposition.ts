@@ -1,0 +1,28 @@
+/**
+ * Which media a browser may show inline. Images, audio and video render as media and run
+ * nothing; SVG is an image that can carry script, and everything else (HTML above all)
+ * could run as a page of the server that serves it: those are always downloads.
+ */
+export function servedInline(mime: string): boolean {
+  const m = mime.toLowerCase();
+  if (m === "image/svg+xml") return false;
+  return m.startsWith("image/") || m.startsWith("audio/") || m.startsWith("video/");
+}
+
+/** `Content-Disposition` for a download: inline or attachment, with the sender's file name if any. */
+export function contentDisposition(mime: string, name: string | null): string {
+  const kind = servedInline(mime) ? "inline" : "attachment";
+  if (!name) return kind;
+  // An ASCII fallback (quotes, backslashes and controls replaced) and the exact name in RFC 5987 form.
+  const ascii = name.replace(/[^\x20-\x7e]|["\\]/g, "_");
+  const exact = encodeURIComponent(name).replace(/['()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return `${kind}; filename="${ascii}"; filename*=UTF-8''${exact}`;
+}
+
+/** How a push or a chat list names a media message: by what it is. */
+export function mediaLabel(mime: string): string {
+  if (mime.startsWith("image/")) return "Photo";
+  if (mime.startsWith("audio/")) return "Voice message";
+  if (mime.startsWith("video/")) return "Video";
+  return "Document";
+}
