@@ -19,8 +19,12 @@ const { prepareValue } = require("pg/lib/utils") as { prepareValue(v: unknown): 
 import { v7 as uuidv7 } from "uuid";
 import { createTestDatabase } from "../test/helpers/database";
 import { createDatabase } from "../src/storage/database";
-import { BACKLOG, INSERT_USERS, SqlMessageStore, RECEIPT } from "../src/storage/SqlMessageStore";
-import { FIND_STORED, WRITE, writeValues, type BatchRow } from "../src/storage/appendBatch";
+import { INSERT_USERS, SqlMessageStore } from "../src/storage/SqlMessageStore";
+import { BACKLOG } from "../src/storage/messageReads";
+import { RECEIPT } from "../src/storage/receipts";
+import { FIND_STORED } from "../src/storage/append/reads";
+import { WRITE, writeValues } from "../src/storage/append/writeStatement";
+import type { BatchRow } from "../src/storage/append/batchPlan";
 import { directKey } from "../src/messaging/routing";
 import type { Statement } from "../src/storage/prepared";
 import { migratedDatabase } from "./lib/ticks";

@@ -12,7 +12,7 @@
 import { Command } from "commander";
 import { v7 as uuidv7 } from "uuid";
 import { createDatabase, migrateToLatest } from "../src/storage/database";
-import { appendBatch } from "../src/storage/appendBatch";
+import { appendBatch } from "../src/storage/append/appendBatch";
 import { SqlMessageStore } from "../src/storage/SqlMessageStore";
 import type { AppendRequest } from "../src/messaging/ports";
 import { benchDatabase } from "./lib/ticks";

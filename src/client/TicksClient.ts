@@ -9,60 +9,29 @@
  * - receipts, unread counts, typing (throttled), presence;
  * - the connection (Connection.ts): reconnection with backoff, a fresh token from getToken()
  *   at every connect, token refresh on `auth:expiring`.
- * It always listens for `message:backlog`: without that listener the server never finishes
- * a sync and sends no live messages.
+ * clientTypes.ts holds its options and events, serverEvents.ts what it does on each server event.
  */
 import { v4 as uuidv4 } from "uuid";
-import type { ClientEventName, ConversationSummary, HistoryResult, Presence, StatusUpdate } from "../protocol/events";
-import { Connection, type ConnectionEvents, type ConnectionOptions } from "./Connection";
+import type { ClientEventName, ConversationSummary, HistoryResult, Presence } from "../protocol/events";
+import { Connection } from "./Connection";
 import { Conversations } from "./Conversations";
-import { ConversationSync, type MessageSource, type SyncOptions } from "./ConversationSync";
+import { ConversationSync, type MessageSource } from "./ConversationSync";
 import { Emitter } from "./Emitter";
 import type { ChatMessage } from "./entries";
 import { checkContent, DEFAULT_MAX_CONTENT_LENGTH, maxPacketBytes } from "./limits";
-import { Outbox, type OutboxOptions } from "./Outbox";
-import { MemoryOutboxStorage, type OutboxStorage, type PendingAction, type PendingEntry } from "./OutboxStorage";
+import { Outbox } from "./Outbox";
+import { MemoryOutboxStorage, type PendingAction, type PendingEntry } from "./OutboxStorage";
 import { call, emitRaw, type ClientSocket, type OkOf, type ReplyOf, type RequestOf, request } from "./request";
-import { StatusTracker, type StatusChange } from "./StatusTracker";
-import { TypingThrottle, type TypingOptions } from "./Typing";
+import { listenToServer } from "./serverEvents";
+import { StatusTracker } from "./StatusTracker";
+import { TypingThrottle } from "./Typing";
+import type { LocalMessage, TicksClientEvents, TicksClientOptions } from "./clientTypes";
 
 export type { ClientSocket, ReplyOf, RequestOf } from "./request";
 export type { MessageSource } from "./ConversationSync";
-
-export type TicksClientOptions = ConnectionOptions & {
-  /** Where pending sends wait. @default MemoryOutboxStorage (IndexedDbOutboxStorage in a browser app) */
-  storage?: OutboxStorage;
-  /** The server's MAX_CONTENT_LENGTH, for refusing over-long content locally. @default 4096 */
-  maxContentLength?: number;
-  /**
-   * Largest packet that reaches the server: content whose encoding would not fit is refused
-   * locally. Set it when a proxy in between has a smaller frame limit than the server.
-   * @default the server's limit for maxContentLength (protocol/packets.ts)
-   */
-  maxPacketBytes?: number;
-  outbox?: OutboxOptions;
-  sync?: SyncOptions;
-  typing?: TypingOptions;
-};
-
-/** What the app renders for a message it sent, before and after the server stores it. */
-export type LocalMessage = PendingEntry & { from: string | undefined; status: "pending" };
-
-export type TicksClientEvents = ConnectionEvents & {
-  /** A message or log entry, in seq order per conversation (scrolling back excepted). */
-  message(message: ChatMessage, source: MessageSource): void;
-  /** A text message changed by an edit, delete or reaction. */
-  updated(message: ChatMessage): void;
-  status(change: StatusChange): void;
-  /** Backlog drained and every conversation caught up: the device holds every message. */
-  synced(info: { delivered: number }): void;
-  conversation(summary: ConversationSummary): void;
-  typing(event: { conversationId: string; userId: string; typing: boolean }): void;
-  presence(presence: Presence): void;
-};
+export type { LocalMessage, TicksClientEvents, TicksClientOptions } from "./clientTypes";
 
 const READ_CHUNK = 500;
-const CATCH_UP_PARALLEL = 4;
 
 export class TicksClient extends Emitter<TicksClientEvents> {
   readonly socket: ClientSocket;
@@ -116,7 +85,20 @@ export class TicksClient extends Emitter<TicksClientEvents> {
       (conversationId, userId, typing) => this.emit("typing", { conversationId, userId, typing }),
       options.typing,
     );
-    this.listen();
+    listenToServer({
+      emit: (event, ...args) => this.emit(event, ...args),
+      connection: this.connection,
+      socket: this.socket,
+      outbox: this.outbox,
+      sync: this.sync,
+      statuses: this.statuses,
+      conversationList: this.conversationList,
+      typingThrottle: this.typingThrottle,
+      presenceSubscribed: this.presenceSubscribed,
+      me: () => this.me,
+      setSynced: (synced) => void (this.isSynced = synced),
+      call: (event, payload) => this.call(event, payload),
+    });
   }
 
   /** The signed-in user (from userId, or the token's `sub`). */
@@ -289,80 +271,8 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     this.conversationList.message(m, source === "live" || source === "backlog");
     this.emit("message", m, source);
   }
-
-  private listen(): void {
-    const c = this.connection;
-    c.on("connected", () => {
-      this.emit("connected");
-      this.outbox.wake();
-      if (this.presenceSubscribed.size > 0) {
-        void this.call("presence:subscribe", { userIds: [...this.presenceSubscribed].slice(0, 500) }).then(
-          (r) => r.presence.forEach((p) => this.emit("presence", p)),
-          () => undefined,
-        );
-      }
-    });
-    c.on("disconnected", (reason) => {
-      this.isSynced = false;
-      this.emit("disconnected", reason);
-    });
-    c.on("connect_error", (err, refused) => this.emit("connect_error", err, refused));
-    c.on("token", (info) => this.emit("token", info));
-    c.on("expiring", (info) => this.emit("expiring", info));
-    c.on("expired", () => this.emit("expired"));
-    c.on("error", (err) => this.emit("error", err));
-    const s = this.socket;
-    // Always listened for: the server sends nothing live until the backlog is acknowledged.
-    s.on("message:backlog", (page, ack) => {
-      void (async () => {
-        for (const m of page.messages) await this.sync.receive(m, "backlog");
-        ack();
-      })().catch((err: Error) => this.emit("error", err));
-    });
-    s.on("message:new", (m, ack) => {
-      this.sync.receive(m, "live").then(
-        () => ack(),
-        (err: Error) => this.emit("error", err),
-      );
-    });
-    s.on("sync:complete", ({ delivered }) => {
-      void this.catchUp().then(
-        () => {
-          this.isSynced = true;
-          this.emit("synced", { delivered });
-        },
-        (err: Error) => this.emit("error", err),
-      );
-    });
-    s.on("message:status", (update: StatusUpdate) => {
-      if (update.by === this.me) {
-        // Read on another device of this user.
-        if (update.status === "read") this.conversationList.read(update.messageIds);
-        return;
-      }
-      for (const id of update.messageIds) this.statuses.receipt(id, update.status, update.by);
-    });
-    s.on("conversation:new", (summary) => this.conversationList.upsert(summary));
-    s.on("typing", (e) => {
-      if (e.userId !== this.me) this.typingThrottle.received(e.conversationId, e.userId, e.typing);
-    });
-    s.on("presence", (p) => this.emit("presence", p));
-  }
-
-  /** Every conversation to the server's lastSeq: what other devices took while this one was away. */
-  private async catchUp(): Promise<void> {
-    const { conversations } = await this.call("conversation:list", {});
-    this.conversationList.replaceAll(conversations);
-    const queue = [...conversations];
-    const worker = async () => {
-      for (let c = queue.shift(); c; c = queue.shift()) {
-        await this.sync.catchUp(c.id, c.lastSeq);
-        this.conversationList.adoptUnread(c.id, this.sync.messages(c.id));
-      }
-    };
-    await Promise.all(Array.from({ length: CATCH_UP_PARALLEL }, worker));
-  }
 }
+
 
 const closedError = () => new Error("the client is closed");
 

@@ -1,5 +1,5 @@
 import type { Knex } from "knex";
-import { AppError, StorageUnavailableError, type ConversationSummary, type HistoryResult, type Message } from "../protocol";
+import type { ConversationSummary, HistoryResult, Message } from "../protocol";
 import type {
   AppendRequest,
   AppendResult,
@@ -10,77 +10,19 @@ import type {
   StatusChange,
 } from "../messaging/ports";
 import { directKey } from "../messaging/routing";
-import { appendBatch, LostDuplicateRace, TargetChanged } from "./appendBatch";
+import { appendBatch } from "./append/appendBatch";
+import { LostDuplicateRace, TargetChanged } from "./append/errors";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
+import { backlogPage, historyPage, membersOf, membershipOf, undelivered } from "./messageReads";
 import { runPrepared, statement } from "./prepared";
-import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
+import { markReceipts, type ReceiptRequest } from "./receipts";
+import { rowsOf } from "./rows";
 import { GroupCommit, type BatchOutcome } from "./GroupCommit";
-
-/** A refusal (AppError) passes through as it is; any other failure is the database's: UNAVAILABLE. */
-const asStorageError = (err: unknown): unknown => (err instanceof AppError ? err : new StorageUnavailableError(err));
-
-/** Runs a query, turning database failures into StorageUnavailableError. */
-export async function unavailableOnDbError<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    throw asStorageError(err);
-  }
-}
-
-/**
- * Receipts of many devices in one UPDATE. Only rows of the caller as recipient move, and
- * only forward: sent → delivered → read (read also sets delivered_at; an expired message
- * is no longer marked read). Only text is read: a read receipt of an edit, delete or
- * reaction changes nothing.
- *
- * Each delivery row is found by its primary key, message id first. `|| ''` keeps the
- * recipient and status tests off the (recipient_id, status, delivery_id) index: these run
- * with one generic plan (database.ts), and one made on a small table picked that index
- * (every 'sent' row, or every row of the recipient) and kept it as the table grew.
- */
-const RECEIPT_SQL = {
-  delivered: `UPDATE message_delivery d SET status = 'delivered', delivered_at = v.at
-     FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) AS v(recipient_id, message_id, at), messages m
-     WHERE d.message_id = v.message_id AND (d.recipient_id || '') = v.recipient_id AND (d.status || '') = 'sent'
-       AND m.message_id = d.message_id
-     RETURNING d.recipient_id, d.message_id, m.from_user_id`,
-  read: `UPDATE message_delivery d SET status = 'read', read_at = v.at, delivered_at = COALESCE(d.delivered_at, v.at)
-     FROM unnest($1::text[], $2::uuid[], $3::timestamptz[]) AS v(recipient_id, message_id, at), messages m
-     WHERE d.message_id = v.message_id AND (d.recipient_id || '') = v.recipient_id AND d.status <> 'read'
-       AND m.message_id = d.message_id AND m.expires_at > v.at AND m.kind = 'text'
-     RETURNING d.recipient_id, d.message_id, m.from_user_id`,
-};
-
-/** With pushes on, a confirmation cancels the recipient's pending push in the same statement. */
-const withPushCancel = (sql: string) => `WITH changed AS (${sql}), cancelled AS (
-     DELETE FROM push_outbox o USING changed c
-     WHERE o.message_id = c.message_id AND o.recipient_id = c.recipient_id
-   )
-   SELECT recipient_id, message_id, from_user_id FROM changed`;
-
-export const RECEIPT = {
-  delivered: statement("mark_delivered", RECEIPT_SQL.delivered),
-  read: statement("mark_read", RECEIPT_SQL.read),
-};
-const RECEIPT_PUSH = {
-  delivered: statement("mark_delivered_push", withPushCancel(RECEIPT_SQL.delivered)),
-  read: statement("mark_read_push", withPushCancel(RECEIPT_SQL.read)),
-};
-const receiptStatement = (status: "delivered" | "read", push: boolean) => (push ? RECEIPT_PUSH : RECEIPT)[status];
+import { asStorageError, unavailableOnDbError } from "./unavailable";
 
 export const INSERT_USERS = statement(
   "insert_users",
   `INSERT INTO users (user_id) SELECT unnest($1::text[]) ON CONFLICT (user_id) DO NOTHING`,
-);
-
-/** A page of the recipient's backlog: every connect reads at least one (usually empty) page, twice. */
-export const BACKLOG = statement(
-  "backlog",
-  `SELECT ${MESSAGE_COLUMNS} FROM message_delivery d
-   JOIN messages m ON m.message_id = d.message_id
-   WHERE d.recipient_id = $1 AND d.status = 'sent' AND m.expires_at > $2
-   ORDER BY d.delivery_id LIMIT $3`,
 );
 
 /**
@@ -97,7 +39,6 @@ const conversationKey = (req: AppendRequest): string =>
 /** Deadlock and serialization failures: the transaction can simply run again. */
 const RETRYABLE_PG_CODES = new Set(["40P01", "40001"]);
 
-type ReceiptRequest = { recipient: string; messageIds: string[]; at: Date };
 
 export type StoreOptions = {
   /** Where the named hot-path statements run (database.ts: createHotPathDatabase). @default the main database */
@@ -224,30 +165,8 @@ export class SqlMessageStore implements MessageStore {
     return this.readReceipts.submit({ recipient: reader, messageIds, at });
   }
 
-  /** Receipts of many devices in one statement (RECEIPT); each caller gets back its own changes. */
-  private async markMany(status: "delivered" | "read", reqs: ReceiptRequest[]): Promise<BatchOutcome<StatusChange[]>[]> {
-    const recipients = reqs.flatMap((r) => r.messageIds.map(() => r.recipient));
-    const ids = reqs.flatMap((r) => r.messageIds);
-    const at = reqs.flatMap((r) => r.messageIds.map(() => r.at.toISOString()));
-    const rows = await unavailableOnDbError(() =>
-      runPrepared<{ recipient_id: string; message_id: string; from_user_id: string }>(this.hot, receiptStatement(status, this.pushDelayMs !== undefined), [
-        recipients,
-        ids,
-        at,
-      ]),
-    );
-    const changed = new Map(rows.map((r) => [`${r.recipient_id} ${r.message_id}`, r.from_user_id]));
-    return reqs.map((r) => {
-      const mine: StatusChange[] = [];
-      for (const id of r.messageIds) {
-        const key = `${r.recipient} ${id}`;
-        const from = changed.get(key);
-        if (from === undefined) continue;
-        changed.delete(key); // a receipt listed twice in one batch counts once
-        mine.push({ messageId: id, from });
-      }
-      return { ok: true, value: mine };
-    });
+  private markMany(status: "delivered" | "read", reqs: ReceiptRequest[]): Promise<BatchOutcome<StatusChange[]>[]> {
+    return markReceipts(this.hot, status, this.pushDelayMs !== undefined, reqs);
   }
 
   undelivered(
@@ -257,85 +176,25 @@ export class SqlMessageStore implements MessageStore {
     limit: number,
     createdAfter?: Date,
   ): Promise<{ recipient: string; message: Message }[]> {
-    return unavailableOnDbError(async () => {
-      const rows = rowsOf<MessageRow & { recipient_id: string }>(
-        await this.db.raw(
-          `SELECT d.recipient_id, ${MESSAGE_COLUMNS} FROM message_delivery d
-           JOIN messages m ON m.message_id = d.message_id
-           WHERE d.recipient_id = ANY(?::text[]) AND d.status = 'sent' AND m.created_at <= ? AND m.expires_at > ?
-             AND m.created_at > ?
-           ORDER BY d.delivery_id LIMIT ?`,
-          [recipients, createdBefore, now, createdAfter ?? new Date(0), limit],
-        ),
-      );
-      return rows.map((r) => ({ recipient: r.recipient_id, message: toMessage(r) }));
-    });
+    return unavailableOnDbError(() => undelivered(this.db, recipients, createdBefore, now, limit, createdAfter));
   }
 
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]> {
-    return unavailableOnDbError(async () => {
-      const rows = await runPrepared<MessageRow>(this.hot, BACKLOG, [recipient, now.toISOString(), limit]);
-      return rows.map(toMessage);
-    });
+    return unavailableOnDbError(() => backlogPage(this.hot, recipient, now, limit));
   }
 
   history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult> {
-    return unavailableOnDbError(async () => {
-      const where = ["m.conversation_id = ?", "m.expires_at > ?"];
-      const bindings: Knex.RawBinding[] = [conversationId, now];
-      if (query.afterSeq !== undefined) {
-        where.push("m.seq > ?");
-        bindings.push(query.afterSeq);
-      }
-      if (query.beforeSeq !== undefined) {
-        where.push("m.seq < ?");
-        bindings.push(query.beforeSeq);
-      }
-      // With afterSeq the page starts right after it (catching up); otherwise it ends at
-      // beforeSeq or the newest message (scrolling back). Either way: seq ascending.
-      const forward = query.afterSeq !== undefined;
-      const rows = rowsOf<MessageRow>(
-        await this.db.raw(
-          `SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE ${where.join(" AND ")}
-           ORDER BY m.seq ${forward ? "ASC" : "DESC"} LIMIT ?`,
-          [...bindings, query.limit + 1],
-        ),
-      );
-      const hasMore = rows.length > query.limit;
-      const page = rows.slice(0, query.limit).map(toMessage);
-      return { messages: forward ? page : page.reverse(), hasMore };
-    });
+    return unavailableOnDbError(() => historyPage(this.db, conversationId, query, now));
   }
 
   membership(conversationId: string, userId: string): Promise<Membership> {
-    return unavailableOnDbError(async () => {
-      const rows = rowsOf<{ is_member: boolean }>(
-        await this.db.raw(
-          `SELECT EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = c.conversation_id AND user_id = ?)
-             AS is_member
-           FROM conversations c WHERE c.conversation_id = ?`,
-          [userId, conversationId],
-        ),
-      );
-      if (!rows[0]) return "not_found";
-      return rows[0].is_member ? "member" : "not_member";
-    });
+    return unavailableOnDbError(() => membershipOf(this.db, conversationId, userId));
   }
 
   members(conversationId: string): Promise<string[] | null> {
-    return unavailableOnDbError(async () => {
-      const rows = rowsOf<{ user_id: string | null }>(
-        await this.db.raw(
-          `SELECT cm.user_id FROM conversations c
-           LEFT JOIN conversation_members cm ON cm.conversation_id = c.conversation_id
-           WHERE c.conversation_id = ? ORDER BY cm.user_id`,
-          [conversationId],
-        ),
-      );
-      if (rows.length === 0) return null;
-      return rows.flatMap((r) => (r.user_id ? [r.user_id] : []));
-    });
+    return unavailableOnDbError(() => membersOf(this.db, conversationId));
   }
+
 
   listConversations(userId: string, now: Date): Promise<ConversationSummary[]> {
     return unavailableOnDbError(() => conversationSummaries(this.db, userId, now));

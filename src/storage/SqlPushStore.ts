@@ -1,7 +1,7 @@
 import type { Knex } from "knex";
 import type { ClaimedPush, PushDevice, PushKey, PushRegistration, PushStore, PushTarget } from "../messaging/pushPorts";
 import { rowsOf, toNumber } from "./rows";
-import { unavailableOnDbError } from "./SqlMessageStore";
+import { unavailableOnDbError } from "./unavailable";
 
 /**
  * Most pushkeys one user holds; registering another drops their oldest. A push carries all

@@ -1,0 +1,106 @@
+import type { StatusUpdate } from "../protocol/events";
+import type { Connection } from "./Connection";
+import type { Conversations } from "./Conversations";
+import type { ConversationSync } from "./ConversationSync";
+import type { Outbox } from "./Outbox";
+import type { ClientSocket, OkOf, RequestOf } from "./request";
+import type { StatusTracker } from "./StatusTracker";
+import type { TypingThrottle } from "./Typing";
+import type { TicksClientEvents } from "./clientTypes";
+
+const CATCH_UP_PARALLEL = 4;
+
+/** The parts of a TicksClient that the connection's and the server's events drive. */
+export type ClientParts = {
+  emit<E extends keyof TicksClientEvents>(event: E, ...args: Parameters<TicksClientEvents[E]>): void;
+  readonly connection: Connection;
+  readonly socket: ClientSocket;
+  readonly outbox: Outbox;
+  readonly sync: ConversationSync;
+  readonly statuses: StatusTracker;
+  readonly conversationList: Conversations;
+  readonly typingThrottle: TypingThrottle;
+  readonly presenceSubscribed: ReadonlySet<string>;
+  me(): string | undefined;
+  setSynced(synced: boolean): void;
+  call<E extends "conversation:list" | "presence:subscribe">(event: E, payload: RequestOf<E>): Promise<OkOf<E>>;
+};
+
+/**
+ * Wires the connection's and the server's events to the client's parts. It always listens
+ * for `message:backlog`: without that listener the server never finishes a sync and sends
+ * no live messages.
+ */
+export function listenToServer(p: ClientParts): void {
+  const emit: ClientParts["emit"] = (event, ...args) => p.emit(event, ...args);
+  const c = p.connection;
+  c.on("connected", () => {
+    emit("connected");
+    p.outbox.wake();
+    if (p.presenceSubscribed.size > 0) {
+      void p.call("presence:subscribe", { userIds: [...p.presenceSubscribed].slice(0, 500) }).then(
+        (r) => r.presence.forEach((presence) => emit("presence", presence)),
+        () => undefined,
+      );
+    }
+  });
+  c.on("disconnected", (reason) => {
+    p.setSynced(false);
+    emit("disconnected", reason);
+  });
+  c.on("connect_error", (err, refused) => emit("connect_error", err, refused));
+  c.on("token", (info) => emit("token", info));
+  c.on("expiring", (info) => emit("expiring", info));
+  c.on("expired", () => emit("expired"));
+  c.on("error", (err) => emit("error", err));
+  const s = p.socket;
+  // Always listened for: the server sends nothing live until the backlog is acknowledged.
+  s.on("message:backlog", (page, ack) => {
+    void (async () => {
+      for (const m of page.messages) await p.sync.receive(m, "backlog");
+      ack();
+    })().catch((err: Error) => emit("error", err));
+  });
+  s.on("message:new", (m, ack) => {
+    p.sync.receive(m, "live").then(
+      () => ack(),
+      (err: Error) => emit("error", err),
+    );
+  });
+  s.on("sync:complete", ({ delivered }) => {
+    void catchUp(p).then(
+      () => {
+        p.setSynced(true);
+        emit("synced", { delivered });
+      },
+      (err: Error) => emit("error", err),
+    );
+  });
+  s.on("message:status", (update: StatusUpdate) => {
+    if (update.by === p.me()) {
+      // Read on another device of this user.
+      if (update.status === "read") p.conversationList.read(update.messageIds);
+      return;
+    }
+    for (const id of update.messageIds) p.statuses.receipt(id, update.status, update.by);
+  });
+  s.on("conversation:new", (summary) => p.conversationList.upsert(summary));
+  s.on("typing", (e) => {
+    if (e.userId !== p.me()) p.typingThrottle.received(e.conversationId, e.userId, e.typing);
+  });
+  s.on("presence", (presence) => emit("presence", presence));
+}
+
+/** Every conversation to the server's lastSeq: what other devices took while this one was away. */
+async function catchUp(p: ClientParts): Promise<void> {
+  const { conversations } = await p.call("conversation:list", {});
+  p.conversationList.replaceAll(conversations);
+  const queue = [...conversations];
+  const worker = async () => {
+    for (let c = queue.shift(); c; c = queue.shift()) {
+      await p.sync.catchUp(c.id, c.lastSeq);
+      p.conversationList.adoptUnread(c.id, p.sync.messages(c.id));
+    }
+  };
+  await Promise.all(Array.from({ length: CATCH_UP_PARALLEL }, worker));
+}

@@ -1,0 +1,63 @@
+import type { Knex } from "knex";
+import type { AppendRequest } from "../../messaging/ports";
+import { runPrepared, statement } from "../prepared";
+import { MESSAGE_COLUMNS, rowsOf, type MessageRow } from "../rows";
+import type { Conversations, TargetRow } from "./batchPlan";
+
+/** Stored messages for these exact (sender, clientMsgId) pairs: one probe of the unique index per pair. */
+export const FIND_STORED = statement(
+  "find_stored",
+  `SELECT ${MESSAGE_COLUMNS} FROM unnest($1::text[], $2::text[]) AS p(sender, client_msg_id)
+   JOIN messages m ON m.from_user_id = p.sender AND m.client_msg_id = p.client_msg_id`,
+);
+
+export function findStored(db: Knex, reqs: AppendRequest[]): Promise<MessageRow[]> {
+  return runPrepared<MessageRow>(db, FIND_STORED, [reqs.map((r) => r.from), reqs.map((r) => r.clientMsgId)]);
+}
+
+/**
+ * The given conversations with their members; with entries in the batch, also the messages
+ * they act on and those messages' conversations, in the same round trip.
+ */
+export async function loadConversations(
+  db: Knex,
+  ids: string[],
+  refIds: string[],
+): Promise<{ conversations: Conversations; targets: Map<string, TargetRow> }> {
+  const conversations: Conversations = new Map();
+  const targets = new Map<string, TargetRow>();
+  const members = `SELECT c.conversation_id, c.kind, cm.user_id, NULL::jsonb AS target FROM conversations c
+       LEFT JOIN conversation_members cm ON cm.conversation_id = c.conversation_id`;
+  const rows = rowsOf<{ conversation_id: string; kind: string | null; user_id: string | null; target: TargetRow | null }>(
+    refIds.length === 0
+      ? await db.raw(`${members} WHERE c.conversation_id = ANY(?::uuid[])`, [[...new Set(ids)]])
+      : await db.raw(
+          // Rows of two shapes in one answer: members (target NULL), then one per target.
+          // A deleted target brings its first delete entry along, for a repeated delete.
+          `WITH t AS (
+             SELECT m.message_id, m.conversation_id, m.from_user_id, m.kind, m.created_at, m.expires_at, m.deleted_at,
+               m.xmin::text AS xmin,
+               CASE WHEN m.deleted_at IS NOT NULL THEN (
+                 SELECT to_jsonb(e) FROM messages e
+                 WHERE e.ref_id = m.message_id AND e.ref_id IS NOT NULL AND e.kind = 'delete' ORDER BY e.seq LIMIT 1
+               ) END AS delete_entry
+             FROM messages m WHERE m.message_id = ANY(?::uuid[])
+           )
+           ${members}
+           WHERE c.conversation_id IN (SELECT unnest(?::uuid[]) UNION SELECT conversation_id FROM t)
+           UNION ALL
+           SELECT t.conversation_id, NULL, NULL, to_jsonb(t) FROM t`,
+          [[...new Set(refIds)], [...new Set(ids)]],
+        ),
+  );
+  for (const r of rows) {
+    if (r.target) {
+      targets.set(r.target.message_id, r.target);
+      continue;
+    }
+    const entry = conversations.get(r.conversation_id) ?? { kind: r.kind!, members: [] };
+    if (r.user_id) entry.members.push(r.user_id);
+    conversations.set(r.conversation_id, entry);
+  }
+  return { conversations, targets };
+}

@@ -1,0 +1,122 @@
+import type { Knex } from "knex";
+import { v7 as uuidv7 } from "uuid";
+import type { Message } from "../../protocol";
+import type { AppendResult } from "../../messaging/ports";
+import { runPrepared } from "../prepared";
+import { toMessage, toNumber } from "../rows";
+import type { BatchOutcome } from "../GroupCommit";
+import type { BatchRow, TargetPlan } from "./batchPlan";
+import { LostDuplicateRace, TargetChanged } from "./errors";
+import { WRITE, WRITE_PUSH, writeValues, type WriteRow } from "./writeStatement";
+
+/** PostgreSQL's unique_violation. */
+const UNIQUE_VIOLATION = "23505";
+
+/**
+ * Runs the write statement for `rows` (and the entries' `plans`), fills their outcomes;
+ * returns the direct ones whose conversation does not exist yet.
+ */
+export async function write(
+  db: Knex,
+  rows: BatchRow[],
+  plans: TargetPlan[],
+  outcomes: BatchOutcome<AppendResult>[],
+  pushDelayMs: number | undefined,
+): Promise<BatchRow[]> {
+  let result: WriteRow[];
+  try {
+    const values = writeValues(rows, plans);
+    result =
+      pushDelayMs === undefined
+        ? await runPrepared<WriteRow>(db, WRITE, values)
+        : await runPrepared<WriteRow>(db, WRITE_PUSH, [...values, pushDelayMs]);
+  } catch (err) {
+    if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new LostDuplicateRace();
+    throw err;
+  }
+  const stored = new Map<string, { seq: number; conversationId: string; recipients: string[] }>();
+  const recipients: WriteRow[] = [];
+  for (const r of result) {
+    if (r.ord !== null) {
+      // A retry of a message stored earlier: the original answers it.
+      const row = rows[toNumber(r.ord) - 1]!;
+      outcomes[row.index] = { ok: true, value: { duplicate: true, message: toMessage(r.original!) } };
+    } else if (r.seq !== null) {
+      stored.set(r.message_id, { seq: toNumber(r.seq), conversationId: r.conversation_id!, recipients: [] });
+    } else recipients.push(r);
+  }
+  for (const r of recipients) stored.get(r.message_id)!.recipients.push(r.recipient!);
+  const unrouted: BatchRow[] = [];
+  for (const row of rows) {
+    if (!row.accept || outcomes[row.index]) continue;
+    const s = stored.get(row.req.id);
+    if (s) {
+      outcomes[row.index] = {
+        ok: true,
+        value: { duplicate: false, message: messageOf(row, s.seq, s.conversationId), recipients: s.recipients },
+      };
+    } else if (row.conversationId !== null) {
+      // Its conversation is known to exist: it was not written because `unchanged` found an
+      // acted-on message changed, and then nothing was.
+      throw new TargetChanged();
+    } else unrouted.push(row);
+  }
+  return unrouted;
+}
+
+/**
+ * First messages between these users: each conversation, its two members and their
+ * directory entries, in one statement. A concurrent batch may create the same pair:
+ * ON CONFLICT leaves its row, which the next write finds by its key. Sorted, so two
+ * batches creating the same pairs take the index locks in the same order.
+ */
+export async function createDirect(db: Knex, rows: BatchRow[]): Promise<void> {
+  const pairs = new Map<string, { id: string; from: string; to: string; at: Date }>();
+  for (const r of rows) {
+    // An id of its own, not the first message's: nobody should learn one from the other.
+    if (!pairs.has(r.directKey!)) pairs.set(r.directKey!, { id: uuidv7(), from: r.req.from, to: r.to!, at: r.req.createdAt });
+  }
+  const missing = [...pairs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([key, p]) => ({ key, ...p }));
+  await db.raw(
+    `WITH v AS (
+       SELECT * FROM unnest(?::uuid[], ?::text[], ?::timestamptz[], ?::text[], ?::text[]) AS v(id, key, at, a, b)
+     ), created AS (
+       INSERT INTO conversations (conversation_id, kind, direct_key, created_at, created_by)
+       SELECT id, 'direct', key, at, a FROM v ORDER BY key
+       ON CONFLICT (direct_key) DO NOTHING RETURNING conversation_id
+     ), members AS (
+       INSERT INTO conversation_members (conversation_id, user_id, joined_at)
+       SELECT v.id, u.user_id, v.at FROM v JOIN created c ON c.conversation_id = v.id
+       CROSS JOIN LATERAL (VALUES (v.a), (v.b)) AS u(user_id)
+     )
+     INSERT INTO users (user_id) SELECT DISTINCT u FROM v, LATERAL (VALUES (v.a), (v.b)) AS x(u)
+     ON CONFLICT (user_id) DO NOTHING`,
+    [
+      missing.map((m) => m.id),
+      missing.map((m) => m.key),
+      missing.map((m) => m.at.toISOString()),
+      missing.map((m) => m.from),
+      missing.map((m) => m.to),
+    ],
+  );
+}
+
+function messageOf(row: BatchRow, seq: number, conversationId: string): Message {
+  const { req } = row;
+  return {
+    id: req.id,
+    clientMsgId: req.clientMsgId,
+    conversationId,
+    seq,
+    from: req.from,
+    to: row.to,
+    content: row.content,
+    createdAt: req.createdAt.toISOString(),
+    expiresAt: row.expiresAt.toISOString(),
+    kind: req.kind,
+    refId: row.refId,
+    editedAt: null,
+    deletedAt: null,
+    reactions: [],
+  };
+}

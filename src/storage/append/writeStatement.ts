@@ -1,0 +1,166 @@
+import { statement } from "../prepared";
+import type { MessageRow } from "../rows";
+import type { BatchRow, TargetPlan } from "./batchPlan";
+
+/**
+ * The write. In order of the CTEs:
+ * - `v`: the batch's messages and entries, in request order; `t`: per acted-on message,
+ *   what the batch's entries do to it (folded by the caller) and the row version the
+ *   reads saw.
+ * - `stored`: retries of messages stored earlier, one probe of the unique index per
+ *   request; they are answered with the original and not written again.
+ * - `current`/`unchanged`: locks the acted-on messages and checks that none changed or went
+ *   since the reads. Otherwise nothing below writes anything (the caller redoes the batch):
+ *   an entry is never judged on a stale state, and a delete never misses an edit
+ *   committed by another node after this statement's snapshot.
+ * - `routed`: what is written, each with its conversation (a direct one found by its key;
+ *   a direct message whose conversation does not exist yet is left out, and created by
+ *   the caller).
+ * - lock the batch's conversations in id order (concurrent batches cannot deadlock), move
+ *   each seq counter by its number of messages, number the messages in request order
+ *   from there, insert them, then their delivery rows in seq order (so delivery_id follows
+ *   seq within a conversation: the backlog's order).
+ * - `acted`: the targets' new state (content, editedAt, reactions; a delete empties them);
+ *   `erased`: a delete empties the content of the entries already stored for its message.
+ * Returns the stored originals (with `ord`, the request's position), each new message's
+ * conversation and seq, and each of its delivery rows' recipient. A unique violation (a
+ * concurrent retry stored the same clientMsgId first) undoes the whole statement, seq
+ * included.
+ *
+ * Runs as a named statement with one generic plan (database.ts: createHotPathDatabase):
+ * every table is reached by key from the batch's rows. Checked with bench/explain.ts.
+ */
+const writeText = (push: string) => `WITH v AS (
+     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+       $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[], $12::uuid[])
+       WITH ORDINALITY AS v(id, sender, recipient, given_id, direct_key, client_msg_id, content, created_at, expires_at,
+         accept, kind, ref_id, ord)
+   ), t AS (
+     SELECT * FROM unnest($13::uuid[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::jsonb[])
+       AS t(id, seen_xmin, content, edited_at, deleted_at, patch)
+   ), stored AS (
+     SELECT v.ord, to_jsonb(m) AS original FROM v
+     JOIN messages m ON m.from_user_id = v.sender AND m.client_msg_id = v.client_msg_id
+   ), current AS MATERIALIZED (
+     -- FOR UPDATE waits for a concurrent writer and then returns the row as it committed it.
+     SELECT m.message_id, m.xmin::text AS xmin FROM messages m
+     WHERE m.message_id IN (SELECT id FROM t) AND m.deleted_at IS NULL
+     ORDER BY m.message_id FOR UPDATE
+   ), unchanged AS MATERIALIZED (
+     SELECT count(*) = (SELECT count(*) FROM t) AS ok
+     FROM current c JOIN t ON t.id = c.message_id AND t.seen_xmin = c.xmin
+   ), routed AS (
+     SELECT v.*, coalesce(v.given_id, d.conversation_id) AS conversation_id
+     FROM v LEFT JOIN conversations d ON d.direct_key = v.direct_key
+     WHERE v.accept AND coalesce(v.given_id, d.conversation_id) IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM stored s WHERE s.ord = v.ord)
+       AND (SELECT ok FROM unchanged)
+   ), counts AS (
+     -- Only text moves a conversation up the list; every kind takes a seq.
+     SELECT conversation_id, count(*)::int AS n, max(created_at) FILTER (WHERE kind = 'text') AS text_at
+     FROM routed GROUP BY conversation_id
+   ), locked AS (
+     SELECT conversation_id FROM conversations
+     WHERE conversation_id IN (SELECT conversation_id FROM counts)
+     ORDER BY conversation_id FOR UPDATE
+   ), bumped AS (
+     UPDATE conversations c SET last_seq = c.last_seq + counts.n,
+       last_message_at = COALESCE(counts.text_at, c.last_message_at)
+     FROM counts, locked
+     WHERE c.conversation_id = counts.conversation_id AND c.conversation_id = locked.conversation_id
+     RETURNING c.conversation_id, c.last_seq - counts.n AS base
+   ), numbered AS (
+     SELECT r.*, b.base + row_number() OVER (PARTITION BY r.conversation_id ORDER BY r.ord) AS seq
+     FROM routed r JOIN bumped b ON b.conversation_id = r.conversation_id
+   ), inserted AS (
+     INSERT INTO messages (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id, content,
+       created_at, expires_at, kind, ref_id)
+     SELECT id, conversation_id, seq, sender, recipient, client_msg_id, content, created_at, expires_at, kind, ref_id
+     FROM numbered
+     RETURNING message_id, conversation_id, seq, from_user_id
+   ), delivered AS (
+     INSERT INTO message_delivery (message_id, recipient_id, status)
+     SELECT i.message_id, cm.user_id, 'sent' FROM inserted i
+     JOIN conversation_members cm ON cm.conversation_id = i.conversation_id AND cm.user_id <> i.from_user_id
+     ORDER BY i.conversation_id, i.seq, cm.user_id
+     RETURNING message_id, recipient_id
+   ), acted AS (
+     -- A NULL in t means "unchanged"; reactions are { user: emoji } and a null value removes one.
+     -- (SELECT ok ...) is evaluated once, before any row: nothing is touched when it is false.
+     UPDATE messages m SET
+       content = CASE WHEN t.deleted_at IS NOT NULL THEN '' ELSE COALESCE(t.content, m.content) END,
+       edited_at = COALESCE(t.edited_at, m.edited_at),
+       deleted_at = t.deleted_at,
+       reactions = CASE WHEN t.deleted_at IS NOT NULL THEN '{}'::jsonb ELSE jsonb_strip_nulls(m.reactions || t.patch) END
+     FROM t WHERE m.message_id = t.id AND (SELECT ok FROM unchanged)
+   ), erased AS (
+     -- The deleted messages' ids as a list of their own, so the partial ref_id index is
+     -- probed per id (a join with t may scan every entry). Entries inserted above are not
+     -- visible here: the caller stores those erased already.
+     UPDATE messages e SET content = ''
+     WHERE e.ref_id = ANY($19::uuid[]) AND e.ref_id IS NOT NULL AND e.content <> '' AND (SELECT ok FROM unchanged)
+   )${push}
+   SELECT s.ord, NULL::uuid AS message_id, NULL::uuid AS conversation_id, NULL::bigint AS seq, NULL::text AS recipient,
+     s.original
+   FROM stored s
+   UNION ALL
+   SELECT NULL, message_id, conversation_id, seq, NULL, NULL FROM inserted
+   UNION ALL
+   SELECT NULL, message_id, NULL, NULL, recipient_id, NULL FROM delivered`;
+
+export const WRITE = statement("append", writeText(""));
+
+/**
+ * The push outbox part of the write (only when pushes are on): a row per delivery row of a
+ * text message whose recipient has a pushkey, due PUSH_DELAY_MS ($20) after createdAt
+ * (edits, deletes and reactions are not pushed). Written by the same statement as the
+ * message, it commits or rolls back with it: no stored message can miss its push, and no
+ * push can name a message that was not stored.
+ */
+export const WRITE_PUSH = statement(
+  "append_push",
+  writeText(`, pushes AS (
+     INSERT INTO push_outbox (message_id, recipient_id, due_at, first_due_at)
+     SELECT d.message_id, d.recipient_id, n.due_at, n.due_at FROM delivered d
+     JOIN (SELECT id, created_at + $20::int * interval '1 millisecond' AS due_at FROM numbered WHERE kind = 'text') n
+       ON n.id = d.message_id
+     WHERE EXISTS (SELECT 1 FROM pushkeys p WHERE p.user_id = d.recipient_id)
+   )`),
+);
+
+/** One of: a stored original (`ord` set), a new message (`seq` set), or one of its recipients. */
+export type WriteRow = {
+  ord: string | number | null;
+  message_id: string;
+  conversation_id: string | null;
+  seq: string | number | null;
+  recipient: string | null;
+  original: MessageRow | null;
+};
+
+export function writeValues(rows: BatchRow[], plans: TargetPlan[] = []): unknown[] {
+  const col = <T>(pick: (r: BatchRow) => T) => rows.map(pick);
+  const plan = <T>(pick: (p: TargetPlan) => T) => plans.map(pick);
+  const iso = (d: Date | null) => d?.toISOString() ?? null;
+  return [
+    col((r) => r.req.id),
+    col((r) => r.req.from),
+    col((r) => r.to),
+    col((r) => r.conversationId),
+    col((r) => r.directKey),
+    col((r) => r.req.clientMsgId),
+    col((r) => r.content),
+    col((r) => r.req.createdAt.toISOString()),
+    col((r) => r.expiresAt.toISOString()),
+    col((r) => r.accept),
+    col((r) => r.req.kind),
+    col((r) => r.refId),
+    plan((p) => p.row.message_id),
+    plan((p) => p.row.xmin),
+    plan((p) => p.content),
+    plan((p) => iso(p.editedAt)),
+    plan((p) => iso(p.deletedAt)),
+    plan((p) => JSON.stringify(p.patch)),
+    plans.filter((p) => p.deletedAt !== null).map((p) => p.row.message_id),
+  ];
+}

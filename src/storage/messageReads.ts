@@ -1,0 +1,94 @@
+import type { Knex } from "knex";
+import type { HistoryResult, Message } from "../protocol";
+import type { HistoryQuery, Membership } from "../messaging/ports";
+import { runPrepared, statement } from "./prepared";
+import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
+
+/** The reads of the message log behind SqlMessageStore; each runs as one statement. */
+
+/** A page of the recipient's backlog: every connect reads at least one (usually empty) page, twice. */
+export const BACKLOG = statement(
+  "backlog",
+  `SELECT ${MESSAGE_COLUMNS} FROM message_delivery d
+   JOIN messages m ON m.message_id = d.message_id
+   WHERE d.recipient_id = $1 AND d.status = 'sent' AND m.expires_at > $2
+   ORDER BY d.delivery_id LIMIT $3`,
+);
+
+export async function undelivered(
+  db: Knex,
+  recipients: string[],
+  createdBefore: Date,
+  now: Date,
+  limit: number,
+  createdAfter?: Date,
+): Promise<{ recipient: string; message: Message }[]> {
+  const rows = rowsOf<MessageRow & { recipient_id: string }>(
+    await db.raw(
+      `SELECT d.recipient_id, ${MESSAGE_COLUMNS} FROM message_delivery d
+       JOIN messages m ON m.message_id = d.message_id
+       WHERE d.recipient_id = ANY(?::text[]) AND d.status = 'sent' AND m.created_at <= ? AND m.expires_at > ?
+         AND m.created_at > ?
+       ORDER BY d.delivery_id LIMIT ?`,
+      [recipients, createdBefore, now, createdAfter ?? new Date(0), limit],
+    ),
+  );
+  return rows.map((r) => ({ recipient: r.recipient_id, message: toMessage(r) }));
+}
+
+export async function backlogPage(hot: Knex, recipient: string, now: Date, limit: number): Promise<Message[]> {
+  const rows = await runPrepared<MessageRow>(hot, BACKLOG, [recipient, now.toISOString(), limit]);
+  return rows.map(toMessage);
+}
+
+export async function historyPage(db: Knex, conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult> {
+  const where = ["m.conversation_id = ?", "m.expires_at > ?"];
+  const bindings: Knex.RawBinding[] = [conversationId, now];
+  if (query.afterSeq !== undefined) {
+    where.push("m.seq > ?");
+    bindings.push(query.afterSeq);
+  }
+  if (query.beforeSeq !== undefined) {
+    where.push("m.seq < ?");
+    bindings.push(query.beforeSeq);
+  }
+  // With afterSeq the page starts right after it (catching up); otherwise it ends at
+  // beforeSeq or the newest message (scrolling back). Either way: seq ascending.
+  const forward = query.afterSeq !== undefined;
+  const rows = rowsOf<MessageRow>(
+    await db.raw(
+      `SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE ${where.join(" AND ")}
+       ORDER BY m.seq ${forward ? "ASC" : "DESC"} LIMIT ?`,
+      [...bindings, query.limit + 1],
+    ),
+  );
+  const hasMore = rows.length > query.limit;
+  const page = rows.slice(0, query.limit).map(toMessage);
+  return { messages: forward ? page : page.reverse(), hasMore };
+}
+
+export async function membershipOf(db: Knex, conversationId: string, userId: string): Promise<Membership> {
+  const rows = rowsOf<{ is_member: boolean }>(
+    await db.raw(
+      `SELECT EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = c.conversation_id AND user_id = ?)
+         AS is_member
+       FROM conversations c WHERE c.conversation_id = ?`,
+      [userId, conversationId],
+    ),
+  );
+  if (!rows[0]) return "not_found";
+  return rows[0].is_member ? "member" : "not_member";
+}
+
+export async function membersOf(db: Knex, conversationId: string): Promise<string[] | null> {
+  const rows = rowsOf<{ user_id: string | null }>(
+    await db.raw(
+      `SELECT cm.user_id FROM conversations c
+       LEFT JOIN conversation_members cm ON cm.conversation_id = c.conversation_id
+       WHERE c.conversation_id = ? ORDER BY cm.user_id`,
+      [conversationId],
+    ),
+  );
+  if (rows.length === 0) return null;
+  return rows.flatMap((r) => (r.user_id ? [r.user_id] : []));
+}
