@@ -105,6 +105,7 @@ export function startRelay(port: number, host: string): Promise<number> {
         editedAt: null,
         deletedAt: null,
         reactions: [],
+        media: null,
       };
       ack({ ok: true, message, duplicate: false });
       // As Ticks does: a copy to the sender's other devices (none in the bench's load).

@@ -106,6 +106,7 @@ export function createApp(deps: AppDeps): TicksApp {
       read: (n) => metrics.messagesRead.inc(n),
       redelivery: (reason, outcome, n) => n > 0 && metrics.redelivery.inc({ reason, outcome }, n),
     },
+    media,
   );
   // Four heartbeats fit in a tracker's deadline (see RedisPresenceTracker).
   const heartbeatMs = Math.max(50, Math.round(config.presenceTtlMs / 6));

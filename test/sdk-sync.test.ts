@@ -27,6 +27,7 @@ class FakeLog {
       editedAt: null,
       deletedAt: null,
       reactions: [],
+      media: null,
       ...extra,
     };
     this.messages.push(m);

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { Knex } from "knex";
 import type { MediaCatalog, MediaRecord } from "../media/ports";
 import { rowsOf, toNumber } from "./rows";
-import { unavailableOnDbError } from "./SqlMessageStore";
+import { unavailableOnDbError } from "./unavailable";
 
 type MediaRow = {
   media_id: string;

@@ -42,7 +42,7 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
 
   on(socket, deps, "message:send", async (p) => {
     const target = p.to !== undefined ? { to: p.to } : { conversationId: p.conversationId! };
-    return messaging.send(userId, { clientMsgId: p.clientMsgId, target, content: p.content }, socket.id);
+    return messaging.send(userId, { clientMsgId: p.clientMsgId, target, content: p.content, ...(p.media ? { media: p.media } : {}) }, socket.id);
   });
   on(socket, deps, "message:edit", (p) => messaging.entry(userId, "edit", p, socket.id));
   on(socket, deps, "message:delete", (p) => messaging.entry(userId, "delete", { ...p, content: "" }, socket.id));

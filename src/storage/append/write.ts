@@ -118,5 +118,6 @@ function messageOf(row: BatchRow, seq: number, conversationId: string): Message 
     editedAt: null,
     deletedAt: null,
     reactions: [],
+    media: req.kind === "text" ? req.media : null,
   };
 }
