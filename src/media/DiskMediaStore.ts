@@ -1,4 +1,4 @@
-import { createReadStream } from "node:fs";
+import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Transform, type Readable } from "node:stream";
@@ -62,7 +62,6 @@ export class DiskMediaStore implements MediaStore {
     const partialDir = path.join(this.dir, ".partial");
     await mkdir(partialDir, { recursive: true });
     const partial = path.join(partialDir, `${mediaId}.${randomBytes(6).toString("hex")}`);
-    const handle = await open(partial, "wx");
     let count = 0;
     const counter = new Transform({
       transform(chunk: Buffer, _enc, done) {
@@ -73,10 +72,9 @@ export class DiskMediaStore implements MediaStore {
     });
     let kept = false;
     try {
-      await pipeline(body, counter, handle.createWriteStream({ autoClose: false }));
+      // `flush`: the data is on disk (fsync) before the stream closes, and so before the 2xx.
+      await pipeline(body, counter, createWriteStream(partial, { flags: "wx", flush: true }));
       if (count < size) return "too_short";
-      await handle.sync();
-      await handle.close();
       await mkdir(path.dirname(file), { recursive: true });
       await rename(partial, file);
       kept = true;
@@ -86,7 +84,6 @@ export class DiskMediaStore implements MediaStore {
       if (err instanceof TooLong) return "too_long";
       throw err;
     } finally {
-      await handle.close().catch(() => undefined);
       if (!kept) await rm(partial, { force: true });
     }
   }
