@@ -23,14 +23,14 @@ import { Outbox } from "./Outbox";
 import { MemoryOutboxStorage, type PendingAction, type PendingEntry } from "./OutboxStorage";
 import { call, emitRaw, type ClientSocket, type OkOf, type ReplyOf, type RequestOf, request } from "./request";
 import { listenToServer } from "./serverEvents";
+import { uploadEntry, type MediaBytes } from "./mediaUpload";
 import { StatusTracker } from "./StatusTracker";
 import { TypingThrottle } from "./Typing";
-import type { LocalMessage, TicksClientEvents, TicksClientOptions } from "./clientTypes";
+import type { LocalMessage, SendMediaOptions, TicksClientEvents, TicksClientOptions } from "./clientTypes";
 
 export type { ClientSocket, ReplyOf, RequestOf } from "./request";
 export type { MessageSource } from "./ConversationSync";
-export type { LocalMessage, TicksClientEvents, TicksClientOptions } from "./clientTypes";
-
+export type { LocalMessage, SendMediaOptions, TicksClientEvents, TicksClientOptions } from "./clientTypes";
 const READ_CHUNK = 500;
 
 export class TicksClient extends Emitter<TicksClientEvents> {
@@ -68,6 +68,12 @@ export class TicksClient extends Emitter<TicksClientEvents> {
       {
         whenConnected: () => this.connection.whenConnected(),
         emit: (event, payload) => emitRaw(this.socket as never, event, payload, this.ackTimeoutMs),
+        upload: (entry) =>
+          uploadEntry(entry, {
+            askUpload: (req) => this.call("media:upload", req),
+            baseUrl: options.url,
+            progress: (clientMsgId, loaded, total) => this.emit("progress", { clientMsgId, loaded, total }),
+          }),
       },
       options.storage ?? new MemoryOutboxStorage(),
       {
@@ -147,6 +153,21 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   send(target: { to: string } | { conversationId: string }, content: string): LocalMessage {
     this.check(content);
     return this.queue({ event: "message:send", ...target, content });
+  }
+
+  /**
+   * v3: a photo, voice note or file, `caption` as its content. Returns the local message at
+   * once; the outbox uploads (`progress` events), then sends, both retried, same clientMsgId.
+   */
+  sendMedia(target: { to: string } | { conversationId: string }, bytes: MediaBytes, options: SendMediaOptions): LocalMessage {
+    const { mime, name, caption = "", ...media } = options;
+    if (caption !== "") this.check(caption);
+    return this.queue({ event: "message:send", ...target, content: caption, media, upload: { bytes, mime, ...(name ? { name } : {}) } });
+  }
+
+  /** v3: a short-lived URL of media one can see (absolute: usable in `<img src>`). */
+  async mediaUrl(mediaId: string): Promise<string> {
+    return new URL((await this.call("media:url", { mediaId })).url, this.options.url).toString();
   }
 
   /** v2: replaces the content of one's own text message. */
@@ -272,7 +293,6 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     this.emit("message", m, source);
   }
 }
-
 
 const closedError = () => new Error("the client is closed");
 
