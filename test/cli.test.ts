@@ -187,7 +187,7 @@ describe("CLI client", function () {
     const sent = c.stdout.filter((l) => l.startsWith(`✓ sent `) && l.includes(` to ${carol} (#`));
     expect(synced).to.be.at.least(0);
     expect(sent).to.have.length(2);
-    const usage = c.stdout.findIndex((l) => l.startsWith("usage: send <user> <text...> | edit <n> <text...> |"));
+    const usage = c.stdout.findIndex((l) => l.startsWith("usage: send <user> <text...> | send-file <user> <path> [caption...] | save <n> <path> | edit <n> <text...> |"));
     expect(usage).to.be.within(synced, c.indexOf(sent[0]!));
     // Acknowledged means stored: carol gets both, in the order they were sent.
     const device = await new Device(urlOf(server), { userId: carol }).connectSynced();
