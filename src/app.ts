@@ -7,6 +7,7 @@ import { localCluster, type Cluster } from "./cluster";
 import { httpHandler } from "./http/routes";
 import { mediaRoutes } from "./http/mediaRoutes";
 import { DiskMediaStore } from "./media/DiskMediaStore";
+import { mediaOrigin } from "./media/disposition";
 import { MediaService } from "./media/MediaService";
 import type { MediaCatalog, MediaStore } from "./media/ports";
 import type { UrlSigner } from "./media/UrlSigner";
@@ -78,7 +79,12 @@ export function createApp(deps: AppDeps): TicksApp {
   const mediaStore = deps.media.store;
   const routes =
     mediaStore instanceof DiskMediaStore ? [mediaRoutes({ store: mediaStore, catalog: deps.media.catalog, signer: deps.media.signer, clock, log })] : [];
-  const assets = staticAssets({ webApp: config.webApp, authMode: config.auth.mode, maxContentLength: config.maxContentLength });
+  const assets = staticAssets({
+    webApp: config.webApp,
+    authMode: config.auth.mode,
+    maxContentLength: config.maxContentLength,
+    mediaOrigin: mediaOrigin(config.media.store),
+  });
   const http = createServer(httpHandler(checks, metrics, log, assets, routes));
   const io: TicksServer = new Server(http, {
     transports: cluster.transports,

@@ -26,3 +26,14 @@ export function mediaLabel(mime: string): string {
   if (mime.startsWith("video/")) return "Video";
   return "Document";
 }
+
+/**
+ * The origin a browser fetches media from when it is not this server (an S3 bucket's presigned
+ * URLs), for the web page's Content-Security-Policy; null for the disk store (same origin).
+ */
+export function mediaOrigin(store: { kind: "disk" } | { kind: "s3"; bucket: string; region: string; endpoint: string | null; forcePathStyle: boolean }): string | null {
+  if (store.kind === "disk") return null;
+  if (!store.endpoint) return `https://${store.bucket}.s3.${store.region}.amazonaws.com`;
+  const url = new URL(store.endpoint);
+  return store.forcePathStyle ? url.origin : `${url.protocol}//${store.bucket}.${url.host}`;
+}

@@ -82,3 +82,9 @@ export const PNG_1X1 = Buffer.from(
   "base64",
 );
 export const THUMB = `data:image/png;base64,${PNG_1X1.toString("base64")}`;
+
+/** A 4×2 PNG (red, opaque), so a test can tell the full image from a thumbnail by its size. */
+export const PNG_4X2 = Buffer.from(
+  "iVBORw0KGgoAAAANSUhEUgAAAAQAAAACCAIAAADwyuo0AAAAEElEQVR4nGP4z8AARwzIHABvqgf5gNwAKAAAAABJRU5ErkJggg==",
+  "base64",
+);
