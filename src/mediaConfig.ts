@@ -27,7 +27,11 @@ export const mediaEnv = {
   /** The bucket's region. @default "us-east-1" */
   S3_REGION: z.string().default("us-east-1"),
   /** The store's URL, for anything but AWS (MinIO, R2…), e.g. `http://minio:9000`. */
-  S3_ENDPOINT: z.string().url().optional(),
+  S3_ENDPOINT: z
+    .string()
+    .url()
+    .refine((u) => URL.canParse(u) && /^https?:$/.test(new URL(u).protocol), "must be an http:// or https:// URL")
+    .optional(),
   /** `true` for stores that need path-style URLs (MinIO, most self-hosted ones). @default false */
   S3_FORCE_PATH_STYLE: z.enum(["true", "false"]).default("false"),
   /** Credentials for the bucket. Unset: the AWS SDK's own chain (instance role, profile…). */
