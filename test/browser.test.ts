@@ -225,14 +225,15 @@ describe("web chat page in Chromium", function () {
       await a.getByText("Offline: reconnecting…").waitFor({ timeout: 15_000 });
       await sendTo(a, dave, "queued while offline");
       await messages(a).filter({ hasText: "queued while offline" }).locator('[aria-label="pending"]').waitFor({ timeout: 15_000 });
-      // send() answers at once; the entry is durable once its IndexedDB transaction committed.
-      await a.waitForFunction(`new Promise((resolve) => {
+      // The page shows 🕓 only once send() resolved, that is once IndexedDB holds the entry.
+      const held = await a.evaluate(`new Promise((resolve) => {
         const req = indexedDB.open("ticks-outbox-${alice}");
         req.onsuccess = () => {
           const get = req.result.transaction("outbox", "readonly").objectStore("outbox").getAll();
-          get.onsuccess = () => { req.result.close(); resolve(get.result.length === 1); };
+          get.onsuccess = () => { req.result.close(); resolve(get.result.length); };
         };
       })`);
+      expect(held).to.equal(1);
       // The tab closes with the send still pending: it is in IndexedDB, not in memory.
       const context = a.context();
       await a.close();

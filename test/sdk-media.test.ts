@@ -24,7 +24,7 @@ describe("SDK: sendMedia and mediaUrl", function () {
     const b = await clients.connected(urlOf(suite.server), { userId: bob });
     const progress = record(a, "progress");
     const bytes = new Uint8Array(300_000).map((_, i) => i % 251);
-    const local = a.sendMedia({ to: bob }, bytes, { mime: "image/png", name: "big.png", caption: "look", width: 10, height: 20, thumbnail: THUMB });
+    const local = await a.sendMedia({ to: bob }, bytes, { mime: "image/png", name: "big.png", caption: "look", width: 10, height: 20, thumbnail: THUMB });
     expect(local).to.include({ status: "pending", content: "look", to: bob });
     const [got] = await next(b, "message", (m: ChatMessage) => m.clientMsgId === local.clientMsgId);
     expect(got.media).to.include({ mime: "image/png", size: bytes.length, name: "big.png", width: 10, height: 20, thumbnail: THUMB });
@@ -50,7 +50,7 @@ describe("SDK: sendMedia and mediaUrl", function () {
     }) as typeof fetch;
     try {
       const failed = record(a, "status");
-      const local = a.sendMedia({ to: bob }, new Uint8Array(PNG_1X1), { mime: "image/png" });
+      const local = await a.sendMedia({ to: bob }, new Uint8Array(PNG_1X1), { mime: "image/png" });
       await waitFor(async () => (await suite.pg.query("SELECT 1 FROM messages WHERE client_msg_id = $1", [local.clientMsgId])).rowCount === 1, "stored");
       expect(puts).to.equal(2);
       expect(failed.filter(([c]) => c.status === "failed")).to.deep.equal([]);
@@ -63,7 +63,7 @@ describe("SDK: sendMedia and mediaUrl", function () {
 
   it("a refused upload fails the message with the server's reason, and nothing is sent", async () => {
     const a = await clients.connected(urlOf(suite.server), { userId: uniqueId("alice") });
-    const local = a.sendMedia({ to: uniqueId("bob") }, new Uint8Array(3), { mime: "not a mime" });
+    const local = await a.sendMedia({ to: uniqueId("bob") }, new Uint8Array(3), { mime: "not a mime" });
     const [change] = await next(a, "status", (c) => c.clientMsgId === local.clientMsgId && c.status === "failed");
     expect(change).to.deep.include({ status: "failed" });
     expect((change as { error?: { code: string } }).error?.code).to.equal("BAD_REQUEST");

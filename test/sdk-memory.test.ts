@@ -29,7 +29,7 @@ describe("SDK memory: a closed TicksClient is released", function () {
           const synced = client.whenSynced();
           await client.connect();
           await synced;
-          const local = client.send({ to: (i + j) % 2 ? b : a }, `hello ${i + j}`);
+          const local = await client.send({ to: (i + j) % 2 ? b : a }, `hello ${i + j}`);
           await new Promise<void>((resolve) => {
             const off = client.on("status", (c) => {
               if (c.clientMsgId === local.clientMsgId && c.status !== "pending") {

@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { Client } from "pg";
 import { ContentTooLargeError } from "../src/client/limits";
+import { OutboxStorageError } from "../src/client/Outbox";
 import { MemoryOutboxStorage } from "../src/client/OutboxStorage";
 import type { TicksClient } from "../src/client/TicksClient";
 import type { MessageStatus } from "../src/client/StatusTracker";
@@ -10,6 +11,16 @@ import { Device, uniqueId } from "./helpers/device";
 import { freePort, spawnNode, type NodeProcess } from "./helpers/processes";
 import { next, record, SdkClients, waitFor } from "./helpers/sdk";
 import { mintToken, startServer, TEST_SECRET, urlOf } from "./helpers/server";
+
+/** What a promise rejects with; the test fails if it resolves. */
+async function refusal(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error("expected a rejection, got a value");
+}
 
 describe("SDK (TicksClient) against a real server", function () {
   this.timeout(60_000);
@@ -43,12 +54,12 @@ describe("SDK (TicksClient) against a real server", function () {
       )
     ).rows;
 
-  it("send() answers a local message at once; its status goes pending → sent → delivered → read", async () => {
+  it("send() resolves a local message once the outbox stores it; its status goes pending → sent → delivered → read", async () => {
     const alice = uniqueId("alice");
     const bob = uniqueId("bob");
     const a = await clients.connected(urlOf(server), { userId: alice });
     const seen = record(a, "status");
-    const local = a.send({ to: bob }, "hello");
+    const local = await a.send({ to: bob }, "hello");
     expect(local).to.include({ status: "pending", content: "hello", to: bob, from: alice });
     expect(local.clientMsgId).to.match(/^[0-9a-f-]{36}$/);
     const [sent] = await next(a, "status", (c) => c.clientMsgId === local.clientMsgId && c.status === "sent");
@@ -93,14 +104,14 @@ describe("SDK (TicksClient) against a real server", function () {
     const phone = await clients.connected(urlOf(server), { userId: alice, deviceId: "phone" });
     const laptop = await clients.connected(urlOf(server), { userId: alice, deviceId: "laptop" });
     const b = await clients.connected(urlOf(server), { userId: bob });
-    const first = b.send({ to: alice }, "first");
+    const first = await b.send({ to: alice }, "first");
     const [{ conversationId }] = await next(b, "status", (c) => c.clientMsgId === first.clientMsgId && c.status === "sent");
     await waitFor(() => laptop.messages(conversationId!).length === 1 && phone.messages(conversationId!).length === 1, "both devices");
 
     // The laptop goes offline; the phone takes 130 messages (so delivered: no backlog for the laptop).
     laptop.socket.disconnect();
-    for (let i = 0; i < 130; i++) b.send({ to: alice }, `m${i}`);
-    const fromPhone = phone.send({ conversationId: conversationId! }, "sent from the phone");
+    for (let i = 0; i < 130; i++) await b.send({ to: alice }, `m${i}`);
+    const fromPhone = await phone.send({ conversationId: conversationId! }, "sent from the phone");
     const phoneSent = next(phone, "status", (c) => c.clientMsgId === fromPhone.clientMsgId && c.status === "sent");
     await waitFor(() => phone.messages(conversationId!).length === 132, "phone has everything", 30_000);
     await phoneSent;
@@ -126,7 +137,7 @@ describe("SDK (TicksClient) against a real server", function () {
     const laptop = await clients.connected(urlOf(server), { userId: alice, deviceId: "laptop" });
     const b = await clients.connected(urlOf(server), { userId: bob });
     const onLaptop = next(laptop, "message", (m) => m.content === "from the phone");
-    const mine = phone.send({ to: bob }, "from the phone");
+    const mine = await phone.send({ to: bob }, "from the phone");
     const [[m, source]] = await Promise.all([onLaptop, next(b, "message", (x) => x.content === "from the phone")]);
     expect(m).to.include({ from: alice, clientMsgId: mine.clientMsgId });
     expect(source).to.equal("live");
@@ -136,7 +147,7 @@ describe("SDK (TicksClient) against a real server", function () {
       next(phone, "conversation", (c) => c.id === m.conversationId && c.unread === 1),
       next(laptop, "conversation", (c) => c.id === m.conversationId && c.unread === 1),
     ]);
-    b.send({ to: alice }, "reply");
+    await b.send({ to: alice }, "reply");
     await both;
     const cleared = next(phone, "conversation", (c) => c.id === m.conversationId && c.unread === 0);
     expect(await laptop.markRead(m.conversationId)).to.equal(1);
@@ -154,7 +165,7 @@ describe("SDK (TicksClient) against a real server", function () {
       });
       const sent = record(e, "status");
       const frank = uniqueId("frank");
-      const locals = Array.from({ length: 25 }, (_, i) => e.send({ to: frank }, `burst ${i}`));
+      const locals = await Promise.all(Array.from({ length: 25 }, (_, i) => e.send({ to: frank }, `burst ${i}`)));
       await waitFor(() => sent.filter(([c]) => c.status === "sent").length === 25, "all sent", 45_000);
       expect(sent.some(([c]) => c.status === "failed")).to.equal(false);
       expect(attempts).to.be.above(25); // some were refused and sent again
@@ -171,9 +182,9 @@ describe("SDK (TicksClient) against a real server", function () {
       const gina = uniqueId("gina");
       // The app did not tell the SDK the server's limit: the server's answer decides.
       const g = await clients.connected(urlOf(small), { userId: gina });
-      const tooLong = g.send({ to: uniqueId("hal") }, "x".repeat(11));
-      const toSelf = g.send({ to: gina }, "me");
-      const fine = g.send({ to: uniqueId("hal") }, "short");
+      const tooLong = await g.send({ to: uniqueId("hal") }, "x".repeat(11));
+      const toSelf = await g.send({ to: gina }, "me");
+      const fine = await g.send({ to: uniqueId("hal") }, "short");
       const [[failedLong], [failedSelf], [ok]] = await Promise.all([
         next(g, "status", (c) => c.clientMsgId === tooLong.clientMsgId && c.status !== "pending"),
         next(g, "status", (c) => c.clientMsgId === toSelf.clientMsgId && c.status !== "pending"),
@@ -195,17 +206,61 @@ describe("SDK (TicksClient) against a real server", function () {
     const ivan = uniqueId("ivan");
     const i = await clients.connected(urlOf(server), { userId: ivan, maxContentLength: 10 });
     // 10 emoji are 20 UTF-16 units but 10 code points: allowed.
-    expect(i.send({ to: uniqueId("jo") }, "😀".repeat(10)).status).to.equal("pending");
-    expect(() => i.send({ to: uniqueId("jo") }, "😀".repeat(11))).to.throw(ContentTooLargeError, /11 characters; the limit is 10/);
+    expect((await i.send({ to: uniqueId("jo") }, "😀".repeat(10))).status).to.equal("pending");
+    expect(await refusal(i.send({ to: uniqueId("jo") }, "😀".repeat(11)))).to.be.instanceOf(ContentTooLargeError).with.property("message").that.matches(/11 characters; the limit is 10/);
 
     // Within the server's packet limit, every content within the length limit fits, escapes included.
     const k = await clients.connected(urlOf(server), { userId: uniqueId("kim"), maxContentLength: 4096 });
-    expect(k.send({ to: uniqueId("jo") }, "\u0001".repeat(4096)).status).to.equal("pending");
+    expect((await k.send({ to: uniqueId("jo") }, "\u0001".repeat(4096))).status).to.equal("pending");
     // A smaller limit in between (a proxy's frame size): refused by encoded bytes.
     const viaProxy = await clients.connected(urlOf(server), { userId: uniqueId("lou"), maxPacketBytes: 8192 });
-    expect(() => viaProxy.send({ to: uniqueId("jo") }, "é".repeat(4000))).to.throw(ContentTooLargeError, /8002 bytes encoded/);
-    expect(viaProxy.send({ to: uniqueId("jo") }, "é".repeat(3000)).status).to.equal("pending");
+    expect(await refusal(viaProxy.send({ to: uniqueId("jo") }, "é".repeat(4000)))).to.be.instanceOf(ContentTooLargeError).with.property("message").that.matches(/8002 bytes encoded/);
+    expect((await viaProxy.send({ to: uniqueId("jo") }, "é".repeat(3000))).status).to.equal("pending");
     expect(viaProxy.pending()).to.have.length(1);
+  });
+
+  it("reports a send pending only once the storage holds it; a refused write rejects and sends nothing", async () => {
+    /** A storage whose writes wait for the test to let them through, or fail. */
+    class GatedStorage extends MemoryOutboxStorage {
+      open!: () => void;
+      private readonly gate = new Promise<void>((resolve) => (this.open = resolve));
+      refuse = false;
+      override async put(entry: Parameters<MemoryOutboxStorage["put"]>[0]): Promise<void> {
+        await this.gate;
+        if (this.refuse) throw new Error("quota exceeded");
+        await super.put(entry);
+      }
+    }
+    const storage = new GatedStorage();
+    const olga = uniqueId("olga");
+    const pat = uniqueId("pat");
+    const o = await clients.connected(urlOf(server), { userId: olga, storage });
+    const statuses = record(o, "status");
+    const outgoing: string[] = [];
+    o.socket.onAnyOutgoing((event) => outgoing.push(event));
+
+    let resolved = false;
+    const sending = o.send({ to: pat }, "held by the storage").then((local) => ((resolved = true), local));
+    await new Promise((r) => setTimeout(r, 50));
+    // Not stored yet: not pending to the app, not on the wire.
+    expect(resolved).to.equal(false);
+    expect(o.pending()).to.deep.equal([]);
+    expect(statuses).to.deep.equal([]);
+    expect(outgoing).to.deep.equal([]);
+    storage.open();
+    const local = await sending;
+    await next(o, "status", (c) => c.clientMsgId === local.clientMsgId && c.status === "sent");
+    expect(statuses.map(([c]) => c.status)).to.deep.equal(["pending", "sent"]);
+
+    storage.refuse = true;
+    const error = await refusal(o.send({ to: pat }, "refused by the storage"));
+    expect(error).to.be.instanceOf(OutboxStorageError).with.property("message").that.matches(/quota exceeded/);
+    storage.refuse = false;
+    const after = await o.send({ to: pat }, "after the refusal");
+    await next(o, "status", (c) => c.clientMsgId === after.clientMsgId && c.status === "sent");
+    expect((await stored(olga)).map((r) => r.content)).to.deep.equal(["held by the storage", "after the refusal"]);
+    expect(statuses.map(([c]) => c.status)).to.deep.equal(["pending", "sent", "pending", "sent"]);
+    expect(o.pending()).to.deep.equal([]);
   });
 
   it("calls getToken() at every connect", async () => {
@@ -268,7 +323,7 @@ describe("SDK outbox across a server crash mid-send", function () {
     await lock.connect();
     await lock.query("BEGIN");
     await lock.query("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
-    const first = m.send({ to: uniqueId("ned") }, "in flight when the server died");
+    const first = await m.send({ to: uniqueId("ned") }, "in flight when the server died");
     const blocked = async () =>
       (await pg.query("SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND relation = 'messages'::regclass")).rows[0].n > 0;
     for (let i = 0; !(await blocked()); i++) {
@@ -282,7 +337,7 @@ describe("SDK outbox across a server crash mid-send", function () {
 
     // While the server is down, more sends wait behind it.
     await waitFor(() => !m.connected, "disconnect");
-    const second = m.send({ to: uniqueId("ned") }, "sent while the server was down");
+    const second = await m.send({ to: uniqueId("ned") }, "sent while the server was down");
     const sent = record(m, "status");
     node = await spawnNode(env);
     await waitFor(() => sent.filter(([c]) => c.status === "sent").length === 2, "both stored after the restart", 30_000);

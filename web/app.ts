@@ -245,16 +245,21 @@ async function main(): Promise<void> {
     if (!client || !peer() || !messageField.value) return;
     notice.textContent = "";
     const conversation = currentConversation();
-    try {
-      const local = client.send(conversation ? { conversationId: conversation.id } : { to: peer() }, messageField.value);
-      failed.set(local.clientMsgId, local as SendLocal);
-      if (conversation) client.stopTyping(conversation.id);
-      messageField.value = "";
-      renderMessages();
-      messageList.scrollTop = messageList.scrollHeight;
-    } catch (err) {
-      notice.textContent = (err as Error).message;
-    }
+    const text = messageField.value;
+    messageField.value = "";
+    if (conversation) client.stopTyping(conversation.id);
+    // Shown (🕓) once the outbox's IndexedDB holds it: from then on closing the tab keeps it.
+    client.send(conversation ? { conversationId: conversation.id } : { to: peer() }, text).then(
+      (local) => {
+        failed.set(local.clientMsgId, local as SendLocal);
+        renderMessages();
+        messageList.scrollTop = messageList.scrollHeight;
+      },
+      (err: Error) => {
+        notice.textContent = err.message;
+        if (!messageField.value) messageField.value = text; // not queued: give the text back
+      },
+    );
   });
   // Attach: the picked file goes at once, the message field's text as its caption.
   attach.addEventListener("change", () => {
@@ -266,11 +271,15 @@ async function main(): Promise<void> {
     attach.value = "";
     messageField.value = "";
     notice.textContent = "";
-    void describeFile(file, caption).then((options) => {
-      const local = client!.sendMedia(target, file, options);
-      failed.set(local.clientMsgId, local as SendLocal);
-      renderMessages();
-    }, (err: Error) => (notice.textContent = err.message));
+    describeFile(file, caption)
+      .then((options) => client!.sendMedia(target, file, options))
+      .then(
+        (local) => {
+          failed.set(local.clientMsgId, local as SendLocal);
+          renderMessages();
+        },
+        (err: Error) => (notice.textContent = err.message),
+      );
   });
   messageField.addEventListener("input", () => {
     const conversation = currentConversation();

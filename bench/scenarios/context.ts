@@ -1,7 +1,7 @@
 /** What every scenario gets from the runner. */
 import type { PhaseResult } from "../lib/phase";
 import type { Section } from "../lib/table";
-import type { IdleResult } from "./idle";
+import type { IdleResult } from "../lib/idleSockets";
 
 export type BenchOptions = {
   durationS: number;

@@ -10,7 +10,8 @@ import { ratio } from "../lib/stats";
 import type { Section } from "../lib/table";
 import { startTicksOnFreshDb, type TicksUnderTest } from "../lib/ticks";
 import type { Context, ScenarioResult } from "./context";
-import { measureIdle, type IdleResult } from "./idle";
+import { measureIdle, type IdleResult } from "../lib/idleSockets";
+import { idleLoad } from "./idle";
 
 async function run(ctx: Context, tag: string, ttlS: string | null): Promise<IdleResult & { deadlines: number }> {
   const secret = randomBytes(32).toString("hex");
@@ -20,7 +21,7 @@ async function run(ctx: Context, tag: string, ttlS: string | null): Promise<Idle
     const clientEnv: Record<string, string> = { IDLE_TOKEN_SECRET: secret, ...(ttlS ? { IDLE_TOKEN_TTL_S: ttlS } : {}) };
     let deadlines = NaN;
     const target = ticks.target;
-    const result = await measureIdle(target, ctx, tag, clientEnv, async () => {
+    const result = await measureIdle(target, idleLoad(ctx), tag, clientEnv, async () => {
       deadlines = (await scrapeMetrics(target.url)).get("ticks_token_deadlines") ?? NaN;
     });
     return { ...result, deadlines };

@@ -1,6 +1,8 @@
 /**
  * The outbox: every write the user makes (send, edit, delete, react) is kept in storage until
  * the server acknowledges it, and sent one after another in the order the user made them.
+ * An entry counts as pending (add() resolves, pending lists it) only once the storage has it:
+ * from then on a closed tab or a crash no longer loses it.
  * Each keeps its clientMsgId across every attempt (timeouts, reconnects, restarts of the app
  * with a persistent storage), so the server stores it exactly once.
  *
@@ -31,7 +33,7 @@ export type OutboxLink = {
 export type OutboxEvents = {
   /** Acknowledged: `message` is what the server stored (the original one if `duplicate`). */
   done(entry: PendingEntry, message: Message, duplicate: boolean): void;
-  failed(entry: PendingEntry, error: { code: ErrorCode | "STORAGE"; message: string }): void;
+  failed(entry: PendingEntry, error: { code: ErrorCode; message: string }): void;
   /** Will be sent again after `delayMs` (0: as soon as connected). */
   retrying(entry: PendingEntry, reason: string, delayMs: number): void;
 };
@@ -45,10 +47,18 @@ export type OutboxOptions = {
 
 const RETRY_LATER: ReadonlySet<string> = new Set<ErrorCode>(["RATE_LIMITED", "UNAVAILABLE"]);
 
+/** The storage refused a new entry: nothing was queued, nothing will be sent. */
+export class OutboxStorageError extends Error {
+  override readonly name = "OutboxStorageError";
+}
+
+/** An entry and its write to storage, which the first attempt waits for. */
+type Slot = { readonly entry: PendingEntry; readonly stored: Promise<void>; isStored: boolean };
+
 type Reply = { ok: true; message: Message; duplicate: boolean } | { ok: false; error: { code: ErrorCode; message: string } };
 
 export class Outbox {
-  private readonly queue: PendingEntry[] = [];
+  private readonly queue: Slot[] = [];
   private readonly sleeper = new Sleeper();
   private running = false;
   private closed = false;
@@ -69,24 +79,37 @@ export class Outbox {
   /** What storage still holds from an earlier session, queued ahead of anything new. */
   async restore(): Promise<PendingEntry[]> {
     const stored = (await this.storage.load()).sort((a, b) => a.order - b.order);
-    const known = new Set(this.queue.map((e) => e.clientMsgId));
+    const known = new Set(this.queue.map((s) => s.entry.clientMsgId));
     const fresh = stored.filter((e) => !known.has(e.clientMsgId));
-    this.queue.unshift(...fresh);
+    this.queue.unshift(...fresh.map((entry) => ({ entry, stored: Promise.resolve(), isStored: true })));
     this.order = Math.max(this.order, ...stored.map((e) => e.order + 1));
     this.kick();
     return fresh;
   }
 
-  /** Queues one user action; the entry is what the app shows until it is acknowledged. */
-  add(action: PendingAction, clientMsgId: string, now: Date): PendingEntry {
+  /**
+   * Queues one user action and resolves the entry, what the app shows until it is
+   * acknowledged, once the storage has it. Rejects with OutboxStorageError, and sends
+   * nothing, when the storage refuses it. Its place in the send order is taken at the call.
+   */
+  async add(action: PendingAction, clientMsgId: string, now: Date): Promise<PendingEntry> {
     const entry = { ...action, clientMsgId, createdAt: now.toISOString(), order: this.order++ } as PendingEntry;
-    this.queue.push(entry);
+    const slot: Slot = { entry, stored: this.storage.put(entry), isStored: false };
+    this.queue.push(slot);
     this.kick();
+    try {
+      await slot.stored;
+    } catch (err) {
+      this.drop(slot);
+      throw new OutboxStorageError(`outbox storage failed: ${(err as Error).message}`);
+    }
+    slot.isStored = true;
     return entry;
   }
 
-  get pending(): readonly PendingEntry[] {
-    return this.queue;
+  /** Entries in storage and not yet acknowledged, in send order. */
+  get pending(): PendingEntry[] {
+    return this.queue.filter((s) => s.isStored).map((s) => s.entry);
   }
 
   /** Connection back, or asked to hurry: cut any wait short and try now. */
@@ -111,21 +134,25 @@ export class Outbox {
 
   private async pump(): Promise<void> {
     while (this.queue.length > 0 && !this.closed) {
-      const entry = this.queue[0]!;
+      const slot = this.queue[0]!;
       try {
         // Stored before the first attempt: a crash after this point still sends it later.
-        await this.storage.put(entry);
-      } catch (err) {
-        this.queue.shift();
-        this.events.failed(entry, { code: "STORAGE", message: `outbox storage failed: ${(err as Error).message}` });
+        await slot.stored;
+      } catch {
+        this.drop(slot); // add() rejected it: the app never showed it
         continue;
       }
-      await this.deliver(entry);
+      await this.deliver(slot.entry);
       if (this.closed) return;
-      // By reference: restore() may have queued older entries in front meanwhile.
-      this.queue.splice(this.queue.indexOf(entry), 1);
-      await this.storage.remove(entry.clientMsgId).catch(() => undefined);
+      this.drop(slot);
+      await this.storage.remove(slot.entry.clientMsgId).catch(() => undefined);
     }
+  }
+
+  /** By reference: restore() may have queued older entries in front meanwhile. */
+  private drop(slot: Slot): void {
+    const at = this.queue.indexOf(slot);
+    if (at >= 0) this.queue.splice(at, 1);
   }
 
   /** Returns once `entry` is acknowledged or failed for good; keeps trying meanwhile. */

@@ -22,7 +22,7 @@ export type StatusChange = {
   /** Who confirmed it (delivered, read). */
   by?: string;
   /** Why it failed (status "failed"). */
-  error?: { code: ErrorCode | "STORAGE"; message: string };
+  error?: { code: ErrorCode; message: string };
 };
 
 const RANK: Record<MessageStatus, number> = { failed: -1, pending: 0, sent: 1, delivered: 2, read: 3 };

@@ -1,8 +1,8 @@
 /**
  * The Ticks client SDK: one object per signed-in device. It owns the socket and everything a
  * chat UI needs from the protocol:
- * - an outbox (send() answers a local message at once and keeps trying, same clientMsgId,
- *   until the server stores it or refuses it for good), in a storage the app picks;
+ * - an outbox (send() resolves a local message once the storage the app picks holds it, and
+ *   keeps trying, same clientMsgId, until the server stores it or refuses it for good);
  * - gap-free conversations (live, backlog, own sends and history merged in seq order, gaps
  *   filled from history) and v2 edits/deletes/reactions applied to their message;
  * - per-message status events (pending → sent → delivered → read, or failed);
@@ -146,20 +146,19 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   }
 
   /**
-   * Sends `content` to a user (`{ to }`) or a conversation (`{ conversationId }`). Returns the
-   * local message at once; its `status` events follow. Throws ContentTooLargeError when the
-   * server could not accept it, so nothing is queued.
+   * Sends `content` to a user (`{ to }`) or a conversation (`{ conversationId }`). Resolves
+   * the local message once the outbox's storage holds it (a closed tab or a crash no longer
+   * loses it from then on; show it as pending then); its `status` events follow. Rejects with
+   * ContentTooLargeError when the server could not accept it, with OutboxStorageError when
+   * the storage refuses it: either way nothing is queued.
    */
-  send(target: { to: string } | { conversationId: string }, content: string): LocalMessage {
+  async send(target: { to: string } | { conversationId: string }, content: string): Promise<LocalMessage> {
     this.check(content);
     return this.queue({ event: "message:send", ...target, content });
   }
 
-  /**
-   * v3: a photo, voice note or file, `caption` as its content. Returns the local message at
-   * once; the outbox uploads (`progress` events), then sends, both retried, same clientMsgId.
-   */
-  sendMedia(target: { to: string } | { conversationId: string }, bytes: MediaBytes, options: SendMediaOptions): LocalMessage {
+  /** v3: a photo, voice note or file; resolves as send(). The outbox uploads (`progress`), then sends: docs/media.md. */
+  async sendMedia(target: { to: string } | { conversationId: string }, bytes: MediaBytes, options: SendMediaOptions): Promise<LocalMessage> {
     const { mime, name, caption = "", ...media } = options;
     if (caption !== "") this.check(caption);
     return this.queue({ event: "message:send", ...target, content: caption, media, upload: { bytes, mime, ...(name ? { name } : {}) } });
@@ -170,23 +169,23 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     return new URL((await this.call("media:url", { mediaId })).url, this.options.url).toString();
   }
 
-  /** v2: replaces the content of one's own text message. */
-  edit(messageId: string, content: string): LocalMessage {
+  /** v2: replaces the content of one's own text message. Resolves and rejects as send(). */
+  async edit(messageId: string, content: string): Promise<LocalMessage> {
     this.check(content);
     return this.queue({ event: "message:edit", messageId, content });
   }
 
-  /** v2: deletes one's own text message for everyone. */
-  delete(messageId: string): LocalMessage {
+  /** v2: deletes one's own text message for everyone. Resolves and rejects as send(). */
+  delete(messageId: string): Promise<LocalMessage> {
     return this.queue({ event: "message:delete", messageId });
   }
 
-  /** v2: reacts to a message ("" removes one's reaction). */
-  react(messageId: string, emoji: string): LocalMessage {
+  /** v2: reacts to a message ("" removes one's reaction). Resolves and rejects as send(). */
+  react(messageId: string, emoji: string): Promise<LocalMessage> {
     return this.queue({ event: "message:react", messageId, emoji });
   }
 
-  /** What the outbox still has to send, oldest first. */
+  /** What the outbox holds in storage and still has to send, oldest first. */
   pending(): LocalMessage[] {
     return this.outbox.pending.map((e) => ({ ...e, from: this.me, status: "pending" as const }));
   }
@@ -279,9 +278,9 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     checkContent(content, max, this.options.maxPacketBytes ?? maxPacketBytes(max));
   }
 
-  private queue(action: PendingAction): LocalMessage {
-    if (this.connection.isClosed) throw new Error("the client is closed");
-    const entry = this.outbox.add(action, uuidv4(), new Date());
+  private async queue(action: PendingAction): Promise<LocalMessage> {
+    if (this.connection.isClosed) throw closedError();
+    const entry = await this.outbox.add(action, uuidv4(), new Date());
     this.statuses.pending(entry.clientMsgId, conversationOf(entry));
     return { ...entry, from: this.me, status: "pending" };
   }

@@ -116,7 +116,8 @@ async function main(): Promise<void> {
   }
 
   async function send(to: string, content: string, file?: string): Promise<void> {
-    const local = file === undefined ? client.send({ to }, content) : await sendFile(client, to, file, content);
+    // Resolves before any status can follow: the server's answer comes by I/O, later.
+    const local = file === undefined ? await client.send({ to }, content) : await sendFile(client, to, file, content);
     const outcome = await settled(local.clientMsgId);
     if (outcome.status === "failed") return say(`error ${outcome.error!.code}: ${outcome.error!.message}`);
     say(`✓ sent ${outcome.messageId} to ${to} (#${board.remember(outcome.message!)})`);
@@ -132,7 +133,7 @@ async function main(): Promise<void> {
   async function act({ kind, n, text }: EntryCommand): Promise<void> {
     const messageId = board.idOf(n);
     if (!messageId) return say(`error: no message #${n} shown yet`);
-    const local = kind === "edit" ? client.edit(messageId, text) : kind === "delete" ? client.delete(messageId) : client.react(messageId, text);
+    const local = await (kind === "edit" ? client.edit(messageId, text) : kind === "delete" ? client.delete(messageId) : client.react(messageId, text));
     const outcome = await settled(local.clientMsgId);
     if (outcome.status === "failed") return say(`error ${outcome.error!.code}: ${outcome.error!.message}`);
     showEntry(outcome.message!);

@@ -2,6 +2,7 @@
 export { TicksClient, type TicksClientOptions, type TicksClientEvents, type LocalMessage, type SendMediaOptions } from "./TicksClient";
 export { MemoryOutboxStorage, type OutboxStorage, type PendingEntry, type PendingAction } from "./OutboxStorage";
 export { IndexedDbOutboxStorage } from "./IndexedDbOutboxStorage";
+export { OutboxStorageError } from "./Outbox";
 export { ContentTooLargeError, checkContent, codePoints, maxPacketBytes } from "./limits";
 export { RequestTimeout, ServerError, type ClientSocket, type ReplyOf, type RequestOf } from "./request";
 export { subjectOf } from "./token";

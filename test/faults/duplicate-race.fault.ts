@@ -112,6 +112,10 @@ describe("fault (extra): the same clientMsgId sent four times at once, on both n
     expect(figures.otherErrors, "copies answered with an error other than UNAVAILABLE").to.equal(0);
     expect(figures.seqGaps, "conversations with a seq gap").to.equal(0);
     expect(figures.undelivered).to.equal(0);
+    // Order (docs/protocol.md "Ordering and gaps"): backlog pages in seq order; a client that
+    // orders by seq, as the SDK does, holds every conversation 1..n in order.
+    expect(figures.backlogInversions, "backlog messages out of seq order within a sync").to.equal(0);
+    expect(figures.orderedIncomplete, "conversations a seq-ordering client would not hold complete and in order").to.equal(0);
     expect(figures.misaddressed).to.equal(0);
     expect(figures.sentLeft, `message_delivery rows still 'sent' after ${settled ? "settling" : "the 60 s settle timeout"}`).to.equal(0);
     // One copy stored it; every other copy is a retry and says so.

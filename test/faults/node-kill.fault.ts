@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import { lastAckToLastDelivery, printFigures, settle } from "../helpers/accounting";
+import { withinOneProcess } from "../helpers/arrivalOrder";
 import { planFlood, startFlood, startFloodClients } from "../helpers/flood";
 import { sleep, waitFor } from "../helpers/wait";
 import { FLOOD_TIMEOUTS, useTwoNodeCluster } from "../helpers/twoNodeCluster";
@@ -55,6 +56,7 @@ describe("fault: kill -9 one of two nodes during a flood", function () {
     const finished = await Promise.race([done.then(() => true), sleep(180_000).then(() => false)]);
     const floodMs = (stats.finishedAt ?? Date.now()) - stats.startedAt;
     const { figures, settledMs, settled } = await settle(pg, stats, recipients, 60_000);
+    const oneProcess = withinOneProcess(recipients, senders);
     const recovery = await lastAckToLastDelivery(pg, stats, recipients);
     // The survivor's redelivery counters: what its recovery round offered, skipped, found redundant.
     const metrics = await (await fetch(`${nodes[0]!.url}/metrics`)).text();
@@ -86,6 +88,8 @@ describe("fault: kill -9 one of two nodes during a flood", function () {
       backlogRaw: recipients.reduce((n, r) => n + r.backlogRaw, 0),
       liveRaw: recipients.reduce((n, r) => n + r.liveRaw, 0),
       survivorRedelivery: redelivery || "none",
+      oneProcessConversations: oneProcess.conversations,
+      oneProcessInversions: oneProcess.inversions,
     });
 
     expect(finished, "every sender finished").to.equal(true);
@@ -100,6 +104,13 @@ describe("fault: kill -9 one of two nodes during a flood", function () {
     expect(figures.seqGaps, "conversations with a seq gap").to.equal(0);
     expect(figures.misaddressed, "messages received by the wrong user").to.equal(0);
     expect(figures.undelivered, "addressed but never received").to.equal(0);
+    // Order (docs/protocol.md "Ordering and gaps"): backlog pages in seq order; a client that
+    // orders by seq, as the SDK does, holds every conversation 1..n in order.
+    expect(figures.backlogInversions, "backlog messages out of seq order within a sync").to.equal(0);
+    expect(figures.orderedIncomplete, "conversations a seq-ordering client would not hold complete and in order").to.equal(0);
+    // One process's live stream keeps seq order; crossing processes it may not (seqInversions, printed).
+    expect(oneProcess.conversations, "conversations served by one process end to end").to.be.greaterThan(0);
+    expect(oneProcess.inversions, "out-of-seq arrivals within one process's live stream").to.equal(0);
     expect(figures.delivered).to.equal(intents.length);
     expect(figures.sentLeft, `message_delivery rows still 'sent' after ${settled ? "settling" : "the 60 s settle timeout"}`).to.equal(0);
     expect(nodes[0]!.child.exitCode, "the survivor is still running").to.equal(null);

@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { Client } from "pg";
 import { printFigures, settle } from "../helpers/accounting";
+import { withinOneProcess } from "../helpers/arrivalOrder";
 import { FailoverRecipient } from "../helpers/failover";
 import { planFlood, startFlood, startFloodClients } from "../helpers/flood";
 import { uniqueId } from "../helpers/ids";
@@ -108,6 +109,7 @@ describe("fault: PostgreSQL stopped for a few seconds during a flood", function 
     pg = new Client({ connectionString: databaseUrl });
     await pg.connect();
     const { figures, settledMs, settled } = await settle(pg, stats, [...recipients, late], 60_000);
+    const oneProcess = withinOneProcess([...recipients, late], senders);
     const lateExpected = intents.filter((i) => i.to === late.userId).length;
     const retried = intents.filter((i) => i.unavailable > 0);
     const okLateInOutage = intents.filter((i) => i.ackedAt && i.ackedAt > stoppedAt + 1000 && i.ackedAt < restartBeganAt).length;
@@ -143,6 +145,8 @@ describe("fault: PostgreSQL stopped for a few seconds during a flood", function 
       retriesExhausted: senders.reduce((k, s) => k + s.exhausted, 0),
       backlogRaw: recipients.reduce((k, r) => k + r.backlogRaw, 0),
       liveRaw: recipients.reduce((k, r) => k + r.liveRaw, 0),
+      oneProcessConversations: oneProcess.conversations,
+      oneProcessInversions: oneProcess.inversions,
     });
 
     expect(n.child.exitCode, "the node never crashed").to.equal(null);
@@ -167,6 +171,13 @@ describe("fault: PostgreSQL stopped for a few seconds during a flood", function 
     expect(figures.seqGaps, "conversations with a seq gap").to.equal(0);
     expect(figures.misaddressed).to.equal(0);
     expect(figures.undelivered, "addressed but never received").to.equal(0);
+    // Order (docs/protocol.md "Ordering and gaps"): backlog pages in seq order; a client that
+    // orders by seq, as the SDK does, holds every conversation 1..n in order.
+    expect(figures.backlogInversions, "backlog messages out of seq order within a sync").to.equal(0);
+    expect(figures.orderedIncomplete, "conversations a seq-ordering client would not hold complete and in order").to.equal(0);
+    // One process's live stream keeps seq order; crossing processes it may not (seqInversions, printed).
+    expect(oneProcess.conversations, "conversations served by one process end to end").to.be.greaterThan(0);
+    expect(oneProcess.inversions, "out-of-seq arrivals within one process's live stream").to.equal(0);
     expect(figures.sentLeft, `message_delivery rows still 'sent' after ${settled ? "settling" : "the 60 s settle timeout"}`).to.equal(0);
   });
 });

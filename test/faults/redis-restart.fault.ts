@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import { printFigures, settle } from "../helpers/accounting";
+import { withinOneProcess } from "../helpers/arrivalOrder";
 import type { FailoverRecipient, FailoverSender } from "../helpers/failover";
 import { planFlood, startFlood, startFloodClients } from "../helpers/flood";
 import { sleep, waitFor } from "../helpers/wait";
@@ -53,6 +54,7 @@ describe("fault: Redis restarted during a flood across two nodes", function () {
     const finished = await Promise.race([done.then(() => true), sleep(180_000).then(() => false)]);
     const floodMs = (stats.finishedAt ?? Date.now()) - stats.startedAt;
     const { figures, settledMs, settled } = await settle(pg, stats, recipients, 60_000);
+    const oneProcess = withinOneProcess(recipients, senders); // before the probes below add messages
 
     // After the restart, does a message still cross nodes live (well before a redelivery)?
     const crossLatencies = await crossNodeProbe(senders, recipients, urls, 10);
@@ -73,6 +75,8 @@ describe("fault: Redis restarted during a flood across two nodes", function () {
       retriesExhausted: senders.reduce((n, s) => n + s.exhausted, 0),
       backlogRaw: recipients.reduce((n, r) => n + r.backlogRaw, 0),
       liveRaw: recipients.reduce((n, r) => n + r.liveRaw, 0),
+      oneProcessConversations: oneProcess.conversations,
+      oneProcessInversions: oneProcess.inversions,
     });
 
     for (const n of nodes) expect(n.child.exitCode, `node ${n.pid} still running`).to.equal(null);
@@ -87,6 +91,13 @@ describe("fault: Redis restarted during a flood across two nodes", function () {
     expect(figures.seqGaps, "conversations with a seq gap").to.equal(0);
     expect(figures.misaddressed).to.equal(0);
     expect(figures.undelivered, "addressed but never received").to.equal(0);
+    // Order (docs/protocol.md "Ordering and gaps"): backlog pages in seq order; a client that
+    // orders by seq, as the SDK does, holds every conversation 1..n in order.
+    expect(figures.backlogInversions, "backlog messages out of seq order within a sync").to.equal(0);
+    expect(figures.orderedIncomplete, "conversations a seq-ordering client would not hold complete and in order").to.equal(0);
+    // One process's live stream keeps seq order; crossing processes it may not (seqInversions, printed).
+    expect(oneProcess.conversations, "conversations served by one process end to end").to.be.greaterThan(0);
+    expect(oneProcess.inversions, "out-of-seq arrivals within one process's live stream").to.equal(0);
     expect(figures.sentLeft, `message_delivery rows still 'sent' after ${settled ? "settling" : "the 60 s settle timeout"}`).to.equal(0);
     expect(ackedDuringOutage, "sends keep being stored while Redis is down").to.be.greaterThan(0);
     expect(readyDuring, "/readyz while Redis is down").to.deep.equal(nodes.map(() => 503));

@@ -25,7 +25,12 @@ export type Figures = {
   strayRows: number;
   sentLeft: number;
   seqGaps: number;
+  /** First arrivals with a lower seq than one already received (allowed: docs/protocol.md "Ordering and gaps"). */
   seqInversions: number;
+  /** Backlog messages out of seq order within one sync's pages (promised: none). */
+  backlogInversions: number;
+  /** Recipient conversations a client ordering by seq, as the SDK does, would not hold as 1..n in order (promised: none). */
+  orderedIncomplete: number;
   duplicateReplies: number;
   unavailable: number;
   otherErrors: number;
@@ -72,8 +77,13 @@ export async function collectFigures(pg: Client, stats: FloodStats, recipients: 
   let rawReceived = 0;
   let uniqueReceived = 0;
   let seqInversions = 0;
+  let backlogInversions = 0;
+  let orderedIncomplete = 0;
+  const conversations = await messagesPerConversation(pg);
   for (const rcpt of recipients) {
     seqInversions += rcpt.seqInversions;
+    backlogInversions += rcpt.order.backlogInversions;
+    orderedIncomplete += rcpt.order.orderedIncomplete(conversations.get(rcpt.userId) ?? new Map()).length;
     const want = expected.get(rcpt.userId) ?? new Set<string>();
     expectedDeliveries += want.size;
     for (const id of want) {
@@ -117,10 +127,26 @@ export async function collectFigures(pg: Client, stats: FloodStats, recipients: 
     sentLeft,
     seqGaps,
     seqInversions,
+    backlogInversions,
+    orderedIncomplete,
     duplicateReplies: stats.duplicateReplies,
     unavailable: stats.unavailable,
     otherErrors: stats.otherErrors,
   };
+}
+
+/** For each recipient of direct messages: how many messages each of its conversations holds. */
+async function messagesPerConversation(pg: Client): Promise<Map<string, Map<string, number>>> {
+  const { rows } = await pg.query<{ to_user_id: string; conversation_id: string; n: number }>(
+    "SELECT to_user_id, conversation_id, count(*)::int AS n FROM messages WHERE to_user_id IS NOT NULL GROUP BY 1, 2",
+  );
+  const byRecipient = new Map<string, Map<string, number>>();
+  for (const r of rows) {
+    const counts = byRecipient.get(r.to_user_id) ?? new Map<string, number>();
+    counts.set(r.conversation_id, r.n);
+    byRecipient.set(r.to_user_id, counts);
+  }
+  return byRecipient;
 }
 
 /** Polls until every recipient has everything addressed to it and no row is left 'sent'. */
@@ -169,6 +195,7 @@ export function printFigures(name: string, f: Figures, extra: Record<string, str
   const detail =
     `(ackedLost=${f.ackedLost} notStored=${f.notStored} undelivered=${f.undelivered} misaddressed=${f.misaddressed} ` +
     `okIdMismatch=${f.okIdMismatch} strayRows=${f.strayRows} sentLeft=${f.sentLeft} seqGaps=${f.seqGaps} seqInversions=${f.seqInversions} ` +
+    `backlogInversions=${f.backlogInversions} orderedIncomplete=${f.orderedIncomplete} ` +
     `duplicateReplies=${f.duplicateReplies} unavailable=${f.unavailable} otherErrors=${f.otherErrors})`;
   const rest = Object.entries(extra)
     .map(([k, v]) => `${k}=${v}`)

@@ -1,16 +1,47 @@
-import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, rename, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import Chromium from "@sparticuz/chromium";
 import { chromium, type Browser } from "playwright-core";
 
-/** Debian's chromium (`apt-get install chromium`; .ci/run installs it when missing). */
-export function chromiumPath(): string {
-  return execFileSync("which", ["chromium"], { encoding: "utf8" }).trim();
+/**
+ * The Chromium that `npm install` brought: `@sparticuz/chromium` ships a headless build
+ * inside its npm package (brotli-packed; it links only libc, libgcc and libexpat), so the
+ * tests need no system browser and no download. It unpacks into the OS temp folder, where
+ * it would share `/tmp/chromium` with anything else using the package and could leave a
+ * half-written binary if killed mid-way; so each version is unpacked once into its own
+ * folder, under a temporary name renamed into place only when complete (about 1.5 s, 210 MB).
+ */
+export async function chromiumPath(): Promise<string> {
+  // Its package.json is not exported: read it beside the entry point (build/index.js).
+  const manifest = join(dirname(require.resolve("@sparticuz/chromium")), "..", "package.json");
+  const { version } = JSON.parse(readFileSync(manifest, "utf8")) as { version: string };
+  const dir = join(tmpdir(), `ticks-chromium-${version}`);
+  const binary = join(dir, "chromium");
+  if (existsSync(binary)) return binary;
+  const partial = `${dir}.${process.pid}.partial`;
+  await rm(partial, { recursive: true, force: true });
+  await mkdir(partial, { recursive: true });
+  // The package unpacks into os.tmpdir(), which reads TMPDIR on each call.
+  const savedTmpdir = process.env.TMPDIR;
+  process.env.TMPDIR = partial;
+  try {
+    await Chromium.executablePath();
+  } finally {
+    if (savedTmpdir === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = savedTmpdir;
+  }
+  // Another test process may have finished first: its copy is as good as ours.
+  await rename(partial, dir).catch(() => rm(partial, { recursive: true, force: true }));
+  return binary;
 }
 
 /** A headless Chromium this test process owns; close() ends it. */
-export function launchChromium(): Promise<Browser> {
+export async function launchChromium(): Promise<Browser> {
   const root = process.getuid?.() === 0;
   return chromium.launch({
-    executablePath: chromiumPath(),
+    executablePath: await chromiumPath(),
     headless: true,
     args: [
       ...(root ? ["--no-sandbox"] : []),

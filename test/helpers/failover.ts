@@ -3,6 +3,7 @@
  * disconnect or a refused connection they open a fresh socket to the next node.
  */
 import type { Message, Reply, SendRequest, SendResult } from "../../src/protocol";
+import { ArrivalOrder } from "./arrivalOrder";
 import { clientSocket, type ClientSocket } from "./socket";
 import { waitFor } from "./wait";
 
@@ -178,9 +179,13 @@ export class FailoverRecipient extends FailoverSocket {
   readonly arrivedAt = new Map<string, number>();
   /** Messages whose `to` was someone else. */
   readonly misaddressed: Message[] = [];
+  /** The order messages arrived in, against what the docs promise. */
+  readonly order = new ArrivalOrder();
+
   /** First arrivals with a lower seq than one already received in that conversation. */
-  seqInversions = 0;
-  private readonly maxSeq = new Map<string, number>();
+  get seqInversions(): number {
+    return this.order.totalInversions;
+  }
 
   protected attach(socket: ClientSocket, generation: number): void {
     const record = (m: Message) => {
@@ -189,19 +194,19 @@ export class FailoverRecipient extends FailoverSocket {
       if (this.received.has(m.id)) return;
       this.received.set(m.id, m);
       this.arrivedAt.set(m.id, Date.now());
-      const max = this.maxSeq.get(m.conversationId) ?? 0;
-      if (m.seq < max) this.seqInversions++;
-      else this.maxSeq.set(m.conversationId, m.seq);
     };
+    this.order.newSync();
     socket.on("message:new", (m, ack) => {
       this.liveRaw++;
       record(m);
+      this.order.live(m);
       ack();
     });
     socket.on("message:backlog", (page, ack) => {
       this.backlogPages++;
       this.backlogRaw += page.messages.length;
       page.messages.forEach(record);
+      this.order.backlog(page.messages);
       ack();
     });
     socket.on("sync:complete", () => {

@@ -30,7 +30,7 @@ import type { BatchRow, TargetPlan } from "./batchPlan";
  * included.
  *
  * Runs as a named statement with one generic plan (database.ts: createHotPathDatabase):
- * every table is reached by key from the batch's rows. Checked with bench/explain.ts.
+ * every table is reached by key from the batch's rows. Checked with bench/investigations/explain.ts.
  */
 const writeText = (push: string) => `WITH v AS (
      SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],

@@ -3,7 +3,7 @@
  * ≤ 100 MB), then 20 concurrent downloads of those files. The server is a child process (the compiled one, disk store); this process
  * asks for the upload URLs over a socket and streams the bodies from one reused 1 MiB
  * buffer, so its own memory does not count. The server's RSS is read from /proc every
- * 20 ms. Usage: npm run build && node --import tsx bench/media-upload.ts [--uploads 20] [--mib 64]
+ * 20 ms. Usage: npm run build && node --import tsx bench/investigations/media-upload.ts [--uploads 20] [--mib 64]
  */
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm, stat } from "node:fs/promises";
@@ -11,10 +11,10 @@ import { request } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import type { MediaUploadResult } from "../src/protocol";
-import { createTestDatabase } from "../test/helpers/database";
-import { spawnNode } from "../test/helpers/processes";
-import { clientSocket, connectSocket } from "../test/helpers/socket";
+import type { MediaUploadResult } from "../../src/protocol";
+import { createTestDatabase } from "../../test/helpers/database";
+import { spawnNode } from "../../test/helpers/processes";
+import { clientSocket, connectSocket } from "../../test/helpers/socket";
 
 const { values } = parseArgs({ options: { uploads: { type: "string", default: "20" }, mib: { type: "string", default: "64" } } });
 const UPLOADS = Number(values.uploads);

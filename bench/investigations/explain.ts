@@ -5,8 +5,8 @@
  * sequential scans off), each in a transaction that is rolled back, plus the same
  * statement timed from the client without EXPLAIN.
  *
- *   node --import tsx bench/explain.ts --url postgres://…/seeded   # a database from bench/seed.ts
- *   node --import tsx bench/explain.ts --messages 2000000           # seeds a fresh one, dropped after
+ *   node --import tsx bench/investigations/explain.ts --url postgres://…/seeded   # a database from bench/investigations/seed.ts
+ *   node --import tsx bench/investigations/explain.ts --messages 2000000           # seeds a fresh one, dropped after
  *   … --plans                                                       # also print the plans
  *
  * The batch is the bench's shape under load: 50 senders, 4 messages each (200) into 50
@@ -17,18 +17,18 @@ import { Client } from "pg";
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { prepareValue } = require("pg/lib/utils") as { prepareValue(v: unknown): unknown };
 import { v7 as uuidv7 } from "uuid";
-import { createTestDatabase } from "../test/helpers/database";
-import { createDatabase } from "../src/storage/database";
-import { INSERT_USERS, SqlMessageStore } from "../src/storage/SqlMessageStore";
-import { BACKLOG } from "../src/storage/messageReads";
-import { RECEIPT } from "../src/storage/receipts";
-import { FIND_STORED } from "../src/storage/append/reads";
-import { WRITE, writeValues } from "../src/storage/append/writeStatement";
-import type { BatchRow } from "../src/storage/append/batchPlan";
-import { directKey } from "../src/messaging/routing";
-import type { Statement } from "../src/storage/prepared";
-import { migratedDatabase } from "./lib/ticks";
-import { seedHistory } from "./lib/seed";
+import { createTestDatabase } from "../../test/helpers/database";
+import { createDatabase } from "../../src/storage/database";
+import { INSERT_USERS, SqlMessageStore } from "../../src/storage/SqlMessageStore";
+import { BACKLOG } from "../../src/storage/messageReads";
+import { RECEIPT } from "../../src/storage/receipts";
+import { FIND_STORED } from "../../src/storage/append/reads";
+import { WRITE, writeValues } from "../../src/storage/append/writeStatement";
+import type { BatchRow } from "../../src/storage/append/batchPlan";
+import { directKey } from "../../src/messaging/routing";
+import type { Statement } from "../../src/storage/prepared";
+import { migratedDatabase } from "../lib/ticks";
+import { seedHistory } from "../lib/seed";
 
 const PAIRS = 50;
 const PER_SENDER = 4;
@@ -99,7 +99,7 @@ async function explain(c: Client, stmt: Statement, types: string[], values: () =
 
 async function main(): Promise<void> {
   const o = new Command()
-    .option("--url <url>", "a seeded database (bench/seed.ts); default: a fresh one seeded here and dropped")
+    .option("--url <url>", "a seeded database (bench/investigations/seed.ts); default: a fresh one seeded here and dropped")
     .option("--messages <n>", "messages to seed when no --url", Number, 2_000_000)
     .option("--reps <n>", "runs per statement (the median is shown)", Number, 7)
     .option("--plans", "print each plan")

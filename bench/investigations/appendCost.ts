@@ -1,10 +1,12 @@
 /**
  * The write path on its own, without sockets: how long one group commit of `--batch` text
  * messages takes (the three reads and the one write statement), on a table already holding
- * `--prefill` messages, plus EXPLAIN ANALYZE of one write statement. With `--entries`, also
- * batches of reactions and edits, which go through the same statement.
+ * `--prefill` messages. With `--entries`, also batches of reactions and edits, which go
+ * through the same statement. (It also ran EXPLAIN ANALYZE of the write statement, caught
+ * through Knex's query event; the statement has run as a prepared pg statement since, out of
+ * Knex's sight, and bench/investigations/explain.ts measures it as the server runs it.)
  *
- *   node --import tsx bench/appendCost.ts [--prefill 200000] [--batch 64] [--batches 300] [--entries]
+ *   node --import tsx bench/investigations/appendCost.ts [--prefill 200000] [--batch 64] [--batches 300] [--entries]
  *
  * Needs PostgreSQL at TEST_DATABASE_ADMIN_URL (default: local, trust). Written to compare
  * two checkouts of the same code (docs/benchmarks.md, "Edits, deletes and reactions"): the
@@ -12,9 +14,9 @@
  */
 import { Client } from "pg";
 import { v7 as uuidv7 } from "uuid";
-import { createDatabase, migrateToLatest } from "../src/storage/database";
-import { SqlMessageStore } from "../src/storage/SqlMessageStore";
-import { createTestDatabase } from "../test/helpers/database";
+import { createDatabase, migrateToLatest } from "../../src/storage/database";
+import { SqlMessageStore } from "../../src/storage/SqlMessageStore";
+import { createTestDatabase } from "../../test/helpers/database";
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -72,39 +74,6 @@ async function main(): Promise<void> {
       );
     };
     await time("text", text);
-
-    // One more text batch, with the write statement captured for EXPLAIN ANALYZE.
-    let captured: { sql: string; bindings: unknown[] } | undefined;
-    const capture = (q: { sql: string; bindings: unknown[] }) => {
-      if (/INSERT INTO message_delivery/.test(q.sql)) captured = q;
-    };
-    db.on("query", capture);
-    await batch(text);
-    db.off("query", capture);
-    // EXPLAIN ANALYZE of the same batch, EXPLAINS times, each under fresh ids and clientMsgIds
-    // (the first and fifth arrays; else the unique keys refuse it) and rolled back: medians of
-    // planning and execution time, and one plan's trigger lines.
-    const EXPLAINS = arg("explains", 30);
-    const planning: number[] = [];
-    const execution: number[] = [];
-    let lines: string[] = [];
-    for (let e = 0; e < EXPLAINS; e++) {
-      const bindings = [...captured!.bindings] as unknown[][];
-      bindings[0] = bindings[0]!.map(() => uuidv7());
-      bindings[4] = bindings[4]!.map((c) => `${c}-explain-${e}`);
-      await pg.query("BEGIN");
-      const plan = await pg.query(`EXPLAIN (ANALYZE, BUFFERS, SUMMARY ON) ${captured!.sql}`, bindings);
-      await pg.query("ROLLBACK");
-      lines = plan.rows.map((r) => r["QUERY PLAN"] as string);
-      const ms = (label: string) => Number(/([\d.]+) ms/.exec(lines.find((l) => l.startsWith(label))!)![1]);
-      planning.push(ms("Planning Time"));
-      execution.push(ms("Execution Time"));
-    }
-    console.log(
-      `write statement, ${BATCH} text messages, EXPLAIN ANALYZE x${EXPLAINS} (rolled back): ` +
-        `planning median ${quantile(planning, 0.5).toFixed(3)} ms, execution median ${quantile(execution, 0.5).toFixed(3)} ms`,
-    );
-    for (const line of lines.filter((l) => /^Trigger/.test(l))) console.log(`  ${line.trim()}`);
 
     if (ENTRIES) {
       // Reactions and edits on recent messages: the same group commit, the same statement.

@@ -3,16 +3,16 @@
  * shared DeadlineQueue, one timer), against the naive way (a setTimeout with a closure per
  * socket). Heap is read after a forced full GC; times are medians of repeated runs.
  *
- *   node --expose-gc --import tsx bench/token-timers.ts [--sockets 10000]
+ *   node --expose-gc --import tsx bench/investigations/token-timers.ts [--sockets 10000]
  *
  * The sockets are stand-ins with the fields TokenLifetimes touches (id, data, on, emit,
  * disconnect), created before the first reading so only the tracking itself is measured.
  */
 import { randomBytes } from "node:crypto";
-import { createLogger } from "../src/log";
-import { DeadlineQueue } from "../src/auth/DeadlineQueue";
-import { TokenLifetimes } from "../src/transport/TokenLifetimes";
-import type { TicksSocket } from "../src/transport/types";
+import { createLogger } from "../../src/log";
+import { DeadlineQueue } from "../../src/auth/DeadlineQueue";
+import { TokenLifetimes } from "../../src/transport/TokenLifetimes";
+import type { TicksSocket } from "../../src/transport/types";
 
 const N = Number(process.argv[process.argv.indexOf("--sockets") + 1] || 10_000) || 10_000;
 const gc = (globalThis as { gc?: () => void }).gc;

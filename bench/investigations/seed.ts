@@ -1,14 +1,14 @@
 /**
  * Seeds a Ticks database with an old history (see bench/lib/seed.ts), for EXPLAIN work by
- * hand or for bench/explain.ts. The bench's history scenario uses the same code.
+ * hand or for bench/investigations/explain.ts. The bench's history scenario uses the same code.
  *
- *   node --import tsx bench/seed.ts --messages 2000000                  # new database, URL printed
- *   node --import tsx bench/seed.ts --url postgres://…/mydb --messages 5000000
+ *   node --import tsx bench/investigations/seed.ts --messages 2000000                  # new database, URL printed
+ *   node --import tsx bench/investigations/seed.ts --url postgres://…/mydb --messages 5000000
  */
 import { Command } from "commander";
-import { createTestDatabase } from "../test/helpers/database";
-import { migratedDatabase } from "./lib/ticks";
-import { seedHistory } from "./lib/seed";
+import { createTestDatabase } from "../../test/helpers/database";
+import { migratedDatabase } from "../lib/ticks";
+import { seedHistory } from "../lib/seed";
 
 async function main(): Promise<void> {
   const o = new Command()

@@ -5,18 +5,18 @@
  * batch (one grouped UPDATE; with pushes on it also deletes the outbox rows). Modes alternate round by round on one
  * fresh database, so drift (table growth, a noisy neighbour) hits all three alike.
  *
- *   node --import tsx bench/push-write.ts [--batch 64] [--batches 40] [--rounds 6]
+ *   node --import tsx bench/investigations/push-write.ts [--batch 64] [--batches 40] [--rounds 6]
  *
  * docs/push.md has the figures.
  */
 import { Command } from "commander";
 import { v7 as uuidv7 } from "uuid";
-import { createDatabase, migrateToLatest } from "../src/storage/database";
-import { appendBatch } from "../src/storage/append/appendBatch";
-import { SqlMessageStore } from "../src/storage/SqlMessageStore";
-import type { AppendRequest } from "../src/messaging/ports";
-import { benchDatabase } from "./lib/ticks";
-import { summarize } from "./lib/stats";
+import { createDatabase, migrateToLatest } from "../../src/storage/database";
+import { appendBatch } from "../../src/storage/append/appendBatch";
+import { SqlMessageStore } from "../../src/storage/SqlMessageStore";
+import type { AppendRequest } from "../../src/messaging/ports";
+import { benchDatabase } from "../lib/ticks";
+import { summarize } from "../lib/stats";
 
 const opts = new Command()
   .option("--batch <n>", "messages per append statement", "64")
