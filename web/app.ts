@@ -268,9 +268,7 @@ async function main(): Promise<void> {
     const conversation = currentConversation();
     const target = conversation ? { conversationId: conversation.id } : { to: peer() };
     const caption = messageField.value;
-    attach.value = "";
-    messageField.value = "";
-    notice.textContent = "";
+    attach.value = messageField.value = notice.textContent = "";
     describeFile(file, caption)
       .then((options) => client!.sendMedia(target, file, options))
       .then(
