@@ -74,11 +74,17 @@ export function createApp(deps: AppDeps): TicksApp {
   const cluster = deps.cluster ?? localCluster(config);
   const metrics = deps.metrics ?? new Metrics();
   const checks: ReadinessCheck[] = [{ name: "database", check: () => store.ping() }, ...cluster.readiness];
+  const inflight = new Set<Promise<unknown>>();
+  let closing = false;
+  const track = (work: Promise<unknown>): void => {
+    inflight.add(work);
+    void work.finally(() => inflight.delete(work));
+  };
   const media = new MediaService(deps.media.store, deps.media.catalog, clock, config.media, log);
   // The disk store's bytes come and go through this server; a bucket's go to the bucket.
   const mediaStore = deps.media.store;
   const routes =
-    mediaStore instanceof DiskMediaStore ? [mediaRoutes({ store: mediaStore, catalog: deps.media.catalog, signer: deps.media.signer, clock, log })] : [];
+    mediaStore instanceof DiskMediaStore ? [mediaRoutes({ store: mediaStore, catalog: deps.media.catalog, signer: deps.media.signer, clock, log, track })] : [];
   const assets = staticAssets({
     webApp: config.webApp,
     authMode: config.auth.mode,
@@ -130,12 +136,6 @@ export function createApp(deps: AppDeps): TicksApp {
   cluster.nodeDeaths?.subscribe((death) => void redeliverer.nodeDied(death));
   const push = createPush(config, deps.pushStore, clock, log, metrics);
 
-  const inflight = new Set<Promise<unknown>>();
-  let closing = false;
-  const track = (work: Promise<unknown>): void => {
-    inflight.add(work);
-    void work.finally(() => inflight.delete(work));
-  };
 
   const jwksWarn = throttledWarn(log);
   const verifier =

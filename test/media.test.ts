@@ -1,4 +1,5 @@
 import { mkdtemp, readdir, rm } from "node:fs/promises";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect } from "chai";
@@ -147,6 +148,35 @@ for (const kind of ["disk", "s3"] as const) {
         }
       }
     });
+
+    if (kind === "disk") {
+      it("a node shutting down finishes an upload in progress (and records it) before it closes", async () => {
+        const node = await startServer(db.url, { DATA_DIR: dataDir }, clock);
+        const alice = await connect(uniqueId("alice"), node);
+        const bytes = Buffer.alloc(200_000, 3);
+        const target = await askUpload(alice, bytes, "video/mp4");
+        const url = new URL(absolute(target.url, urlOf(node)));
+        const answer = new Promise<number>((resolve, reject) => {
+          const req = request(url, { method: "PUT", headers: { ...target.headers, "content-length": bytes.length } }, (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          });
+          req.on("error", reject);
+          req.write(bytes.subarray(0, 100_000));
+          // Half the body is in; the node is told to stop; then the rest arrives.
+          setTimeout(() => {
+            const stopped = node.stop();
+            // Long after a close with nothing else in flight would have closed the database.
+            setTimeout(() => req.end(bytes.subarray(100_000)), 1500);
+            void stopped;
+          }, 200);
+        });
+        expect(await answer).to.equal(200);
+        expect(await stored(target.mediaId)).to.equal(bytes.length);
+        const row = await pg.query("SELECT stored_at FROM media WHERE media_id = $1", [target.mediaId]);
+        expect(row.rows[0].stored_at).to.not.equal(null);
+      });
+    }
 
     describe("bad input: refused, and nothing is stored", () => {
       it("refuses a size over MEDIA_MAX_BYTES (TOO_LARGE), zero, negative or not a whole number", async () => {

@@ -7,6 +7,7 @@ import { contentDisposition } from "../media/disposition";
 import type { DiskMediaStore } from "../media/DiskMediaStore";
 import type { MediaCatalog } from "../media/ports";
 import type { UrlSigner } from "../media/UrlSigner";
+import { StorageUnavailableError } from "../protocol/errors";
 import { UUID } from "../protocol/ids";
 import { byteRange } from "./byteRange";
 
@@ -16,6 +17,8 @@ export type MediaRouteDeps = {
   signer: UrlSigner;
   clock: Clock;
   log: Logger;
+  /** Shutdown waits for what is registered here: an upload in progress finishes (and is recorded) first. */
+  track: (work: Promise<unknown>) => void;
 };
 
 /**
@@ -41,6 +44,8 @@ export function mediaRoutes(deps: MediaRouteDeps) {
     const id = path.slice("/media/".length);
     const query = new URLSearchParams((req.url ?? "").split("?")[1] ?? "");
     const fail = (err: unknown) => {
+      // The database down is the client's to retry (as UNAVAILABLE on the socket); anything else is a bug.
+      if (err instanceof StorageUnavailableError) return refuse(res, 503, "storage is unavailable, retry later");
       deps.log.error({ err, mediaId: id }, "media request failed");
       if (!res.headersSent) refuse(res, 500, "media request failed");
       else res.destroy();
@@ -55,7 +60,7 @@ export function mediaRoutes(deps: MediaRouteDeps) {
       res.end();
     } else if (!UUID.test(id)) refuse(res, 404, "not found");
     else if (req.method === "GET" || req.method === "HEAD") download(deps, id, query, req, res).catch(fail);
-    else if (req.method === "PUT") upload(deps, id, query, req, res).catch(fail);
+    else if (req.method === "PUT") deps.track(upload(deps, id, query, req, res).catch(fail));
     else refuse(res, 405, "method not allowed");
     return true;
   };

@@ -102,7 +102,7 @@ mediaStoreContract("disk, served by its HTTP routes", async (catalog) => {
   const dir = await mkdtemp(path.join(tmpdir(), "ticks-media-contract-"));
   const signer = new UrlSigner(Buffer.from("contract-test-key-contract-test-key"));
   const store = new DiskMediaStore(dir, signer);
-  const route = mediaRoutes({ store, catalog, signer, clock: systemClock, log: createLogger("silent") });
+  const route = mediaRoutes({ store, catalog, signer, clock: systemClock, log: createLogger("silent"), track: () => {} });
   const server: Server = createServer((req, res) => {
     if (!route(req, res, (req.url ?? "/").split("?")[0]!)) res.writeHead(404).end();
   });
