@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { AppError } from "./errors";
 import { APP_ID, CLIENT_MSG_ID, MIME, THUMBNAIL, USER_ID, UUID } from "./ids";
-import { contentLength } from "./packets";
+import { contentLength, THUMBNAIL_BYTES } from "./packets";
 
 // Kept here too for the server; the definition is zod-free so the SDK can import it without zod.
 export { contentLength };
@@ -32,7 +32,7 @@ export const LIMITS = {
   /** Longest reaction, in code points. */
   emojiLength: 32,
   /** A media thumbnail: the whole `data:` URL, in characters (all ASCII: bytes too). */
-  thumbnailLength: 16 * 1024,
+  thumbnailLength: THUMBNAIL_BYTES,
   mimeLength: 127,
   mediaNameLength: 255,
 } as const;
