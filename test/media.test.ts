@@ -149,6 +149,19 @@ for (const kind of ["disk", "s3"] as const) {
       }
     });
 
+    it("in a group: every member can fetch and forward it, nobody else", async () => {
+      const [alice, bob, carol] = await Promise.all([connect(uniqueId("alice")), connect(uniqueId("bob")), connect(uniqueId("carol"))]);
+      const group = okReply(await alice.request("group:create", { title: "trip", members: [bob.userId] }));
+      const mediaId = await upload(alice, urlOf(a), Buffer.from("group photo"), "image/jpeg");
+      expectOk(await alice.request("message:send", { clientMsgId: uniqueId("g"), conversationId: group.conversationId, content: "", media: { mediaId } }));
+      expectOk(await bob.request("media:url", { mediaId }));
+      expectError(await carol.request("media:url", { mediaId }), "NOT_FOUND");
+      expectError(await sendMedia(carol, bob.userId, { mediaId }), "BAD_REQUEST");
+      expectOk(await sendMedia(bob, carol.userId, { mediaId }));
+      // Carol now sees it through bob's forward.
+      expectOk(await carol.request("media:url", { mediaId }));
+    });
+
     if (kind === "disk") {
       it("a node shutting down finishes an upload in progress (and records it) before it closes", async () => {
         const node = await startServer(db.url, { DATA_DIR: dataDir }, clock);
