@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { Transform, type Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -51,6 +51,21 @@ export class DiskMediaStore implements MediaStore {
 
   async remove(mediaIds: string[]): Promise<void> {
     for (const id of mediaIds) await rm(this.fileOf(id), { force: true });
+  }
+
+  async removeLeftovers(before: Date): Promise<number> {
+    const partialDir = path.join(this.dir, ".partial");
+    const names = await readdir(partialDir).catch((err: NodeJS.ErrnoException) => (err.code === "ENOENT" ? [] : Promise.reject(err)));
+    let removed = 0;
+    for (const name of names) {
+      const file = path.join(partialDir, name);
+      const info = await stat(file).catch(() => null);
+      if (info && info.mtime < before) {
+        await rm(file, { force: true });
+        removed++;
+      }
+    }
+    return removed;
   }
 
   /**

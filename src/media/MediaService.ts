@@ -97,15 +97,16 @@ export class MediaService {
   /**
    * Removes the bytes no retained message refers to (its messages were deleted for everyone
    * or expired), and uploads never sent within the unsent limit. Rows go to the trash first,
-   * then the bytes, then the trash rows: see MediaCatalog.trashUnreferenced. Returns how
-   * many uploads' bytes were removed.
+   * then the bytes, then the trash rows: see MediaCatalog.trashUnreferenced. Also removes
+   * what uploads cut short by a crash left in the store. Returns how many were removed.
    */
   async sweep(batchSize = 1000, maxBatches = 100): Promise<number> {
     const unsentBefore = new Date(this.clock.now().getTime() - this.options.unsentTtlMs);
     for (let i = 0; i < maxBatches; i++) {
       if ((await this.catalog.trashUnreferenced(unsentBefore, batchSize)) < batchSize) break;
     }
-    let removed = 0;
+    // Partial files of uploads a crash cut short: nothing still in progress is a day old.
+    let removed = (await this.store.removeLeftovers?.(unsentBefore)) ?? 0;
     for (let i = 0; i < maxBatches; i++) {
       const ids = await this.catalog.trashed(batchSize);
       if (ids.length === 0) break;

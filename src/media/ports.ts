@@ -38,6 +38,12 @@ export interface MediaStore {
   storedSize(mediaId: string): Promise<number | null>;
   /** Removes the bytes of these ids; ids with no bytes are fine. */
   remove(mediaIds: string[]): Promise<void>;
+  /**
+   * Removes what uploads cut short by a crash left behind, if the store keeps any (the disk
+   * store's partial files), last written before `before`; returns how many. (An S3 PUT is
+   * all or nothing: it leaves nothing.)
+   */
+  removeLeftovers?(before: Date): Promise<number>;
 }
 
 /** What the database knows about uploads. Every method throws StorageUnavailableError when the database fails. */

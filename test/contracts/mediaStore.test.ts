@@ -1,6 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { mkdtemp, rm } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect } from "chai";
@@ -134,4 +135,27 @@ mediaStoreContract("s3, against s3rver", async () => {
       await bucket.close();
     },
   };
+});
+
+describe("DiskMediaStore: what an upload cut short by a crash leaves", () => {
+  it("removeLeftovers removes partial files last written before the cut-off, and only those", async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), "ticks-media-partial-"));
+    try {
+      const store = new DiskMediaStore(dir, new UrlSigner(Buffer.from("contract-test-key-contract-test-key")));
+      await mkdir(path.join(dir, ".partial"));
+      const old = path.join(dir, ".partial", `${uuidv7()}.aaaaaa`);
+      const fresh = path.join(dir, ".partial", `${uuidv7()}.bbbbbb`);
+      await writeFile(old, "half an upload");
+      await writeFile(fresh, "an upload in progress");
+      const twoDaysAgo = new Date(Date.now() - 48 * 3_600_000);
+      await utimes(old, twoDaysAgo, twoDaysAgo);
+      expect(await store.removeLeftovers(new Date(Date.now() - 24 * 3_600_000))).to.equal(1);
+      expect(existsSync(old)).to.equal(false);
+      expect(existsSync(fresh)).to.equal(true);
+      // No .partial folder at all (nothing was ever uploaded): nothing to do.
+      expect(await new DiskMediaStore(path.join(dir, "none"), new UrlSigner(Buffer.alloc(32))).removeLeftovers(new Date())).to.equal(0);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
