@@ -17,6 +17,11 @@
  * harness reads heap, RSS and event-loop lag the same way from both. Whatever Ticks costs
  * beyond this is storage, validation and bookkeeping.
  *
+ * Groups, for the 1,024-member fan-out (bench/scenarios/group.ts): `group:create` keeps the
+ * members in memory, and `message:send` with a `conversationId` offers the message to every
+ * other member's sockets, each with an acknowledgement, and sends the sender one
+ * `message:status` per recipient on its first acknowledgement, as Ticks does.
+ *
  * Run: node --expose-gc --import tsx bench/relay.ts (PORT, HOST from the environment).
  */
 import { createServer } from "node:http";
@@ -58,6 +63,8 @@ export function startRelay(port: number, host: string): Promise<number> {
     return c;
   };
 
+  const groups = new Map<string, { members: string[]; seq: number }>();
+
   const sockets = io.of("/").sockets;
   function* socketsOf(userId: string) {
     for (const id of io.of("/").adapter.rooms.get(userRoom(userId)) ?? []) {
@@ -81,8 +88,18 @@ export function startRelay(port: number, host: string): Promise<number> {
     // Nothing is stored, so there is never a backlog.
     socket.emit("sync:complete", { delivered: 0 });
 
+    socket.on("group:create", (req, ack) => {
+      if (typeof ack !== "function") return;
+      if (!Array.isArray(req?.members)) return ack({ ok: false, error: { code: "BAD_REQUEST", message: "members" } });
+      const id = randomUUID();
+      groups.set(id, { members: [...new Set([from, ...req.members])], seq: 0 });
+      ack({ ok: true, conversationId: id });
+    });
+
     socket.on("message:send", (req, ack) => {
       if (typeof ack !== "function") return;
+      const group = typeof req?.conversationId === "string" ? groups.get(req.conversationId) : undefined;
+      if (group) return sendToGroup(from, socket.id, req.conversationId!, group, String(req.clientMsgId), String(req.content), ack);
       const to = req?.to;
       if (typeof to !== "string" || typeof req.content !== "string" || typeof req.clientMsgId !== "string") {
         return ack({ ok: false, error: { code: "BAD_REQUEST", message: "message:send needs to, clientMsgId, content" } });
@@ -106,6 +123,7 @@ export function startRelay(port: number, host: string): Promise<number> {
         deletedAt: null,
         reactions: [],
         media: null,
+        group: null,
       };
       ack({ ok: true, message, duplicate: false });
       // As Ticks does: a copy to the sender's other devices (none in the bench's load).
@@ -115,12 +133,53 @@ export function startRelay(port: number, host: string): Promise<number> {
         recipient.emit("message:new", message, () => {
           if (confirmed) return;
           confirmed = true;
-          const update = { messageIds: [message.id], status: "delivered" as const, by: to, at: new Date().toISOString() };
+          // No status stream in the relay: a cursor-sized placeholder keeps the packet the same size.
+          const update = { messageIds: [message.id], status: "delivered" as const, by: to, at: new Date().toISOString(), cursor: "x".repeat(48) };
           for (const sender of socketsOf(from)) sender.emit("message:status", update);
         });
       }
     });
   });
+
+  type SendAck = Parameters<ClientToServerEvents["message:send"]>[1];
+  type Group = { members: string[]; seq: number };
+  /** The same lifecycle for each other member of a group: an offer with an ack each, a status each. */
+  function sendToGroup(from: string, origin: string, id: string, group: Group, clientMsgId: string, content: string, ack: SendAck) {
+    if (!group.members.includes(from)) return ack({ ok: false, error: { code: "FORBIDDEN", message: "not a member" } });
+    const createdAt = new Date();
+    const message: Message = {
+      id: uuidv7(),
+      clientMsgId,
+      conversationId: id,
+      seq: ++group.seq,
+      from,
+      to: null,
+      content,
+      createdAt: createdAt.toISOString(),
+      expiresAt: new Date(createdAt.getTime() + MESSAGE_TTL_MS).toISOString(),
+      kind: "text",
+      refId: null,
+      editedAt: null,
+      deletedAt: null,
+      reactions: [],
+      group: null,
+      media: null,
+    };
+    ack({ ok: true, message, duplicate: false });
+    for (const own of socketsOf(from)) if (own.id !== origin) own.emit("message:new", message, () => {});
+    for (const member of group.members) {
+      if (member === from) continue;
+      let confirmed = false;
+      for (const recipient of socketsOf(member)) {
+        recipient.emit("message:new", message, () => {
+          if (confirmed) return;
+          confirmed = true;
+          const update = { messageIds: [message.id], status: "delivered" as const, by: member, at: new Date().toISOString(), cursor: "x".repeat(48) };
+          for (const sender of socketsOf(from)) sender.emit("message:status", update);
+        });
+      }
+    }
+  }
 
   return new Promise((resolve, reject) => {
     http.once("error", reject);

@@ -32,6 +32,8 @@ import { runAdapters } from "./scenarios/adapters";
 import { runRateLimit } from "./scenarios/rateLimit";
 import { runSlow } from "./scenarios/slow";
 import { runSoak } from "./scenarios/soak";
+import { runGroup } from "./scenarios/group";
+import { runGroupFlood } from "./scenarios/groupFlood";
 
 const SCENARIOS = {
   main: runMain,
@@ -44,10 +46,12 @@ const SCENARIOS = {
   "rate-limit": runRateLimit,
   slow: runSlow,
   soak: runSoak,
+  group: runGroup,
+  "group-flood": runGroupFlood,
 } satisfies Record<string, (ctx: Context) => Promise<ScenarioResult>>;
 type ScenarioName = keyof typeof SCENARIOS;
 /** What a run without --scenarios measures; the others (slow, soak: long) are asked for by name. */
-const DEFAULT_SCENARIOS: ScenarioName[] = ["main", "history", "backlog", "idle", "pm2"];
+const DEFAULT_SCENARIOS: ScenarioName[] = ["main", "history", "backlog", "idle", "pm2", "group"];
 
 const positive = (name: string) => (value: string) => {
   const n = Number(value);
@@ -83,6 +87,8 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
     .option("--slow-messages <n>", "messages of 4 KB to the device that stops reading (slow)", positiveInt("slow-messages"), 50_000)
     .option("--slow-warmup <n>", "warm-up messages to a device that reads, before (slow)", positiveInt("slow-warmup"), 10_000)
     .option("--soak-minutes <min>", "length of the soak run", positive("soak-minutes"), 10)
+    .option("--group-size <n>", "members of the group scenario's group, all connected", positiveInt("group-size"), 1024)
+    .option("--group-in-flight <n>", "messages outstanding from the group scenario's sender", positiveInt("group-in-flight"), 4)
     .addOption(
       new Option("-s, --scenarios <list>", `comma-separated: ${Object.keys(SCENARIOS).join(",")}`).default(DEFAULT_SCENARIOS.join(",")),
     )
@@ -125,6 +131,8 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
       slowMessages: o.slowMessages,
       slowWarmup: o.slowWarmup,
       soakMinutes: o.soakMinutes,
+      groupSize: o.groupSize,
+      groupInFlight: o.groupInFlight,
     },
   };
 }

@@ -138,13 +138,15 @@ function sample(kind: string): void {
   process.send?.({ bench: kind, at: Date.now(), heapUsed: m.heapUsed, rss: m.rss, active: active.size, inflight, ...counters });
   if (process.env.SOAK_MEMORY_LOG) {
     // What the live SDK clients hold (TicksClient.memory()): tells data held apart from leaks.
-    const held = { clients: 0, conversations: 0, cached: 0 };
+    const held = { clients: 0, conversations: 0, cached: 0, listed: 0, statuses: 0 };
     for (const s of active) {
       if (!(s.client instanceof TicksClient)) continue;
       const mem = s.client.memory();
       held.clients++;
       held.conversations += mem.conversations;
       held.cached += mem.cached;
+      held.listed += mem.listed;
+      held.statuses += mem.statuses;
     }
     console.error(`heap ${(m.heapUsed / 1048576).toFixed(1)} MB, live SDK clients hold ${JSON.stringify(held)}`);
   }

@@ -16,8 +16,13 @@ import { throttledWarn, type Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
 import { Redeliverer } from "./messaging/Redeliverer";
 import { MessagingService } from "./messaging/MessagingService";
+import { GroupService } from "./messaging/GroupService";
+import type { GroupStore } from "./messaging/groupPorts";
 import type { MessageStore } from "./messaging/ports";
 import { PresenceService } from "./messaging/PresenceService";
+import { StatusCursors } from "./messaging/StatusCursors";
+import type { StatusStreamStore } from "./messaging/statusPorts";
+import { StatusStream } from "./messaging/StatusStream";
 import type { PushStore } from "./messaging/pushPorts";
 import type { PushWorker } from "./messaging/PushWorker";
 import { createPush } from "./push/createPush";
@@ -30,13 +35,20 @@ import { TokenLifetimes } from "./transport/TokenLifetimes";
 import { acceptConnections, syncedLocalUsers } from "./transport/connection";
 import { originOptions } from "./transport/origins";
 import { SocketNotifier } from "./transport/SocketNotifier";
+import { listenForFanout } from "./transport/clusterFanout";
 import type { TicksServer } from "./transport/types";
 
 export type AppDeps = {
   config: Config;
   store: MessageStore;
+  /** Group membership changes and who may see what. */
+  groupStore: GroupStore;
   /** Pushkeys and the push outbox. */
   pushStore: PushStore;
+  /** v3: each user's status stream (status:sync, message:info). */
+  statusStore: StatusStreamStore;
+  /** Seals status stream cursors: StatusStreamStore.cursorKey(), read once at startup (32 bytes). */
+  cursorKey: Uint8Array;
   log: Logger;
   /** @default the system clock */
   clock?: Clock;
@@ -101,6 +113,7 @@ export function createApp(deps: AppDeps): TicksApp {
   });
 
   const notifier = new SocketNotifier(io, config.deliveryAckTimeoutMs, !cluster.adapter);
+  const statuses = new StatusStream(deps.statusStore, new StatusCursors(deps.cursorKey), clock);
   const messaging = new MessagingService(
     store,
     notifier,
@@ -118,7 +131,16 @@ export function createApp(deps: AppDeps): TicksApp {
       read: (n) => metrics.messagesRead.inc(n),
       redelivery: (reason, outcome, n) => n > 0 && metrics.redelivery.inc({ reason, outcome }, n),
     },
+    statuses,
     media,
+  );
+  const groups = new GroupService(
+    deps.groupStore,
+    store,
+    (from, message, recipients, origin) => messaging.publish(from, message, recipients, origin),
+    notifier,
+    clock,
+    { messageTtlMs: config.messageTtlMs, maxMembers: config.groupMaxMembers, createdPerHour: config.groupCreatePerHour },
   );
   // Four heartbeats fit in a tracker's deadline (see RedisPresenceTracker).
   const heartbeatMs = Math.max(50, Math.round(config.presenceTtlMs / 6));
@@ -145,9 +167,12 @@ export function createApp(deps: AppDeps): TicksApp {
   const tokens = new TokenLifetimes(verifier, config.tokenRefreshWindowMs, log);
   metrics.countTokenDeadlines = () => tokens.tracked;
   io.use(authMiddleware(verifier, log));
+  listenForFanout(io, (recipients, message) => messaging.offerHere(recipients, message));
   acceptConnections(io, {
     messaging,
     media,
+    groups,
+    statuses,
     presence,
     push: push.service,
     rateLimiter: cluster.rateLimiter,

@@ -75,6 +75,13 @@ const envSchema = z.object({
    * for a pasted burst or a reconnect's gap-fill (docs/rate-limits.md). 0: no burst. @default 500
    */
   RATE_LIMIT_BURST: int(0).default(500),
+  /** The most members a group may have, the creator included (group:create, group:add). @default 1024 */
+  GROUP_MAX_MEMBERS: int(2, 10_000).default(1024),
+  /**
+   * Groups one user may create in an hour, counted in the database across every node; 0 turns
+   * the cap off. @default 50
+   */
+  GROUP_CREATE_PER_HOUR: int(0).default(50),
   /** Messages in one `message:backlog` page. @default 100 */
   BACKLOG_PAGE_SIZE: int(1, 1000).default(100),
   /** How long the server waits for a device's `message:new` / backlog receipt. @default 10000 */
@@ -155,6 +162,8 @@ export type Config = {
   redeliveryAfterMs: number;
   rateLimitPerSec: number;
   rateLimitBurst: number;
+  groupMaxMembers: number;
+  groupCreatePerHour: number;
   deliveryAckTimeoutMs: number;
   maxSocketBufferBytes: number;
   logLevel: z.infer<typeof envSchema>["LOG_LEVEL"];
@@ -267,6 +276,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redeliveryAfterMs: e.REDELIVERY_AFTER_MS,
     rateLimitPerSec: e.RATE_LIMIT_EVENTS_PER_SEC,
     rateLimitBurst: e.RATE_LIMIT_BURST,
+    groupMaxMembers: e.GROUP_MAX_MEMBERS,
+    groupCreatePerHour: e.GROUP_CREATE_PER_HOUR,
     deliveryAckTimeoutMs: e.DELIVERY_ACK_TIMEOUT_MS,
     maxSocketBufferBytes: e.MAX_SOCKET_BUFFER_BYTES,
     logLevel: e.LOG_LEVEL,

@@ -243,10 +243,10 @@ describe("bad input", () => {
         ["a member id with a space", [{ ...ok, members: ["bob smith"] }]],
         ["a good member next to a bad one", [{ ...ok, members: [uniqueId("m"), "bad id"] }]],
         ["only the creator (1 member in all)", [{ ...ok, members: [aliceId] }]],
-        ["257 members beside the creator", [{ ...ok, members: ids(uniqueId("m"), 257) }]],
-        ["256 members beside the creator (257 in all)", [{ ...ok, members: ids(uniqueId("m"), 256) }]],
+        ["1025 members beside the creator", [{ ...ok, members: ids(uniqueId("m"), 1025) }]],
+        ["1024 members beside the creator (1025 in all, past GROUP_MAX_MEMBERS)", [{ ...ok, members: ids(uniqueId("m"), 1024) }]],
       ]);
-      // 256 in all, the creator included, is the limit.
+      // A group under the limit (GROUP_MAX_MEMBERS, 1024 in all by default) is created.
       const members = ids(uniqueId("m"), 255);
       const reply = await alice.request("group:create", { title: "full house", members });
       if (!reply.ok) expect.fail(`256 members: ${reply.error.code} ${reply.error.message}`);

@@ -305,4 +305,30 @@ describe("CLI client", function () {
       expect(await c.exitCode()).to.equal(0);
     });
   });
+
+  it("runs group create, add, remove, rename and leave, and prints every member's view as a line", async () => {
+    const [alice, bob, carol] = ["alice", "bob", "carol"].map(uniqueId) as [string, string, string];
+    const url = urlOf(server);
+    const a = cli("--user", alice, "--url", url);
+    const b = cli("--user", bob, "--url", url);
+    await Promise.all([a.line("synced (0 delivered)"), b.line("synced (0 delivered)")]);
+    a.write(`group create "Friday plans" ${bob}`);
+    await a.line(/^group created \S+ Friday plans$/);
+    a.write(`group add "Friday plans" ${carol}`);
+    await a.line(`group Friday plans: ${alice} added ${carol}`);
+    await b.line(`group Friday plans: ${alice} added ${carol}`);
+    a.write(`group rename "Friday plans" Saturday`);
+    await a.line(`group Saturday: ${alice} renamed the group to Saturday`);
+    await b.line(`group Saturday: ${alice} renamed the group to Saturday`);
+    a.write(`group remove Saturday ${carol}`);
+    await a.line(`group Saturday: ${alice} removed ${carol}`);
+    // bob is no admin: the server's refusal, one line.
+    b.write(`group remove Saturday ${alice}`);
+    await b.line(/^error FORBIDDEN: /);
+    b.write("group leave Saturday");
+    await b.line(`group Saturday: ${bob} left`);
+    await a.line(`group Saturday: ${bob} left`);
+    a.write("group leave nowhere");
+    await a.line(/^error: no group nowhere/);
+  });
 });

@@ -149,7 +149,7 @@ for (const kind of ["disk", "s3"] as const) {
       }
     });
 
-    it("in a group: every member can fetch and forward it, nobody else", async () => {
+    it("in a group: every member can fetch and forward it, nobody else; a removed member keeps only what came before", async () => {
       const [alice, bob, carol] = await Promise.all([connect(uniqueId("alice")), connect(uniqueId("bob")), connect(uniqueId("carol"))]);
       const group = okReply(await alice.request("group:create", { title: "trip", members: [bob.userId] }));
       const mediaId = await upload(alice, urlOf(a), Buffer.from("group photo"), "image/jpeg");
@@ -160,6 +160,12 @@ for (const kind of ["disk", "s3"] as const) {
       expectOk(await sendMedia(bob, carol.userId, { mediaId }));
       // Carol now sees it through bob's forward.
       expectOk(await carol.request("media:url", { mediaId }));
+      // Removed from the group, bob keeps what was before, and sees nothing sent after.
+      expectOk(await alice.request("group:remove", { clientMsgId: uniqueId("r"), conversationId: group.conversationId, userId: bob.userId }));
+      const later = await upload(alice, urlOf(a), Buffer.from("after bob left"), "image/jpeg");
+      expectOk(await alice.request("message:send", { clientMsgId: uniqueId("g"), conversationId: group.conversationId, content: "", media: { mediaId: later } }));
+      expectOk(await bob.request("media:url", { mediaId }));
+      expectError(await bob.request("media:url", { mediaId: later }), "NOT_FOUND");
     });
 
     if (kind === "disk") {

@@ -70,14 +70,23 @@ describe("embedded PGlite (no DATABASE_URL)", function () {
       ["delete", ""],
     ]);
 
+    // Membership changes and a group send after them (the append statement's membership check).
+    const removal = await alice.request("group:remove", { clientMsgId: "k6", conversationId: group.conversationId, userId: c });
+    expect(removal.ok && removal.message.group?.action).to.equal("remove");
+    const toGroup = await alice.request("message:send", { clientMsgId: "k7", conversationId: group.conversationId, content: "no carol" });
+    expectOk(toGroup);
+    await waitFor(() => bob.live.some((m) => m.id === toGroup.message.id), "bob gets the group message");
+
     devices.splice(0).forEach((d) => d.close());
     await server.stop();
     server = await start();
     const carol = await new Device(urlOf(server), { userId: c }).connectSynced();
     devices.push(carol);
+    // Carol gets the entry that removed her, and not the group message stored after it.
     expect(carol.received.map((m) => [m.kind, m.content])).to.deep.equal([
       ["text", "for later!"],
       ["edit", "for later!"],
+      ["group", ""],
     ]);
     expect(carol.received[0]!.editedAt).to.equal(fix.ok ? fix.message.createdAt : "");
   });

@@ -385,8 +385,8 @@ describe("push notifications", function () {
     await waitFor(async () => (await outbox(deleted.id)).length === 0, "the deleted message's row dropped");
     await quiet(300);
     expect(gw.requests.map((r) => r.body.notification.event_id)).to.deep.equal([kept.id]);
-    // Unread counts text messages only: the kept one and the deleted one (as conversation:list does).
-    expect(gw.for(kept.id)[0]!.body.notification.counts.unread).to.equal(2);
+    // Unread counts text messages not deleted for everyone (v3), as conversation:list does: the kept one.
+    expect(gw.for(kept.id)[0]!.body.notification.counts.unread).to.equal(1);
     expect(await counter(server, "ticks_push_cancelled_total")).to.equal(1);
   });
 

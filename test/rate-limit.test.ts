@@ -104,6 +104,51 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
     expect(await stored(a)).to.equal(ok);
   });
 
+  it("weighs group:create and group:add by their members, and stores nothing for what it refuses", async () => {
+    const server = await startServer(db.url, { RATE_LIMIT_EVENTS_PER_SEC: "40", RATE_LIMIT_BURST: "0" });
+    servers.push(server);
+    const a = uniqueId("alice");
+    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
+    devices.push(alice);
+    const members = (n: number) => Array.from({ length: n }, (_, i) => uniqueId(`m${i}`));
+    // 255 members and the creator: 32 events of the 40; a second one does not fit this second.
+    const first = await alice.request("group:create", { title: "big", members: members(255) });
+    expectOk(first);
+    const second = (await alice.request("group:create", { title: "big again", members: members(255) })) as Reply;
+    expect(second.error?.code).to.equal("RATE_LIMITED");
+    const groups = async () =>
+      (await pg.query("SELECT count(*)::int AS n FROM conversations WHERE created_by = $1", [a])).rows[0].n as number;
+    expect(await groups()).to.equal(1);
+    // group:add of 256 users costs 32 too: refused while the budget is spent, allowed in a fresh second.
+    const add = () => alice.request("group:add", { clientMsgId: uniqueId("add"), conversationId: first.conversationId, userIds: members(256) });
+    expect(((await add()) as Reply).error?.code).to.equal("RATE_LIMITED");
+    await sleep(1100);
+    expectOk(await add());
+    const { rows } = await pg.query("SELECT count(*)::int AS n FROM conversation_members WHERE conversation_id = $1", [first.conversationId]);
+    expect(rows[0].n).to.equal(256 + 256);
+  });
+
+  it("caps the groups one user creates in an hour (GROUP_CREATE_PER_HOUR), across nodes", async () => {
+    const env = { GROUP_CREATE_PER_HOUR: "2", REDIS_URL: "redis://127.0.0.1:6379", REDIS_PREFIX: uniqueId("cap") };
+    const [n1, n2] = [await startServer(db.url, env), await startServer(db.url, env)];
+    servers.push(n1, n2);
+    const a = uniqueId("alice");
+    const phone = await new Device(urlOf(n1), { userId: a }).connectSynced();
+    const laptop = await new Device(urlOf(n2), { userId: a }).connectSynced();
+    devices.push(phone, laptop);
+    const replies = (await Promise.all(
+      [phone, laptop, phone, laptop].map((d, i) => d.request("group:create", { title: `g${i}`, members: [uniqueId("m")] })),
+    )) as Reply[];
+    expect(replies.filter((r) => r.ok)).to.have.length(2);
+    expect(replies.filter((r) => r.error?.code === "RATE_LIMITED")).to.have.length(2);
+    const { rows } = await pg.query("SELECT count(*)::int AS n FROM conversations WHERE created_by = $1", [a]);
+    expect(rows[0].n).to.equal(2);
+    // Another user has a cap of their own.
+    const bob = await new Device(urlOf(n2), { userId: uniqueId("bob") }).connectSynced();
+    devices.push(bob);
+    expectOk(await bob.request("group:create", { title: "mine", members: [a] }));
+  });
+
   describe("at the default settings", () => {
     // The test default turns the limit off; undefined leaves the server's own default.
     const defaults = { RATE_LIMIT_EVENTS_PER_SEC: undefined, RATE_LIMIT_BURST: undefined };

@@ -28,6 +28,7 @@ class FakeLog {
       deletedAt: null,
       reactions: [],
       media: null,
+      group: null,
       ...extra,
     };
     this.messages.push(m);

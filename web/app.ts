@@ -2,7 +2,9 @@
  * The web chat page: plain DOM on top of the SDK bundle the server serves. Every piece of
  * user content goes through textContent, never innerHTML, so a message is only ever text.
  */
+import { setUpGroupControls } from "./groups";
 import {
+  describeGroupChange,
   IndexedDbOutboxStorage,
   MemoryOutboxStorage,
   TicksClient,
@@ -30,6 +32,8 @@ const toField = $<HTMLInputElement>("to");
 const messageField = $<HTMLInputElement>("message");
 const attach = $<HTMLInputElement>("attach");
 const notice = $<HTMLParagraphElement>("notice");
+const membership = $<HTMLParagraphElement>("membership");
+const sendButton = composer.querySelector<HTMLButtonElement>("button[type=submit]")!;
 
 const TICK: Record<MessageStatus, string> = { pending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "!" };
 
@@ -56,7 +60,24 @@ function nameOf(c: ConversationSummary): string {
 }
 
 const peer = () => toField.value.trim();
-const currentConversation = () => (peer() ? client?.directWith(peer()) : undefined);
+/** The open group, by id (a group has no peer to find it by); unset for direct chats. */
+let selectedGroup: string | undefined;
+const currentConversation = (): ConversationSummary | undefined =>
+  selectedGroup ? client?.conversations().find((c) => c.id === selectedGroup) : peer() ? client?.directWith(peer()) : undefined;
+const openGroup = () => {
+  const c = currentConversation();
+  return c?.kind === "group" ? c : undefined;
+};
+const groupControls = setUpGroupControls({
+  client: () => client,
+  openGroup,
+  select: (id) => {
+    selectedGroup = id;
+    toField.value = client?.conversations().find((c) => c.id === id)?.title ?? "group";
+    void openConversation();
+  },
+  notice: (text) => (notice.textContent = text),
+});
 
 function renderConversations(): void {
   if (!client) return;
@@ -78,6 +99,7 @@ function renderConversations(): void {
         button.append(badge);
       }
       button.addEventListener("click", () => {
+        selectedGroup = c.kind === "group" ? c.id : undefined;
         toField.value = name;
         void openConversation();
       });
@@ -94,6 +116,8 @@ function statusElement(status: MessageStatus, reason?: string): HTMLElement {
 }
 
 function messageItem(m: ChatMessage | SendLocal, status?: MessageStatus, reason?: string): HTMLLIElement {
+  // A membership or title change: one line across the chat ("alice added carol").
+  if ("kind" in m && m.kind === "group") return el("li", describeGroupChange(m, (u) => (u === client?.me ? "you" : u)), "system");
   const mine = m.from === client?.me;
   const li = el("li", undefined, mine ? "mine" : "theirs");
   const deleted = "deletedAt" in m && m.deletedAt;
@@ -129,6 +153,12 @@ function renderMessages(): void {
   if (atBottom) messageList.scrollTop = messageList.scrollHeight;
   const typists = conversation ? [...(typingNow.get(conversation.id) ?? [])] : [];
   typingLine.textContent = typists.length ? `${typists.join(", ")} ${typists.length > 1 ? "are" : "is"} typing…` : "";
+  // Removed from (or left) the open group: it stays readable, but nothing can be sent to it.
+  const gone = conversation?.kind === "group" && conversation.member === false;
+  membership.textContent = gone ? "You are no longer a member of this group: you can't send messages to it." : "";
+  messageField.disabled = gone;
+  sendButton.disabled = gone;
+  groupControls.render();
 }
 
 const failed = new Map<string, SendLocal>();
@@ -180,9 +210,9 @@ async function start(config: PageConfig, value: string): Promise<void> {
     const peers = c.conversations().filter((x) => x.kind === "direct").map(nameOf);
     peers.forEach((p) => watched.add(p));
     if (peers.length) void c.subscribePresence(peers.slice(0, 500)).then((list) => list.forEach((p) => presence.set(p.userId, p.online)), () => undefined).then(renderConversations);
-    renderConversations();
-    renderMessages();
-    markOpenConversationRead();
+    // The chat named in "To" may have been typed before this device knew it: open it now
+    // (renders, loads its newest page if nothing is held, marks it read).
+    void openConversation();
   });
   c.on("message", (m) => {
     if (currentConversation()?.id === m.conversationId) {
@@ -192,6 +222,7 @@ async function start(config: PageConfig, value: string): Promise<void> {
   });
   c.on("updated", renderMessages);
   c.on("conversation", (summary) => {
+    if (summary.id === currentConversation()?.id) renderMessages();
     // A chat that appeared after sign-in: follow its peer's presence too.
     const name = nameOf(summary);
     if (c.synced && summary.kind === "direct" && !watched.has(name)) {
@@ -283,7 +314,20 @@ async function main(): Promise<void> {
     const conversation = currentConversation();
     if (client && conversation && messageField.value) client.typing(conversation.id);
   });
-  toField.addEventListener("change", () => void openConversation());
+  // Typing a name opens that chat: "change" alone fires only on Enter, Tab or leaving the
+  // field, and someone who types the peer and waits never sends it (a fresh device's empty chat).
+  let openTimer: ReturnType<typeof setTimeout> | undefined;
+  toField.addEventListener("input", () => {
+    clearTimeout(openTimer);
+    openTimer = setTimeout(() => {
+      selectedGroup = undefined;
+      void openConversation();
+    }, 150);
+  });
+  toField.addEventListener("change", () => {
+    selectedGroup = undefined;
+    void openConversation();
+  });
   messageList.addEventListener("scroll", () => {
     const c = currentConversation();
     if (!client || !c || messageList.scrollTop > 0) return;

@@ -29,6 +29,10 @@ export type BenchOptions = {
   slowWarmup: number;
   /** Length of the soak run. */
   soakMinutes: number;
+  /** Members of the group scenario's group, every one connected. */
+  groupSize: number;
+  /** Messages outstanding from the group scenario's sender. */
+  groupInFlight: number;
 };
 
 export type Context = {

@@ -33,6 +33,14 @@ export type SyncOptions = {
   maxCached?: number;
   /** Size of the page loaded when a conversation is first seen, and when scrolling back. @default 50 */
   pageSize?: number;
+  /**
+   * Conversations whose messages are held at once. Beyond it the least recently used one is
+   * dropped (messages and position) and loaded again, from its newest page, when it is next
+   * used (a message for it, loadOlder()). A catch-up after reconnecting loads at most this
+   * many (the most recently active first); the others wait until they are used.
+   * @default 20
+   */
+  maxConversations?: number;
 };
 
 /** history() pages while catching up: the protocol's largest. */
@@ -47,6 +55,7 @@ export class ConversationSync {
   private readonly maxAhead: number;
   private readonly maxCached: number;
   private readonly pageSize: number;
+  private readonly maxConversations: number;
 
   constructor(
     private readonly deps: SyncDeps,
@@ -55,6 +64,7 @@ export class ConversationSync {
     this.maxAhead = options.maxAhead ?? 1000;
     this.maxCached = options.maxCached ?? 500;
     this.pageSize = options.pageSize ?? 50;
+    this.maxConversations = options.maxConversations ?? 20;
   }
 
   /** Resolves once `message` reached the app, or was found to be a duplicate. */
@@ -68,6 +78,8 @@ export class ConversationSync {
 
   /** The server says the conversation reaches `lastSeq`: fetch whatever this device lacks. */
   catchUp(conversationId: string, lastSeq: number): Promise<void> {
+    // Not held, and no room: it is loaded when it is used.
+    if (!this.states.get(conversationId)?.known && this.heldCount() >= this.maxConversations) return Promise.resolve();
     return this.locked(conversationId, async (state) => {
       if (!state.known) return this.initialize(state, lastSeq === 0);
       if (lastSeq > state.high) await this.fill(state, lastSeq);
@@ -97,8 +109,9 @@ export class ConversationSync {
     });
   }
 
-  /** Text messages held for `conversationId`, by seq. */
+  /** Text messages held for `conversationId`, by seq (none when it is not held: loadOlder() loads it). */
   messages(conversationId: string): ChatMessage[] {
+    this.touch(conversationId);
     return [...(this.cache.get(conversationId)?.values() ?? [])].sort((a, b) => a.seq - b.seq);
   }
 
@@ -161,7 +174,8 @@ export class ConversationSync {
   /** In seq order: entries are applied to their target as they pass. */
   private release(messages: ChatMessage[], source: MessageSource): void {
     for (const m of messages) {
-      if (kindOf(m) === "text") this.remember(m);
+      // Group entries are held with the text: a chat shows them as a line ("alice added carol").
+      if (kindOf(m) === "text" || kindOf(m) === "group") this.remember(m);
       else this.applyToTarget(m);
       this.deps.deliver(m, source);
     }
@@ -177,7 +191,7 @@ export class ConversationSync {
   }
 
   private remember(message: ChatMessage): void {
-    if (kindOf(message) !== "text") return;
+    if (kindOf(message) !== "text" && kindOf(message) !== "group") return;
     let held = this.cache.get(message.conversationId);
     if (!held) this.cache.set(message.conversationId, (held = new Map()));
     held.set(message.id, message);
@@ -191,7 +205,38 @@ export class ConversationSync {
   private state(id: string): ConversationState {
     let s = this.states.get(id);
     if (!s) this.states.set(id, (s = new ConversationState(id, this.maxAhead)));
+    this.touch(id);
     return s;
+  }
+
+  /** Most recently used last (Map order). */
+  private touch(id: string): void {
+    const s = this.states.get(id);
+    if (s) {
+      this.states.delete(id);
+      this.states.set(id, s);
+    }
+  }
+
+  private heldCount(): number {
+    let n = 0;
+    for (const s of this.states.values()) if (s.known) n++;
+    return n;
+  }
+
+  /**
+   * Drops the least recently used conversations beyond maxConversations. One with work in
+   * progress (its lock) or messages waiting behind a gap stays: dropping it would lose them.
+   */
+  private evict(): void {
+    let excess = this.states.size - this.maxConversations;
+    for (const [id, s] of this.states) {
+      if (excess <= 0) break;
+      if (this.locks.has(id) || s.waiting > 0) continue;
+      this.states.delete(id);
+      this.cache.delete(id);
+      excess--;
+    }
   }
 
   private locked<T>(id: string, work: (state: ConversationState) => Promise<T>): Promise<T> {
@@ -201,6 +246,7 @@ export class ConversationSync {
     this.locks.set(id, tail);
     void tail.then(() => {
       if (this.locks.get(id) === tail) this.locks.delete(id);
+      this.evict();
     });
     return run;
   }

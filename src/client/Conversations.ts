@@ -8,12 +8,15 @@
 import type { ConversationSummary } from "../protocol/events";
 import type { ChatMessage } from "./entries";
 import { kindOf } from "./entries";
+import { applyGroupChange } from "./groupEntries";
 
 export class Conversations {
   private readonly summaries = new Map<string, ConversationSummary>();
   private readonly unreadIds = new Map<string, Set<string>>();
   /** Which conversation an unread id is in, for reads announced by id only. */
   private readonly conversationOf = new Map<string, string>();
+  /** Conversations whose summary came from the server (members known), not made up from a message. */
+  private readonly fromServer = new Set<string>();
 
   constructor(
     private readonly me: () => string | undefined,
@@ -22,18 +25,41 @@ export class Conversations {
 
   /** A fresh `conversation:list`: its unread counts are the server's truth at that moment. */
   replaceAll(list: ConversationSummary[]): void {
-    for (const c of list) this.summaries.set(c.id, { ...c });
+    for (const c of list) {
+      this.summaries.set(c.id, { ...c });
+      this.fromServer.add(c.id);
+    }
   }
 
   upsert(summary: ConversationSummary): void {
+    this.fromServer.add(summary.id);
     this.summaries.set(summary.id, { ...this.summaries.get(summary.id), ...summary });
     this.changed(this.summaries.get(summary.id)!);
+  }
+
+  /**
+   * Who this user's messages in the conversation go to, for the group ticks rule: null for
+   * a direct conversation, the members but this user for a group (as the server last listed
+   * them: `conversation:list`, `conversation:new`), undefined while that is not known.
+   */
+  recipients(conversationId: string): string[] | null | undefined {
+    const c = this.summaries.get(conversationId);
+    if (!c) return undefined;
+    if (c.kind === "direct") return null;
+    if (!this.fromServer.has(conversationId)) return undefined;
+    const me = this.me();
+    return c.members.filter((m) => m !== me);
   }
 
   /** Every conversation, most recently active first. */
   list(): ConversationSummary[] {
     const at = (c: ConversationSummary) => c.lastMessage?.createdAt ?? "";
     return [...this.summaries.values()].sort((a, b) => at(b).localeCompare(at(a)));
+  }
+
+  /** Conversations in the list (each with its last message). */
+  get size(): number {
+    return this.summaries.size;
   }
 
   get(id: string): ConversationSummary | undefined {
@@ -48,7 +74,13 @@ export class Conversations {
     );
   }
 
-  /** A message reached the app; `counts` when it is new to this user (not history they had seen). */
+  /**
+   * A message reached the app; `counts` when it may be new to this user (live, backlog, or
+   * fetched to fill a gap; not history). It is unread when it is beyond the lastSeq known
+   * so far: what `conversation:list` last counted is in its `unread` already (adoptUnread
+   * finds those ids), and a message a gap held back (two devices' sends crossing) is as
+   * new as a live one, though it comes from history (its live copy then is a duplicate).
+   */
   message(m: ChatMessage, counts: boolean): void {
     let c = this.summaries.get(m.conversationId);
     if (!c) {
@@ -57,17 +89,26 @@ export class Conversations {
         kind: m.to === null ? "group" : "direct",
         title: null,
         members: m.to === null ? [m.from] : [...new Set([m.from, m.to])],
+        admins: [],
+        member: true,
         lastSeq: 0,
         unread: 0,
         lastMessage: null,
       };
       this.summaries.set(c.id, c);
     }
+    const beyond = m.seq > c.lastSeq;
     if (m.seq >= c.lastSeq) {
       c.lastSeq = m.seq;
       if (kindOf(m) === "text") c.lastMessage = m;
+      // A membership or title change newer than what the summary shows.
+      if (kindOf(m) === "group" && m.group) {
+        c = Object.assign(c, applyGroupChange(c, m.group, this.me()));
+      }
     }
-    if (counts && kindOf(m) === "text" && m.from !== this.me()) {
+    // Deleted for everyone: no longer unread (as the server counts it).
+    if (kindOf(m) === "delete" && m.refId && this.conversationOf.has(m.refId)) this.read([m.refId]);
+    if (counts && beyond && kindOf(m) === "text" && m.from !== this.me() && !m.deletedAt) {
       const ids = this.ids(c.id);
       if (!ids.has(m.id)) {
         ids.add(m.id);
@@ -84,7 +125,7 @@ export class Conversations {
     if (!c) return;
     const me = this.me();
     const ids = this.ids(conversationId);
-    const fromOthers = held.filter((m) => m.from !== me && kindOf(m) === "text").sort((a, b) => b.seq - a.seq);
+    const fromOthers = held.filter((m) => m.from !== me && kindOf(m) === "text" && !m.deletedAt).sort((a, b) => b.seq - a.seq);
     for (const m of fromOthers.slice(0, c.unread)) {
       ids.add(m.id);
       this.conversationOf.set(m.id, conversationId);
@@ -112,15 +153,20 @@ export class Conversations {
     for (const cid of touched) this.changed(this.summaries.get(cid)!);
   }
 
-  /** Everything in the conversation is read: the count the server knew drops to 0 too. */
+  /**
+   * The ids markRead() sent are read: what the server counted beyond the ids held is read
+   * too. A message that arrived while the reads were on their way stays unread: clearing
+   * it as well (as before) left it unread on the server and at 0 here, for good.
+   */
   allRead(conversationId: string): void {
     const c = this.summaries.get(conversationId);
-    this.read(this.unread(conversationId));
-    if (c && c.unread !== 0) {
-      c.unread = 0;
+    const left = this.unreadIds.get(conversationId)?.size ?? 0;
+    if (c && c.unread !== left) {
+      c.unread = left;
       this.changed(c);
     }
   }
+
 
   private ids(conversationId: string): Set<string> {
     let s = this.unreadIds.get(conversationId);

@@ -5,6 +5,7 @@
  */
 
 import type { MediaAttachment } from "../protocol/events";
+import type { TrackedStatus } from "./StatusTracker";
 
 /** The write a pending entry will make: a v1 send or a v2 edit / delete / reaction. */
 export type PendingAction =
@@ -31,16 +32,36 @@ export type PendingEntry = PendingAction & {
   order: number;
 };
 
+/**
+ * v3: what the client keeps of the status stream: the last cursor `status:sync` answered,
+ * and the statuses it shows (StatusStreamSync).
+ */
+export type StatusState = { cursor: string | null; statuses: Array<[string, TrackedStatus]> };
+
 export interface OutboxStorage {
   /** Every entry still pending, in any order. */
   load(): Promise<PendingEntry[]>;
   put(entry: PendingEntry): Promise<void>;
   remove(clientMsgId: string): Promise<void>;
+  /** v3, optional: the kept status stream state. Without it a client reads the stream from its start at each start. */
+  loadStatus?(): Promise<StatusState | undefined>;
+  saveStatus?(state: StatusState): Promise<void>;
 }
 
-/** Keeps pending entries for the life of the process. */
+/** Keeps pending entries (and the status stream state) for the life of the process. */
 export class MemoryOutboxStorage implements OutboxStorage {
   private readonly entries = new Map<string, PendingEntry>();
+  private status: StatusState | undefined;
+
+  // Kept as given, not copied: in one process a second copy of every status would only
+  // double what the client holds (the tracker copies entries when it restores them).
+  async loadStatus(): Promise<StatusState | undefined> {
+    return this.status;
+  }
+
+  async saveStatus(state: StatusState): Promise<void> {
+    this.status = state;
+  }
 
   async load(): Promise<PendingEntry[]> {
     return [...this.entries.values()].map((e) => ({ ...e }));

@@ -5,14 +5,15 @@
  *   keeps trying, same clientMsgId, until the server stores it or refuses it for good);
  * - gap-free conversations (live, backlog, own sends and history merged in seq order, gaps
  *   filled from history) and v2 edits/deletes/reactions applied to their message;
- * - per-message status events (pending → sent → delivered → read, or failed);
+ * - per-message status events (pending → sent → delivered → read, or failed; groups by the
+ *   all-recipients rule), caught up from the status stream after every sync;
  * - receipts, unread counts, typing (throttled), presence;
  * - the connection (Connection.ts): reconnection with backoff, a fresh token from getToken()
  *   at every connect, token refresh on `auth:expiring`.
  * clientTypes.ts holds its options and events, serverEvents.ts what it does on each server event.
  */
 import { v4 as uuidv4 } from "uuid";
-import type { ClientEventName, ConversationSummary, HistoryResult, Presence } from "../protocol/events";
+import type { ClientEventName, ConversationSummary, GroupRole, HistoryResult, MessageInfoResult, Presence, StatusSyncRequest } from "../protocol/events";
 import { Connection } from "./Connection";
 import { Conversations } from "./Conversations";
 import { ConversationSync, type MessageSource } from "./ConversationSync";
@@ -22,10 +23,12 @@ import { checkContent, DEFAULT_MAX_CONTENT_LENGTH, maxPacketBytes } from "./limi
 import { Outbox } from "./Outbox";
 import { MemoryOutboxStorage, type PendingAction, type PendingEntry } from "./OutboxStorage";
 import { call, emitRaw, type ClientSocket, type OkOf, type ReplyOf, type RequestOf, request } from "./request";
-import { listenToServer } from "./serverEvents";
+import { listenToServer, statusApplier } from "./serverEvents";
 import { uploadEntry, type MediaBytes } from "./mediaUpload";
 import { StatusTracker } from "./StatusTracker";
+import { StatusStreamSync } from "./StatusStreamSync";
 import { TypingThrottle } from "./Typing";
+import { GroupChanges } from "./GroupChanges";
 import type { LocalMessage, SendMediaOptions, TicksClientEvents, TicksClientOptions } from "./clientTypes";
 
 export type { ClientSocket, ReplyOf, RequestOf } from "./request";
@@ -39,9 +42,11 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   private readonly outbox: Outbox;
   private readonly sync: ConversationSync;
   private readonly statuses: StatusTracker;
+  private readonly statusStream: StatusStreamSync;
   private readonly conversationList: Conversations;
   private readonly typingThrottle: TypingThrottle;
   private readonly connection: Connection;
+  private readonly groups: GroupChanges;
   private readonly presenceSubscribed = new Set<string>();
   private restoring: Promise<unknown> | undefined;
   private isSynced = false;
@@ -51,11 +56,21 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     this.options = options;
     this.connection = new Connection(options);
     this.socket = this.connection.socket;
-    this.statuses = new StatusTracker((change) => this.emit("status", change));
     this.conversationList = new Conversations(
       () => this.me,
       (summary) => this.emit("conversation", summary),
     );
+    this.statuses = new StatusTracker(
+      (change) => {
+        this.statusStream.changed();
+        this.emit("status", change);
+      },
+      (conversationId) => this.conversationList.recipients(conversationId),
+    );
+    const storage = options.storage ?? new MemoryOutboxStorage();
+    const applyStatus = statusApplier(() => this.me, this.conversationList, this.statuses);
+    const streamDeps = { sync: (req: StatusSyncRequest) => this.call("status:sync", req), apply: applyStatus, tracker: this.statuses };
+    this.statusStream = new StatusStreamSync(streamDeps, storage, options.statusSyncIntervalMs);
     this.sync = new ConversationSync(
       {
         history: (req) => this.call("message:history", req) as Promise<HistoryResult>,
@@ -67,7 +82,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     this.outbox = new Outbox(
       {
         whenConnected: () => this.connection.whenConnected(),
-        emit: (event, payload) => emitRaw(this.socket as never, event, payload, this.ackTimeoutMs),
+        emit: (event, payload) => emitRaw(this.socket as never, event, payload, this.connection.ackTimeoutMs),
         upload: (entry) =>
           uploadEntry(entry, {
             askUpload: (req) => this.call("media:upload", req),
@@ -75,7 +90,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
             progress: (clientMsgId, loaded, total) => this.emit("progress", { clientMsgId, loaded, total }),
           }),
       },
-      options.storage ?? new MemoryOutboxStorage(),
+      storage,
       {
         done: (entry, message) => {
           this.statuses.sent(message.id, message.conversationId, entry.clientMsgId, message);
@@ -86,6 +101,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
       },
       options.outbox,
     );
+    this.groups = new GroupChanges((event, payload) => this.call(event, payload), (entry) => this.sync.receive(entry, "sent"));
     this.typingThrottle = new TypingThrottle(
       (conversationId, typing) => void this.request("typing", { conversationId, typing }).catch(() => undefined),
       (conversationId, userId, typing) => this.emit("typing", { conversationId, userId, typing }),
@@ -98,6 +114,8 @@ export class TicksClient extends Emitter<TicksClientEvents> {
       outbox: this.outbox,
       sync: this.sync,
       statuses: this.statuses,
+      statusStream: this.statusStream,
+      applyStatus,
       conversationList: this.conversationList,
       typingThrottle: this.typingThrottle,
       presenceSubscribed: this.presenceSubscribed,
@@ -121,10 +139,6 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     return this.isSynced;
   }
 
-  private get ackTimeoutMs(): number {
-    return this.connection.ackTimeoutMs;
-  }
-
   /**
    * Connects, and restores the outbox's stored entries (they go out once connected).
    * Resolves at the first connection; rejects if the server refuses the handshake (e.g.
@@ -136,6 +150,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
       this.restoring ??= this.outbox.restore().then((entries) => {
         for (const e of entries) this.statuses.pending(e.clientMsgId, conversationOf(e));
       });
+      void this.statusStream.restore();
     }
     return this.connection.connect();
   }
@@ -192,6 +207,8 @@ export class TicksClient extends Emitter<TicksClientEvents> {
 
   /** Marks every unread message from others in the conversation read (the read receipts). */
   async markRead(conversationId: string): Promise<number> {
+    // A conversation loaded after the list came (or again after it was dropped): its unread ids are the newest held.
+    this.conversationList.adoptUnread(conversationId, this.sync.messages(conversationId));
     const ids = this.conversationList.unread(conversationId);
     let updated = 0;
     for (let i = 0; i < ids.length; i += READ_CHUNK) {
@@ -223,7 +240,7 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     return this.sync.loadOlder(conversationId, limit);
   }
 
-  /** Text messages held for a conversation, by seq, in their current state. */
+  /** Text messages (in their current state) and group entries held for a conversation, by seq. */
   messages(conversationId: string): ChatMessage[] {
     return this.sync.messages(conversationId);
   }
@@ -236,6 +253,11 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     return this.conversationList.directWith(userId);
   }
 
+  /** v3: per-recipient ticks of a message this user sent (a group's: its members when it was stored). */
+  async info(messageId: string): Promise<MessageInfoResult["recipients"]> {
+    return (await this.call("message:info", { messageId })).recipients;
+  }
+
   /** A status this device has seen for a message it (or another device of the user) sent. */
   statusOf(messageId: string) {
     return this.statuses.get(messageId);
@@ -243,17 +265,33 @@ export class TicksClient extends Emitter<TicksClientEvents> {
 
   /** What the de-duplication and caches hold: bounded, whatever the traffic. */
   memory() {
-    return { ...this.sync.memory(), statuses: this.statuses.size };
+    return { ...this.sync.memory(), statuses: this.statuses.size, listed: this.conversationList.size };
   }
 
   async createGroup(title: string, members: string[]): Promise<string> {
     return (await this.call("group:create", { title, members })).conversationId;
   }
+  /** Group changes (GroupChanges.ts): each resolves its `group` entry; admins only, but leave(). */
+  addMembers(conversationId: string, userIds: string[]): Promise<ChatMessage> {
+    return this.groups.change("group:add", { conversationId, userIds });
+  }
+  removeMember(conversationId: string, userId: string): Promise<ChatMessage> {
+    return this.groups.change("group:remove", { conversationId, userId });
+  }
+  leave(conversationId: string): Promise<ChatMessage> {
+    return this.groups.change("group:leave", { conversationId });
+  }
+  rename(conversationId: string, title: string): Promise<ChatMessage> {
+    return this.groups.change("group:update", { conversationId, title });
+  }
+  setRole(conversationId: string, userId: string, role: GroupRole): Promise<ChatMessage> {
+    return this.groups.change("group:role", { conversationId, userId, role });
+  }
 
   /** A typed request: resolves the reply, `ok` or not; rejects with RequestTimeout without an ack. */
   request<E extends ClientEventName>(event: E, payload: RequestOf<E>): Promise<ReplyOf<E>> {
     if (this.connection.isClosed) return Promise.reject(closedError());
-    return request(this.socket, event, payload, this.ackTimeoutMs);
+    return request(this.socket, event, payload, this.connection.ackTimeoutMs);
   }
 
   /** A typed request that rejects with ServerError on `{ ok: false }`. */
@@ -263,11 +301,12 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     // (one conversation's lock) re-arms that for every step: a closed client stayed reachable
     // as long as its sync kept asking. Refusing at once lets it go.
     if (this.connection.isClosed) return Promise.reject(closedError());
-    return call(this.socket, event, payload, this.ackTimeoutMs);
+    return call(this.socket, event, payload, this.connection.ackTimeoutMs);
   }
 
   /** Disconnects for good; pending sends stay in storage for the next session. */
   close(): void {
+    this.statusStream.close();
     this.outbox.close();
     this.typingThrottle.close();
     this.connection.close();
@@ -288,7 +327,8 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   private delivered(m: ChatMessage, source: MessageSource): void {
     // Mine, sent from another device: it is at least stored.
     if (m.from === this.me && source !== "sent" && source !== "history") this.statuses.sent(m.id, m.conversationId);
-    this.conversationList.message(m, source === "live" || source === "backlog");
+    else if (m.from === this.me) this.statuses.learn(m.id, m.conversationId);
+    this.conversationList.message(m, source === "live" || source === "backlog" || source === "sync");
     this.emit("message", m, source);
   }
 }

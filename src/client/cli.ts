@@ -14,13 +14,15 @@ import { Command } from "commander";
 import type { Message, Status } from "../protocol";
 import { Board, parseEntryCommand, type EntryCommand } from "./cliBoard";
 import { saveMedia, sendFile } from "./cliMedia";
+import { GROUP_USAGE, groupLine, runGroupCommand } from "./cliGroups";
 import { ContentTooLargeError } from "./limits";
 import { ServerError } from "./request";
 import type { StatusChange } from "./StatusTracker";
 import { TicksClient } from "./TicksClient";
 
 const USAGE =
-  "usage: send <user> <text...> | send-file <user> <path> [caption...] | save <n> <path> | edit <n> <text...> | delete <n> | react <n> [emoji] | read | history <user> | push register <pushkey> [appId] | push unregister <pushkey> | quit";
+  "usage: send <user> <text...> | send-file <user> <path> [caption...] | save <n> <path> | edit <n> <text...> | delete <n> | react <n> [emoji] | read | history <user> | " +
+  `push register <pushkey> [appId] | push unregister <pushkey> | ${GROUP_USAGE} | quit`;
 /** The app id `push register` uses unless given one; a gateway must know it (docs/push.md). */
 const CLI_APP_ID = "ticks.cli";
 const HISTORY_LIMIT = 20;
@@ -141,6 +143,7 @@ async function main(): Promise<void> {
 
   /** A text message shows as itself; an entry as the message it changed, changed. */
   function show(m: Message): void {
+    if (m.kind === "group") return say(groupLine(client, m));
     if (m.kind !== "text") return showEntry(m);
     board.remember(m);
     say(board.line(m));
@@ -202,6 +205,7 @@ async function main(): Promise<void> {
       return attempt(() => (pushArgs[1] === "unregister" ? push("unregister", pushArgs[2]!) : push("register", pushArgs[1]!, pushArgs[2])));
     }
     if (text === "quit") return exit(0);
+    if (/^group\s/.test(text)) return attempt(async () => void ((await runGroupCommand(client, text, say)) || say(USAGE)));
     say(USAGE);
   }
 

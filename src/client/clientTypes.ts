@@ -19,6 +19,12 @@ export type TicksClientOptions = ConnectionOptions & {
    */
   maxPacketBytes?: number;
   outbox?: OutboxOptions;
+  /**
+   * v3: while connected, the status stream is read again this often (besides after every
+   * sync), for ticks whose live event was lost with a node that died. 0 turns it off.
+   * @default 120000
+   */
+  statusSyncIntervalMs?: number;
   sync?: SyncOptions;
   typing?: TypingOptions;
 };

@@ -7,6 +7,7 @@ export { ContentTooLargeError, checkContent, codePoints, maxPacketBytes } from "
 export { RequestTimeout, ServerError, type ClientSocket, type ReplyOf, type RequestOf } from "./request";
 export { subjectOf } from "./token";
 export type { ChatMessage } from "./entries";
+export { applyGroupChange, describeGroupChange } from "./groupEntries";
 export type { MessageStatus, StatusChange } from "./StatusTracker";
 export type { MessageSource } from "./ConversationSync";
 export type * from "../protocol/events";

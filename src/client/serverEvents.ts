@@ -4,6 +4,7 @@ import type { Conversations } from "./Conversations";
 import type { ConversationSync } from "./ConversationSync";
 import type { Outbox } from "./Outbox";
 import type { ClientSocket, OkOf, RequestOf } from "./request";
+import type { StatusStreamSync } from "./StatusStreamSync";
 import type { StatusTracker } from "./StatusTracker";
 import type { TypingThrottle } from "./Typing";
 import type { TicksClientEvents } from "./clientTypes";
@@ -18,6 +19,9 @@ export type ClientParts = {
   readonly outbox: Outbox;
   readonly sync: ConversationSync;
   readonly statuses: StatusTracker;
+  readonly statusStream: StatusStreamSync;
+  /** A `message:status` (live, or a status:sync update). */
+  applyStatus(update: StatusUpdate): void;
   readonly conversationList: Conversations;
   readonly typingThrottle: TypingThrottle;
   readonly presenceSubscribed: ReadonlySet<string>;
@@ -46,6 +50,7 @@ export function listenToServer(p: ClientParts): void {
   });
   c.on("disconnected", (reason) => {
     p.setSynced(false);
+    p.statusStream.stop();
     emit("disconnected", reason);
   });
   c.on("connect_error", (err, refused) => emit("connect_error", err, refused));
@@ -68,7 +73,11 @@ export function listenToServer(p: ClientParts): void {
     );
   });
   s.on("sync:complete", ({ delivered }) => {
-    void catchUp(p).then(
+    // Messages first, then the ticks that moved while away (v3 status stream): a server
+    // without the stream answers BAD_REQUEST, which leaves the live ticks as they were.
+    const onError = (err: Error) => emit("error", err);
+    const ticks = () => p.statusStream.catchUp().then(() => p.statusStream.start(onError), onError);
+    void catchUp(p).then(ticks).then(
       () => {
         p.setSynced(true);
         emit("synced", { delivered });
@@ -76,14 +85,7 @@ export function listenToServer(p: ClientParts): void {
       (err: Error) => emit("error", err),
     );
   });
-  s.on("message:status", (update: StatusUpdate) => {
-    if (update.by === p.me()) {
-      // Read on another device of this user.
-      if (update.status === "read") p.conversationList.read(update.messageIds);
-      return;
-    }
-    for (const id of update.messageIds) p.statuses.receipt(id, update.status, update.by);
-  });
+  s.on("message:status", (update: StatusUpdate) => p.applyStatus(update));
   s.on("conversation:new", (summary) => p.conversationList.upsert(summary));
   s.on("typing", (e) => {
     if (e.userId !== p.me()) p.typingThrottle.received(e.conversationId, e.userId, e.typing);
@@ -103,4 +105,19 @@ async function catchUp(p: ClientParts): Promise<void> {
     }
   };
   await Promise.all(Array.from({ length: CATCH_UP_PARALLEL }, worker));
+}
+
+/** Applies a `message:status` (live, or a status:sync update): a receipt, or this user's read on another device. */
+export function statusApplier(
+  me: () => string | undefined,
+  conversations: Pick<Conversations, "read">,
+  statuses: Pick<StatusTracker, "receipt">,
+): (update: StatusUpdate) => void {
+  return (update) => {
+    if (update.by === me()) {
+      if (update.status === "read") conversations.read(update.messageIds);
+      return;
+    }
+    for (const id of update.messageIds) statuses.receipt(id, update.status, update.by);
+  };
 }

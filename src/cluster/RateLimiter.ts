@@ -22,14 +22,19 @@ export const BURST_WINDOW_SEC = 10;
 
 const unlimited: RateLimiter = { allow: async () => true };
 
-type Consumer = { consume(key: string): Promise<unknown> };
+type Consumer = { consume(key: string, points?: number): Promise<unknown> };
 
 class FlexibleLimiter implements RateLimiter {
-  constructor(private readonly limiter: Consumer) {}
+  /** @param maxCost the per-second budget: a request costing more could never pass, so it costs that much. */
+  constructor(
+    private readonly limiter: Consumer,
+    private readonly maxCost: number,
+  ) {}
 
-  async allow(userId: string): Promise<boolean> {
+  async allow(userId: string, cost = 1): Promise<boolean> {
+    if (cost <= 0) return true;
     try {
-      await this.limiter.consume(userId);
+      await this.limiter.consume(userId, Math.min(cost, this.maxCost));
       return true;
     } catch (rejection) {
       if (rejection instanceof RateLimiterRes) return false;
@@ -48,9 +53,9 @@ function limiterOf(
 ): RateLimiter {
   if (limit.eventsPerSec <= 0) return unlimited;
   const steady = make(limit.eventsPerSec, 1, "");
-  if (limit.burst <= 0) return new FlexibleLimiter(steady);
+  if (limit.burst <= 0) return new FlexibleLimiter(steady, limit.eventsPerSec);
   const burst = make(limit.burst, BURST_WINDOW_SEC, ":burst");
-  return new FlexibleLimiter(new BurstyRateLimiter(steady, burst));
+  return new FlexibleLimiter(new BurstyRateLimiter(steady, burst), limit.eventsPerSec);
 }
 
 /** One node: counted in memory. */

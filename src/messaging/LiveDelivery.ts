@@ -34,6 +34,25 @@ export class LiveDelivery {
     void this.deliverLive(recipient, message);
   }
 
+  /**
+   * Offers a just-stored message to all its recipients' devices on every node. One
+   * recipient (a direct message): one broadcast with acknowledgements, as `offer`. More (a
+   * group): one inter-node message for the whole fan-out (Notifier.fanOut), and this node
+   * offers to its own devices; no step here, or on any node, costs a Redis round trip per
+   * recipient, and receipts are stored in the batches of GroupCommit.
+   */
+  offerAll(recipients: string[], message: Message): void {
+    if (recipients.length === 1) return this.offer(recipients[0]!, message);
+    if (recipients.length === 0) return;
+    this.notifier.fanOut(recipients, message);
+    this.offerHere(recipients, message);
+  }
+
+  /** Offers to this node's live devices of `recipients` (another node's fan-out, or our own). */
+  offerHere(recipients: string[], message: Message): void {
+    for (const recipient of this.notifier.localRecipients(recipients)) void this.deliverLive(recipient, message, "local");
+  }
+
   /** Best effort: a message nobody confirms stays `sent` and comes back (backlog, redelivery). */
   private deliverLive(
     recipient: string,

@@ -6,7 +6,6 @@ import { contentLength, LIMITS } from "../protocol/schemas";
 import type { EntryKind } from "./entryRules";
 import {
   noMedia,
-  noMetrics,
   type AppendRequest,
   type MessageStore,
   type MediaAttacher,
@@ -16,6 +15,7 @@ import {
   type StatusChange,
 } from "./ports";
 import { LiveDelivery } from "./LiveDelivery";
+import type { StatusStream } from "./StatusStream";
 import { noSuchConversation, notAMember } from "./routing";
 
 export type MessagingOptions = {
@@ -47,7 +47,9 @@ export class MessagingService {
     private readonly clock: Clock,
     private readonly options: MessagingOptions,
     log: Logger,
-    private readonly metrics: MessagingMetrics = noMetrics,
+    private readonly metrics: MessagingMetrics,
+    /** Seals the cursors of live `message:status` events; sweeps the stream with the messages. */
+    private readonly stream: StatusStream,
     private readonly media: MediaAttacher = noMedia,
   ) {
     this.live = new LiveDelivery(store, notifier, clock, (recipient, ids) => this.confirmDelivered(recipient, ids), log, metrics);
@@ -112,12 +114,24 @@ export class MessagingService {
   /** Stores, then offers to the recipients and to the sender's other devices (not to `origin`). */
   private async commit(origin: string | undefined, req: AppendRequest): Promise<SendResult> {
     const result = await this.store.append(req);
-    if (!result.duplicate) {
-      this.metrics.stored(1);
-      for (const recipient of result.recipients) this.live.offer(recipient, result.message);
-      this.notifier.ownCopy(req.from, result.message, origin);
-    }
+    if (!result.duplicate) this.publish(req.from, result.message, result.recipients, origin);
     return { message: result.message, duplicate: result.duplicate };
+  }
+
+  /**
+   * Offers a just-stored log entry live: to each recipient (the delivery rows its commit
+   * wrote, so who gets it is decided by its seq, never by a room), and to the sender's other
+   * devices but `origin`. Group changes (GroupService) go out this way too.
+   */
+  publish(from: string, message: Message, recipients: string[], origin?: string): void {
+    this.metrics.stored(1);
+    this.live.offerAll(recipients, message);
+    this.notifier.ownCopy(from, message, origin);
+  }
+
+  /** Another node's fan-out (Notifier.fanOut) reached this node: offer to the devices here. */
+  offerHere(recipients: string[], message: Message): void {
+    this.live.offerHere(recipients, message);
   }
 
   /** Resolves when every live offer made so far got its receipt stored or timed out. */
@@ -145,29 +159,49 @@ export class MessagingService {
     return changed.length;
   }
 
-  /** `origin` names the reading connection: the reader's other devices are told, it is not. */
+  /**
+   * `origin` names the reading connection: the reader's other devices are told, it is not.
+   * Messages of a group the reader left or was removed from are never marked (the store
+   * skips them); naming one gets FORBIDDEN. That is looked up only when some id did not
+   * change, so an ordinary read costs its one statement.
+   */
   async markRead(reader: string, messageIds: string[], origin?: string): Promise<number> {
     const at = this.clock.now();
-    const changed = await this.store.markRead(reader, [...new Set(messageIds)], at);
+    const ids = [...new Set(messageIds)];
+    const changed = await this.store.markRead(reader, ids, at);
+    if (changed.length < ids.length && (await this.store.departedFrom(reader, ids))) {
+      throw new AppError("FORBIDDEN", "you are no longer a member of the conversation of one of these messages");
+    }
     this.metrics.read(changed.length);
     this.sendReceipts(changed, "read", reader, at);
     if (changed.length > 0) {
-      const update = { messageIds: changed.map((c) => c.messageId), status: "read" as const, by: reader, at: at.toISOString() };
+      const update = {
+        messageIds: changed.map((c) => c.messageId),
+        status: "read" as const,
+        by: reader,
+        at: at.toISOString(),
+        cursor: this.stream.cursor(reader, maxPos(changed.map((c) => c.ownPos!))),
+      };
       this.notifier.status(reader, update, origin);
     }
     return changed.length;
   }
 
-  /** Tells each sender, in one `message:status` per sender, which of their messages moved. */
+  /**
+   * Tells each sender, in one `message:status` per sender, which of their messages moved;
+   * its cursor is that of the last of them in the sender's stream.
+   */
   private sendReceipts(changed: StatusChange[], status: "delivered" | "read", by: string, at: Date): void {
-    const bySender = new Map<string, string[]>();
-    for (const { messageId, from } of changed) {
-      const ids = bySender.get(from) ?? [];
-      ids.push(messageId);
-      bySender.set(from, ids);
+    const bySender = new Map<string, StatusChange[]>();
+    for (const change of changed) {
+      const mine = bySender.get(change.from) ?? [];
+      mine.push(change);
+      bySender.set(change.from, mine);
     }
-    for (const [sender, messageIds] of bySender) {
-      this.notifier.status(sender, { messageIds, status, by, at: at.toISOString() });
+    for (const [sender, mine] of bySender) {
+      const messageIds = mine.map((c) => c.messageId);
+      const cursor = this.stream.cursor(sender, maxPos(mine.map((c) => c.pos)));
+      this.notifier.status(sender, { messageIds, status, by, at: at.toISOString(), cursor });
     }
   }
 
@@ -175,33 +209,27 @@ export class MessagingService {
     return this.store.backlog(recipient, this.clock.now(), limit);
   }
 
+  /**
+   * Only the seqs the caller may see: a member from the entry that added them on, someone
+   * who left or was removed up to the entry that removed them (asking past it: FORBIDDEN).
+   */
   async history(userId: string, cmd: HistoryCommand): Promise<HistoryResult> {
-    await this.requireMember(cmd.conversationId, userId);
+    const seen = await this.store.visibility(cmd.conversationId, userId);
+    if (seen.state === "not_found") throw noSuchConversation();
+    if (seen.state === "stranger") throw notAMember();
+    const untilSeq = seen.state === "former" ? seen.untilSeq : undefined;
+    if (untilSeq !== undefined && cmd.afterSeq !== undefined && cmd.afterSeq >= untilSeq) {
+      throw new AppError("FORBIDDEN", "you are no longer a member: nothing after the entry that removed you is yours to see");
+    }
     return this.store.history(
       cmd.conversationId,
-      { beforeSeq: cmd.beforeSeq, afterSeq: cmd.afterSeq, limit: cmd.limit ?? LIMITS.historyDefault },
+      { beforeSeq: cmd.beforeSeq, afterSeq: cmd.afterSeq, limit: cmd.limit ?? LIMITS.historyDefault, fromSeq: seen.fromSeq, untilSeq },
       this.clock.now(),
     );
   }
 
   listConversations(userId: string): Promise<ConversationSummary[]> {
     return this.store.listConversations(userId, this.clock.now());
-  }
-
-  async createGroup(creator: string, title: string, members: string[]): Promise<string> {
-    const all = new Set([creator, ...members]);
-    if (all.size < 2 || all.size > LIMITS.groupMembers) {
-      throw new AppError("BAD_REQUEST", `a group has 2-${LIMITS.groupMembers} members, the creator included`);
-    }
-    const summary = await this.store.createGroup({
-      id: uuidv7(),
-      title,
-      creator,
-      members: [...all],
-      at: this.clock.now(),
-    });
-    for (const member of summary.members) this.notifier.conversationCreated(member, summary);
-    return summary.id;
   }
 
   /** Typing comes often: one read both checks membership and names who to tell. */
@@ -215,7 +243,10 @@ export class MessagingService {
     );
   }
 
-  /** Removes expired messages in bounded batches; returns how many went. */
+  /**
+   * Removes expired messages in bounded batches, then their status stream changes (which
+   * live as long as their message); returns how many messages went.
+   */
   async sweepExpired(batchSize = 1000, maxBatches = 100): Promise<number> {
     let total = 0;
     for (let i = 0; i < maxBatches; i++) {
@@ -223,12 +254,10 @@ export class MessagingService {
       total += n;
       if (n < batchSize) break;
     }
+    await this.stream.sweepExpired(batchSize, maxBatches);
     return total;
   }
-
-  private async requireMember(conversationId: string, userId: string): Promise<void> {
-    const membership = await this.store.membership(conversationId, userId);
-    if (membership === "not_found") throw noSuchConversation();
-    if (membership === "not_member") throw notAMember();
-  }
 }
+
+/** The highest of stream positions (bigints as text). */
+const maxPos = (positions: string[]): string => positions.reduce((a, b) => (BigInt(b) > BigInt(a) ? b : a));

@@ -6,7 +6,8 @@
  */
 import { AppError, type MessageKind } from "../protocol";
 
-export type EntryKind = Exclude<MessageKind, "text">;
+/** Group entries are not acted on by messages: groupRules.ts judges them. */
+export type EntryKind = Exclude<MessageKind, "text" | "group">;
 
 /** The text message an entry acts on, as the store sees it. */
 export type EntryTarget = {
@@ -17,6 +18,11 @@ export type EntryTarget = {
   deleted: boolean;
   /** Whether the acting user belongs to the message's conversation. */
   actorIsMember: boolean;
+  /**
+   * The acting user left or was removed from the message's conversation: they knew the
+   * message, and are told they may no longer act there (FORBIDDEN) rather than NOT_FOUND.
+   */
+  actorDeparted?: boolean;
 };
 
 export type EntryAction = {
@@ -37,6 +43,9 @@ const refuse = (code: "NOT_FOUND" | "FORBIDDEN" | "BAD_REQUEST", message: string
 });
 
 export function judgeEntry(action: EntryAction, target: EntryTarget | undefined): Verdict {
+  if (target && !target.actorIsMember && target.actorDeparted && target.expiresAt.getTime() > action.at.getTime()) {
+    return refuse("FORBIDDEN", "you are no longer a member of this conversation");
+  }
   // A message in a conversation you are not in is one you cannot know of: same answer as none.
   if (!target || !target.actorIsMember || target.expiresAt.getTime() <= action.at.getTime()) {
     return refuse("NOT_FOUND", "no such message (unknown, expired, or not in your conversations)");

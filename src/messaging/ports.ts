@@ -15,6 +15,7 @@ import {
   type TypingEvent,
 } from "../protocol";
 import type { EntryKind } from "./entryRules";
+import type { Visibility } from "./groupPorts";
 
 export type SendTarget = { to: string } | { conversationId: string };
 
@@ -70,14 +71,27 @@ export type AppendResult =
   | { duplicate: false; message: Message; recipients: string[] }
   | { duplicate: true; message: Message };
 
-/** A message whose status just moved, with its sender (who is told). */
-export type StatusChange = { messageId: string; from: string };
+/**
+ * A message whose status just moved, with its sender (who is told), and the positions the
+ * change took in the status streams: `pos` in the sender's, `ownPos` (reads only) in the
+ * reader's own (statusPorts.ts).
+ */
+export type StatusChange = { messageId: string; from: string; pos: string; ownPos?: string };
 
-export type HistoryQuery = { beforeSeq?: number; afterSeq?: number; limit: number };
+/** `fromSeq`/`untilSeq`: the caller's window (Visibility), both included. */
+export type HistoryQuery = { beforeSeq?: number; afterSeq?: number; limit: number; fromSeq?: number; untilSeq?: number };
 
 export type Membership = "member" | "not_member" | "not_found";
 
-export type NewGroup = { id: string; title: string; creator: string; members: string[]; at: Date };
+export type NewGroup = {
+  id: string;
+  title: string;
+  creator: string;
+  members: string[];
+  at: Date;
+  /** GROUP_CREATE_PER_HOUR: refused (RATE_LIMITED) when the creator made this many in the last hour. Unset: no cap. */
+  createdPerHour?: number;
+};
 
 /** Durable storage. Every method throws StorageUnavailableError when the database fails. */
 export interface MessageStore {
@@ -118,6 +132,10 @@ export interface MessageStore {
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]>;
   history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult>;
   membership(conversationId: string, userId: string): Promise<Membership>;
+  /** Which seqs of the conversation the user may see: members from their entry on, former members up to it. */
+  visibility(conversationId: string, userId: string): Promise<Visibility>;
+  /** Whether any of these messages lies in a conversation the user left or was removed from. */
+  departedFrom(userId: string, messageIds: string[]): Promise<boolean>;
   /** The conversation's members, or null when there is no such conversation. */
   members(conversationId: string): Promise<string[] | null>;
   listConversations(userId: string, now: Date): Promise<ConversationSummary[]>;
@@ -138,6 +156,15 @@ export interface Notifier {
    */
   deliver(recipient: string, message: Message, scope?: "cluster" | "local"): Promise<boolean>;
   /**
+   * Asks every other node, in one inter-node message, to offer a just-stored message to its
+   * own live devices of these recipients (each node stores the receipts it gets:
+   * MessagingService.offerHere). A group's fan-out costs one message between nodes, not
+   * one per member. One node: nothing to do.
+   */
+  fanOut(recipients: string[], message: Message): void;
+  /** Those of `userIds` with a live (synced) device on this node. */
+  localRecipients(userIds: string[]): string[];
+  /**
    * Offers a message the user just sent to their other live devices, on every node; never
    * to `origin` (the sending connection). Their receipts are not delivery receipts: nothing
    * waits for them.
@@ -145,7 +172,8 @@ export interface Notifier {
   ownCopy(sender: string, message: Message, origin?: string): void;
   /** To every device of `userId`, but `except` (a connection). */
   status(userId: string, update: StatusUpdate, except?: string): void;
-  conversationCreated(userId: string, conversation: ConversationSummary): void;
+  /** To every device of these users at once (one broadcast, whatever their number). */
+  conversationCreated(userIds: string[], conversation: ConversationSummary): void;
   typing(userIds: string[], event: TypingEvent): void;
 }
 

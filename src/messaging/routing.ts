@@ -10,7 +10,11 @@ export const directKey = (a: string, b: string): string => (a < b ? `${a} ${b}` 
 export const noSuchConversation = (): AppError => new AppError("NOT_FOUND", "no such conversation");
 export const notAMember = (): AppError => new AppError("FORBIDDEN", "not a member of this conversation");
 
-export type ConversationFacts = { kind: string; members: string[] };
+/**
+ * `version`: the seq of its last membership change, as read (the write checks it again);
+ * `departed`: users who left or were removed, where the reads looked for them.
+ */
+export type ConversationFacts = { kind: string; members: string[]; version?: number; departed?: string[] };
 
 /**
  * A send to an existing conversation: refused if it does not exist (NOT_FOUND) or the sender

@@ -31,6 +31,8 @@ export type Message = {
   deletedAt: string | null;
   /** Text: current reactions, emoji ascending, userIds ascending. Entries: []. */
   reactions: Reaction[];
+  /** A `group` entry: the membership or title change it records. Every other kind: null. */
+  group: GroupChange | null;
   /** Text with a photo, voice note or file: what it carries; null otherwise (and once deleted for everyone). */
   media: MediaInfo | null;
 };
@@ -51,7 +53,20 @@ export type MediaInfo = {
   thumbnail: string | null;
 };
 
-export type MessageKind = "text" | "edit" | "delete" | "reaction";
+export type MessageKind = "text" | "edit" | "delete" | "reaction" | "group";
+export type GroupRole = "admin" | "member";
+/**
+ * What a `group` entry changed. `add`/`remove`/`leave`: who joined or went (`leave`: the
+ * sender; and, when the last admin left, `role: "admin"` names the successor as `userIds[1]`).
+ * `title`: the new `title`. `role`: `userIds[0]` now has `role`.
+ */
+export type GroupChange = {
+  action: GroupAction;
+  userIds: string[];
+  title: string | null;
+  role: GroupRole | null;
+};
+export type GroupAction = "add" | "remove" | "leave" | "title" | "role";
 export type Reaction = { emoji: string; userIds: string[] };
 
 export type Status = "sent" | "delivered" | "read";
@@ -61,6 +76,11 @@ export type ConversationSummary = {
   kind: "direct" | "group";
   title: string | null;
   members: string[];
+  /** Its admins (a group's; [] for a direct conversation). */
+  admins: string[];
+  /** False once the caller left or was removed: what they see then ends at that entry. */
+  member: boolean;
+  /** The last seq the caller may see. */
   lastSeq: number;
   unread: number;
   lastMessage: Message | null;
@@ -91,6 +111,11 @@ export type ReadRequest = { messageIds: string[] };
 export type HistoryRequest = { conversationId: string; beforeSeq?: number; afterSeq?: number; limit?: number };
 export type HistoryResult = { messages: Message[]; hasMore: boolean };
 export type GroupCreateRequest = { title: string; members: string[] };
+export type GroupAddRequest = { clientMsgId: string; conversationId: string; userIds: string[] };
+export type GroupRemoveRequest = { clientMsgId: string; conversationId: string; userId: string };
+export type GroupLeaveRequest = { clientMsgId: string; conversationId: string };
+export type GroupUpdateRequest = { clientMsgId: string; conversationId: string; title: string };
+export type GroupRoleRequest = { clientMsgId: string; conversationId: string; userId: string; role: GroupRole };
 export type TypingRequest = { conversationId: string; typing: boolean };
 export type PresenceSubscribeRequest = { userIds: string[] };
 /** A device's push registration: `pushkey` from APNs/FCM (via the app), `appId` as the gateway knows the app. */
@@ -109,12 +134,22 @@ export interface ClientToServerEvents {
   "message:history": (req: HistoryRequest, ack: Ack<HistoryResult>) => void;
   "conversation:list": (req: Record<string, never>, ack: Ack<{ conversations: ConversationSummary[] }>) => void;
   "group:create": (req: GroupCreateRequest, ack: Ack<{ conversationId: string }>) => void;
+  /** Membership and title changes: each answers the `group` entry it wrote (a retry: the first, duplicate). */
+  "group:add": (req: GroupAddRequest, ack: Ack<SendResult>) => void;
+  "group:remove": (req: GroupRemoveRequest, ack: Ack<SendResult>) => void;
+  "group:leave": (req: GroupLeaveRequest, ack: Ack<SendResult>) => void;
+  "group:update": (req: GroupUpdateRequest, ack: Ack<SendResult>) => void;
+  "group:role": (req: GroupRoleRequest, ack: Ack<SendResult>) => void;
   typing: (req: TypingRequest, ack: Ack<Record<string, never>>) => void;
   "presence:subscribe": (req: PresenceSubscribeRequest, ack: Ack<{ presence: Presence[] }>) => void;
   "push:register": (req: PushRegisterRequest, ack: Ack<Record<string, never>>) => void;
   "push:unregister": (req: PushUnregisterRequest, ack: Ack<{ removed: number }>) => void;
   /** Replaces the connection's token: same user only (else FORBIDDEN), valid (else UNAUTHORIZED). */
   "auth:refresh": (req: AuthRefreshRequest, ack: Ack<AuthRefreshResult>) => void;
+  /** v3: the caller's status stream after a cursor: what moved while a device was away. */
+  "status:sync": (req: StatusSyncRequest, ack: Ack<StatusSyncResult>) => void;
+  /** v3: per-recipient delivered and read times; the sender only (else NOT_FOUND). */
+  "message:info": (req: MessageInfoRequest, ack: Ack<MessageInfoResult>) => void;
   /** An upload URL for `size` bytes of `mime`. */
   "media:upload": (req: MediaUploadRequest, ack: Ack<MediaUploadResult>) => void;
   /** A short-lived download URL, for the uploader and whoever can see a message carrying it (else NOT_FOUND). */
@@ -123,7 +158,18 @@ export interface ClientToServerEvents {
 
 
 export type BacklogPage = { messages: Message[]; remaining: boolean };
-export type StatusUpdate = { messageIds: string[]; status: "delivered" | "read"; by: string; at: string };
+/**
+ * v3: `cursor` is the update's position in the receiving user's status stream (opaque; that
+ * of its last change): `status:sync { after: cursor }` continues from there.
+ */
+export type StatusUpdate = { messageIds: string[]; status: "delivered" | "read"; by: string; at: string; cursor: string };
+/** v3: a page of the caller's status stream; `cursor` is the last update's, or the `after` sent when none. */
+export type StatusSyncRequest = { after?: string; limit?: number };
+export type StatusSyncResult = { updates: StatusUpdate[]; cursor: string | null; hasMore: boolean };
+/** v3: one recipient of a message, as its sender sees them in message info. */
+export type RecipientStatus = { userId: string; status: Status; deliveredAt: string | null; readAt: string | null };
+export type MessageInfoRequest = { messageId: string };
+export type MessageInfoResult = { recipients: RecipientStatus[] };
 export type TypingEvent = { conversationId: string; userId: string; typing: boolean };
 
 export interface ServerToClientEvents {

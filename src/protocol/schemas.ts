@@ -24,8 +24,16 @@ export const LIMITS = {
   readIds: 500,
   historyPage: 100,
   historyDefault: 50,
-  groupMembers: 256,
+  /**
+   * The most members a `group:create` payload may list: a ceiling on parsing only. The
+   * group size itself is GROUP_MAX_MEMBERS (config, default 1024), checked by the core.
+   */
+  groupMembersCeiling: 10_000,
+  /** Users one `group:add` may name. */
+  groupAddIds: 256,
   titleLength: 128,
+  /** Title set by `group:update`. */
+  groupTitleLength: 100,
   presenceIds: 500,
   pushkeyLength: 512,
   appIdLength: 64,
@@ -35,6 +43,10 @@ export const LIMITS = {
   thumbnailLength: THUMBNAIL_BYTES,
   mimeLength: 127,
   mediaNameLength: 255,
+  statusSyncPage: 1000,
+  statusSyncDefault: 500,
+  /** Longer than any cursor the server gives (48 characters): the rest is the cursor's own check. */
+  cursorLength: 128,
 } as const;
 
 /** Push tokens (APNs hex, FCM, web push endpoints) are visible ASCII: no spaces or control characters. */
@@ -104,8 +116,21 @@ export const schemas = {
   "conversation:list": z.object({}),
   "group:create": z.object({
     title: text.pipe(z.string().trim().min(1).max(LIMITS.titleLength)),
-    members: z.array(userId).min(1).max(LIMITS.groupMembers),
+    members: z.array(userId).min(1).max(LIMITS.groupMembersCeiling),
   }),
+  "group:add": z.object({
+    clientMsgId,
+    conversationId: uuid,
+    userIds: z.array(userId).min(1).max(LIMITS.groupAddIds),
+  }),
+  "group:remove": z.object({ clientMsgId, conversationId: uuid, userId }),
+  "group:leave": z.object({ clientMsgId, conversationId: uuid }),
+  "group:update": z.object({
+    clientMsgId,
+    conversationId: uuid,
+    title: text.pipe(z.string().trim().min(1).max(LIMITS.groupTitleLength)),
+  }),
+  "group:role": z.object({ clientMsgId, conversationId: uuid, userId, role: z.enum(["admin", "member"]) }),
   typing: z.object({ conversationId: uuid, typing: z.boolean() }),
   "presence:subscribe": z.object({ userIds: z.array(userId).min(1).max(LIMITS.presenceIds) }),
   "push:register": z.object({
@@ -127,6 +152,12 @@ export const schemas = {
     name: text.pipe(z.string().max(LIMITS.mediaNameLength, `name is at most ${LIMITS.mediaNameLength} characters`)).optional(),
   }),
   "media:url": z.object({ mediaId }),
+  // Whether `after` is a cursor this server gave the caller is StatusCursors' to say (also BAD_REQUEST).
+  "status:sync": z.object({
+    after: z.string().min(1).max(LIMITS.cursorLength).optional(),
+    limit: z.number().int().min(1).max(LIMITS.statusSyncPage).optional(),
+  }),
+  "message:info": z.object({ messageId: uuid }),
 } satisfies Record<ClientEventName, z.ZodType>;
 
 /**

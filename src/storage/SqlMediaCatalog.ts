@@ -53,8 +53,9 @@ export class SqlMediaCatalog implements MediaCatalog {
   }
 
   /**
-   * Visible: the caller's own upload, or carried by a message of a conversation the caller
-   * is a member of, neither expired nor deleted for everyone.
+   * Visible: the caller's own upload, or carried by a message, neither expired nor deleted
+   * for everyone, that the caller may see: a member's from their `from_seq` on, a former
+   * member's within the window they keep (conversation_departures), as for history.
    */
   visibleTo(mediaId: string, userId: string, now: Date): Promise<MediaRecord | null> {
     return unavailableOnDbError(async () => {
@@ -62,10 +63,14 @@ export class SqlMediaCatalog implements MediaCatalog {
         await this.db.raw(
           `SELECT ${COLUMNS} FROM media md WHERE md.media_id = ? AND (md.owner_id = ? OR EXISTS (
              SELECT 1 FROM messages m
-             JOIN conversation_members cm ON cm.conversation_id = m.conversation_id AND cm.user_id = ?
-             WHERE m.media_id = md.media_id AND m.expires_at > ? AND m.deleted_at IS NULL
+             WHERE m.media_id = md.media_id AND m.expires_at > ? AND m.deleted_at IS NULL AND (
+               EXISTS (SELECT 1 FROM conversation_members cm
+                       WHERE cm.conversation_id = m.conversation_id AND cm.user_id = ? AND m.seq >= cm.from_seq)
+               OR EXISTS (SELECT 1 FROM conversation_departures cd
+                          WHERE cd.conversation_id = m.conversation_id AND cd.user_id = ?
+                            AND m.seq BETWEEN cd.from_seq AND cd.until_seq))
            ))`,
-          [mediaId, userId, userId, now],
+          [mediaId, userId, now, userId, userId],
         ),
       );
       return rows[0] ? toRecord(rows[0]) : null;

@@ -13,7 +13,8 @@ import { directKey } from "../messaging/routing";
 import { appendBatch } from "./append/appendBatch";
 import { LostDuplicateRace, TargetChanged } from "./append/errors";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
-import { backlogPage, historyPage, membersOf, membershipOf, undelivered } from "./messageReads";
+import { backlogPage, departedFrom, historyPage, membersOf, membershipOf, undelivered, visibilityOf } from "./messageReads";
+import type { Visibility } from "../messaging/groupPorts";
 import { runPrepared, statement } from "./prepared";
 import { markReceipts, type ReceiptRequest } from "./receipts";
 import { rowsOf } from "./rows";
@@ -189,6 +190,14 @@ export class SqlMessageStore implements MessageStore {
 
   membership(conversationId: string, userId: string): Promise<Membership> {
     return unavailableOnDbError(() => membershipOf(this.db, conversationId, userId));
+  }
+
+  visibility(conversationId: string, userId: string): Promise<Visibility> {
+    return unavailableOnDbError(() => visibilityOf(this.db, conversationId, userId));
+  }
+
+  departedFrom(userId: string, messageIds: string[]): Promise<boolean> {
+    return unavailableOnDbError(() => departedFrom(this.db, userId, messageIds));
   }
 
   members(conversationId: string): Promise<string[] | null> {

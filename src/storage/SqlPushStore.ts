@@ -122,7 +122,7 @@ export class SqlPushStore implements PushStore {
           `SELECT d.recipient_id, count(*) AS n FROM message_delivery d
            JOIN messages m ON m.message_id = d.message_id
            WHERE d.recipient_id = ANY(?::text[]) AND d.status IN ('sent', 'delivered') AND m.expires_at > ?
-             AND m.kind = 'text'
+             AND m.kind = 'text' AND m.deleted_at IS NULL
            GROUP BY d.recipient_id`,
           [recipients, now],
         ),

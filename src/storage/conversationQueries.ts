@@ -1,12 +1,15 @@
 import type { Knex } from "knex";
 import type { NewGroup } from "../messaging/ports";
-import type { ConversationSummary } from "../protocol";
+import { AppError, type ConversationSummary } from "../protocol";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
 
 /**
  * The caller's conversations as `conversation:list` shows them (or just `only`), in one
- * query: members, unread count (text only) and last unexpired text message, with its
- * current state, most recently active first.
+ * query: members and admins, unread count (text not deleted for everyone) and last unexpired text message, with
+ * its current state, most recently active first. Groups the caller left or was removed from
+ * are listed too (`member` false), seen through the caller's window: `lastSeq`, `unread`
+ * and `lastMessage` count only the seqs the caller may see, and such a group shows no
+ * members or admins (who came and went after the caller is not theirs to know).
  */
 export async function conversationSummaries(
   q: Knex | Knex.Transaction,
@@ -20,48 +23,84 @@ export async function conversationSummaries(
       conversation_kind: "direct" | "group";
       title: string | null;
       last_seq: string | number;
-      members: string[];
+      is_member: boolean;
+      members: string[] | null;
+      admins: string[] | null;
       unread: string | number | null;
     }
   >(
     await q.raw(
       `WITH mine AS (
-         SELECT c.* FROM conversation_members cm JOIN conversations c ON c.conversation_id = cm.conversation_id
+         SELECT c.conversation_id, c.kind, c.title, c.last_seq, COALESCE(c.last_message_at, c.created_at) AS active_at,
+           cm.from_seq AS vis_from, c.last_seq AS vis_until, true AS is_member
+         FROM conversation_members cm JOIN conversations c ON c.conversation_id = cm.conversation_id
          WHERE cm.user_id = ? ${only ? "AND c.conversation_id = ?" : ""}
+         UNION ALL
+         -- As they left it: its title then, and no later activity moving it up their list.
+         SELECT c.conversation_id, c.kind, d.title, c.last_seq, LEAST(COALESCE(c.last_message_at, c.created_at), d.left_at),
+           d.from_seq, d.until_seq, false
+         FROM conversation_departures d JOIN conversations c ON c.conversation_id = d.conversation_id
+         WHERE d.user_id = ? ${only ? "AND c.conversation_id = ?" : ""}
        ), unread AS (
          SELECT m.conversation_id, count(*) AS n FROM message_delivery d
          JOIN messages m ON m.message_id = d.message_id
+         JOIN mine w ON w.conversation_id = m.conversation_id
          WHERE d.recipient_id = ? AND d.status IN ('sent', 'delivered') AND m.expires_at > ? AND m.kind = 'text'
+           AND m.seq BETWEEN w.vis_from AND w.vis_until
+           AND m.deleted_at IS NULL
          GROUP BY m.conversation_id
        )
-       SELECT c.conversation_id AS id, c.kind AS conversation_kind, c.title, c.last_seq,
-         (SELECT array_agg(x.user_id ORDER BY x.user_id) FROM conversation_members x
-           WHERE x.conversation_id = c.conversation_id) AS members,
+       SELECT c.conversation_id AS id, c.kind AS conversation_kind, c.title, c.vis_until AS last_seq, c.is_member,
+         CASE WHEN c.is_member THEN (SELECT array_agg(x.user_id ORDER BY x.user_id) FROM conversation_members x
+           WHERE x.conversation_id = c.conversation_id) END AS members,
+         CASE WHEN c.is_member AND c.kind = 'group' THEN (SELECT array_agg(x.user_id ORDER BY x.user_id)
+           FROM conversation_members x WHERE x.conversation_id = c.conversation_id AND x.role = 'admin') END AS admins,
          u.n AS unread, ${MESSAGE_COLUMNS}
        FROM mine c
        LEFT JOIN unread u ON u.conversation_id = c.conversation_id
        LEFT JOIN LATERAL (
          SELECT * FROM messages lm WHERE lm.conversation_id = c.conversation_id AND lm.expires_at > ? AND lm.kind = 'text'
+           AND lm.seq BETWEEN c.vis_from AND c.vis_until
          ORDER BY lm.seq DESC LIMIT 1
        ) m ON true
-       ORDER BY COALESCE(c.last_message_at, c.created_at) DESC, c.conversation_id`,
-      only ? [userId, only, userId, now, now] : [userId, userId, now, now],
+       ORDER BY c.active_at DESC, c.conversation_id`,
+      only ? [userId, only, userId, only, userId, now, now] : [userId, userId, userId, now, now],
     ),
   );
   return rows.map((r) => ({
     id: r.id,
     kind: r.conversation_kind,
     title: r.title,
-    members: r.members,
+    members: r.members ?? [],
+    admins: r.admins ?? [],
+    member: r.is_member,
     lastSeq: toNumber(r.last_seq),
     unread: toNumber(r.unread),
     lastMessage: r.message_id ? toMessage(r) : null,
   }));
 }
 
-/** A group, its members and their directory entries, in one transaction. */
+/**
+ * A group, its members (the creator its admin) and their directory entries, in one
+ * transaction. With `createdPerHour`, a creator who already made that many groups in the
+ * hour before `at` is refused (RATE_LIMITED) and nothing is stored; a transaction-scoped
+ * advisory lock on the creator makes the count and the insert one step, whichever node
+ * the creator's requests land on.
+ */
 export function insertGroup(db: Knex, req: NewGroup): Promise<ConversationSummary> {
   return db.transaction(async (trx) => {
+    if (req.createdPerHour !== undefined) {
+      await trx.raw(`SELECT pg_advisory_xact_lock(hashtext('ticks:group-create'), hashtext(?))`, [req.creator]);
+      const [row] = rowsOf<{ n: string | number }>(
+        await trx.raw(
+          `SELECT count(*) AS n FROM conversations WHERE created_by = ? AND kind = 'group' AND created_at > ?`,
+          [req.creator, new Date(req.at.getTime() - HOUR_MS)],
+        ),
+      );
+      if (toNumber(row?.n) >= req.createdPerHour) {
+        throw new AppError("RATE_LIMITED", `at most ${req.createdPerHour} new groups an hour (GROUP_CREATE_PER_HOUR)`);
+      }
+    }
     const all = [...new Set([req.creator, ...req.members])];
     await trx.raw(`INSERT INTO users (user_id) SELECT * FROM unnest(?::text[]) ON CONFLICT (user_id) DO NOTHING`, [all]);
     await trx.raw(
@@ -69,11 +108,13 @@ export function insertGroup(db: Knex, req: NewGroup): Promise<ConversationSummar
       [req.id, req.title, req.at, req.creator],
     );
     await trx.raw(
-      `INSERT INTO conversation_members (conversation_id, user_id, joined_at)
-       SELECT ?, u, ? FROM unnest(?::text[]) AS u`,
-      [req.id, req.at, all],
+      `INSERT INTO conversation_members (conversation_id, user_id, joined_at, role)
+       SELECT ?, u, ?, CASE WHEN u = ? THEN 'admin' ELSE 'member' END FROM unnest(?::text[]) AS u`,
+      [req.id, req.at, req.creator, all],
     );
     const [summary] = await conversationSummaries(trx, req.creator, req.at, req.id);
     return summary!;
   });
 }
+
+const HOUR_MS = 3_600_000;

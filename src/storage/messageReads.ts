@@ -1,6 +1,7 @@
 import type { Knex } from "knex";
 import type { HistoryResult, Message } from "../protocol";
 import type { HistoryQuery, Membership } from "../messaging/ports";
+import type { Visibility } from "../messaging/groupPorts";
 import { runPrepared, statement } from "./prepared";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
 
@@ -44,6 +45,16 @@ export async function backlogPage(hot: Knex, recipient: string, now: Date, limit
 export async function historyPage(db: Knex, conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult> {
   const where = ["m.conversation_id = ?", "m.expires_at > ?"];
   const bindings: Knex.RawBinding[] = [conversationId, now];
+  // The caller's window: a later member sees from the entry that added them, a former one
+  // up to the entry that removed them.
+  if (query.fromSeq !== undefined && query.fromSeq > 0) {
+    where.push("m.seq >= ?");
+    bindings.push(query.fromSeq);
+  }
+  if (query.untilSeq !== undefined) {
+    where.push("m.seq <= ?");
+    bindings.push(query.untilSeq);
+  }
   if (query.afterSeq !== undefined) {
     where.push("m.seq > ?");
     bindings.push(query.afterSeq);
@@ -78,6 +89,38 @@ export async function membershipOf(db: Knex, conversationId: string, userId: str
   );
   if (!rows[0]) return "not_found";
   return rows[0].is_member ? "member" : "not_member";
+}
+
+/** Which seqs of the conversation the user may see (see Visibility). */
+export async function visibilityOf(db: Knex, conversationId: string, userId: string): Promise<Visibility> {
+  const [row] = rowsOf<{ member_from: string | number | null; left_from: string | number | null; until_seq: string | number | null }>(
+    await db.raw(
+      `SELECT
+         (SELECT from_seq FROM conversation_members WHERE conversation_id = c.conversation_id AND user_id = ?) AS member_from,
+         d.from_seq AS left_from, d.until_seq
+       FROM conversations c
+       LEFT JOIN conversation_departures d ON d.conversation_id = c.conversation_id AND d.user_id = ?
+       WHERE c.conversation_id = ?`,
+      [userId, userId, conversationId],
+    ),
+  );
+  if (!row) return { state: "not_found" };
+  if (row.member_from !== null) return { state: "member", fromSeq: Number(row.member_from) };
+  if (row.until_seq !== null) return { state: "former", fromSeq: Number(row.left_from), untilSeq: Number(row.until_seq) };
+  return { state: "stranger" };
+}
+
+/** Whether any of these messages lies in a conversation the user left or was removed from. */
+export async function departedFrom(db: Knex, userId: string, messageIds: string[]): Promise<boolean> {
+  const rows = rowsOf<{ hit: number }>(
+    await db.raw(
+      `SELECT 1 AS hit FROM messages m
+       JOIN conversation_departures d ON d.conversation_id = m.conversation_id AND d.user_id = ?
+       WHERE m.message_id = ANY(?::uuid[]) LIMIT 1`,
+      [userId, messageIds],
+    ),
+  );
+  return rows.length > 0;
 }
 
 export async function membersOf(db: Knex, conversationId: string): Promise<string[] | null> {

@@ -3,6 +3,7 @@ import type { PresenceNotifier } from "../messaging/PresenceService";
 import type { ConversationSummary, Message, Presence, StatusUpdate, TypingEvent } from "../protocol";
 import { presenceRoom, SYNCING_ROOM, userRoom } from "./rooms";
 import type { TicksServer } from "./types";
+import { StatusBatches } from "./clusterFanout";
 
 /**
  * Reaches users through their rooms; with the Redis adapter a room spans every node.
@@ -18,7 +19,19 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
      * counts the expected replies and builds a broadcast operator per message).
      */
     private readonly singleNode = false,
-  ) {}
+  ) {
+    this.statuses = new StatusBatches(io);
+  }
+
+  private readonly statuses: StatusBatches;
+
+  fanOut(recipients: string[], message: Message): void {
+    if (!this.singleNode) this.io.serverSideEmit("fanout:offer", { recipients, message });
+  }
+
+  localRecipients(userIds: string[]): string[] {
+    return userIds.filter((userId) => !this.liveLocalSockets(userId).next().done);
+  }
 
   deliver(recipient: string, message: Message, scope: "cluster" | "local" = "cluster"): Promise<boolean> {
     if (scope === "local" || this.singleNode) return this.deliverLocal(recipient, message);
@@ -80,13 +93,18 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
       .emit("message:new", message, () => {});
   }
 
+  /**
+   * One node: straight to the user's room. Many: batched per tick (StatusBatches), so the
+   * hundreds of receipts of a group message cost one inter-node message, not one each.
+   */
   status(userId: string, update: StatusUpdate, except?: string): void {
+    if (!this.singleNode) return this.statuses.add(except ? { userId, update, except } : { userId, update });
     const to = this.io.to(userRoom(userId));
     (except ? to.except(except) : to).emit("message:status", update);
   }
 
-  conversationCreated(userId: string, conversation: ConversationSummary): void {
-    this.io.to(userRoom(userId)).emit("conversation:new", conversation);
+  conversationCreated(userIds: string[], conversation: ConversationSummary): void {
+    if (userIds.length > 0) this.io.to(userIds.map(userRoom)).emit("conversation:new", conversation);
   }
 
   presence(update: Presence): void {

@@ -1,9 +1,11 @@
 import type { Logger } from "../log";
 import type { MessagingService } from "../messaging/MessagingService";
+import type { GroupService } from "../messaging/GroupService";
 import { AppError, type ClientEventName, type ClientToServerEvents } from "../protocol";
 import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
 import type { MediaService } from "../media/MediaService";
 import type { PresenceService } from "../messaging/PresenceService";
+import type { StatusStream } from "../messaging/StatusStream";
 import type { PushService } from "../messaging/PushService";
 import type { RateLimiter } from "./ports";
 import type { TokenLifetimes } from "./TokenLifetimes";
@@ -18,6 +20,9 @@ type Handler<E extends ClientEventName> = (input: Payload<E>, socket: TicksSocke
 export type HandlerDeps = {
   messaging: MessagingService;
   media: Pick<MediaService, "requestUpload" | "downloadUrl">;
+  groups: GroupService;
+  /** v3: status:sync and message:info. */
+  statuses: Pick<StatusStream, "sync" | "info">;
   presence: PresenceService;
   push: PushService;
   rateLimiter: RateLimiter;
@@ -50,9 +55,29 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
   on(socket, deps, "message:read", async (p) => ({ updated: await messaging.markRead(userId, p.messageIds, socket.id) }));
   on(socket, deps, "message:history", (p) => messaging.history(userId, p));
   on(socket, deps, "conversation:list", async () => ({ conversations: await messaging.listConversations(userId) }));
-  on(socket, deps, "group:create", async (p) => ({
-    conversationId: await messaging.createGroup(userId, p.title, p.members),
-  }));
+  const { groups } = deps;
+  on(
+    socket,
+    deps,
+    "group:create",
+    async (p) => ({ conversationId: await groups.create(userId, p.title, p.members) }),
+    (p) => membersCost(p.members.length + 1),
+  );
+  on(
+    socket,
+    deps,
+    "group:add",
+    (p) => groups.change(userId, { ...p, command: { action: "add", userIds: p.userIds } }, socket.id),
+    (p) => membersCost(p.userIds.length),
+  );
+  on(socket, deps, "group:remove", (p) =>
+    groups.change(userId, { ...p, command: { action: "remove", userId: p.userId } }, socket.id),
+  );
+  on(socket, deps, "group:leave", (p) => groups.change(userId, { ...p, command: { action: "leave" } }, socket.id));
+  on(socket, deps, "group:update", (p) => groups.change(userId, { ...p, command: { action: "title", title: p.title } }, socket.id));
+  on(socket, deps, "group:role", (p) =>
+    groups.change(userId, { ...p, command: { action: "role", userId: p.userId, role: p.role } }, socket.id),
+  );
   on(socket, deps, "typing", async (p) => {
     await messaging.typing(userId, p.conversationId, p.typing);
     return {};
@@ -70,6 +95,8 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
   on(socket, deps, "auth:refresh", (p, s) => deps.tokens.refresh(s, p.token));
   on(socket, deps, "media:upload", (p) => deps.media.requestUpload(userId, p));
   on(socket, deps, "media:url", (p) => deps.media.downloadUrl(userId, p.mediaId));
+  on(socket, deps, "status:sync", (p) => deps.statuses.sync(userId, p.after, p.limit));
+  on(socket, deps, "message:info", (p) => deps.statuses.info(userId, p.messageId));
   // An event the protocol does not have: answered, if it can be, so the client is not left waiting.
   const known = new Set<string>(CLIENT_EVENTS);
   socket.onAny((event: string, ...args: unknown[]) => {
@@ -79,7 +106,25 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
   });
 }
 
-function on<E extends ClientEventName>(socket: TicksSocket, deps: HandlerDeps, event: E, handler: Handler<E>): void {
+/**
+ * What a request that writes one membership row per user costs from the rate budget, in
+ * events: one for every MEMBERS_PER_EVENT members (docs/rate-limits.md). A 256-member
+ * group:create costs 32 events, not 1: the budget follows the rows, not the packets.
+ */
+export const MEMBERS_PER_EVENT = 8;
+const membersCost = (members: number): number => Math.ceil(members / MEMBERS_PER_EVENT);
+
+/**
+ * `cost`: events the parsed request takes from the rate budget in all (default 1). The first
+ * is taken before parsing, as for every event; the rest once the payload says how many.
+ */
+function on<E extends ClientEventName>(
+  socket: TicksSocket,
+  deps: HandlerDeps,
+  event: E,
+  handler: Handler<E>,
+  cost?: (input: Payload<E>) => number,
+): void {
   // Registered untyped: a client may send anything, in any arity.
   (socket as unknown as { on(ev: string, fn: (...args: unknown[]) => void): void }).on(event, (...args) => {
     const ack = typeof args[args.length - 1] === "function" ? (args.pop() as (reply: unknown) => void) : null;
@@ -94,6 +139,10 @@ function on<E extends ClientEventName>(socket: TicksSocket, deps: HandlerDeps, e
           throw new AppError("RATE_LIMITED", "too many events, slow down");
         }
         const input = parsePayload(event, args[0]);
+        const extra = cost ? cost(input) - 1 : 0;
+        if (extra > 0 && !(await deps.rateLimiter.allow(socket.data.userId, extra))) {
+          throw new AppError("RATE_LIMITED", "too many members added at once, slow down");
+        }
         ack({ ok: true, ...(await handler(input, socket)) });
         done("ok");
       } catch (err) {

@@ -7,6 +7,9 @@
  * allowance, counted cluster-wide with Redis.
  */
 export interface RateLimiter {
-  /** Takes one event from the user's budget; false when it is spent (answer RATE_LIMITED). */
-  allow(userId: string): Promise<boolean>;
+  /**
+   * Takes `cost` events (default 1) from the user's budget; false when it is spent (answer
+   * RATE_LIMITED). A cost above the per-second budget counts as that budget.
+   */
+  allow(userId: string, cost?: number): Promise<boolean>;
 }

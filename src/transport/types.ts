@@ -1,5 +1,5 @@
 import type { Server, Socket } from "socket.io";
-import type { ClientToServerEvents, ServerToClientEvents } from "../protocol";
+import type { ClientToServerEvents, Message, ServerToClientEvents, StatusUpdate } from "../protocol";
 
 /** Set by the auth middleware. `deviceId` is the client's own name for the device (logs only). */
 export type SocketData = {
@@ -8,8 +8,16 @@ export type SocketData = {
   /** The current token's `exp` in epoch ms; null without one (and in dev mode). */
   tokenExpiresAt?: number | null;
 };
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-type InterServerEvents = {};
+/** A status for one user's devices, but `except` (a connection). */
+export type StatusDelivery = { userId: string; update: StatusUpdate; except?: string };
+/**
+ * Between nodes, through the adapter (transport/clusterFanout.ts): a group message for each
+ * node to offer to its own devices, and a batch of statuses for each node to hand to its own.
+ */
+export type InterServerEvents = {
+  "fanout:offer": (offer: { recipients: string[]; message: Message }) => void;
+  "fanout:status": (batch: StatusDelivery[]) => void;
+};
 export type TicksServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 export type TicksSocket = Socket<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;
 

@@ -33,6 +33,16 @@ function rateLimiterContract(impl: Implementation): void {
       expect(await take(limiter, uniqueId("u"), BUDGET + 3)).to.deep.equal([...times(BUDGET, true), ...times(3, false)]);
     });
 
+    it("a weighted event takes its cost; one costing more than the budget counts as the whole budget", async () => {
+      const limiter = impl.cluster().node(STEADY);
+      const user = uniqueId("u");
+      expect(await limiter.allow(user, 3), "3 of 5").to.equal(true);
+      expect(await limiter.allow(user, 3), "3 more than the 2 left").to.equal(false);
+      const heavy = uniqueId("h");
+      expect(await limiter.allow(heavy, BUDGET * 10), "far over the budget: costs the budget, and fits an idle one").to.equal(true);
+      expect(await limiter.allow(heavy), "nothing left").to.equal(false);
+    });
+
     it("concurrent calls never allow more than the budget", async () => {
       const limiter = impl.cluster().node(STEADY);
       const user = uniqueId("u");

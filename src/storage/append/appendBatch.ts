@@ -54,9 +54,13 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[], options: Appe
 
   const givenIds: string[] = [];
   const refIds: string[] = [];
+  const actors: string[] = [];
   for (const i of firsts) {
     const req = reqs[i]!;
-    if (req.kind !== "text") refIds.push(req.refId);
+    if (req.kind !== "text") {
+      refIds.push(req.refId);
+      actors.push(req.from);
+    }
     else if ("conversationId" in req.target) givenIds.push(req.target.conversationId);
   }
   // Reads, only when the rules need them: stored retries are then answered by the same
@@ -69,7 +73,7 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[], options: Appe
   if (givenIds.length > 0 || refIds.length > 0) {
     const [existing, facts] = await Promise.all([
       findStored(hot, firsts.map((i) => reqs[i]!)),
-      loadConversations(db, givenIds, refIds),
+      loadConversations(db, givenIds, refIds, actors),
     ]);
     ({ conversations: given, targets } = facts);
     const originals = new Map(existing.map((row) => [senderKey({ from: row.from_user_id, clientMsgId: row.client_msg_id }), row]));
@@ -82,7 +86,7 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[], options: Appe
 
   const { rows, plans, repeatOf } = planBatch(reqs, fresh, given, targets, outcomes);
 
-  let unrouted = await write(hot, rows, [...plans.values()], outcomes, push);
+  let unrouted = await write(hot, rows, [...plans.values()], outcomes, push, seenVersions(given));
   if (unrouted.length > 0) {
     // First messages between these users: create the conversations, then store them.
     await createDirect(db, unrouted);
@@ -96,6 +100,13 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[], options: Appe
     if (!outcomes[i]) outcomes[i] = asRepeat(outcomes[firstInBatch.get(senderKey(req))!]!);
   });
   return outcomes;
+}
+
+/** The membership versions the reads saw, of the groups the batch writes to (direct ones never change). */
+function seenVersions(given: Conversations): Map<string, number> {
+  const seen = new Map<string, number>();
+  for (const [id, c] of given) if (c.kind === "group") seen.set(id, c.version ?? 0);
+  return seen;
 }
 
 /** What a repeat of a request answers: the first one's message as a duplicate, or its error. */

@@ -94,6 +94,7 @@ export function planBatch(
           expiresAt: new Date(row.expires_at),
           deleted: row.deleted_at !== null || plan!.deletedBy !== null,
           actorIsMember: conversation?.members.includes(req.from) ?? false,
+          actorDeparted: conversation?.departed?.includes(req.from) ?? false,
         },
       );
       if ("repeat" in verdict) {

@@ -23,12 +23,24 @@ export async function loadConversations(
   db: Knex,
   ids: string[],
   refIds: string[],
+  /** The senders of the batch's entries (whose departures matter). */
+  actors: string[] = [],
 ): Promise<{ conversations: Conversations; targets: Map<string, TargetRow> }> {
   const conversations: Conversations = new Map();
   const targets = new Map<string, TargetRow>();
-  const members = `SELECT c.conversation_id, c.kind, cm.user_id, NULL::jsonb AS target FROM conversations c
+  // members_version: the write checks it under the conversation's lock (a removal between
+  // these reads and the write makes the batch run again, judged on the new members).
+  const members = `SELECT c.conversation_id, c.kind, c.members_version::text AS version, cm.user_id, false AS departed,
+       NULL::jsonb AS target FROM conversations c
        LEFT JOIN conversation_members cm ON cm.conversation_id = c.conversation_id`;
-  const rows = rowsOf<{ conversation_id: string; kind: string | null; user_id: string | null; target: TargetRow | null }>(
+  const rows = rowsOf<{
+    conversation_id: string;
+    kind: string | null;
+    version: string | null;
+    user_id: string | null;
+    departed: boolean;
+    target: TargetRow | null;
+  }>(
     refIds.length === 0
       ? await db.raw(`${members} WHERE c.conversation_id = ANY(?::uuid[])`, [[...new Set(ids)]])
       : await db.raw(
@@ -46,8 +58,12 @@ export async function loadConversations(
            ${members}
            WHERE c.conversation_id IN (SELECT unnest(?::uuid[]) UNION SELECT conversation_id FROM t)
            UNION ALL
-           SELECT t.conversation_id, NULL, NULL, to_jsonb(t) FROM t`,
-          [[...new Set(refIds)], [...new Set(ids)]],
+           -- Who left the targets' conversations: their entries are FORBIDDEN, not NOT_FOUND.
+           SELECT d.conversation_id, NULL, NULL, d.user_id, true, NULL FROM conversation_departures d
+           WHERE d.conversation_id IN (SELECT conversation_id FROM t) AND d.user_id = ANY(?::text[])
+           UNION ALL
+           SELECT t.conversation_id, NULL, NULL, NULL, false, to_jsonb(t) FROM t`,
+          [[...new Set(refIds)], [...new Set(ids)], [...new Set(actors)]],
         ),
   );
   for (const r of rows) {
@@ -55,8 +71,12 @@ export async function loadConversations(
       targets.set(r.target.message_id, r.target);
       continue;
     }
-    const entry = conversations.get(r.conversation_id) ?? { kind: r.kind!, members: [] };
-    if (r.user_id) entry.members.push(r.user_id);
+    const entry = conversations.get(r.conversation_id) ?? { kind: "", members: [], version: 0, departed: [] };
+    if (r.kind !== null) {
+      entry.kind = r.kind;
+      entry.version = Number(r.version ?? 0);
+    }
+    if (r.user_id) (r.departed ? entry.departed! : entry.members).push(r.user_id);
     conversations.set(r.conversation_id, entry);
   }
   return { conversations, targets };

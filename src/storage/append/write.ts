@@ -22,10 +22,11 @@ export async function write(
   plans: TargetPlan[],
   outcomes: BatchOutcome<AppendResult>[],
   pushDelayMs: number | undefined,
+  versions: Map<string, number> = new Map(),
 ): Promise<BatchRow[]> {
   let result: WriteRow[];
   try {
-    const values = writeValues(rows, plans);
+    const values = writeValues(rows, plans, versions);
     result =
       pushDelayMs === undefined
         ? await runPrepared<WriteRow>(db, WRITE, values)
@@ -57,7 +58,7 @@ export async function write(
       };
     } else if (row.conversationId !== null) {
       // Its conversation is known to exist: it was not written because `unchanged` found an
-      // acted-on message changed, and then nothing was.
+      // acted-on message or a group's members changed, and then nothing was.
       throw new TargetChanged();
     } else unrouted.push(row);
   }
@@ -119,5 +120,6 @@ function messageOf(row: BatchRow, seq: number, conversationId: string): Message 
     deletedAt: null,
     reactions: [],
     media: req.kind === "text" ? req.media : null,
+    group: null,
   };
 }

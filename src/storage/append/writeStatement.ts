@@ -10,7 +10,11 @@ import type { BatchRow, TargetPlan } from "./batchPlan";
  * - `stored`: retries of messages stored earlier, one probe of the unique index per
  *   request; they are answered with the original and not written again.
  * - `current`/`unchanged`: locks the acted-on messages and checks that none changed or went
- *   since the reads. Otherwise nothing below writes anything (the caller redoes the batch):
+ *   since the reads; `seen`/`membership`: locks the groups written to and checks that their
+ *   members did not change since the reads (members_version, moved by every add, remove
+ *   and leave under the same lock). FOR UPDATE returns the row as last committed, so a
+ *   removal committed after this statement's snapshot is seen here, and the batch is run
+ *   again rather than delivered by the snapshot's stale member list. Otherwise nothing below writes anything (the caller redoes the batch):
  *   an entry is never judged on a stale state, and a delete never misses an edit
  *   committed by another node after this statement's snapshot.
  * - `routed`: what is written, each with its conversation (a direct one found by its key;
@@ -34,7 +38,7 @@ import type { BatchRow, TargetPlan } from "./batchPlan";
  */
 const writeText = (push: string) => `WITH v AS (
      SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
-       $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[], $12::uuid[], $20::jsonb[])
+       $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[], $12::uuid[], $22::jsonb[])
        WITH ORDINALITY AS v(id, sender, recipient, given_id, direct_key, client_msg_id, content, created_at, expires_at,
          accept, kind, ref_id, media, ord)
    ), t AS (
@@ -48,8 +52,18 @@ const writeText = (push: string) => `WITH v AS (
      SELECT m.message_id, m.xmin::text AS xmin FROM messages m
      WHERE m.message_id IN (SELECT id FROM t) AND m.deleted_at IS NULL
      ORDER BY m.message_id FOR UPDATE
+   ), seen AS (
+     SELECT * FROM unnest($20::uuid[], $21::bigint[]) AS s(id, version)
+   ), membership AS MATERIALIZED (
+     SELECT c.conversation_id, c.members_version FROM conversations c
+     WHERE c.conversation_id IN (SELECT id FROM seen)
+     ORDER BY c.conversation_id FOR UPDATE
    ), unchanged AS MATERIALIZED (
-     SELECT count(*) = (SELECT count(*) FROM t) AS ok
+     SELECT count(*) = (SELECT count(*) FROM t)
+       AND NOT EXISTS (
+         SELECT 1 FROM seen s LEFT JOIN membership n ON n.conversation_id = s.id
+         WHERE n.members_version IS DISTINCT FROM s.version
+       ) AS ok
      FROM current c JOIN t ON t.id = c.message_id AND t.seen_xmin = c.xmin
    ), routed AS (
      SELECT v.*, coalesce(v.given_id, d.conversation_id) AS conversation_id
@@ -122,7 +136,7 @@ export const WRITE = statement("append", writeText(""));
 
 /**
  * The push outbox part of the write (only when pushes are on): a row per delivery row of a
- * text message whose recipient has a pushkey, due PUSH_DELAY_MS ($21) after createdAt
+ * text message whose recipient has a pushkey, due PUSH_DELAY_MS ($23) after createdAt
  * (edits, deletes and reactions are not pushed). Written by the same statement as the
  * message, it commits or rolls back with it: no stored message can miss its push, and no
  * push can name a message that was not stored.
@@ -132,7 +146,7 @@ export const WRITE_PUSH = statement(
   writeText(`, pushes AS (
      INSERT INTO push_outbox (message_id, recipient_id, due_at, first_due_at)
      SELECT d.message_id, d.recipient_id, n.due_at, n.due_at FROM delivered d
-     JOIN (SELECT id, created_at + $21::int * interval '1 millisecond' AS due_at FROM numbered WHERE kind = 'text') n
+     JOIN (SELECT id, created_at + $23::int * interval '1 millisecond' AS due_at FROM numbered WHERE kind = 'text') n
        ON n.id = d.message_id
      WHERE EXISTS (SELECT 1 FROM pushkeys p WHERE p.user_id = d.recipient_id)
    )`),
@@ -148,7 +162,7 @@ export type WriteRow = {
   original: MessageRow | null;
 };
 
-export function writeValues(rows: BatchRow[], plans: TargetPlan[] = []): unknown[] {
+export function writeValues(rows: BatchRow[], plans: TargetPlan[] = [], versions: Map<string, number> = new Map()): unknown[] {
   const col = <T>(pick: (r: BatchRow) => T) => rows.map(pick);
   const plan = <T>(pick: (p: TargetPlan) => T) => plans.map(pick);
   const iso = (d: Date | null) => d?.toISOString() ?? null;
@@ -172,6 +186,8 @@ export function writeValues(rows: BatchRow[], plans: TargetPlan[] = []): unknown
     plan((p) => iso(p.deletedAt)),
     plan((p) => JSON.stringify(p.patch)),
     plans.filter((p) => p.deletedAt !== null).map((p) => p.row.message_id),
+    [...versions.keys()],
+    [...versions.values()],
     col((r) => (r.req.kind === "text" && r.req.media ? JSON.stringify(r.req.media) : null)),
   ];
 }

@@ -1,0 +1,61 @@
+import type { Message } from "../protocol";
+import { userRoom } from "./rooms";
+import type { StatusDelivery, TicksServer } from "./types";
+
+/**
+ * Fan-out between nodes in whole batches, through the adapter's server-side events (one
+ * publish each, received by every other node; no acknowledgement, no round trip):
+ *
+ * - `fanout:offer`: a group message and its recipients. Each node offers it to its own
+ *   live devices and stores the receipts it gets, so a 1,024-member group costs one
+ *   inter-node message per message, not a broadcast with acknowledgements per member.
+ * - `fanout:status`: the statuses one tick produced (a group message's receipts come in
+ *   batches of hundreds). Each node hands them to its own devices of each user. Every
+ *   batch, of any size, takes this one channel, so statuses reach a device in the order
+ *   they were sent.
+ *
+ * Best effort like every live path: a node that misses a batch (Redis down) leaves the
+ * message `sent`, and backlog and redelivery bring it.
+ */
+export function listenForFanout(io: TicksServer, offerHere: (recipients: string[], message: Message) => void): void {
+  io.on("fanout:offer", (offer) => {
+    if (!offer || !Array.isArray(offer.recipients) || !offer.message) return;
+    offerHere(offer.recipients, offer.message);
+  });
+  io.on("fanout:status", (batch) => {
+    if (Array.isArray(batch)) emitStatusesHere(io, batch);
+  });
+}
+
+/** Hands each status to this node's sockets of its user (syncing ones included), but `except`. */
+export function emitStatusesHere(io: TicksServer, batch: StatusDelivery[]): void {
+  const nsp = io.of("/");
+  for (const { userId, update, except } of batch) {
+    for (const id of nsp.adapter.rooms.get(userRoom(userId)) ?? []) {
+      if (id !== except) nsp.sockets.get(id)?.emit("message:status", update);
+    }
+  }
+}
+
+/**
+ * Collects the statuses of one tick and sends them as one batch: the receipts of a group
+ * message, stored by one statement, produce hundreds of `message:status` at once.
+ */
+export class StatusBatches {
+  private pending: StatusDelivery[] = [];
+
+  constructor(private readonly io: TicksServer) {}
+
+  add(delivery: StatusDelivery): void {
+    this.pending.push(delivery);
+    if (this.pending.length === 1) setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    if (batch.length === 0) return;
+    this.io.serverSideEmit("fanout:status", batch);
+    emitStatusesHere(this.io, batch);
+  }
+}
