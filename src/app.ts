@@ -35,6 +35,7 @@ import { TokenLifetimes } from "./transport/TokenLifetimes";
 import { acceptConnections, syncedLocalUsers } from "./transport/connection";
 import { originOptions } from "./transport/origins";
 import { SocketNotifier } from "./transport/SocketNotifier";
+import { ORDER_DEFAULTS } from "./transport/orderedEmit";
 import { listenForFanout } from "./transport/clusterFanout";
 import type { TicksServer } from "./transport/types";
 
@@ -112,7 +113,9 @@ export function createApp(deps: AppDeps): TicksApp {
     ...(cluster.adapter ? { adapter: cluster.adapter } : {}),
   });
 
-  const notifier = new SocketNotifier(io, config.deliveryAckTimeoutMs, !cluster.adapter);
+  const notifier = new SocketNotifier(io, config.deliveryAckTimeoutMs, !cluster.adapter, ORDER_DEFAULTS, (reason) =>
+    metrics.liveOrderGaps.inc({ reason }),
+  );
   const statuses = new StatusStream(deps.statusStore, new StatusCursors(deps.cursorKey), clock);
   const messaging = new MessagingService(
     store,
@@ -167,7 +170,7 @@ export function createApp(deps: AppDeps): TicksApp {
   const tokens = new TokenLifetimes(verifier, config.tokenRefreshWindowMs, log);
   metrics.countTokenDeadlines = () => tokens.tracked;
   io.use(authMiddleware(verifier, log));
-  listenForFanout(io, (recipients, message) => messaging.offerHere(recipients, message));
+  listenForFanout(io, (recipients, message, own) => messaging.offerHere(recipients, message, own));
   acceptConnections(io, {
     messaging,
     media,
@@ -176,6 +179,7 @@ export function createApp(deps: AppDeps): TicksApp {
     presence,
     push: push.service,
     rateLimiter: cluster.rateLimiter,
+    order: notifier,
     tokens,
     metrics,
     log,

@@ -57,6 +57,12 @@ export class Metrics {
     help: "Sockets disconnected because their queued outgoing data went over MAX_SOCKET_BUFFER_BYTES",
     registers: [this.registry],
   });
+  readonly liveOrderGaps = new client.Counter({
+    name: "ticks_live_order_gaps_given_up_total",
+    help: "Gaps in a socket's live seq order given up (hold over, or too many waiting): with every node and Redis up, expected 0",
+    labelNames: ["reason"] as const,
+    registers: [this.registry],
+  });
   readonly connectedSockets = new client.Gauge({
     name: "ticks_connected_sockets",
     help: "Sockets connected to this node",

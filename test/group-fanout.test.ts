@@ -90,8 +90,8 @@ describe("group fan-out cost (two nodes, private Redis)", function () {
     console.log(
       `      per message to ${MEMBERS - 1} recipients: ${publishes} publishes, ${roundTrips} node-count round trips, ${statements} receipt statements`,
     );
-    // Per recipient it would be hundreds of each; a few is the message, its own-device copy
-    // and the per-tick status batches of each node.
+    // Per recipient it would be hundreds of each; a few is the message (its own-device copy
+    // included) and the per-tick status batches of each node.
     expect(publishes).to.be.below(MEMBERS / 10);
     expect(roundTrips).to.be.below(MEMBERS / 10);
     expect(statements).to.be.below(MEMBERS / 10);

@@ -1,7 +1,7 @@
 import type { Clock } from "../clock";
 import type { Logger } from "../log";
 import type { Message } from "../protocol";
-import type { MessageStore, MessagingMetrics, Notifier, RedeliveryReason } from "./ports";
+import type { MessageStore, MessagingMetrics, Notifier, OwnCopy, RedeliveryReason } from "./ports";
 
 /** Stores a device's confirmation; resolves how many delivery rows changed state. */
 export type ConfirmDelivered = (recipient: string, messageIds: string[]) => Promise<number>;
@@ -29,43 +29,34 @@ export class LiveDelivery {
     private readonly metrics: MessagingMetrics,
   ) {}
 
-  /** Offers a just-stored message to one recipient's devices on every node. */
-  offer(recipient: string, message: Message): void {
-    void this.deliverLive(recipient, message);
-  }
-
   /**
-   * Offers a just-stored message to all its recipients' devices on every node. One
-   * recipient (a direct message): one broadcast with acknowledgements, as `offer`. More (a
-   * group): one inter-node message for the whole fan-out (Notifier.fanOut), and this node
-   * offers to its own devices; no step here, or on any node, costs a Redis round trip per
-   * recipient, and receipts are stored in the batches of GroupCommit.
+   * Offers a just-stored message to all its recipients' devices, and the sender's other
+   * devices (`own`), on every node: one inter-node message for the whole fan-out
+   * (Notifier.fanOut), direct or group, and this node offers to its own devices. Every
+   * device is offered a message by the node it is connected to, which is what keeps each
+   * device's live stream in seq order (transport/orderedEmit.ts); no step here, or on any
+   * node, costs a Redis round trip per recipient, and receipts are stored by the node
+   * that got them.
    */
-  offerAll(recipients: string[], message: Message): void {
-    if (recipients.length === 1) return this.offer(recipients[0]!, message);
-    if (recipients.length === 0) return;
-    this.notifier.fanOut(recipients, message);
-    this.offerHere(recipients, message);
+  offerAll(recipients: string[], message: Message, own?: OwnCopy): void {
+    this.notifier.fanOut(recipients, message, own);
+    this.offerHere(recipients, message, own);
   }
 
-  /** Offers to this node's live devices of `recipients` (another node's fan-out, or our own). */
-  offerHere(recipients: string[], message: Message): void {
-    for (const recipient of this.notifier.localRecipients(recipients)) void this.deliverLive(recipient, message, "local");
+  /** Offers to this node's live devices of `recipients` and of the sender (another node's fan-out, or our own). */
+  offerHere(recipients: string[], message: Message, own?: OwnCopy): void {
+    for (const recipient of this.notifier.localRecipients(recipients)) void this.deliverLive(recipient, message);
+    if (own) this.notifier.ownCopyHere(own.from, message, own.origin);
   }
 
   /** Best effort: a message nobody confirms stays `sent` and comes back (backlog, redelivery). */
-  private deliverLive(
-    recipient: string,
-    message: Message,
-    scope: "cluster" | "local" = "cluster",
-    reason?: RedeliveryReason,
-  ): Promise<void> {
+  private deliverLive(recipient: string, message: Message, reason?: RedeliveryReason): Promise<void> {
     // Only the id is kept while the receipt is awaited (up to DELIVERY_ACK_TIMEOUT_MS), not
     // the content: offers to a device that stopped reading must not hold every message.
     const messageId = message.id;
     const key = `${recipient} ${messageId}`;
     const offer = this.notifier
-      .deliver(recipient, message, scope)
+      .deliverLocal(recipient, message)
       .then((confirmed) => (confirmed ? this.confirm(recipient, [messageId]) : -1))
       .then(
         // A re-offer the device confirmed while the row was already delivered: it reached a
@@ -103,7 +94,7 @@ export class LiveDelivery {
       if (this.awaiting.has(`${recipient} ${message.id}`)) skipped++;
       else {
         offered++;
-        void this.deliverLive(recipient, message, "local", "periodic");
+        void this.deliverLive(recipient, message, "periodic");
       }
     }
     this.metrics.redelivery("periodic", "offered", offered);
@@ -144,7 +135,7 @@ export class LiveDelivery {
           page.push(waiting);
         } else {
           offered++;
-          page.push(this.deliverLive(recipient, message, "local", "node_death"));
+          page.push(this.deliverLive(recipient, message, "node_death"));
         }
       }
       if (page.length === 0) break;

@@ -11,6 +11,7 @@ import {
   type MediaAttacher,
   type MessagingMetrics,
   type Notifier,
+  type OwnCopy,
   type SendTarget,
   type StatusChange,
 } from "./ports";
@@ -125,13 +126,12 @@ export class MessagingService {
    */
   publish(from: string, message: Message, recipients: string[], origin?: string): void {
     this.metrics.stored(1);
-    this.live.offerAll(recipients, message);
-    this.notifier.ownCopy(from, message, origin);
+    this.live.offerAll(recipients, message, origin ? { from, origin } : { from });
   }
 
   /** Another node's fan-out (Notifier.fanOut) reached this node: offer to the devices here. */
-  offerHere(recipients: string[], message: Message): void {
-    this.live.offerHere(recipients, message);
+  offerHere(recipients: string[], message: Message, own?: OwnCopy): void {
+    this.live.offerHere(recipients, message, own);
   }
 
   /** Resolves when every live offer made so far got its receipt stored or timed out. */

@@ -150,32 +150,34 @@ export interface MessageStore {
 /** Reaching users' connected devices, wherever they are. Best effort: nothing here is durable. */
 export interface Notifier {
   /**
-   * Offers a live message to every live (already synced) device of the recipient, on every
-   * node or (`local`) on this node only; resolves true once at least one device confirmed
-   * it, false if none did in time.
+   * Offers a live message to every live (already synced) device of the recipient on this
+   * node; resolves true once at least one device confirmed it, false if none did in time.
    */
-  deliver(recipient: string, message: Message, scope?: "cluster" | "local"): Promise<boolean>;
+  deliverLocal(recipient: string, message: Message): Promise<boolean>;
   /**
    * Asks every other node, in one inter-node message, to offer a just-stored message to its
    * own live devices of these recipients (each node stores the receipts it gets:
-   * MessagingService.offerHere). A group's fan-out costs one message between nodes, not
-   * one per member. One node: nothing to do.
+   * MessagingService.offerHere) and of the sender (`own`). Any message, direct or group,
+   * costs one message between nodes, whatever its recipients. One node: nothing to do.
    */
-  fanOut(recipients: string[], message: Message): void;
+  fanOut(recipients: string[], message: Message, own?: OwnCopy): void;
   /** Those of `userIds` with a live (synced) device on this node. */
   localRecipients(userIds: string[]): string[];
   /**
-   * Offers a message the user just sent to their other live devices, on every node; never
-   * to `origin` (the sending connection). Their receipts are not delivery receipts: nothing
+   * Offers a message the user just sent to their other live devices on this node; never to
+   * `origin` (the sending connection). Their receipts are not delivery receipts: nothing
    * waits for them.
    */
-  ownCopy(sender: string, message: Message, origin?: string): void;
+  ownCopyHere(sender: string, message: Message, origin?: string): void;
   /** To every device of `userId`, but `except` (a connection). */
   status(userId: string, update: StatusUpdate, except?: string): void;
   /** To every device of these users at once (one broadcast, whatever their number). */
   conversationCreated(userIds: string[], conversation: ConversationSummary): void;
   typing(userIds: string[], event: TypingEvent): void;
 }
+
+/** Who sent a message, and from which connection: their other devices get a copy. */
+export type OwnCopy = { from: string; origin?: string };
 
 /** Why a message is offered again: the periodic round, or another node's death. */
 export type RedeliveryReason = "periodic" | "node_death";

@@ -1,13 +1,17 @@
-import type { Notifier } from "../messaging/ports";
+import type { Notifier, OwnCopy } from "../messaging/ports";
 import type { PresenceNotifier } from "../messaging/PresenceService";
 import type { ConversationSummary, Message, Presence, StatusUpdate, TypingEvent } from "../protocol";
 import { presenceRoom, SYNCING_ROOM, userRoom } from "./rooms";
-import type { TicksServer } from "./types";
+import type { TicksServer, TicksSocket } from "./types";
 import { StatusBatches } from "./clusterFanout";
+import { ORDER_DEFAULTS, OrderedEmit, type EmitAck, type GiveUpReason, type OrderOptions } from "./orderedEmit";
 
 /**
- * Reaches users through their rooms; with the Redis adapter a room spans every node.
- * Nothing here is durable: the database is the source of truth, this is the fast path.
+ * Reaches users' devices. A message goes to other nodes once (`fanout:offer`), and each
+ * node emits it to its own sockets, so every `message:new` a socket gets is emitted by its
+ * node, in seq order per conversation (OrderedEmit). Statuses, typing and presence go
+ * through rooms, which with the Redis adapter span every node. Nothing here is durable:
+ * the database is the source of truth, this is the fast path.
  */
 export class SocketNotifier implements Notifier, PresenceNotifier {
   constructor(
@@ -19,42 +23,36 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
      * counts the expected replies and builds a broadcast operator per message).
      */
     private readonly singleNode = false,
+    private readonly order: OrderOptions = ORDER_DEFAULTS,
+    /** A socket's live order gave a gap up (transport/orderedEmit.ts): counted. */
+    private readonly gapGivenUp: (reason: GiveUpReason) => void = () => {},
   ) {
     this.statuses = new StatusBatches(io);
   }
 
   private readonly statuses: StatusBatches;
+  /** Per socket id on this node: its live `message:new` in seq order (orderedEmit.ts). */
+  private readonly orders = new Map<string, OrderedEmit>();
 
-  fanOut(recipients: string[], message: Message): void {
-    if (!this.singleNode) this.io.serverSideEmit("fanout:offer", { recipients, message });
+  fanOut(recipients: string[], message: Message, own?: OwnCopy): void {
+    if (!this.singleNode) this.io.serverSideEmit("fanout:offer", own ? { recipients, message, own } : { recipients, message });
   }
 
   localRecipients(userIds: string[]): string[] {
     return userIds.filter((userId) => !this.liveLocalSockets(userId).next().done);
   }
 
-  deliver(recipient: string, message: Message, scope: "cluster" | "local" = "cluster"): Promise<boolean> {
-    if (scope === "local" || this.singleNode) return this.deliverLocal(recipient, message);
-    return new Promise((resolve) => {
-      this.io
-        .to(userRoom(recipient))
-        .except(SYNCING_ROOM)
-        .timeout(this.ackTimeoutMs)
-        // On timeout `replies` still holds the devices that did answer.
-        .emit("message:new", message, (_err: Error | null, replies: unknown[]) => resolve((replies?.length ?? 0) > 0));
-    });
-  }
-
   /**
-   * Socket by socket on this node: a local broadcast with acknowledgements would still wait
-   * for every node of the cluster to answer, that is for the whole timeout.
+   * Socket by socket on this node, each through its OrderedEmit (seq order per
+   * conversation). A broadcast with acknowledgements would wait for every node of the
+   * cluster to answer, and would put the message on other nodes' sockets out of their order.
    */
-  private deliverLocal(recipient: string, message: Message): Promise<boolean> {
+  deliverLocal(recipient: string, message: Message): Promise<boolean> {
     return new Promise((resolve) => {
       let waiting = 0;
       for (const socket of this.liveLocalSockets(recipient)) {
         waiting++;
-        socket.timeout(this.ackTimeoutMs).emit("message:new", message, (err: Error | null) => {
+        this.emitTo(socket, message, (err) => {
           if (!err) resolve(true);
           else if (--waiting === 0) resolve(false);
         });
@@ -73,24 +71,48 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
   }
 
   /**
-   * One broadcast to the user's room, whichever nodes their devices are on. Syncing devices
-   * are skipped as for live messages: they catch up after `sync:complete` from
-   * `conversation:list` + `message:history`, which already hold the message. The client's
-   * receipt is asked for (every `message:new` has one) and ignored.
+   * To the sender's other live devices on this node (every node does this for its own, on
+   * the message's one fan-out). Syncing devices are skipped as for live messages: they catch
+   * up after `sync:complete` from `conversation:list` + `message:history`, which already
+   * hold the message. The client's receipt is asked for (every `message:new` has one) and
+   * ignored. Usually nobody: one device per user, and this costs a room lookup.
    */
-  ownCopy(sender: string, message: Message, origin?: string): void {
-    if (this.singleNode) {
-      // Usually nobody: one device per user. Then this costs a room lookup, not a broadcast.
-      for (const socket of this.liveLocalSockets(sender, origin)) {
-        socket.timeout(this.ackTimeoutMs).emit("message:new", message, () => {});
-      }
-      return;
+  ownCopyHere(sender: string, message: Message, origin?: string): void {
+    for (const socket of this.liveLocalSockets(sender, origin)) this.emitTo(socket, message, () => {});
+  }
+
+  /**
+   * The sending socket got `seq` in its acknowledgement, never as `message:new`: its order
+   * must not wait for it. A syncing socket has no live position to keep yet.
+   */
+  acknowledged(socket: TicksSocket, message: Message): void {
+    if (this.singleNode || !socket.connected || socket.rooms.has(SYNCING_ROOM)) return;
+    this.orderOf(socket).acknowledged(message);
+  }
+
+  /**
+   * One node: straight out, in the order this process stored them, which is seq order
+   * already. Many: through the socket's OrderedEmit, as messages from other nodes can
+   * overtake this node's own.
+   */
+  private emitTo(socket: TicksSocket, message: Message, ack: EmitAck): void {
+    if (this.singleNode) socket.timeout(this.ackTimeoutMs).emit("message:new", message, ack);
+    else this.orderOf(socket).offer(message, ack);
+  }
+
+  /** The socket's OrderedEmit, made on its first live message, dropped when it disconnects. */
+  private orderOf(socket: TicksSocket): OrderedEmit {
+    let order = this.orders.get(socket.id);
+    if (!order) {
+      const emit = (message: Message, ack: EmitAck) => socket.timeout(this.ackTimeoutMs).emit("message:new", message, ack);
+      const made = new OrderedEmit(socket.data.userId, emit, this.order, { gaveUp: this.gapGivenUp });
+      this.orders.set(socket.id, (order = made));
+      socket.once("disconnect", () => {
+        made.close();
+        this.orders.delete(socket.id);
+      });
     }
-    this.io
-      .to(userRoom(sender))
-      .except(origin ? [origin, SYNCING_ROOM] : SYNCING_ROOM)
-      .timeout(this.ackTimeoutMs)
-      .emit("message:new", message, () => {});
+    return order;
   }
 
   /**

@@ -1,3 +1,4 @@
+import type { OwnCopy } from "../messaging/ports";
 import type { Message } from "../protocol";
 import { userRoom } from "./rooms";
 import type { StatusDelivery, TicksServer } from "./types";
@@ -6,9 +7,12 @@ import type { StatusDelivery, TicksServer } from "./types";
  * Fan-out between nodes in whole batches, through the adapter's server-side events (one
  * publish each, received by every other node; no acknowledgement, no round trip):
  *
- * - `fanout:offer`: a group message and its recipients. Each node offers it to its own
- *   live devices and stores the receipts it gets, so a 1,024-member group costs one
- *   inter-node message per message, not a broadcast with acknowledgements per member.
+ * - `fanout:offer`: a stored message (direct or group), its recipients and its sender (and
+ *   the sending connection, which gets no copy). Each node offers it to its own live
+ *   devices of those users, in seq order per socket (orderedEmit.ts), and stores the
+ *   receipts it gets: a 1,024-member group costs one inter-node message per message, not a
+ *   broadcast with acknowledgements per member, and every `message:new` a socket gets is
+ *   emitted by its own node, which is what can keep it in order.
  * - `fanout:status`: the statuses one tick produced (a group message's receipts come in
  *   batches of hundreds). Each node hands them to its own devices of each user. Every
  *   batch, of any size, takes this one channel, so statuses reach a device in the order
@@ -17,10 +21,11 @@ import type { StatusDelivery, TicksServer } from "./types";
  * Best effort like every live path: a node that misses a batch (Redis down) leaves the
  * message `sent`, and backlog and redelivery bring it.
  */
-export function listenForFanout(io: TicksServer, offerHere: (recipients: string[], message: Message) => void): void {
+export function listenForFanout(io: TicksServer, offerHere: (recipients: string[], message: Message, own?: OwnCopy) => void): void {
   io.on("fanout:offer", (offer) => {
     if (!offer || !Array.isArray(offer.recipients) || !offer.message) return;
-    offerHere(offer.recipients, offer.message);
+    const own = offer.own && typeof offer.own.from === "string" ? offer.own : undefined;
+    offerHere(offer.recipients, offer.message, own);
   });
   io.on("fanout:status", (batch) => {
     if (Array.isArray(batch)) emitStatusesHere(io, batch);

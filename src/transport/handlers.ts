@@ -1,7 +1,7 @@
 import type { Logger } from "../log";
 import type { MessagingService } from "../messaging/MessagingService";
 import type { GroupService } from "../messaging/GroupService";
-import { AppError, type ClientEventName, type ClientToServerEvents } from "../protocol";
+import { AppError, type ClientEventName, type ClientToServerEvents, type SendResult } from "../protocol";
 import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
 import type { MediaService } from "../media/MediaService";
 import type { PresenceService } from "../messaging/PresenceService";
@@ -9,6 +9,7 @@ import type { StatusStream } from "../messaging/StatusStream";
 import type { PushService } from "../messaging/PushService";
 import type { RateLimiter } from "./ports";
 import type { TokenLifetimes } from "./TokenLifetimes";
+import type { SocketNotifier } from "./SocketNotifier";
 import { presenceRoom } from "./rooms";
 import { toErr } from "./reply";
 import { logContext, type TicksSocket } from "./types";
@@ -26,6 +27,8 @@ export type HandlerDeps = {
   presence: PresenceService;
   push: PushService;
   rateLimiter: RateLimiter;
+  /** Each socket's live order: what it wrote is acknowledged, not sent to it (SocketNotifier). */
+  order: Pick<SocketNotifier, "acknowledged">;
   /** Token expiry on live sockets; answers `auth:refresh`. */
   tokens: Pick<TokenLifetimes, "refresh" | "track">;
   log: Logger;
@@ -45,13 +48,21 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
   const { messaging, presence } = deps;
   const userId = socket.data.userId;
 
+  // This socket learns the seq of what it writes from the acknowledgement, never as
+  // `message:new`: its live order must not wait for that seq (transport/orderedEmit.ts).
+  const wrote = async (result: Promise<SendResult>): Promise<SendResult> => {
+    const r = await result;
+    if (!r.duplicate) deps.order.acknowledged(socket, r.message);
+    return r;
+  };
   on(socket, deps, "message:send", async (p) => {
     const target = p.to !== undefined ? { to: p.to } : { conversationId: p.conversationId! };
-    return messaging.send(userId, { clientMsgId: p.clientMsgId, target, content: p.content, ...(p.media ? { media: p.media } : {}) }, socket.id);
+    const media = p.media ? { media: p.media } : {};
+    return wrote(messaging.send(userId, { clientMsgId: p.clientMsgId, target, content: p.content, ...media }, socket.id));
   });
-  on(socket, deps, "message:edit", (p) => messaging.entry(userId, "edit", p, socket.id));
-  on(socket, deps, "message:delete", (p) => messaging.entry(userId, "delete", { ...p, content: "" }, socket.id));
-  on(socket, deps, "message:react", (p) => messaging.entry(userId, "reaction", { ...p, content: p.emoji }, socket.id));
+  on(socket, deps, "message:edit", (p) => wrote(messaging.entry(userId, "edit", p, socket.id)));
+  on(socket, deps, "message:delete", (p) => wrote(messaging.entry(userId, "delete", { ...p, content: "" }, socket.id)));
+  on(socket, deps, "message:react", (p) => wrote(messaging.entry(userId, "reaction", { ...p, content: p.emoji }, socket.id)));
   on(socket, deps, "message:read", async (p) => ({ updated: await messaging.markRead(userId, p.messageIds, socket.id) }));
   on(socket, deps, "message:history", (p) => messaging.history(userId, p));
   on(socket, deps, "conversation:list", async () => ({ conversations: await messaging.listConversations(userId) }));
@@ -67,16 +78,18 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
     socket,
     deps,
     "group:add",
-    (p) => groups.change(userId, { ...p, command: { action: "add", userIds: p.userIds } }, socket.id),
+    (p) => wrote(groups.change(userId, { ...p, command: { action: "add", userIds: p.userIds } }, socket.id)),
     (p) => membersCost(p.userIds.length),
   );
   on(socket, deps, "group:remove", (p) =>
-    groups.change(userId, { ...p, command: { action: "remove", userId: p.userId } }, socket.id),
+    wrote(groups.change(userId, { ...p, command: { action: "remove", userId: p.userId } }, socket.id)),
   );
-  on(socket, deps, "group:leave", (p) => groups.change(userId, { ...p, command: { action: "leave" } }, socket.id));
-  on(socket, deps, "group:update", (p) => groups.change(userId, { ...p, command: { action: "title", title: p.title } }, socket.id));
+  on(socket, deps, "group:leave", (p) => wrote(groups.change(userId, { ...p, command: { action: "leave" } }, socket.id)));
+  on(socket, deps, "group:update", (p) =>
+    wrote(groups.change(userId, { ...p, command: { action: "title", title: p.title } }, socket.id)),
+  );
   on(socket, deps, "group:role", (p) =>
-    groups.change(userId, { ...p, command: { action: "role", userId: p.userId, role: p.role } }, socket.id),
+    wrote(groups.change(userId, { ...p, command: { action: "role", userId: p.userId, role: p.role } }, socket.id)),
   );
   on(socket, deps, "typing", async (p) => {
     await messaging.typing(userId, p.conversationId, p.typing);

@@ -1,5 +1,6 @@
 import type { Server, Socket } from "socket.io";
 import type { ClientToServerEvents, Message, ServerToClientEvents, StatusUpdate } from "../protocol";
+import type { OwnCopy } from "../messaging/ports";
 
 /** Set by the auth middleware. `deviceId` is the client's own name for the device (logs only). */
 export type SocketData = {
@@ -11,11 +12,12 @@ export type SocketData = {
 /** A status for one user's devices, but `except` (a connection). */
 export type StatusDelivery = { userId: string; update: StatusUpdate; except?: string };
 /**
- * Between nodes, through the adapter (transport/clusterFanout.ts): a group message for each
- * node to offer to its own devices, and a batch of statuses for each node to hand to its own.
+ * Between nodes, through the adapter (transport/clusterFanout.ts): every stored message for
+ * each node to offer to its own devices of its recipients and of its sender (`own`), and a
+ * batch of statuses for each node to hand to its own.
  */
 export type InterServerEvents = {
-  "fanout:offer": (offer: { recipients: string[]; message: Message }) => void;
+  "fanout:offer": (offer: { recipients: string[]; message: Message; own?: OwnCopy }) => void;
   "fanout:status": (batch: StatusDelivery[]) => void;
 };
 export type TicksServer = Server<ClientToServerEvents, ServerToClientEvents, InterServerEvents, SocketData>;

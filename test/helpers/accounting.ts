@@ -25,7 +25,12 @@ export type Figures = {
   strayRows: number;
   sentLeft: number;
   seqGaps: number;
-  /** First arrivals with a lower seq than one already received (allowed: docs/protocol.md "Ordering and gaps"). */
+  /**
+   * First arrivals, backlog or live, with a lower seq than one already received (allowed
+   * between a backlog and live messages, and for live ones across a failure: docs/protocol.md
+   * "Ordering and gaps"; the live ones outside a fault window are asserted through
+   * arrivalOrder.ts `liveInversions`).
+   */
   seqInversions: number;
   /** Backlog messages out of seq order within one sync's pages (promised: none). */
   backlogInversions: number;

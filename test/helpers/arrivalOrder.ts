@@ -2,9 +2,10 @@
  * The order in which one device received messages, measured against what docs/protocol.md
  * ("Ordering and gaps") promises:
  * - the backlog pages of one sync are in seq order within each conversation;
- * - live, the messages one server process stores in a conversation arrive in seq order,
- *   except one that the device missed when it was first offered (Redis down, a process died,
- *   no acknowledgement in time), which comes later and may follow higher seqs;
+ * - live `message:new` arrive in seq order per conversation, whichever processes stored
+ *   them, while every process and Redis are up; across a failure (Redis down, a process
+ *   died) a message the device missed when it was first offered comes later, by redelivery,
+ *   and may follow higher seqs;
  * - so a client that orders by seq, as the SDK does (its ConversationState), ends with every
  *   conversation complete and in order.
  */
@@ -17,6 +18,12 @@ const MAX_AHEAD = 1000;
 export class ArrivalOrder {
   /** Per conversation: first arrivals with a lower seq than one already received. */
   readonly inversions = new Map<string, number>();
+  /**
+   * Live first arrivals with a lower seq than an earlier live first arrival of the same
+   * conversation: the late messages, with when the server stored them (createdAt, epoch ms).
+   */
+  readonly liveInversions: { conversationId: string; seq: number; createdAt: number }[] = [];
+  private readonly maxLiveSeq = new Map<string, number>();
   /** Backlog messages with a lower seq than one earlier in the same sync's pages. */
   backlogInversions = 0;
   /** Who wrote in each conversation (to tell one process's stream from another's). */
@@ -47,6 +54,11 @@ export class ArrivalOrder {
   }
 
   live(m: Message): void {
+    if (!this.seen.has(m.id)) {
+      const max = this.maxLiveSeq.get(m.conversationId) ?? 0;
+      if (m.seq < max) this.liveInversions.push({ conversationId: m.conversationId, seq: m.seq, createdAt: Date.parse(m.createdAt) });
+      else this.maxLiveSeq.set(m.conversationId, m.seq);
+    }
     this.arrived(m);
   }
 
@@ -115,4 +127,26 @@ export function withinOneProcess(
     }
   }
   return { conversations, inversions };
+}
+
+/**
+ * Live inversions (late messages arriving after a higher seq of their conversation, by
+ * live `message:new`), split by when the late message was stored: inside a fault window
+ * (from a little before Redis went away or a node died to when the cluster was whole again),
+ * where the docs allow them, or outside, where they promise none, whichever processes the
+ * writers and the device were on. No window: every one counts as outside.
+ */
+export function liveInversions(
+  orders: ArrivalOrder[],
+  fault?: { from: number; to: number },
+): { outside: number; inside: number } {
+  let outside = 0;
+  let inside = 0;
+  for (const o of orders) {
+    for (const { createdAt } of o.liveInversions) {
+      if (fault && createdAt >= fault.from && createdAt <= fault.to) inside++;
+      else outside++;
+    }
+  }
+  return { outside, inside };
 }
