@@ -6,8 +6,6 @@ import { z } from "zod";
 import { describePublicKey } from "./auth/publicKey";
 import { mediaConfig, mediaEnv, type MediaConfig } from "./mediaConfig";
 
-export type { MediaConfig, S3Config } from "./mediaConfig";
-
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
@@ -241,8 +239,7 @@ function authConfig(e: Env, production: boolean): AuthConfig {
   };
 }
 
-const cleanEnv = (env: NodeJS.ProcessEnv) =>
-  Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+const cleanEnv = (env: NodeJS.ProcessEnv) => Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
 
 /** Only the database settings: what the Knex CLI needs, without the server's secrets. */
 export function loadDatabaseConfig(env: NodeJS.ProcessEnv = process.env): Config["database"] {

@@ -7,7 +7,7 @@ import {
   S3ServiceException,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
-import type { S3Config } from "../config";
+import type { S3Config } from "../mediaConfig";
 import { contentDisposition } from "./disposition";
 import type { MediaRecord, MediaStore, UploadTarget, Validity } from "./ports";
 

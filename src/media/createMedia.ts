@@ -1,5 +1,5 @@
 import type { Knex } from "knex";
-import type { MediaConfig } from "../config";
+import type { MediaConfig } from "../mediaConfig";
 import { mediaUrlKey, SqlMediaCatalog } from "../storage/SqlMediaCatalog";
 import { DiskMediaStore } from "./DiskMediaStore";
 import type { MediaCatalog, MediaStore } from "./ports";
