@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { describePublicKey } from "./auth/publicKey";
+import { ConfigError, databaseConfig, isOrigin, redisConfig, refuse, type DatabaseConfig, type RedisConfig } from "./configParts";
 import { mediaConfig, mediaEnv, type MediaConfig } from "./mediaConfig";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -17,12 +18,18 @@ const envSchema = z.object({
   HOST: z.string().default("0.0.0.0"),
   /** PostgreSQL URL. Unset: an embedded PGlite database under DATA_DIR (one process only). */
   DATABASE_URL: z.string().url().optional(),
+  /** Connections in each process's main PostgreSQL pool; the hot path adds 4 (docs/scaling.md). @default 10 */
+  DATABASE_POOL_MAX: int(1, 1000).default(10),
+  /** A PostgreSQL query or connect unanswered this long fails (UNAVAILABLE) instead of hanging. @default 5000 */
+  DATABASE_TIMEOUT_MS: int(100).default(5000),
   /** Where the embedded PGlite database lives when DATABASE_URL is unset. @default "./data" */
   DATA_DIR: z.string().default("./data"),
   /** Redis URL for the cluster adapter, presence and rate limits. Unset: one node, in memory. */
   REDIS_URL: z.string().url().optional(),
-  /** Which Redis adapter carries rooms across nodes (docs/cluster.md has the measurements). @default "sharded" */
-  REDIS_ADAPTER: z.enum(["sharded", "classic"]).default("sharded"),
+  /** Redis Cluster seeds, comma-separated `host:port`, instead of REDIS_URL (never both; docs/scaling.md). */
+  REDIS_CLUSTER_NODES: z.string().optional(),
+  /** Which adapter carries rooms across nodes (docs/cluster.md). @default "sharded"; "classic" with a Redis Cluster */
+  REDIS_ADAPTER: z.enum(["sharded", "classic"]).optional(),
   /** Prefix of every Redis key and channel Ticks uses, so deployments can share a Redis. @default "ticks" */
   REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9:._-]{1,64}$/).default("ticks"),
   /** A user whose node died is shown offline within this time. @default 30000 */
@@ -127,25 +134,14 @@ const envSchema = z.object({
   ...mediaEnv,
 });
 
-/** `*`, or what `new URL(x).origin` gives back unchanged: scheme, host and port only. */
-function isOrigin(value: string): boolean {
-  if (value === "*") return true;
-  try {
-    const url = new URL(value);
-    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value;
-  } catch {
-    return false;
-  }
-}
-
 /** Which browser origins may open a connection (see src/transport/origins.ts). */
 export type OriginPolicy = { allow: "any" } | { allow: "same-origin" } | { allow: "list"; origins: string[] };
 
 export type Config = {
   port: number;
   host: string;
-  database: { kind: "postgres"; url: string } | { kind: "pglite"; dataDir: string };
-  redis: { url: string; adapter: "sharded" | "classic"; prefix: string } | null;
+  database: DatabaseConfig;
+  redis: RedisConfig | null;
   presenceTtlMs: number;
   leaderLeaseMs: number;
   auth: AuthConfig;
@@ -190,11 +186,7 @@ export type AuthConfig =
   | ({ mode: "jwt"; jwks: JwksConfig } & ClaimChecks)
   | { mode: "dev" };
 
-export class ConfigError extends Error {}
-
-const refuse = (variable: string, message: string): never => {
-  throw new ConfigError(`invalid configuration:\n  ${variable}: ${message}`);
-};
+export { ConfigError };
 
 type Env = z.infer<typeof envSchema>;
 
@@ -239,7 +231,8 @@ function authConfig(e: Env, production: boolean): AuthConfig {
   };
 }
 
-const cleanEnv = (env: NodeJS.ProcessEnv) => Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+const cleanEnv = (env: NodeJS.ProcessEnv) =>
+  Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
 
 /** Only the database settings: what the Knex CLI needs, without the server's secrets. */
 export function loadDatabaseConfig(env: NodeJS.ProcessEnv = process.env): Config["database"] {
@@ -258,8 +251,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     port: e.PORT,
     host: e.HOST,
-    database: e.DATABASE_URL ? { kind: "postgres", url: e.DATABASE_URL } : { kind: "pglite", dataDir: e.DATA_DIR },
-    redis: e.REDIS_URL ? { url: e.REDIS_URL, adapter: e.REDIS_ADAPTER, prefix: e.REDIS_PREFIX } : null,
+    database: databaseConfig(e),
+    redis: redisConfig(e.REDIS_URL, e.REDIS_CLUSTER_NODES, e.REDIS_ADAPTER, e.REDIS_PREFIX),
     presenceTtlMs: e.PRESENCE_TTL_MS,
     leaderLeaseMs: e.LEADER_LEASE_MS,
     auth,

@@ -20,11 +20,15 @@ export type RunningTicks = TicksApp & { port: number; db: Database; stop(): Prom
 export async function startTicks(config: Config, options: { log?: Logger; clock?: Clock } = {}): Promise<RunningTicks> {
   const log = options.log ?? createLogger(config.logLevel);
   const db = createDatabase(config.database, log);
+  // A migration may run long on a big database: its own pool, without DATABASE_TIMEOUT_MS.
+  const migrator = config.database.kind === "postgres" ? createDatabase({ ...config.database, timeoutMs: undefined }, log) : db;
   try {
-    await migrateToLatest(db, config.database.kind);
+    await migrateToLatest(migrator, config.database.kind);
   } catch (err) {
     await db.destroy();
     throw err;
+  } finally {
+    if (migrator !== db) await migrator.destroy();
   }
   let cluster;
   try {

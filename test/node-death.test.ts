@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { presenceNodesKey } from "../src/cluster/RedisPresenceTracker";
 import { uniqueId } from "./helpers/ids";
 import { REDIS_URL, useRedisPrefix } from "./helpers/redisPrefix";
 import { useServerSuite } from "./helpers/serverSuite";
@@ -25,7 +26,7 @@ describe("recovery after a node's death", function () {
     (await suite.server.metrics.redelivery.get()).values.find((v) => v.labels.reason === "node_death" && v.labels.outcome === outcome)
       ?.value ?? 0;
   /** What SIGKILL leaves behind: the node's entry, its deadline passed. */
-  const killGhost = (aliveUntil: number) => shared.redis.zadd(`${prefix}:presence:nodes`, aliveUntil, uniqueId("ghost"));
+  const killGhost = (aliveUntil: number) => shared.redis.zadd(presenceNodesKey(prefix), aliveUntil, uniqueId("ghost"));
 
   it("re-offers at once, to the devices connected here, what is still unconfirmed from before the death", async () => {
     const a = uniqueId("alice");

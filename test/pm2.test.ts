@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import Redis from "ioredis";
 import { Client } from "pg";
+import { presenceDeadlinesKey } from "../src/cluster/RedisPresenceTracker";
 import type { Message } from "../src/protocol";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { waitFor } from "./helpers/device";
@@ -66,7 +67,7 @@ describe("pm2: the real pm2.config.js, two cluster workers, a reload under load"
     const r = new Redis(redis.url, { lazyConnect: true });
     await r.connect();
     try {
-      const entries = await r.zrange(`${prefix}:presence:deadlines`, "0", "-1");
+      const entries = await r.zrange(presenceDeadlinesKey(prefix), "0", "-1");
       const byPid = new Map<number, number>();
       for (const e of entries) {
         const pid = Number(e.split(" ")[1]!.split("/")[0]!.split(":")[1]);

@@ -1,4 +1,3 @@
-import type Redis from "ioredis";
 import {
   BurstyRateLimiter,
   RateLimiterMemory,
@@ -8,6 +7,7 @@ import {
   type RateLimiterAbstract,
 } from "rate-limiter-flexible";
 import type { RateLimiter } from "../transport/ports";
+import type { RedisClient } from "./redis";
 
 /**
  * The per-user event budget: RATE_LIMIT_EVENTS_PER_SEC events a second, plus
@@ -68,7 +68,7 @@ export function memoryRateLimiter(limit: RateLimit): RateLimiter {
  * the limit holds whichever node a user's sockets are on. While Redis is down each node
  * counts in memory instead, so an outage neither blocks users nor lifts the limit.
  */
-export function redisRateLimiter(redis: Redis, limit: RateLimit, prefix: string): RateLimiter {
+export function redisRateLimiter(redis: RedisClient, limit: RateLimit, prefix: string): RateLimiter {
   return limiterOf(limit, (points, duration, suffix) => {
     const options: IRateLimiterRedisOptions = {
       storeClient: redis,

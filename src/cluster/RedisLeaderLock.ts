@@ -1,5 +1,5 @@
-import type Redis from "ioredis";
 import type { LeaderLock } from "../messaging/ports";
+import type { RedisClient } from "./redis";
 
 /**
  * A lease in Redis: `{prefix}:leader:{name}` holds the id of the node that may run that job,
@@ -22,7 +22,7 @@ export class RedisLeaderLock implements LeaderLock {
   private readonly running = new Set<string>();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly nodeId: string,
     private readonly leaseMs: number,
     private readonly prefix: string,

@@ -1,6 +1,6 @@
-import type Redis from "ioredis";
 import type { Logger } from "../log";
 import type { NodeDeath } from "../messaging/Redeliverer";
+import type { RedisClient } from "./redis";
 import { nodeDeathChannel } from "./RedisPresenceTracker";
 
 /**
@@ -12,7 +12,7 @@ export class RedisNodeDeaths {
   private readonly listeners: ((death: NodeDeath) => void)[] = [];
 
   private constructor(
-    private readonly sub: Redis,
+    private readonly sub: RedisClient,
     private readonly selfId: string,
     log: Logger,
   ) {
@@ -27,11 +27,14 @@ export class RedisNodeDeaths {
     });
   }
 
-  static async open(data: Redis, prefix: string, selfId: string, log: Logger): Promise<RedisNodeDeaths> {
-    const sub = data.duplicate({ lazyConnect: true, enableOfflineQueue: true });
-    sub.on("error", (err) => log.debug({ err: err.message }, "redis node-death subscription error"));
-    await sub.connect();
-    await sub.subscribe(nodeDeathChannel(prefix));
+  /** `sub` is a connected client of its own (with a cluster, ioredis picks the node it listens on). */
+  static async open(sub: RedisClient, prefix: string, selfId: string, log: Logger): Promise<RedisNodeDeaths> {
+    try {
+      await sub.subscribe(nodeDeathChannel(prefix));
+    } catch (err) {
+      sub.disconnect();
+      throw err;
+    }
     return new RedisNodeDeaths(sub, selfId, log);
   }
 

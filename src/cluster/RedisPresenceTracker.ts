@@ -1,5 +1,5 @@
-import type Redis from "ioredis";
 import type { PresenceTracker } from "../messaging/ports";
+import type { RedisClient } from "./redis";
 
 /**
  * Presence shared by every node through Redis, with expiring heartbeats so a node that dies
@@ -8,13 +8,16 @@ import type { PresenceTracker } from "../messaging/ports";
  * PresenceService); a connection past its deadline is reaped as gone. A dead node's users
  * are therefore offline within ttl·2/3 plus one heartbeat round (ttl/6), inside the ttl.
  *
- * Keys (`{prefix}` is REDIS_PREFIX, default "ticks"):
- * - `{prefix}:presence:user:{userId}`  ZSET connectionId → deadline (ms): the user's connections
- * - `{prefix}:presence:deadlines`      ZSET "{userId} {connectionId}" → deadline: what to reap
- * - `{prefix}:presence:nodes`          ZSET nodeId → deadline: the nodes themselves
- * - `{prefix}:presence:node-died`      pub/sub channel: "{nodeId} {deadline}" once per dead node
+ * Keys (`P` is REDIS_PREFIX, default "ticks"; the braces are literal):
+ * - `{P:presence}:user:{userId}`  ZSET connectionId → deadline (ms): the user's connections
+ * - `{P:presence}:deadlines`      ZSET "{userId} {connectionId}" → deadline: what to reap
+ * - `{P:presence}:nodes`          ZSET nodeId → deadline: the nodes themselves
+ * - `P:presence:node-died`        pub/sub channel: "{nodeId} {deadline}" once per dead node
  * A space cannot occur in a user id, so it separates the two. The scripts touch keys they
- * compute themselves: standalone Redis (or one hash slot), not Redis Cluster.
+ * compute themselves (a heartbeat renews every user of the node in one call), so every key
+ * shares the hash tag `{P:presence}`: on a Redis Cluster they all live in one hash slot, on
+ * one master, and the scripts stay atomic there. Presence is therefore not spread across
+ * shards; docs/scaling.md says what that costs.
  */
 
 const CONNECT = `
@@ -82,6 +85,15 @@ for i = 1, #dead, 2 do
 end
 return offline`;
 
+/** The hash tag every presence key starts with: one slot on a Redis Cluster. */
+const presenceTag = (prefix: string): string => `{${prefix}:presence}`;
+
+/** The ZSET of live nodes (tests plant a dead one there). */
+export const presenceNodesKey = (prefix: string): string => `${presenceTag(prefix)}:nodes`;
+
+/** The ZSET of every connection, "{userId} {nodeId}/{connectionId}" (tests read where users are). */
+export const presenceDeadlinesKey = (prefix: string): string => `${presenceTag(prefix)}:deadlines`;
+
 /** The channel dead nodes are announced on (see REAP). */
 export const nodeDeathChannel = (prefix: string): string => `${prefix}:presence:node-died`;
 
@@ -93,14 +105,14 @@ export class RedisPresenceTracker implements PresenceTracker {
   private readonly deathChannel: string;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly nodeId: string,
     private readonly ttlMs: number,
     prefix: string,
   ) {
-    this.userPrefix = `${prefix}:presence:user:`;
-    this.deadlines = `${prefix}:presence:deadlines`;
-    this.nodes = `${prefix}:presence:nodes`;
+    this.userPrefix = `${presenceTag(prefix)}:user:`;
+    this.deadlines = presenceDeadlinesKey(prefix);
+    this.nodes = presenceNodesKey(prefix);
     this.deathChannel = nodeDeathChannel(prefix);
   }
 

@@ -52,15 +52,18 @@ export function localCluster(config: Pick<Config, "rateLimitPerSec" | "rateLimit
   };
 }
 
-/** Many processes sharing Redis (REDIS_URL). */
+/**
+ * Many processes sharing Redis: one server (REDIS_URL) or a Redis Cluster
+ * (REDIS_CLUSTER_NODES, always the classic adapter: config.ts says why).
+ */
 async function redisCluster(config: Config, log: Logger): Promise<Cluster> {
   const redis = config.redis!;
-  const clients = await connectRedis(redis.url, log);
+  const clients = await connectRedis(redis.target, log);
   const leaderLock = new RedisLeaderLock(clients.data, NODE_ID, config.leaderLeaseMs, redis.prefix);
   const presence = new RedisPresenceTracker(clients.data, NODE_ID, config.presenceTtlMs, redis.prefix);
   let nodeDeaths: RedisNodeDeaths;
   try {
-    nodeDeaths = await RedisNodeDeaths.open(clients.data, redis.prefix, NODE_ID, log);
+    nodeDeaths = await RedisNodeDeaths.open(await clients.subscriber(), redis.prefix, NODE_ID, log);
   } catch (err) {
     await clients.close();
     throw err;

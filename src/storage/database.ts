@@ -12,7 +12,13 @@ export type Database = Knex;
 export function knexConfig(database: Config["database"], log?: Logger): Knex.Config {
   const migrations = { migrationSource: new MigrationSource() };
   if (database.kind === "postgres") {
-    const pg: Knex.Config = { client: "pg", connection: database.url, pool: { min: 0, max: 10 }, migrations };
+    const pg: Knex.Config = {
+      client: "pg",
+      connection: { connectionString: database.url, ...timeouts(database) },
+      pool: { min: 0, max: database.poolMax ?? 10 },
+      ...(database.timeoutMs ? { acquireConnectionTimeout: database.timeoutMs * 2 } : {}),
+      migrations,
+    };
     return log ? { ...pg, log: knexLog(log) } : pg;
   }
   const dir = path.resolve(database.dataDir, "pglite");
@@ -29,6 +35,19 @@ export function createDatabase(database: Config["database"], log?: Logger): Data
   return knexFactory(knexConfig(database, log));
 }
 
+/** Connections of the hot path's pool, on top of DATABASE_POOL_MAX (docs/scaling.md's budget). */
+export const HOT_PATH_POOL_MAX = 4;
+
+/**
+ * DATABASE_TIMEOUT_MS, on the client side: a network cut drops packets without a reset, and
+ * a query on such a connection would wait for TCP to give up (many minutes) instead of
+ * failing as UNAVAILABLE. A timed-out write may still commit once the network heals; the
+ * client's retry with the same clientMsgId then finds it.
+ */
+function timeouts(database: { timeoutMs?: number }) {
+  return database.timeoutMs ? { query_timeout: database.timeoutMs, connectionTimeoutMillis: database.timeoutMs, keepAlive: true } : {};
+}
+
 /**
  * A second, small pool for the hot path's named statements (storage/prepared.ts: the
  * append, receipts, backlog pages, new users). Its connections keep one generic plan per
@@ -43,9 +62,15 @@ export function createHotPathDatabase(database: Config["database"], main: Databa
   if (database.kind !== "postgres") return main;
   const connection = {
     connectionString: database.url,
+    ...timeouts(database),
     options: "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off",
   };
-  const config: Knex.Config = { client: "pg", connection, pool: { min: 0, max: 4 } };
+  const config: Knex.Config = {
+    client: "pg",
+    connection,
+    pool: { min: 0, max: HOT_PATH_POOL_MAX },
+    ...(database.timeoutMs ? { acquireConnectionTimeout: database.timeoutMs * 2 } : {}),
+  };
   return knexFactory(log ? { ...config, log: knexLog(log) } : config);
 }
 

@@ -1,5 +1,6 @@
-import type Redis from "ioredis";
+import type { RedisClient } from "../../src/cluster/redis";
 import { uniqueId } from "./ids";
+import { useRedisCluster } from "./redisCluster";
 import { useRedisPrefix } from "./redisPrefix";
 
 /**
@@ -11,19 +12,25 @@ export type ContractCluster<Node> = { node: Node };
 export type Implementation<Node, Traits> = Traits & { name: string; cluster(): ContractCluster<Node> };
 
 /**
- * Runs `contract` twice: on the memory implementation, and on Redis (the machine's) with a
- * key prefix of its own, fresh for every cluster so no case sees another's keys. `traits`
+ * Runs `contract` three times: on the memory implementation, on Redis (the machine's) with a
+ * key prefix of its own, fresh for every cluster so no case sees another's keys, and on a
+ * Redis Cluster of the suite's own (3 masters, 3 replicas), where a multi-key command or
+ * script whose keys are not in one hash slot fails with CROSSSLOT. `traits`
  * say where the two legitimately differ; the contract reads them to pick its cases.
  */
 export function onMemoryAndRedis<Node, Traits>(
   name: string,
   contract: (impl: Implementation<Node, Traits>) => void,
   memory: { traits: Traits; cluster: () => Node },
-  redis: { traits: Traits; cluster: (client: Redis, prefix: string) => Node },
+  redis: { traits: Traits; cluster: (client: RedisClient, prefix: string) => Node },
 ): void {
   contract({ ...memory.traits, name: "memory", cluster: () => ({ node: memory.cluster() }) });
   describe(`${name} (Redis, fresh prefix)`, () => {
     const shared = useRedisPrefix(name.replace(/\W+/g, "-"));
     contract({ ...redis.traits, name: "Redis", cluster: () => ({ node: redis.cluster(shared.redis, uniqueId(shared.prefix)) }) });
+  });
+  describe(`${name} (Redis Cluster)`, () => {
+    const redisCluster = useRedisCluster();
+    contract({ ...redis.traits, name: "Redis Cluster", cluster: () => ({ node: redis.cluster(redisCluster.client, uniqueId(`test-${name.replace(/\W+/g, "-")}`)) }) });
   });
 }

@@ -16,6 +16,8 @@ export type FailoverOptions = {
   ackTimeout?: number;
   /** Pause before opening a socket to the next node. @default 100-300 ms, jittered */
   failoverDelayMs?: () => number;
+  /** The handshake's `auth` (a JWT server: `{ token }`). @default { userId } (dev auth) */
+  auth?: Record<string, unknown>;
 };
 
 /**
@@ -31,6 +33,8 @@ abstract class FailoverSocket {
   protected closed = false;
   failovers = 0;
   connects = 0;
+  /** Why each failover happened: a disconnect reason or a connect_error message, counted. */
+  readonly failoverReasons = new Map<string, number>();
   readonly urlsUsed: string[] = [];
   private readonly connectedWaiters: (() => void)[] = [];
 
@@ -73,7 +77,7 @@ abstract class FailoverSocket {
     this.urlsUsed.push(url);
     const socket = clientSocket(
       url,
-      { userId: this.userId },
+      this.options.auth ?? { userId: this.userId },
       { retries: this.options.retries ?? 10, ackTimeout: this.options.ackTimeout ?? 2000, timeout: 5000 },
     );
     this.socket = socket;
@@ -83,8 +87,9 @@ abstract class FailoverSocket {
       this.connects++;
       this.connectedWaiters.splice(0).forEach((w) => w());
     });
-    const failover = () => {
+    const failover = (reason: string) => {
       if (generation !== this.generation || this.closed) return;
+      this.failoverReasons.set(reason, (this.failoverReasons.get(reason) ?? 0) + 1);
       this.generation++; // stale from now on, whatever it still emits
       this.failovers++;
       this.index++;
@@ -97,9 +102,9 @@ abstract class FailoverSocket {
         this.onNewSocket();
       }, delay);
     };
-    socket.on("connect_error", failover);
+    socket.on("connect_error", (err) => failover(`connect_error: ${err.message}`));
     socket.on("disconnect", (reason) => {
-      if (reason !== "io client disconnect") failover();
+      if (reason !== "io client disconnect") failover(reason);
     });
     socket.connect();
   }

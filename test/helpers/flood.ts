@@ -81,11 +81,21 @@ export async function startFloodClients(
   urls: string[],
   counts: { senders: number; recipients: number },
   closeAtEnd: { close(): void }[],
+  options: {
+    auth?: (userId: string) => Promise<Record<string, unknown>>;
+    /** The senders' socket.io-client ackTimeout. @default 2000 */
+    ackTimeoutMs?: number;
+  } = {},
 ): Promise<{ senders: FailoverSender[]; recipients: FailoverRecipient[] }> {
-  const recipients = spread(counts.recipients, (i, start) => new FailoverRecipient(urls, uniqueId(`r${i}`), start), urls.length);
+  const authOf = async (userId: string) => (options.auth ? { auth: await options.auth(userId) } : {});
+  const recipientIds = Array.from({ length: counts.recipients }, (_, i) => uniqueId(`r${i}`));
+  const senderIds = Array.from({ length: counts.senders }, (_, i) => uniqueId(`s${i}`));
+  const recipientAuth = await Promise.all(recipientIds.map(authOf));
+  const senderAuth = await Promise.all(senderIds.map(authOf));
+  const recipients = spread(counts.recipients, (i, start) => new FailoverRecipient(urls, recipientIds[i]!, start, recipientAuth[i]), urls.length);
   const senders = spread(
     counts.senders,
-    (i, start) => new FailoverSender(urls, uniqueId(`s${i}`), start, { retries: 10, ackTimeout: 2000 }),
+    (i, start) => new FailoverSender(urls, senderIds[i]!, start, { retries: 10, ackTimeout: options.ackTimeoutMs ?? 2000, ...senderAuth[i] }),
     urls.length,
   );
   closeAtEnd.push(...recipients, ...senders);

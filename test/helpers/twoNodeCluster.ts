@@ -2,11 +2,14 @@ import { Client } from "pg";
 import { createTestDatabase, type TestDatabase } from "./database";
 import { LogWatch } from "./logWatch";
 import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "./processes";
+import { startRedisCluster, type RedisClusterProcess } from "./redisCluster";
 
 export type TwoNodeCluster = {
   readonly db: TestDatabase;
   /** Private to the suite, so a case may stop and restart it without touching the machine's Redis. */
   readonly redis: RedisProcess;
+  /** With `{ redis: "cluster" }`: a Redis Cluster of the suite's own (3 masters, 3 replicas) instead. */
+  readonly redisCluster: RedisClusterProcess;
   /** A connection of the test's own, for the final accounting against what was stored. */
   readonly pg: Client;
   readonly nodes: NodeProcess[];
@@ -36,9 +39,10 @@ export const FLOOD_TIMEOUTS = {
  * there. Teardown swallows errors: the verdict is the case's assertions, and one failed
  * step must not leave the next (a node, Redis, the database) behind.
  */
-export function useTwoNodeCluster(settings: Record<string, string>): TwoNodeCluster {
+export function useTwoNodeCluster(settings: Record<string, string>, options: { redis?: "single" | "cluster" } = {}): TwoNodeCluster {
   let db: TestDatabase | undefined;
   let redis: RedisProcess | undefined;
+  let redisCluster: RedisClusterProcess | undefined;
   let pg: Client | undefined;
   let nodes: NodeProcess[] = [];
   let watches: LogWatch[] = [];
@@ -50,12 +54,19 @@ export function useTwoNodeCluster(settings: Record<string, string>): TwoNodeClus
 
   before(async () => {
     db = await createTestDatabase();
-    redis = await startPrivateRedis();
+    let redisEnv: Record<string, string>;
+    if (options.redis === "cluster") {
+      redisCluster = await startRedisCluster();
+      redisEnv = { REDIS_CLUSTER_NODES: redisCluster.seeds };
+    } else {
+      redis = await startPrivateRedis();
+      redisEnv = { REDIS_URL: redis.url };
+    }
     pg = new Client({ connectionString: db.url });
     await pg.connect();
     const env = {
       DATABASE_URL: db.url,
-      REDIS_URL: redis.url,
+      ...redisEnv,
       AUTH_MODE: "dev",
       RATE_LIMIT_EVENTS_PER_SEC: "0",
       ...settings,
@@ -70,6 +81,7 @@ export function useTwoNodeCluster(settings: Record<string, string>): TwoNodeClus
     await Promise.allSettled(nodes.map((n) => n.kill("SIGKILL")));
     await pg?.end().catch(() => {});
     await redis?.stop().catch(() => {});
+    await redisCluster?.stop().catch(() => {});
     await db?.drop().catch((err) => console.log(`could not drop ${db?.name}: ${err}`));
   });
 
@@ -79,6 +91,9 @@ export function useTwoNodeCluster(settings: Record<string, string>): TwoNodeClus
     },
     get redis() {
       return ready(redis, "redis");
+    },
+    get redisCluster() {
+      return ready(redisCluster, "redisCluster");
     },
     get pg() {
       return ready(pg, "pg");
