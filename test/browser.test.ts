@@ -338,8 +338,9 @@ describe("web chat page in Chromium", function () {
   });
 
   describe("media on the page (disk store in a temp folder)", () => {
-    const dataDir = mkdtempSync(path.join(tmpdir(), "ticks-browser-media-"));
+    let dataDir: string;
     before(async () => {
+      dataDir = mkdtempSync(path.join(tmpdir(), "ticks-browser-media-"));
       server = await startServer(db.url, { DATA_DIR: dataDir });
     });
     after(async () => {
