@@ -73,7 +73,7 @@ describe("SDK: ticks that converge (status stream, group ticks, bounded memory)"
     const senders: TicksClient[] = [];
     for (const p of peers) senders.push(await clients.connected(url(), { userId: p }));
     for (const [i, s] of senders.entries()) {
-      s.send({ to: me }, `from ${i}`);
+      await s.send({ to: me }, `from ${i}`);
       await waitFor(() => dana.conversations().length === i + 1, `conversation ${i}`);
     }
     await waitFor(() => dana.memory().conversations <= 2, "bounded");

@@ -73,6 +73,8 @@ describe("status stream (v3): status:sync, cursors, message:info", function () {
     const cursor = phone.statuses[0]!.cursor;
     phone.close();
     const later = await (await suite.device(a, { deviceId: "laptop" }).connectSynced()).send(b, "while the phone is away");
+    // Delivered first (bob's device confirms it), so the stream holds both steps for it.
+    await waitFor(async () => (await suite.pg.query("SELECT 1 FROM message_delivery WHERE status = 'delivered' AND message_id = $1", [later.id])).rowCount === 1, "later delivered");
     expectOk(await bob.request("message:read", { messageIds: [first.id, later.id] }));
     await waitFor(async () => (await suite.pg.query("SELECT 1 FROM message_delivery WHERE status = 'read' AND message_id = ANY($1)", [[first.id, later.id]])).rowCount === 2, "both read");
     const back = await suite.device(a, { deviceId: "phone" }).connectSynced();

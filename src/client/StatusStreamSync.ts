@@ -11,9 +11,11 @@
  * harmless: statuses only move forward.
  */
 import type { StatusSyncRequest, StatusSyncResult, StatusUpdate } from "../protocol/events";
+import type { Conversations } from "./Conversations";
 import type { OutboxStorage } from "./OutboxStorage";
 import { ServerError } from "./request";
-import type { StatusTracker } from "./StatusTracker";
+import { statusApplier } from "./serverEvents";
+import { StatusTracker, type StatusChange } from "./StatusTracker";
 
 export type StatusStreamDeps = {
   /** `status:sync`, rejecting with ServerError when the server refuses. */
@@ -126,4 +128,30 @@ export class StatusStreamSync {
   private async save(): Promise<void> {
     await this.storage.saveStatus?.({ cursor: this.cursor, statuses: this.deps.tracker.snapshot() }).catch(() => undefined);
   }
+}
+
+/**
+ * A client's status parts, wired together: the tracker (group recipients from the
+ * conversation list; every change emitted and kept through the stream's storage, so a
+ * restart shows it at once), the stream, and how one update is applied.
+ */
+export function statusParts(
+  me: () => string | undefined,
+  conversations: Conversations,
+  emit: (change: StatusChange) => void,
+  sync: StatusStreamDeps["sync"],
+  storage: OutboxStorage,
+  intervalMs?: number,
+): { statuses: StatusTracker; stream: StatusStreamSync; apply: (update: StatusUpdate) => void } {
+  let stream: StatusStreamSync | undefined;
+  const statuses = new StatusTracker(
+    (change) => {
+      stream?.changed();
+      emit(change);
+    },
+    (conversationId) => conversations.recipients(conversationId),
+  );
+  const apply = statusApplier(me, conversations, statuses);
+  stream = new StatusStreamSync({ sync, apply, tracker: statuses }, storage, intervalMs);
+  return { statuses, stream, apply };
 }

@@ -23,10 +23,11 @@ import { checkContent, DEFAULT_MAX_CONTENT_LENGTH, maxPacketBytes } from "./limi
 import { Outbox } from "./Outbox";
 import { MemoryOutboxStorage, type PendingAction, type PendingEntry } from "./OutboxStorage";
 import { call, emitRaw, type ClientSocket, type OkOf, type ReplyOf, type RequestOf, request } from "./request";
-import { listenToServer, statusApplier } from "./serverEvents";
+import { markConversationRead } from "./markRead";
+import { listenToServer } from "./serverEvents";
 import { uploadEntry, type MediaBytes } from "./mediaUpload";
-import { StatusTracker } from "./StatusTracker";
-import { StatusStreamSync } from "./StatusStreamSync";
+import type { StatusTracker } from "./StatusTracker";
+import { statusParts, type StatusStreamSync } from "./StatusStreamSync";
 import { TypingThrottle } from "./Typing";
 import { GroupChanges } from "./GroupChanges";
 import type { LocalMessage, SendMediaOptions, TicksClientEvents, TicksClientOptions } from "./clientTypes";
@@ -34,7 +35,6 @@ import type { LocalMessage, SendMediaOptions, TicksClientEvents, TicksClientOpti
 export type { ClientSocket, ReplyOf, RequestOf } from "./request";
 export type { MessageSource } from "./ConversationSync";
 export type { LocalMessage, SendMediaOptions, TicksClientEvents, TicksClientOptions } from "./clientTypes";
-const READ_CHUNK = 500;
 
 export class TicksClient extends Emitter<TicksClientEvents> {
   readonly socket: ClientSocket;
@@ -56,21 +56,12 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     this.options = options;
     this.connection = new Connection(options);
     this.socket = this.connection.socket;
-    this.conversationList = new Conversations(
-      () => this.me,
-      (summary) => this.emit("conversation", summary),
-    );
-    this.statuses = new StatusTracker(
-      (change) => {
-        this.statusStream.changed();
-        this.emit("status", change);
-      },
-      (conversationId) => this.conversationList.recipients(conversationId),
-    );
+    this.conversationList = new Conversations(() => this.me, (summary) => this.emit("conversation", summary));
     const storage = options.storage ?? new MemoryOutboxStorage();
-    const applyStatus = statusApplier(() => this.me, this.conversationList, this.statuses);
-    const streamDeps = { sync: (req: StatusSyncRequest) => this.call("status:sync", req), apply: applyStatus, tracker: this.statuses };
-    this.statusStream = new StatusStreamSync(streamDeps, storage, options.statusSyncIntervalMs);
+    const sync = (req: StatusSyncRequest) => this.call("status:sync", req);
+    const parts = statusParts(() => this.me, this.conversationList, (change) => this.emit("status", change), sync, storage, options.statusSyncIntervalMs);
+    [this.statuses, this.statusStream] = [parts.statuses, parts.stream];
+    const applyStatus = parts.apply;
     this.sync = new ConversationSync(
       {
         history: (req) => this.call("message:history", req) as Promise<HistoryResult>,
@@ -113,7 +104,6 @@ export class TicksClient extends Emitter<TicksClientEvents> {
       socket: this.socket,
       outbox: this.outbox,
       sync: this.sync,
-      statuses: this.statuses,
       statusStream: this.statusStream,
       applyStatus,
       conversationList: this.conversationList,
@@ -133,7 +123,6 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   get connected(): boolean {
     return this.socket.connected;
   }
-
   /** True between a `synced` event and the next disconnect. */
   get synced(): boolean {
     return this.isSynced;
@@ -206,18 +195,9 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   }
 
   /** Marks every unread message from others in the conversation read (the read receipts). */
-  async markRead(conversationId: string): Promise<number> {
-    // A conversation loaded after the list came (or again after it was dropped): its unread ids are the newest held.
-    this.conversationList.adoptUnread(conversationId, this.sync.messages(conversationId));
-    const ids = this.conversationList.unread(conversationId);
-    let updated = 0;
-    for (let i = 0; i < ids.length; i += READ_CHUNK) {
-      const chunk = ids.slice(i, i + READ_CHUNK);
-      updated += (await this.call("message:read", { messageIds: chunk })).updated;
-      this.conversationList.read(chunk);
-    }
-    this.conversationList.allRead(conversationId);
-    return updated;
+  markRead(conversationId: string): Promise<number> {
+    const read = async (messageIds: string[]) => (await this.call("message:read", { messageIds })).updated;
+    return markConversationRead(conversationId, this.conversationList, this.sync.messages(conversationId), read);
   }
 
   /** Call on every keystroke; the server hears it throttled. */

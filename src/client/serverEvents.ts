@@ -18,7 +18,6 @@ export type ClientParts = {
   readonly socket: ClientSocket;
   readonly outbox: Outbox;
   readonly sync: ConversationSync;
-  readonly statuses: StatusTracker;
   readonly statusStream: StatusStreamSync;
   /** A `message:status` (live, or a status:sync update). */
   applyStatus(update: StatusUpdate): void;

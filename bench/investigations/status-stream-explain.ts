@@ -3,8 +3,8 @@
  * on a database of millions of messages, as the server runs it: the same SQL text, prepared,
  * one generic plan (plan_cache_mode = force_generic_plan, as the hot-path connections do).
  *
- *   node --import tsx bench/status-stream-explain.ts                      # seeds 5 M messages, dropped after
- *   node --import tsx bench/status-stream-explain.ts --messages 10000000
+ *   node --import tsx bench/investigations/status-stream-explain.ts                      # seeds 5 M messages, dropped after
+ *   node --import tsx bench/investigations/status-stream-explain.ts --messages 10000000
  *
  * Seeding is SQL only, no server: bench/lib/seed.ts writes the messages and their delivery
  * rows with generate_series (each message read or, for the newest 2 %, still sent); then
@@ -13,10 +13,10 @@
  */
 import { Command } from "commander";
 import { Client } from "pg";
-import { createTestDatabase } from "../test/helpers/database";
-import { STATUS_PAGE } from "../src/storage/SqlStatusStream";
-import { migratedDatabase } from "./lib/ticks";
-import { seedHistory } from "./lib/seed";
+import { createTestDatabase } from "../../test/helpers/database";
+import { STATUS_PAGE } from "../../src/storage/SqlStatusStream";
+import { migratedDatabase } from "../lib/ticks";
+import { seedHistory } from "../lib/seed";
 
 async function seedStream(c: Client): Promise<number> {
   await c.query("SET maintenance_work_mem = '256MB'");
