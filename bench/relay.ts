@@ -122,6 +122,7 @@ export function startRelay(port: number, host: string): Promise<number> {
         editedAt: null,
         deletedAt: null,
         reactions: [],
+        media: null,
         group: null,
       };
       ack({ ok: true, message, duplicate: false });
@@ -162,6 +163,7 @@ export function startRelay(port: number, host: string): Promise<number> {
       deletedAt: null,
       reactions: [],
       group: null,
+      media: null,
     };
     ack({ ok: true, message, duplicate: false });
     for (const own of socketsOf(from)) if (own.id !== origin) own.emit("message:new", message, () => {});

@@ -5,6 +5,12 @@ import { systemClock, type Clock } from "./clock";
 import type { Config } from "./config";
 import { localCluster, type Cluster } from "./cluster";
 import { httpHandler } from "./http/routes";
+import { mediaRoutes } from "./http/mediaRoutes";
+import { DiskMediaStore } from "./media/DiskMediaStore";
+import { mediaOrigin } from "./media/disposition";
+import { MediaService } from "./media/MediaService";
+import type { MediaCatalog, MediaStore } from "./media/ports";
+import type { UrlSigner } from "./media/UrlSigner";
 import { staticAssets } from "./http/static";
 import { throttledWarn, type Logger } from "./log";
 import { ExpirySweeper } from "./messaging/ExpirySweeper";
@@ -51,12 +57,15 @@ export type AppDeps = {
   cluster?: Cluster;
   /** @default a fresh registry */
   metrics?: Metrics;
+  /** Where media bytes live, what the database knows of them, and the key that signs Ticks' own media URLs. */
+  media: { store: MediaStore; catalog: MediaCatalog; signer: UrlSigner };
 };
 
 export type TicksApp = {
   http: HttpServer;
   io: TicksServer;
   messaging: MessagingService;
+  media: MediaService;
   sweeper: ExpirySweeper;
   /** Null when pushes are off (PUSH_GATEWAY_URL unset). */
   pushWorker: PushWorker | null;
@@ -78,7 +87,24 @@ export function createApp(deps: AppDeps): TicksApp {
   const cluster = deps.cluster ?? localCluster(config);
   const metrics = deps.metrics ?? new Metrics();
   const checks: ReadinessCheck[] = [{ name: "database", check: () => store.ping() }, ...cluster.readiness];
-  const http = createServer(httpHandler(checks, metrics, log, staticAssets({ webApp: config.webApp, authMode: config.auth.mode, maxContentLength: config.maxContentLength })));
+  const inflight = new Set<Promise<unknown>>();
+  let closing = false;
+  const track = (work: Promise<unknown>): void => {
+    inflight.add(work);
+    void work.finally(() => inflight.delete(work));
+  };
+  const media = new MediaService(deps.media.store, deps.media.catalog, clock, config.media, log);
+  // The disk store's bytes come and go through this server; a bucket's go to the bucket.
+  const mediaStore = deps.media.store;
+  const routes =
+    mediaStore instanceof DiskMediaStore ? [mediaRoutes({ store: mediaStore, catalog: deps.media.catalog, signer: deps.media.signer, clock, log, track })] : [];
+  const assets = staticAssets({
+    webApp: config.webApp,
+    authMode: config.auth.mode,
+    maxContentLength: config.maxContentLength,
+    mediaOrigin: mediaOrigin(config.media.store),
+  });
+  const http = createServer(httpHandler(checks, metrics, log, assets, routes));
   const io: TicksServer = new Server(http, {
     transports: cluster.transports,
     maxHttpBufferSize: maxPacketBytes(config.maxContentLength),
@@ -109,6 +135,7 @@ export function createApp(deps: AppDeps): TicksApp {
       redelivery: (reason, outcome, n) => n > 0 && metrics.redelivery.inc({ reason, outcome }, n),
     },
     statuses,
+    media,
   );
   const groups = new GroupService(
     deps.groupStore,
@@ -127,18 +154,13 @@ export function createApp(deps: AppDeps): TicksApp {
     config.expirySweepIntervalMs,
     log,
     (n) => metrics.expired.inc(n),
+    media,
   );
 
   const redeliverer = new Redeliverer(messaging, () => syncedLocalUsers(io), config.redeliveryAfterMs, log, clock);
   cluster.nodeDeaths?.subscribe((death) => void redeliverer.nodeDied(death));
   const push = createPush(config, deps.pushStore, clock, log, metrics);
 
-  const inflight = new Set<Promise<unknown>>();
-  let closing = false;
-  const track = (work: Promise<unknown>): void => {
-    inflight.add(work);
-    void work.finally(() => inflight.delete(work));
-  };
 
   const jwksWarn = throttledWarn(log);
   const verifier =
@@ -151,6 +173,7 @@ export function createApp(deps: AppDeps): TicksApp {
   listenForFanout(io, (recipients, message, own) => messaging.offerHere(recipients, message, own));
   acceptConnections(io, {
     messaging,
+    media,
     groups,
     statuses,
     presence,
@@ -192,6 +215,7 @@ export function createApp(deps: AppDeps): TicksApp {
     http,
     io,
     messaging,
+    media,
     sweeper,
     pushWorker: push.worker,
     metrics,

@@ -4,7 +4,8 @@
  */
 import { z } from "zod";
 import { describePublicKey } from "./auth/publicKey";
-import { ConfigError, databaseConfig, redisConfig, refuse, type DatabaseConfig, type RedisConfig } from "./configParts";
+import { ConfigError, databaseConfig, isOrigin, redisConfig, refuse, type DatabaseConfig, type RedisConfig } from "./configParts";
+import { mediaConfig, mediaEnv, type MediaConfig } from "./mediaConfig";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -130,18 +131,8 @@ const envSchema = z.object({
   PUSH_RETRY_MIN_MS: int(10, 300_000).default(1000),
   /** `true` puts the message text into the push (`content.body`); off by default for privacy. @default false */
   PUSH_INCLUDE_CONTENT: z.enum(["true", "false"]).default("false"),
+  ...mediaEnv,
 });
-
-/** `*`, or what `new URL(x).origin` gives back unchanged: scheme, host and port only. */
-function isOrigin(value: string): boolean {
-  if (value === "*") return true;
-  try {
-    const url = new URL(value);
-    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value;
-  } catch {
-    return false;
-  }
-}
 
 /** Which browser origins may open a connection (see src/transport/origins.ts). */
 export type OriginPolicy = { allow: "any" } | { allow: "same-origin" } | { allow: "list"; origins: string[] };
@@ -174,6 +165,7 @@ export type Config = {
   webApp: boolean;
   /** Push notifications through a Matrix push gateway; null when PUSH_GATEWAY_URL is unset. */
   push: PushConfig | null;
+  media: MediaConfig;
 };
 
 export type PushConfig = {
@@ -291,6 +283,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           includeContent: e.PUSH_INCLUDE_CONTENT === "true",
         }
       : null,
+    media: mediaConfig(e, refuse),
   };
 }
 

@@ -67,3 +67,13 @@ export function parseClusterNodes(list: string): { host: string; port: number }[
   });
 }
 
+/** `*`, or what `new URL(x).origin` gives back unchanged: scheme, host and port only (CORS_ORIGINS). */
+export function isOrigin(value: string): boolean {
+  if (value === "*") return true;
+  try {
+    const url = new URL(value);
+    return (url.protocol === "http:" || url.protocol === "https:") && url.origin === value;
+  } catch {
+    return false;
+  }
+}

@@ -12,6 +12,7 @@ import { createDatabase, createHotPathDatabase, migrateToLatest, type Database }
 import { SqlMessageStore } from "./storage/SqlMessageStore";
 import { SqlGroupStore } from "./storage/SqlGroupStore";
 import { SqlPushStore } from "./storage/SqlPushStore";
+import { createMediaParts } from "./media/createMedia";
 import { SqlStatusStream } from "./storage/SqlStatusStream";
 
 export type RunningTicks = TicksApp & { port: number; db: Database; stop(): Promise<void> };
@@ -46,15 +47,29 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
   const pushStore = new SqlPushStore(db);
   const statusStore = new SqlStatusStream(db, hotPath);
   let cursorKey: Uint8Array;
+  let media;
   try {
     cursorKey = await statusStore.cursorKey();
+    media = await createMediaParts(config.media, db);
   } catch (err) {
     await cluster.close();
     if (hotPath !== db) await hotPath.destroy();
     await db.destroy();
     throw err;
   }
-  const app = createApp({ config, store, groupStore: new SqlGroupStore(db), pushStore, statusStore, cursorKey, log, clock: options.clock ?? systemClock, cluster, metrics });
+  const app = createApp({
+    config,
+    store,
+    groupStore: new SqlGroupStore(db),
+    pushStore,
+    statusStore,
+    cursorKey,
+    log,
+    clock: options.clock ?? systemClock,
+    cluster,
+    metrics,
+    media,
+  });
   const port = await app.listen(config.port, config.host);
   let stopped: Promise<void> | undefined;
   // Ordered: sockets and in-flight events first, then Redis, then the database.
@@ -62,6 +77,7 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
     (stopped ??= (async () => {
       await app.close();
       await cluster.close();
+      media.close();
       if (hotPath !== db) await hotPath.destroy();
       await db.destroy();
     })());

@@ -1,10 +1,14 @@
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { AddressInfo } from "node:net";
 import { expect } from "chai";
 import { Client } from "pg";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import type { RunningTicks } from "../src/main";
 import { launchChromium } from "./helpers/browser";
+import { PNG_4X2 } from "./helpers/media";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId, waitFor } from "./helpers/device";
 import { mintToken, startServer, TEST_SECRET, urlOf } from "./helpers/server";
@@ -331,6 +335,41 @@ describe("web chat page in Chromium", function () {
       }
     });
 
+  });
+
+  describe("media on the page (disk store in a temp folder)", () => {
+    let dataDir: string;
+    before(async () => {
+      dataDir = mkdtempSync(path.join(tmpdir(), "ticks-browser-media-"));
+      server = await startServer(db.url, { DATA_DIR: dataDir });
+    });
+    after(async () => {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    });
+
+    it("alice attaches an image, and it shows on bob's page, full size once loaded", async () => {
+      const alice = uniqueId("alice");
+      const bob = uniqueId("bob");
+      const a = await signIn(alice);
+      const b = await signIn(bob);
+      await openChat(b, alice);
+      await a.getByLabel("To", { exact: true }).fill(bob);
+      await a.getByLabel("Message", { exact: true }).fill("the view");
+      await a.getByLabel("Attach", { exact: true }).setInputFiles({ name: "view.png", mimeType: "image/png", buffer: PNG_4X2 });
+      // Bob's page: the caption, and the picture, swapped from its thumbnail to the bytes.
+      const item = messages(b).filter({ hasText: "the view" });
+      await item.locator('img[data-full="true"]').waitFor();
+      const shown = await item.locator("img").evaluate((img) => {
+        const i = img as unknown as { src: string; naturalWidth: number; naturalHeight: number; alt: string };
+        return { src: i.src, width: i.naturalWidth, height: i.naturalHeight, alt: i.alt };
+      });
+      expect(shown.src).to.match(new RegExp(`^${urlOf(server)}/media/[0-9a-f-]{36}\\?exp=\\d+&sig=`));
+      expect(shown).to.include({ width: 4, height: 2, alt: "view.png" });
+      // Alice's own page shows it too, once stored.
+      await messages(a).filter({ hasText: "the view" }).locator('img[data-full="true"]').waitFor();
+      expect(dialogs).to.deep.equal([]);
+    });
   });
 
   describe("served by a JWT server", () => {

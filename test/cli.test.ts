@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Readable } from "node:stream";
 import { expect } from "chai";
@@ -98,9 +100,12 @@ describe("CLI client", function () {
     return c;
   };
 
+  // Files sent with send-file land here (the disk store), removed at the end.
+  const dataDir = mkdtempSync(path.join(tmpdir(), "ticks-cli-"));
+
   before(async () => {
     db = await createTestDatabase();
-    server = await startServer(db.url);
+    server = await startServer(db.url, { DATA_DIR: dataDir });
   });
   afterEach(async () => {
     await Promise.all(clis.splice(0).map((c) => c.kill()));
@@ -109,6 +114,7 @@ describe("CLI client", function () {
   after(async () => {
     await server.stop();
     await db.drop();
+    rmSync(dataDir, { recursive: true, force: true });
   });
 
   it("delivers to an offline user on reconnect, then shows delivered and read ticks to the sender", async () => {
@@ -181,7 +187,7 @@ describe("CLI client", function () {
     const sent = c.stdout.filter((l) => l.startsWith(`✓ sent `) && l.includes(` to ${carol} (#`));
     expect(synced).to.be.at.least(0);
     expect(sent).to.have.length(2);
-    const usage = c.stdout.findIndex((l) => l.startsWith("usage: send <user> <text...> | edit <n> <text...> |"));
+    const usage = c.stdout.findIndex((l) => l.startsWith("usage: send <user> <text...> | send-file <user> <path> [caption...] | save <n> <path> | edit <n> <text...> |"));
     expect(usage).to.be.within(synced, c.indexOf(sent[0]!));
     // Acknowledged means stored: carol gets both, in the order they were sent.
     const device = await new Device(urlOf(server), { userId: carol }).connectSynced();
@@ -234,6 +240,32 @@ describe("CLI client", function () {
     for (const c of [a, b, b2]) c.end();
     for (const c of [a, b, b2]) expect(await c.exitCode()).to.equal(0);
     expect([...a.stderr, ...b.stderr, ...b2.stderr]).to.deep.equal([]);
+  });
+
+  it("sends a file with send-file, shows it, and saves it with save <n> <path>", async () => {
+    const alice = uniqueId("alice");
+    const bob = uniqueId("bob");
+    const url = urlOf(server);
+    const photo = path.join(dataDir, "beach.png");
+    const bytes = Buffer.from(Array.from({ length: 5000 }, (_, i) => i % 256));
+    writeFileSync(photo, bytes);
+    const a = cli("--user", alice, "--url", url);
+    const b = cli("--user", bob, "--url", url);
+    await a.line("synced (0 delivered)");
+    await b.line("synced (0 delivered)");
+    a.write(`send-file ${bob} ${photo} at the beach`);
+    await a.line(new RegExp(`^✓ sent \\S+ to ${bob} \\(#1\\)$`));
+    await b.line(`#1 [${alice}] at the beach [photo beach.png, 5 KB]`);
+    const saved = path.join(dataDir, "saved.png");
+    b.write(`save 1 ${saved}`);
+    await b.line(`✓ saved #1 to ${saved} (5000 bytes)`);
+    expect(readFileSync(saved).equals(bytes)).to.equal(true);
+    a.write(`send-file ${bob} ${path.join(dataDir, "missing.pdf")}`);
+    await a.line(/^error FILE: ENOENT/);
+    b.write("save 7 /tmp/x");
+    await b.line("error: message #7 carries no file");
+    for (const c of [a, b]) c.end();
+    for (const c of [a, b]) expect(await c.exitCode()).to.equal(0);
   });
 
   it("prints server errors as error lines and carries on", async () => {

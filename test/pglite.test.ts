@@ -1,11 +1,12 @@
 import { expect } from "chai";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { startTicks, type RunningTicks } from "../src/main";
 import { Device, uniqueId, waitFor } from "./helpers/device";
 import { testConfig, urlOf } from "./helpers/server";
 import { expectOk } from "./helpers/replies";
+import { absolute, http, upload } from "./helpers/media";
 
 /** The `npm start` default: no DATABASE_URL, an embedded PGlite database on disk. */
 describe("embedded PGlite (no DATABASE_URL)", function () {
@@ -88,5 +89,26 @@ describe("embedded PGlite (no DATABASE_URL)", function () {
       ["group", ""],
     ]);
     expect(carol.received[0]!.editedAt).to.equal(fix.ok ? fix.message.createdAt : "");
+  });
+
+  it("media on the default setup (disk store under DATA_DIR): upload, send, download, delete for everyone, sweep", async () => {
+    server = await start();
+    const [a, b] = [uniqueId("alice"), uniqueId("bob")];
+    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
+    devices.push(alice);
+    const bytes = Buffer.from("a photo on PGlite");
+    const mediaId = await upload(alice, urlOf(server), bytes, "image/webp");
+    const sent = await alice.request("message:send", { clientMsgId: uniqueId("m"), to: b, content: "", media: { mediaId, width: 3 } });
+    expectOk(sent);
+    expect(sent.message.media).to.deep.include({ mediaId, mime: "image/webp", size: bytes.length, width: 3, height: null });
+    const link = await alice.request("media:url", { mediaId });
+    expectOk(link);
+    expect((await http("GET", absolute(link.url, urlOf(server)))).body.equals(bytes)).to.equal(true);
+    const history = await alice.request("message:history", { conversationId: sent.message.conversationId });
+    expectOk(history);
+    expect(history.messages[0]!.media?.mediaId).to.equal(mediaId);
+    expectOk(await alice.request("message:delete", { clientMsgId: uniqueId("d"), messageId: sent.message.id }));
+    await server.sweeper.sweepNow();
+    expect(existsSync(path.join(dataDir, "media", mediaId.slice(-2), mediaId))).to.equal(false);
   });
 });

@@ -1,4 +1,6 @@
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import path from "node:path";
 import { expect } from "chai";
 import { Writable } from "node:stream";
@@ -13,6 +15,8 @@ import { uniqueId } from "./helpers/ids";
 import { quiet, waitFor } from "./helpers/wait";
 import { freePort, ROOT, spawnNode } from "./helpers/processes";
 import { FakePushGateway } from "./helpers/pushGateway";
+import { upload } from "./helpers/media";
+import { expectOk } from "./helpers/replies";
 import { ManualClock, startServer, testConfig, urlOf } from "./helpers/server";
 import { useServerSuite } from "./helpers/serverSuite";
 
@@ -147,6 +151,30 @@ describe("push notifications", function () {
     const m = await send(alice, b, "see you at 8");
     await waitFor(() => gw.for(m.id).length === 1, "the notify");
     expect(gw.for(m.id)[0]!.body.notification.content).to.deep.equal({ body: "see you at 8" });
+  });
+
+  it("names a media message's type in the body with PUSH_INCLUDE_CONTENT=true: Photo, Voice message, Document", async () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), "ticks-push-media-"));
+    try {
+      const server = await start({ PUSH_INCLUDE_CONTENT: "true", DATA_DIR: dataDir });
+      const b = uniqueId("bob");
+      await register(server, b, uniqueId("key"));
+      const alice = await device(server, uniqueId("alice")).connectSynced();
+      const cases: [string, string, string][] = [
+        ["image/jpeg", "", "Photo"],
+        ["audio/ogg", "", "Voice message"],
+        ["application/pdf", "the contract", "Document: the contract"],
+      ];
+      for (const [mime, caption, body] of cases) {
+        const mediaId = await upload(alice, urlOf(server), Buffer.from("bytes"), mime);
+        const reply = await alice.request("message:send", { clientMsgId: uniqueId("c"), to: b, content: caption, media: { mediaId } });
+        expectOk(reply);
+        await waitFor(() => gw.for(reply.message.id).length === 1, `the notify for ${mime}`);
+        expect(gw.for(reply.message.id)[0]!.body.notification.content).to.deep.equal({ body });
+      }
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it("sends nothing when a device confirms within PUSH_DELAY_MS: live receipt, backlog ack or read", async () => {

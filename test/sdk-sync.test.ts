@@ -27,6 +27,7 @@ class FakeLog {
       editedAt: null,
       deletedAt: null,
       reactions: [],
+      media: null,
       group: null,
       ...extra,
     };

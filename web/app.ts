@@ -14,6 +14,7 @@ import {
   type LocalMessage,
   type MessageStatus,
 } from "/sdk/ticks-client.js";
+import { describeFile, mediaElement } from "./media";
 
 type SendLocal = Extract<LocalMessage, { event: "message:send" }>;
 type PageConfig = { authMode: "jwt" | "dev"; maxContentLength: number };
@@ -29,6 +30,7 @@ const typingLine = $<HTMLParagraphElement>("typing");
 const composer = $<HTMLFormElement>("composer");
 const toField = $<HTMLInputElement>("to");
 const messageField = $<HTMLInputElement>("message");
+const attach = $<HTMLInputElement>("attach");
 const notice = $<HTMLParagraphElement>("notice");
 const membership = $<HTMLParagraphElement>("membership");
 const sendButton = composer.querySelector<HTMLButtonElement>("button[type=submit]")!;
@@ -119,7 +121,12 @@ function messageItem(m: ChatMessage | SendLocal, status?: MessageStatus, reason?
   const mine = m.from === client?.me;
   const li = el("li", undefined, mine ? "mine" : "theirs");
   const deleted = "deletedAt" in m && m.deletedAt;
-  li.append(el("span", deleted ? "message deleted" : m.content, "text"));
+  // Stored: the media it carries. Still in the outbox: its upload, named.
+  const media = "kind" in m && !deleted ? m.media : null;
+  const uploading = "event" in m && m.media ? `📎 ${m.upload?.name ?? "file"}${m.upload ? " (uploading…)" : ""}` : null;
+  if (media && client) li.append(mediaElement(client, media));
+  if (uploading) li.append(el("span", uploading, "upload"));
+  if (deleted || m.content || !(media || uploading)) li.append(el("span", deleted ? "message deleted" : m.content, "text"));
   const time = new Date(m.createdAt).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
   li.append(el("span", `${"editedAt" in m && m.editedAt ? "edited " : ""}${time}`, "meta"));
   if (mine && status) li.append(statusElement(status, reason));
@@ -284,6 +291,24 @@ async function main(): Promise<void> {
         if (!messageField.value) messageField.value = text; // not queued: give the text back
       },
     );
+  });
+  // Attach: the picked file goes at once, the message field's text as its caption.
+  attach.addEventListener("change", () => {
+    const file = attach.files?.[0];
+    if (!client || !peer() || !file) return;
+    const conversation = currentConversation();
+    const target = conversation ? { conversationId: conversation.id } : { to: peer() };
+    const caption = messageField.value;
+    attach.value = messageField.value = notice.textContent = "";
+    describeFile(file, caption)
+      .then((options) => client!.sendMedia(target, file, options))
+      .then(
+        (local) => {
+          failed.set(local.clientMsgId, local as SendLocal);
+          renderMessages();
+        },
+        (err: Error) => (notice.textContent = err.message),
+      );
   });
   messageField.addEventListener("input", () => {
     const conversation = currentConversation();

@@ -122,6 +122,7 @@ async function main(): Promise<void> {
         from: `${tag}-s${i}`,
         clientMsgId: `warm-${n}`,
         kind: "text",
+        media: null,
         target: { to: `${tag}-r${i}` },
         content: "x".repeat(100),
         createdAt: new Date(),
@@ -144,7 +145,7 @@ async function main(): Promise<void> {
           const at = new Date();
           rows.push({
             index: rows.length,
-            req: { id: uuidv7(), from, clientMsgId: `m-${k++}`, kind: "text", target: { to }, content: "x".repeat(100), createdAt: at, expiresAt: new Date(at.getTime() + TTL) },
+            req: { id: uuidv7(), from, clientMsgId: `m-${k++}`, kind: "text", media: null, target: { to }, content: "x".repeat(100), createdAt: at, expiresAt: new Date(at.getTime() + TTL) },
             accept: true,
             conversationId: null,
             directKey: directKey(from, to),

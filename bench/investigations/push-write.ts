@@ -48,6 +48,7 @@ async function main(): Promise<void> {
       const now = new Date();
       return ps.map((p) => ({
         kind: "text" as const,
+        media: null,
         id: uuidv7(),
         from: p.from,
         clientMsgId: uuidv7(),

@@ -15,13 +15,19 @@ import type { ErrorCode } from "../protocol/errors";
 import type { Message } from "../protocol/events";
 import { backoffDelay, Sleeper } from "./backoff";
 import type { OutboxStorage, PendingAction, PendingEntry } from "./OutboxStorage";
-import { RequestTimeout } from "./request";
+import { needsUpload } from "./mediaUpload";
+import { RequestTimeout, ServerError } from "./request";
 
 export type OutboxLink = {
   /** Resolves once connected (at once if connected); rejects once the client is closed. */
   whenConnected(): Promise<void>;
   /** Emits and resolves the raw reply; rejects with RequestTimeout without an acknowledgement. */
   emit(event: string, payload: unknown): Promise<unknown>;
+  /**
+   * Uploads a sendMedia entry's bytes, setting its `media.mediaId` (mediaUpload.ts). Rejects
+   * with ServerError when the server refuses the upload, anything else when worth a retry.
+   */
+  upload(entry: PendingEntry): Promise<void>;
 };
 
 export type OutboxEvents = {
@@ -151,14 +157,27 @@ export class Outbox {
 
   /** Returns once `entry` is acknowledged or failed for good; keeps trying meanwhile. */
   private async deliver(entry: PendingEntry): Promise<void> {
-    const { event, clientMsgId, createdAt: _c, order: _o, ...rest } = entry;
-    const payload = { clientMsgId, ...rest };
     for (let attempt = 0; !this.closed; ) {
       try {
         await this.link.whenConnected();
       } catch {
         return; // closed
       }
+      if (needsUpload(entry)) {
+        // The bytes first (a fresh upload URL each attempt), then the send, same clientMsgId.
+        try {
+          await this.link.upload(entry);
+          await this.storage.put(entry).catch(() => undefined);
+        } catch (err) {
+          if (err instanceof ServerError && !RETRY_LATER.has(err.code)) return this.events.failed(entry, err);
+          const delay = backoffDelay(attempt++, this.retryBaseMs, this.retryMaxMs);
+          this.events.retrying(entry, (err as Error).message, delay);
+          await this.sleeper.sleep(delay);
+          continue;
+        }
+      }
+      const { event, clientMsgId, createdAt: _c, order: _o, ...rest } = entry;
+      const payload = { clientMsgId, ...rest };
       let reply: Reply;
       try {
         reply = (await this.link.emit(event, payload)) as Reply;

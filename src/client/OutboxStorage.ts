@@ -4,11 +4,21 @@
  * and the CLI use MemoryOutboxStorage; an app may bring its own (SQLite, AsyncStorage…).
  */
 
+import type { MediaAttachment } from "../protocol/events";
 import type { TrackedStatus } from "./StatusTracker";
 
 /** The write a pending entry will make: a v1 send or a v2 edit / delete / reaction. */
 export type PendingAction =
-  | { event: "message:send"; to?: string; conversationId?: string; content: string }
+  | {
+      event: "message:send";
+      to?: string;
+      conversationId?: string;
+      content: string;
+      /** What the message says about its media; `mediaId` once uploaded (or at once when forwarding). */
+      media?: Omit<MediaAttachment, "mediaId"> & { mediaId?: string };
+      /** Bytes still to upload (sendMedia): they leave the entry once uploaded. */
+      upload?: { bytes: Blob | Uint8Array; mime: string; name?: string };
+    }
   | { event: "message:edit"; messageId: string; content: string }
   | { event: "message:delete"; messageId: string }
   | { event: "message:react"; messageId: string; emoji: string };

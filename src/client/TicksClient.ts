@@ -25,15 +25,16 @@ import { MemoryOutboxStorage, type PendingAction, type PendingEntry } from "./Ou
 import { call, emitRaw, type ClientSocket, type OkOf, type ReplyOf, type RequestOf, request } from "./request";
 import { markConversationRead } from "./markRead";
 import { listenToServer } from "./serverEvents";
+import { uploadEntry, type MediaBytes } from "./mediaUpload";
 import type { StatusTracker } from "./StatusTracker";
 import { statusParts, type StatusStreamSync } from "./StatusStreamSync";
 import { TypingThrottle } from "./Typing";
 import { GroupChanges } from "./GroupChanges";
-import type { LocalMessage, TicksClientEvents, TicksClientOptions } from "./clientTypes";
+import type { LocalMessage, SendMediaOptions, TicksClientEvents, TicksClientOptions } from "./clientTypes";
 
 export type { ClientSocket, ReplyOf, RequestOf } from "./request";
 export type { MessageSource } from "./ConversationSync";
-export type { LocalMessage, TicksClientEvents, TicksClientOptions } from "./clientTypes";
+export type { LocalMessage, SendMediaOptions, TicksClientEvents, TicksClientOptions } from "./clientTypes";
 
 export class TicksClient extends Emitter<TicksClientEvents> {
   readonly socket: ClientSocket;
@@ -73,6 +74,12 @@ export class TicksClient extends Emitter<TicksClientEvents> {
       {
         whenConnected: () => this.connection.whenConnected(),
         emit: (event, payload) => emitRaw(this.socket as never, event, payload, this.connection.ackTimeoutMs),
+        upload: (entry) =>
+          uploadEntry(entry, {
+            askUpload: (req) => this.call("media:upload", req),
+            baseUrl: options.url,
+            progress: (clientMsgId, loaded, total) => this.emit("progress", { clientMsgId, loaded, total }),
+          }),
       },
       storage,
       {
@@ -152,6 +159,18 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   async send(target: { to: string } | { conversationId: string }, content: string): Promise<LocalMessage> {
     this.check(content);
     return this.queue({ event: "message:send", ...target, content });
+  }
+
+  /** v3: a photo, voice note or file; resolves as send(). The outbox uploads (`progress`), then sends: docs/media.md. */
+  async sendMedia(target: { to: string } | { conversationId: string }, bytes: MediaBytes, options: SendMediaOptions): Promise<LocalMessage> {
+    const { mime, name, caption = "", ...media } = options;
+    if (caption !== "") this.check(caption);
+    return this.queue({ event: "message:send", ...target, content: caption, media, upload: { bytes, mime, ...(name ? { name } : {}) } });
+  }
+
+  /** v3: a short-lived URL of media one can see (absolute: usable in `<img src>`). */
+  async mediaUrl(mediaId: string): Promise<string> {
+    return new URL((await this.call("media:url", { mediaId })).url, this.options.url).toString();
   }
 
   /** v2: replaces the content of one's own text message. Resolves and rejects as send(). */

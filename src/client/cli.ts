@@ -13,6 +13,7 @@ import { createInterface } from "node:readline";
 import { Command } from "commander";
 import type { Message, Status } from "../protocol";
 import { Board, parseEntryCommand, type EntryCommand } from "./cliBoard";
+import { saveMedia, sendFile } from "./cliMedia";
 import { GROUP_USAGE, groupLine, runGroupCommand } from "./cliGroups";
 import { ContentTooLargeError } from "./limits";
 import { ServerError } from "./request";
@@ -20,7 +21,7 @@ import type { StatusChange } from "./StatusTracker";
 import { TicksClient } from "./TicksClient";
 
 const USAGE =
-  "usage: send <user> <text...> | edit <n> <text...> | delete <n> | react <n> [emoji] | read | history <user> | " +
+  "usage: send <user> <text...> | send-file <user> <path> [caption...] | save <n> <path> | edit <n> <text...> | delete <n> | react <n> [emoji] | read | history <user> | " +
   `push register <pushkey> [appId] | push unregister <pushkey> | ${GROUP_USAGE} | quit`;
 /** The app id `push register` uses unless given one; a gateway must know it (docs/push.md). */
 const CLI_APP_ID = "ticks.cli";
@@ -100,6 +101,7 @@ async function main(): Promise<void> {
     } catch (err) {
       if (err instanceof ServerError || err instanceof ContentTooLargeError) return say(`error ${err.code}: ${err.message}`);
       if ((err as Error).name === "RequestTimeout") return say(`error TIMEOUT: ${(err as Error).message}`);
+      if ((err as Error).name === "MediaFileError") return say(`error FILE: ${(err as Error).message}`);
       throw err;
     }
   }
@@ -115,12 +117,18 @@ async function main(): Promise<void> {
     });
   }
 
-  async function send(to: string, content: string): Promise<void> {
+  async function send(to: string, content: string, file?: string): Promise<void> {
     // Resolves before any status can follow: the server's answer comes by I/O, later.
-    const local = await client.send({ to }, content);
+    const local = file === undefined ? await client.send({ to }, content) : await sendFile(client, to, file, content);
     const outcome = await settled(local.clientMsgId);
     if (outcome.status === "failed") return say(`error ${outcome.error!.code}: ${outcome.error!.message}`);
     say(`✓ sent ${outcome.messageId} to ${to} (#${board.remember(outcome.message!)})`);
+  }
+
+  async function save(n: number, file: string): Promise<void> {
+    const media = board.messageOf(n)?.media;
+    if (!media) return say(`error: message #${n} carries no file`);
+    say(`✓ saved #${n} to ${file} (${await saveMedia(client, media, file)} bytes)`);
   }
 
   /** Edit, delete or react to message #n (through the outbox); prints the message as it now stands. */
@@ -184,6 +192,10 @@ async function main(): Promise<void> {
     const historyArgs = /^history\s+(\S+)$/.exec(text);
     if (text === "") return;
     if (sendArgs) return attempt(() => send(sendArgs[1]!, sendArgs[2]!));
+    const fileArgs = /^send-file\s+(\S+)\s+(\S+)(?:\s+(.+))?$/.exec(text);
+    if (fileArgs) return attempt(() => send(fileArgs[1]!, fileArgs[3] ?? "", fileArgs[2]!));
+    const saveArgs = /^save\s+(\d+)\s+(\S+)$/.exec(text);
+    if (saveArgs) return attempt(() => save(Number(saveArgs[1]), saveArgs[2]!));
     if (text === "read") return attempt(markRead);
     if (historyArgs) return attempt(() => history(historyArgs[1]!));
     const entry = parseEntryCommand(text);

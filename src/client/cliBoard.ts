@@ -3,6 +3,7 @@
  * `edit 3 …`, `delete 3` and `react 3 👍` name it, and its current state, to which the
  * edits, deletes and reactions that arrive are applied in seq order (docs/protocol.md).
  */
+import { mediaNote } from "./cliMedia";
 import type { Message } from "../protocol";
 import { applyEntry } from "./entries";
 
@@ -45,6 +46,12 @@ export class Board {
     return this.ids[n - 1];
   }
 
+  /** Message #n as it stands now. */
+  messageOf(n: number): Message | undefined {
+    const id = this.ids[n - 1];
+    return id === undefined ? undefined : this.texts.get(id);
+  }
+
   numberOf(id: string): number | undefined {
     return this.numbers.get(id);
   }
@@ -65,7 +72,8 @@ export class Board {
   line(m: Message): string {
     const n = this.numbers.get(m.id);
     const group = m.to === null ? ` (group ${m.conversationId})` : "";
-    const body = m.deletedAt ? "message deleted" : `${clean(m.content)}${m.editedAt ? " (edited)" : ""}`;
+    const media = m.media ? `${m.content ? " " : ""}${mediaNote(m.media)}` : "";
+    const body = m.deletedAt ? "message deleted" : `${clean(m.content)}${media}${m.editedAt ? " (edited)" : ""}`;
     const reactions = m.reactions.map((r) => `${clean(r.emoji)} ${r.userIds.join(" ")}`).join(" · ");
     return `#${n ?? "?"} [${m.from}] ${body}${group}${reactions ? `  ${reactions}` : ""}`;
   }

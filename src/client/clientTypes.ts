@@ -32,7 +32,21 @@ export type TicksClientOptions = ConnectionOptions & {
 /** What the app renders for a message it sent, before and after the server stores it. */
 export type LocalMessage = PendingEntry & { from: string | undefined; status: "pending" };
 
+/** sendMedia's description of the bytes: `mime` is required; the rest travels in the message. */
+export type SendMediaOptions = {
+  mime: string;
+  name?: string;
+  caption?: string;
+  width?: number;
+  height?: number;
+  durationMs?: number;
+  /** A `data:image/(png|jpeg|gif|webp);base64,` URL of at most 16 KiB. */
+  thumbnail?: string;
+};
+
 export type TicksClientEvents = ConnectionEvents & {
+  /** sendMedia: bytes of the upload of the message `clientMsgId` sent so far. */
+  progress(info: { clientMsgId: string; loaded: number; total: number }): void;
   /** A message or log entry, in seq order per conversation (scrolling back excepted). */
   message(message: ChatMessage, source: MessageSource): void;
   /** A text message changed by an edit, delete or reaction. */

@@ -28,7 +28,7 @@ export function applyEntry(target: ChatMessage, entry: ChatMessage): ChatMessage
       if (target.deletedAt) return target;
       return { ...target, content: entry.content, editedAt: entry.createdAt };
     case "delete":
-      return { ...target, content: "", deletedAt: target.deletedAt ?? entry.createdAt, reactions: [] };
+      return { ...target, content: "", deletedAt: target.deletedAt ?? entry.createdAt, reactions: [], media: null };
     case "reaction": {
       if (target.deletedAt) return target;
       // One reaction per user: drop theirs, then add the new one ("" only removes).

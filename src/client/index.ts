@@ -1,5 +1,5 @@
 /** The Ticks client SDK: what `import … from "ticks/client"` and /sdk/ticks-client.js export. */
-export { TicksClient, type TicksClientOptions, type TicksClientEvents, type LocalMessage } from "./TicksClient";
+export { TicksClient, type TicksClientOptions, type TicksClientEvents, type LocalMessage, type SendMediaOptions } from "./TicksClient";
 export { MemoryOutboxStorage, type OutboxStorage, type PendingEntry, type PendingAction } from "./OutboxStorage";
 export { IndexedDbOutboxStorage } from "./IndexedDbOutboxStorage";
 export { OutboxStorageError } from "./Outbox";

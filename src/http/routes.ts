@@ -3,17 +3,17 @@ import type { Logger } from "../log";
 import type { Metrics } from "../metrics";
 import type { ReadinessCheck } from "../readiness";
 
+/** Answers and returns true when `path` is its own (it may take any method). */
+export type Route = (req: IncomingMessage, res: ServerResponse, path: string) => boolean;
+
 /**
- * The plain HTTP endpoints. Socket.IO handles its own path before this is reached.
+ * The plain HTTP endpoints. Socket.IO handles its own path before this is reached;
+ * `routes` (media) before the GET-only ones.
  */
-export function httpHandler(
-  checks: ReadinessCheck[],
-  metrics: Metrics,
-  log: Logger,
-  assets?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean,
-) {
+export function httpHandler(checks: ReadinessCheck[], metrics: Metrics, log: Logger, assets?: Route, routes: Route[] = []) {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    const path = (req.url ?? "/").split("?")[0];
+    const path = (req.url ?? "/").split("?")[0]!;
+    for (const route of routes) if (route(req, res, path)) return;
     if (req.method !== "GET" && req.method !== "HEAD") return send(res, 405, "method not allowed\n");
     if (path === "/healthz") return send(res, 200, "ok\n");
     if (path === "/readyz") {

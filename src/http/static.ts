@@ -22,7 +22,14 @@ const JSON_TYPE = "application/json; charset=utf-8";
  * Files the server hands to browsers: the SDK's ES module bundle (always; `npm run build`
  * writes it) and, unless WEB_APP=off, the web chat page built on it. Read once, on first use.
  */
-export function staticAssets(options: { webApp: boolean; authMode: "jwt" | "dev"; maxContentLength: number }) {
+export function staticAssets(options: {
+  webApp: boolean;
+  authMode: "jwt" | "dev";
+  maxContentLength: number;
+  /** Where media comes from when not from this server (an S3 bucket): the page may load and upload there. */
+  mediaOrigin?: string | null;
+}) {
+  const media = options.mediaOrigin ? ` ${options.mediaOrigin}` : "";
   const root = projectRoot();
   const assets = new Map<string, Asset>([
     ["/sdk/ticks-client.js", { file: "dist/web/ticks-client.js", type: JS }],
@@ -70,7 +77,7 @@ export function staticAssets(options: { webApp: boolean; authMode: "jwt" | "dev"
       ...(urlPath.startsWith("/sdk/") ? { "access-control-allow-origin": "*" } : {}),
       // The page runs only its own scripts: no inline script, so injected markup cannot run.
       ...(asset.type.startsWith("text/html")
-        ? { "content-security-policy": "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:" }
+        ? { "content-security-policy": `default-src 'self'; connect-src 'self' ws: wss:${media}; img-src 'self' data:${media}; media-src 'self'${media}` }
         : {}),
     });
     res.end(req.method === "HEAD" ? undefined : body);

@@ -1,10 +1,12 @@
 import type { Logger } from "../log";
+import type { MediaService } from "../media/MediaService";
 import type { MessagingService } from "./MessagingService";
 import type { LeaderLock } from "./ports";
 import { PeriodicJob } from "./PeriodicJob";
 
 /**
- * Deletes expired messages every `intervalMs`, on one node of the cluster at a time.
+ * Deletes expired messages every `intervalMs`, on one node of the cluster at a time, then
+ * the media bytes no retained message refers to any more (and uploads never sent).
  * Expired messages are already invisible (every read filters on expires_at); the sweep
  * only reclaims the space.
  */
@@ -15,6 +17,7 @@ export class ExpirySweeper extends PeriodicJob {
     intervalMs: number,
     log: Logger,
     onSwept: (count: number) => void = () => {},
+    media?: Pick<MediaService, "sweep">,
   ) {
     const sweep = async () => {
       let deleted = 0;
@@ -24,6 +27,9 @@ export class ExpirySweeper extends PeriodicJob {
           onSwept(deleted);
           log.info({ deleted }, "expired messages deleted");
         }
+        // After the messages: what they carried may have lost its last reference just now.
+        const removed = (await media?.sweep()) ?? 0;
+        if (removed > 0) log.info({ removed }, "unreferenced media removed");
       });
       return deleted;
     };

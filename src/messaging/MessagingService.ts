@@ -1,12 +1,14 @@
 import { v7 as uuidv7 } from "uuid";
 import type { Clock } from "../clock";
 import type { Logger } from "../log";
-import { AppError, type ConversationSummary, type HistoryResult, type Message, type SendResult } from "../protocol";
+import { AppError, type ConversationSummary, type HistoryResult, type MediaAttachment, type Message, type SendResult } from "../protocol";
 import { contentLength, LIMITS } from "../protocol/schemas";
 import type { EntryKind } from "./entryRules";
 import {
+  noMedia,
   type AppendRequest,
   type MessageStore,
+  type MediaAttacher,
   type MessagingMetrics,
   type Notifier,
   type OwnCopy,
@@ -26,7 +28,8 @@ export type MessagingOptions = {
   deleteWindowMs: number;
 };
 
-export type SendCommand = { clientMsgId: string; target: SendTarget; content: string };
+/** With `media`, `content` is the caption and may be "". */
+export type SendCommand = { clientMsgId: string; target: SendTarget; content: string; media?: MediaAttachment };
 /** An edit (content: new text), delete (content: "") or reaction (content: emoji, "" removes). */
 export type EntryCommand = { clientMsgId: string; messageId: string; content: string };
 export type HistoryCommand = { conversationId: string; beforeSeq?: number; afterSeq?: number; limit?: number };
@@ -48,6 +51,7 @@ export class MessagingService {
     private readonly metrics: MessagingMetrics,
     /** Seals the cursors of live `message:status` events; sweeps the stream with the messages. */
     private readonly stream: StatusStream,
+    private readonly media: MediaAttacher = noMedia,
   ) {
     this.live = new LiveDelivery(store, notifier, clock, (recipient, ids) => this.confirmDelivered(recipient, ids), log, metrics);
   }
@@ -65,9 +69,12 @@ export class MessagingService {
     if ("to" in cmd.target && cmd.target.to === from) {
       throw new AppError("BAD_REQUEST", "cannot send a direct message to yourself");
     }
+    // Checked before the write, which then holds the upload by its foreign key (docs/media.md).
+    const media = cmd.media ? await this.media.attach(from, cmd.media) : null;
     const createdAt = this.clock.now();
     return this.commit(origin, {
       kind: "text",
+      media,
       id: uuidv7(),
       from,
       clientMsgId: cmd.clientMsgId,

@@ -1,5 +1,6 @@
 import type { Clock } from "../clock";
 import type { PushConfig } from "../config";
+import { mediaLabel } from "../media/disposition";
 import { throttledWarn, type Logger } from "../log";
 import { PeriodicJob } from "./PeriodicJob";
 import { noPushMetrics, type ClaimedPush, type PushGateway, type PushKey, type PushMetrics, type PushStore, type PushTarget } from "./pushPorts";
@@ -114,7 +115,7 @@ export class PushWorker {
               from: c.message!.from,
               unread: target.unread,
               devices: target.devices,
-              ...(this.config.includeContent ? { content: c.message!.content } : {}),
+              ...(this.config.includeContent ? { content: pushBody(c.message!) } : {}),
             },
             this.abort.signal,
           )
@@ -171,4 +172,11 @@ export class PushWorker {
     const base = Math.min(MAX_BACKOFF_MS, this.config.retryMinMs * 2 ** Math.min(30, Math.max(0, attempts - 1)));
     return Math.round(base * (0.75 + Math.random() * 0.5));
   }
+}
+
+/** A media message's push names what it carries ("Photo", "Voice message", "Document"), then its caption. */
+function pushBody(message: { content: string; mediaMime: string | null }): string {
+  if (message.mediaMime === null) return message.content;
+  const label = mediaLabel(message.mediaMime);
+  return message.content === "" ? label : `${label}: ${message.content}`;
 }

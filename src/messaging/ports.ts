@@ -4,7 +4,16 @@
  * is online and who runs background jobs (cluster/: in memory for one node, Redis for many).
  * The implementations import these contracts, never the other way round.
  */
-import type { ConversationSummary, HistoryResult, Message, StatusUpdate, TypingEvent } from "../protocol";
+import {
+  AppError,
+  type ConversationSummary,
+  type HistoryResult,
+  type MediaAttachment,
+  type MediaInfo,
+  type Message,
+  type StatusUpdate,
+  type TypingEvent,
+} from "../protocol";
 import type { EntryKind } from "./entryRules";
 import type { Visibility } from "./groupPorts";
 
@@ -20,6 +29,8 @@ export type TextAppend = {
   content: string;
   createdAt: Date;
   expiresAt: Date;
+  /** The media it carries (MediaService.attach checked it), or null. */
+  media: MediaInfo | null;
 };
 
 /**
@@ -40,6 +51,21 @@ export type EntryAppend = {
 };
 
 export type AppendRequest = TextAppend | EntryAppend;
+
+/**
+ * Turns what a sender says about media (`message:send`'s `media`) into what the message
+ * carries, or refuses it (BAD_REQUEST): media/MediaService implements it.
+ */
+export interface MediaAttacher {
+  attach(userId: string, attachment: MediaAttachment): Promise<MediaInfo>;
+}
+
+/** Without a media store nothing can be attached. */
+export const noMedia: MediaAttacher = {
+  attach: async () => {
+    throw new AppError("BAD_REQUEST", "media is not available on this server");
+  },
+};
 
 export type AppendResult =
   | { duplicate: false; message: Message; recipients: string[] }

@@ -24,6 +24,8 @@ export type ClaimedPush = PushKey & {
     conversationId: string;
     from: string;
     content: string;
+    /** The type of the media it carries, if any: the push names it ("Photo"). */
+    mediaMime: string | null;
     expiresAt: Date;
     /** Deleted for everyone: never pushed. */
     deleted: boolean;

@@ -33,6 +33,24 @@ export type Message = {
   reactions: Reaction[];
   /** A `group` entry: the membership or title change it records. Every other kind: null. */
   group: GroupChange | null;
+  /** Text with a photo, voice note or file: what it carries; null otherwise (and once deleted for everyone). */
+  media: MediaInfo | null;
+};
+
+/** The media a message carries (docs/media.md). Bytes are fetched with `media:url`. */
+export type MediaInfo = {
+  mediaId: string;
+  /** `type/subtype`, as uploaded. */
+  mime: string;
+  /** Bytes. */
+  size: number;
+  /** The file name the sender gave, if any. */
+  name: string | null;
+  width: number | null;
+  height: number | null;
+  durationMs: number | null;
+  /** A `data:image/…;base64,` URL of at most 16 KiB, shown before the bytes arrive. */
+  thumbnail: string | null;
 };
 
 export type MessageKind = "text" | "edit" | "delete" | "reaction" | "group";
@@ -75,7 +93,16 @@ export type Err = { ok: false; error: { code: ErrorCode; message: string } };
 export type Reply<T> = Ok<T> | Err;
 export type Ack<T> = (reply: Reply<T>) => void;
 
-export type SendRequest = { clientMsgId: string; to?: string; conversationId?: string; content: string };
+/** With `media`, `content` is the caption and may be "". */
+export type SendRequest = { clientMsgId: string; to?: string; conversationId?: string; content: string; media?: MediaAttachment };
+/** What a sender says about an upload (or a forwarded media) in `message:send`. */
+export type MediaAttachment = { mediaId: string; width?: number; height?: number; durationMs?: number; thumbnail?: string };
+export type MediaUploadRequest = { mime: string; size: number; name?: string };
+/** PUT exactly `size` bytes to `url` (absolute, or a path on this server) with `headers`, before `expiresAt`. */
+export type MediaUploadResult = { mediaId: string; url: string; method: "PUT"; headers: Record<string, string>; expiresAt: string };
+export type MediaUrlRequest = { mediaId: string };
+/** A GET URL (absolute, or a path on this server) that needs no other credentials, until `expiresAt`. */
+export type MediaUrlResult = { url: string; expiresAt: string };
 export type SendResult = { message: Message; duplicate: boolean };
 export type EditRequest = { clientMsgId: string; messageId: string; content: string };
 export type DeleteRequest = { clientMsgId: string; messageId: string };
@@ -123,6 +150,10 @@ export interface ClientToServerEvents {
   "status:sync": (req: StatusSyncRequest, ack: Ack<StatusSyncResult>) => void;
   /** v3: per-recipient delivered and read times; the sender only (else NOT_FOUND). */
   "message:info": (req: MessageInfoRequest, ack: Ack<MessageInfoResult>) => void;
+  /** An upload URL for `size` bytes of `mime`. */
+  "media:upload": (req: MediaUploadRequest, ack: Ack<MediaUploadResult>) => void;
+  /** A short-lived download URL, for the uploader and whoever can see a message carrying it (else NOT_FOUND). */
+  "media:url": (req: MediaUrlRequest, ack: Ack<MediaUrlResult>) => void;
 }
 
 

@@ -4,8 +4,8 @@
  */
 import { z } from "zod";
 import { AppError } from "./errors";
-import { APP_ID, CLIENT_MSG_ID, USER_ID, UUID } from "./ids";
-import { contentLength } from "./packets";
+import { APP_ID, CLIENT_MSG_ID, MIME, THUMBNAIL, USER_ID, UUID } from "./ids";
+import { contentLength, THUMBNAIL_BYTES } from "./packets";
 
 // Kept here too for the server; the definition is zod-free so the SDK can import it without zod.
 export { contentLength };
@@ -39,6 +39,10 @@ export const LIMITS = {
   appIdLength: 64,
   /** Longest reaction, in code points. */
   emojiLength: 32,
+  /** A media thumbnail: the whole `data:` URL, in characters (all ASCII: bytes too). */
+  thumbnailLength: THUMBNAIL_BYTES,
+  mimeLength: 127,
+  mediaNameLength: 255,
   statusSyncPage: 1000,
   statusSyncDefault: 500,
   /** Longer than any cursor the server gives (48 characters): the rest is the cursor's own check. */
@@ -54,18 +58,38 @@ const pushkey = z
 
 const clientMsgId = z.string().regex(CLIENT_MSG_ID, "clientMsgId is 1-64 chars of [A-Za-z0-9._:-]");
 
+/** Media ids are UUIDs: anything path-like or malformed never reaches a store. */
+const mediaId = z.string().regex(UUID, "mediaId must be a UUID");
+const dimension = z.number().int().min(1).max(2_147_483_647);
+
+/** What `message:send` may say about the media it carries. */
+const mediaAttachment = z.object({
+  mediaId,
+  width: dimension.optional(),
+  height: dimension.optional(),
+  durationMs: z.number().int().min(0).max(2_147_483_647).optional(),
+  thumbnail: z
+    .string()
+    .max(LIMITS.thumbnailLength, `thumbnail is at most ${LIMITS.thumbnailLength} characters`)
+    .regex(THUMBNAIL, "thumbnail must be a data:image/(png|jpeg|gif|webp);base64, URL")
+    .optional(),
+});
+
 export const schemas = {
   "message:send": z
     .object({
       clientMsgId,
       to: userId.optional(),
       conversationId: uuid.optional(),
-      // The length limit is checked after parsing, so it can answer TOO_LARGE.
-      content: text.pipe(z.string().min(1, "content must not be empty")),
+      // The length limit is checked after parsing, so it can answer TOO_LARGE. With media,
+      // content is the caption and may be "".
+      content: text,
+      media: mediaAttachment.optional(),
     })
     .refine((p) => (p.to === undefined) !== (p.conversationId === undefined), {
       message: "exactly one of `to` or `conversationId` is required",
-    }),
+    })
+    .refine((p) => p.content !== "" || p.media !== undefined, { message: "content must not be empty", path: ["content"] }),
   "message:edit": z.object({
     clientMsgId,
     messageId: uuid,
@@ -117,6 +141,17 @@ export const schemas = {
   "push:unregister": z.object({ pushkey }),
   // Any string: whether it is a token is the verifier's to say (UNAUTHORIZED, not BAD_REQUEST).
   "auth:refresh": z.object({ token: z.string() }),
+  "media:upload": z.object({
+    mime: z
+      .string()
+      .max(LIMITS.mimeLength, `mime is at most ${LIMITS.mimeLength} characters`)
+      .regex(MIME, "mime must be type/subtype (no parameters)")
+      .transform((m) => m.toLowerCase()),
+    // Over MEDIA_MAX_BYTES is checked after parsing, so it can answer TOO_LARGE.
+    size: z.number().int().min(1, "size must be at least 1").max(Number.MAX_SAFE_INTEGER),
+    name: text.pipe(z.string().max(LIMITS.mediaNameLength, `name is at most ${LIMITS.mediaNameLength} characters`)).optional(),
+  }),
+  "media:url": z.object({ mediaId }),
   // Whether `after` is a cursor this server gave the caller is StatusCursors' to say (also BAD_REQUEST).
   "status:sync": z.object({
     after: z.string().min(1).max(LIMITS.cursorLength).optional(),

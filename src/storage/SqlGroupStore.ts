@@ -119,6 +119,7 @@ export class SqlGroupStore implements GroupStore {
       deletedAt: null,
       reactions: [],
       group: plan.change,
+      media: null,
     };
     await trx.raw(
       `INSERT INTO messages (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id, content,

@@ -66,6 +66,7 @@ export class SqlPushStore implements PushStore {
         conversation_id: string | null;
         from_user_id: string | null;
         content: string | null;
+        media_mime: string | null;
         expires_at: Date | string | null;
         deleted: boolean | null;
         status: "sent" | "delivered" | "read" | null;
@@ -80,7 +81,7 @@ export class SqlPushStore implements PushStore {
              RETURNING o.message_id, o.recipient_id, o.attempts, o.first_due_at
            )
            SELECT c.message_id, c.recipient_id, c.attempts, c.first_due_at,
-             m.conversation_id, m.from_user_id, m.content, m.expires_at, m.deleted_at IS NOT NULL AS deleted, d.status
+             m.conversation_id, m.from_user_id, m.content, m.media->>'mime' AS media_mime, m.expires_at, m.deleted_at IS NOT NULL AS deleted, d.status
            FROM claimed c
            LEFT JOIN message_delivery d ON d.message_id = c.message_id AND d.recipient_id = c.recipient_id
            LEFT JOIN messages m ON m.message_id = c.message_id`,
@@ -98,6 +99,7 @@ export class SqlPushStore implements PushStore {
                 conversationId: r.conversation_id,
                 from: r.from_user_id!,
                 content: r.content!,
+                mediaMime: r.media_mime,
                 expiresAt: date(r.expires_at!),
                 deleted: r.deleted === true,
                 status: r.status,

@@ -1,5 +1,5 @@
 /** Row shapes and their mapping to protocol objects; pg and PGlite differ in int8 and count types. */
-import type { GroupChange, Message, MessageKind, Reaction } from "../protocol";
+import type { GroupChange, MediaInfo, Message, MessageKind, Reaction } from "../protocol";
 
 export type MessageRow = {
   message_id: string;
@@ -17,6 +17,8 @@ export type MessageRow = {
   deleted_at: Date | string | null;
   /** `{ userId: emoji }`; pg and PGlite both parse jsonb. */
   reactions: Record<string, string> | null;
+  /** The message's `media` object as clients get it (jsonb, parsed by both drivers); null without media. */
+  media?: MediaInfo | null;
   /** A `group` entry's change (jsonb); NULL on every other kind. Absent from rows read before it existed. */
   group?: GroupChange | null;
 };
@@ -55,13 +57,15 @@ export function toMessage(row: MessageRow): Message {
     editedAt: isoOrNull(row.edited_at),
     deletedAt: isoOrNull(row.deleted_at),
     reactions: groupReactions(row.reactions),
+    // A delete for everyone sets it NULL; rows from before media (or a row read as JSON) may lack the key.
+    media: row.media ?? null,
     group: row.group ?? null,
   };
 }
 
 export const MESSAGE_COLUMNS =
   "m.message_id, m.client_msg_id, m.conversation_id, m.seq, m.from_user_id, m.to_user_id, m.content, m.created_at, m.expires_at, " +
-  "m.kind, m.ref_id, m.edited_at, m.deleted_at, m.reactions, m.\"group\"";
+  "m.kind, m.ref_id, m.edited_at, m.deleted_at, m.reactions, m.\"group\", m.media";
 
 /** Raw results of both drivers carry `rows`. */
 export const rowsOf = <T>(result: unknown): T[] => (result as { rows: T[] }).rows;

@@ -3,6 +3,7 @@ import type { MessagingService } from "../messaging/MessagingService";
 import type { GroupService } from "../messaging/GroupService";
 import { AppError, type ClientEventName, type ClientToServerEvents, type SendResult } from "../protocol";
 import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
+import type { MediaService } from "../media/MediaService";
 import type { PresenceService } from "../messaging/PresenceService";
 import type { StatusStream } from "../messaging/StatusStream";
 import type { PushService } from "../messaging/PushService";
@@ -19,6 +20,7 @@ type Handler<E extends ClientEventName> = (input: Payload<E>, socket: TicksSocke
 
 export type HandlerDeps = {
   messaging: MessagingService;
+  media: Pick<MediaService, "requestUpload" | "downloadUrl">;
   groups: GroupService;
   /** v3: status:sync and message:info. */
   statuses: Pick<StatusStream, "sync" | "info">;
@@ -55,7 +57,8 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
   };
   on(socket, deps, "message:send", async (p) => {
     const target = p.to !== undefined ? { to: p.to } : { conversationId: p.conversationId! };
-    return wrote(messaging.send(userId, { clientMsgId: p.clientMsgId, target, content: p.content }, socket.id));
+    const media = p.media ? { media: p.media } : {};
+    return wrote(messaging.send(userId, { clientMsgId: p.clientMsgId, target, content: p.content, ...media }, socket.id));
   });
   on(socket, deps, "message:edit", (p) => wrote(messaging.entry(userId, "edit", p, socket.id)));
   on(socket, deps, "message:delete", (p) => wrote(messaging.entry(userId, "delete", { ...p, content: "" }, socket.id)));
@@ -103,6 +106,8 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
   });
   on(socket, deps, "push:unregister", async (p) => ({ removed: await deps.push.unregister(userId, p.pushkey) }));
   on(socket, deps, "auth:refresh", (p, s) => deps.tokens.refresh(s, p.token));
+  on(socket, deps, "media:upload", (p) => deps.media.requestUpload(userId, p));
+  on(socket, deps, "media:url", (p) => deps.media.downloadUrl(userId, p.mediaId));
   on(socket, deps, "status:sync", (p) => deps.statuses.sync(userId, p.after, p.limit));
   on(socket, deps, "message:info", (p) => deps.statuses.info(userId, p.messageId));
   // An event the protocol does not have: answered, if it can be, so the client is not left waiting.

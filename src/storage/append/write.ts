@@ -119,6 +119,7 @@ function messageOf(row: BatchRow, seq: number, conversationId: string): Message 
     editedAt: null,
     deletedAt: null,
     reactions: [],
+    media: req.kind === "text" ? req.media : null,
     group: null,
   };
 }

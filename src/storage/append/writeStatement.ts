@@ -24,7 +24,9 @@ import type { BatchRow, TargetPlan } from "./batchPlan";
  *   each seq counter by its number of messages, number the messages in request order
  *   from there, insert them, then their delivery rows in seq order (so delivery_id follows
  *   seq within a conversation: the backlog's order).
- * - `acted`: the targets' new state (content, editedAt, reactions; a delete empties them);
+ * - `sent`: uploads carried for the first time are marked sent (media.sent_at).
+ * - `acted`: the targets' new state (content, editedAt, reactions; a delete empties them
+ *   and drops the media);
  *   `erased`: a delete empties the content of the entries already stored for its message.
  * Returns the stored originals (with `ord`, the request's position), each new message's
  * conversation and seq, and each of its delivery rows' recipient. A unique violation (a
@@ -36,9 +38,9 @@ import type { BatchRow, TargetPlan } from "./batchPlan";
  */
 const writeText = (push: string) => `WITH v AS (
      SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
-       $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[], $12::uuid[])
+       $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[], $12::uuid[], $22::jsonb[])
        WITH ORDINALITY AS v(id, sender, recipient, given_id, direct_key, client_msg_id, content, created_at, expires_at,
-         accept, kind, ref_id, ord)
+         accept, kind, ref_id, media, ord)
    ), t AS (
      SELECT * FROM unnest($13::uuid[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::jsonb[])
        AS t(id, seen_xmin, content, edited_at, deleted_at, patch)
@@ -88,10 +90,15 @@ const writeText = (push: string) => `WITH v AS (
      FROM routed r JOIN bumped b ON b.conversation_id = r.conversation_id
    ), inserted AS (
      INSERT INTO messages (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id, content,
-       created_at, expires_at, kind, ref_id)
-     SELECT id, conversation_id, seq, sender, recipient, client_msg_id, content, created_at, expires_at, kind, ref_id
+       created_at, expires_at, kind, ref_id, media_id, media)
+     SELECT id, conversation_id, seq, sender, recipient, client_msg_id, content, created_at, expires_at, kind, ref_id,
+       (media->>'mediaId')::uuid, media
      FROM numbered
-     RETURNING message_id, conversation_id, seq, from_user_id
+     RETURNING message_id, conversation_id, seq, from_user_id, media_id, created_at
+   ), sent AS (
+     -- The first message to carry an upload marks it sent, in its own commit (docs/media.md).
+     UPDATE media md SET sent_at = i.created_at FROM inserted i
+     WHERE md.media_id = i.media_id AND md.sent_at IS NULL
    ), delivered AS (
      INSERT INTO message_delivery (message_id, recipient_id, status)
      SELECT i.message_id, cm.user_id, 'sent' FROM inserted i
@@ -105,7 +112,10 @@ const writeText = (push: string) => `WITH v AS (
        content = CASE WHEN t.deleted_at IS NOT NULL THEN '' ELSE COALESCE(t.content, m.content) END,
        edited_at = COALESCE(t.edited_at, m.edited_at),
        deleted_at = t.deleted_at,
-       reactions = CASE WHEN t.deleted_at IS NOT NULL THEN '{}'::jsonb ELSE jsonb_strip_nulls(m.reactions || t.patch) END
+       reactions = CASE WHEN t.deleted_at IS NOT NULL THEN '{}'::jsonb ELSE jsonb_strip_nulls(m.reactions || t.patch) END,
+       -- Deleted for everyone: it no longer carries its media (whose bytes the sweep then removes if nothing else does).
+       media_id = CASE WHEN t.deleted_at IS NOT NULL THEN NULL ELSE m.media_id END,
+       media = CASE WHEN t.deleted_at IS NOT NULL THEN NULL ELSE m.media END
      FROM t WHERE m.message_id = t.id AND (SELECT ok FROM unchanged)
    ), erased AS (
      -- The deleted messages' ids as a list of their own, so the partial ref_id index is
@@ -126,7 +136,7 @@ export const WRITE = statement("append", writeText(""));
 
 /**
  * The push outbox part of the write (only when pushes are on): a row per delivery row of a
- * text message whose recipient has a pushkey, due PUSH_DELAY_MS ($22) after createdAt
+ * text message whose recipient has a pushkey, due PUSH_DELAY_MS ($23) after createdAt
  * (edits, deletes and reactions are not pushed). Written by the same statement as the
  * message, it commits or rolls back with it: no stored message can miss its push, and no
  * push can name a message that was not stored.
@@ -136,7 +146,7 @@ export const WRITE_PUSH = statement(
   writeText(`, pushes AS (
      INSERT INTO push_outbox (message_id, recipient_id, due_at, first_due_at)
      SELECT d.message_id, d.recipient_id, n.due_at, n.due_at FROM delivered d
-     JOIN (SELECT id, created_at + $22::int * interval '1 millisecond' AS due_at FROM numbered WHERE kind = 'text') n
+     JOIN (SELECT id, created_at + $23::int * interval '1 millisecond' AS due_at FROM numbered WHERE kind = 'text') n
        ON n.id = d.message_id
      WHERE EXISTS (SELECT 1 FROM pushkeys p WHERE p.user_id = d.recipient_id)
    )`),
@@ -178,5 +188,6 @@ export function writeValues(rows: BatchRow[], plans: TargetPlan[] = [], versions
     plans.filter((p) => p.deletedAt !== null).map((p) => p.row.message_id),
     [...versions.keys()],
     [...versions.values()],
+    col((r) => (r.req.kind === "text" && r.req.media ? JSON.stringify(r.req.media) : null)),
   ];
 }
