@@ -10,19 +10,19 @@
  * - receipts, unread counts, typing (throttled), presence;
  * - the connection (Connection.ts): reconnection with backoff, a fresh token from getToken()
  *   at every connect, token refresh on `auth:expiring`.
- * clientTypes.ts holds its options and events, serverEvents.ts what it does on each server event.
+ * ClientBase.ts holds the connection and typed requests, clientTypes.ts the options and events,
+ * serverEvents.ts what it does on each server event.
  */
 import { v4 as uuidv4 } from "uuid";
-import type { ClientEventName, ConversationSummary, GroupRole, HistoryResult, MessageInfoResult, Presence, StatusSyncRequest } from "../protocol/events";
-import { Connection } from "./Connection";
+import type { ConversationSummary, GroupRole, HistoryResult, MessageInfoResult, Presence, StatusSyncRequest } from "../protocol/events";
+import { ClientBase, closedError } from "./ClientBase";
 import { Conversations } from "./Conversations";
 import { ConversationSync, type MessageSource } from "./ConversationSync";
-import { Emitter } from "./Emitter";
 import type { ChatMessage } from "./entries";
 import { checkContent, DEFAULT_MAX_CONTENT_LENGTH, maxPacketBytes } from "./limits";
 import { Outbox } from "./Outbox";
 import { MemoryOutboxStorage, type PendingAction, type PendingEntry } from "./OutboxStorage";
-import { call, emitRaw, type ClientSocket, type OkOf, type ReplyOf, type RequestOf, request } from "./request";
+import { emitRaw } from "./request";
 import { markConversationRead } from "./markRead";
 import { listenToServer } from "./serverEvents";
 import { uploadEntry, type MediaBytes } from "./mediaUpload";
@@ -30,14 +30,13 @@ import type { StatusTracker } from "./StatusTracker";
 import { statusParts, type StatusStreamSync } from "./StatusStreamSync";
 import { TypingThrottle } from "./Typing";
 import { GroupChanges } from "./GroupChanges";
-import type { LocalMessage, SendMediaOptions, TicksClientEvents, TicksClientOptions } from "./clientTypes";
+import type { LocalMessage, SendMediaOptions, TicksClientOptions } from "./clientTypes";
 
 export type { ClientSocket, ReplyOf, RequestOf } from "./request";
 export type { MessageSource } from "./ConversationSync";
 export type { LocalMessage, SendMediaOptions, TicksClientEvents, TicksClientOptions } from "./clientTypes";
 
-export class TicksClient extends Emitter<TicksClientEvents> {
-  readonly socket: ClientSocket;
+export class TicksClient extends ClientBase {
   private readonly options: TicksClientOptions;
   private readonly outbox: Outbox;
   private readonly sync: ConversationSync;
@@ -45,17 +44,14 @@ export class TicksClient extends Emitter<TicksClientEvents> {
   private readonly statusStream: StatusStreamSync;
   private readonly conversationList: Conversations;
   private readonly typingThrottle: TypingThrottle;
-  private readonly connection: Connection;
   private readonly groups: GroupChanges;
   private readonly presenceSubscribed = new Set<string>();
   private restoring: Promise<unknown> | undefined;
   private isSynced = false;
 
   constructor(options: TicksClientOptions) {
-    super();
+    super(options);
     this.options = options;
-    this.connection = new Connection(options);
-    this.socket = this.connection.socket;
     this.conversationList = new Conversations(() => this.me, (summary) => this.emit("conversation", summary));
     const storage = options.storage ?? new MemoryOutboxStorage();
     const sync = (req: StatusSyncRequest) => this.call("status:sync", req);
@@ -115,14 +111,6 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     });
   }
 
-  /** The signed-in user (from userId, or the token's `sub`). */
-  get me(): string | undefined {
-    return this.connection.me;
-  }
-
-  get connected(): boolean {
-    return this.socket.connected;
-  }
   /** True between a `synced` event and the next disconnect. */
   get synced(): boolean {
     return this.isSynced;
@@ -268,22 +256,6 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     return this.groups.change("group:role", { conversationId, userId, role });
   }
 
-  /** A typed request: resolves the reply, `ok` or not; rejects with RequestTimeout without an ack. */
-  request<E extends ClientEventName>(event: E, payload: RequestOf<E>): Promise<ReplyOf<E>> {
-    if (this.connection.isClosed) return Promise.reject(closedError());
-    return request(this.socket, event, payload, this.connection.ackTimeoutMs);
-  }
-
-  /** A typed request that rejects with ServerError on `{ ok: false }`. */
-  call<E extends ClientEventName>(event: E, payload: RequestOf<E>): Promise<OkOf<E>> {
-    // After close() a request would sit in socket.io-client's send buffer with a live ack
-    // timer that holds the whole client for ackTimeoutMs, and the sync work queued behind it
-    // (one conversation's lock) re-arms that for every step: a closed client stayed reachable
-    // as long as its sync kept asking. Refusing at once lets it go.
-    if (this.connection.isClosed) return Promise.reject(closedError());
-    return call(this.socket, event, payload, this.connection.ackTimeoutMs);
-  }
-
   /** Disconnects for good; pending sends stay in storage for the next session. */
   close(): void {
     this.statusStream.close();
@@ -312,8 +284,6 @@ export class TicksClient extends Emitter<TicksClientEvents> {
     this.emit("message", m, source);
   }
 }
-
-const closedError = () => new Error("the client is closed");
 
 const conversationOf = (entry: PendingEntry): string | undefined =>
   entry.event === "message:send" ? entry.conversationId : undefined;
