@@ -1,11 +1,8 @@
 import { expect } from "chai";
-import { Client } from "pg";
-import type { RunningTicks } from "../src/main";
 import type { ConversationSummary, Message, TypingEvent } from "../src/protocol";
-import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, quiet, uniqueId, waitFor } from "./helpers/device";
 import { expectError, expectOk } from "./helpers/replies";
-import { startServer, urlOf } from "./helpers/server";
+import { useTwoNodesOnPostgres } from "./helpers/twoNodesOnPostgres";
 
 /**
  * Members come and go (group:add/remove/leave/update/role) on two nodes joined by Redis:
@@ -16,15 +13,8 @@ import { startServer, urlOf } from "./helpers/server";
 describe("group membership changes (two nodes through Redis)", function () {
   this.timeout(60_000);
   const MAX = 6;
-  let db: TestDatabase;
-  let nodes: RunningTicks[];
-  let pg: Client;
-  const devices: Device[] = [];
-  const device = (node: number, userId: string) => {
-    const d = new Device(urlOf(nodes[node % 2]!), { userId });
-    devices.push(d);
-    return d;
-  };
+  const t = useTwoNodesOnPostgres({ GROUP_MAX_MEMBERS: String(MAX) });
+  const device = t.device;
   const users = (...names: string[]) => names.map(uniqueId);
   const createGroup = async (creator: Device, members: string[], title = "g"): Promise<string> => {
     const reply = await creator.request("group:create", { title, members });
@@ -53,7 +43,7 @@ describe("group membership changes (two nodes through Redis)", function () {
   /** Everything a test could change, so "changes nothing" is one comparison. */
   const snapshot = async () =>
     (
-      await pg.query(`SELECT
+      await t.pg.query(`SELECT
         (SELECT count(*) FROM messages)::int AS messages,
         (SELECT count(*) FROM message_delivery)::int AS deliveries,
         (SELECT count(*) FILTER (WHERE status = 'read') FROM message_delivery)::int AS reads,
@@ -66,19 +56,6 @@ describe("group membership changes (two nodes through Redis)", function () {
         (SELECT string_agg(message_id || reactions::text, ',' ORDER BY message_id) FROM messages) AS reactions`)
     ).rows[0];
 
-  before(async () => {
-    db = await createTestDatabase();
-    const env = { REDIS_URL: "redis://127.0.0.1:6379", REDIS_PREFIX: uniqueId("ticks-test"), GROUP_MAX_MEMBERS: String(MAX) };
-    nodes = [await startServer(db.url, env), await startServer(db.url, env)];
-    pg = new Client({ connectionString: db.url });
-    await pg.connect();
-  });
-  afterEach(() => devices.splice(0).forEach((d) => d.close()));
-  after(async () => {
-    await pg.end();
-    await Promise.all(nodes.map((n) => n.stop()));
-    await db.drop();
-  });
 
   it("an added member gets conversation:new and the entry, then sees the group from that entry on", async () => {
     const [a, b, c] = users("alice", "bob", "carol");
@@ -115,7 +92,7 @@ describe("group membership changes (two nodes through Redis)", function () {
     const removal = await change(alice, "group:remove", { conversationId: group, userId: b });
     expect(removal.group).to.deep.equal({ action: "remove", userIds: [b], title: null, role: null });
     const afterwards = await carol.send({ conversationId: group }, "after the removal");
-    const { rows } = await pg.query("SELECT message_id FROM message_delivery WHERE recipient_id = $1 ORDER BY delivery_id", [b]);
+    const { rows } = await t.pg.query("SELECT message_id FROM message_delivery WHERE recipient_id = $1 ORDER BY delivery_id", [b]);
     expect(rows.map((r) => r.message_id)).to.deep.equal([before.id, removal.id]);
 
     const bob = await device(1, b).connectSynced();

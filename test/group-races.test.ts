@@ -1,11 +1,8 @@
 import { expect } from "chai";
-import { Client } from "pg";
-import type { RunningTicks } from "../src/main";
 import type { Message } from "../src/protocol";
-import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, quiet, uniqueId, waitFor } from "./helpers/device";
 import { expectOk } from "./helpers/replies";
-import { startServer, urlOf } from "./helpers/server";
+import { useTwoNodesOnPostgres } from "./helpers/twoNodesOnPostgres";
 
 /**
  * Membership changes racing other writes, on two nodes joined by Redis, each side of a race
@@ -14,29 +11,9 @@ import { startServer, urlOf } from "./helpers/server";
  */
 describe("group membership races (two nodes through Redis)", function () {
   this.timeout(120_000);
-  let db: TestDatabase;
-  let nodes: RunningTicks[];
-  let pg: Client;
-  const devices: Device[] = [];
-  const device = (node: number, userId: string) => {
-    const d = new Device(urlOf(nodes[node % 2]!), { userId });
-    devices.push(d);
-    return d;
-  };
+  const t = useTwoNodesOnPostgres();
+  const device = t.device;
 
-  before(async () => {
-    db = await createTestDatabase();
-    const env = { REDIS_URL: "redis://127.0.0.1:6379", REDIS_PREFIX: uniqueId("ticks-test") };
-    nodes = [await startServer(db.url, env), await startServer(db.url, env)];
-    pg = new Client({ connectionString: db.url });
-    await pg.connect();
-  });
-  afterEach(() => devices.splice(0).forEach((d) => d.close()));
-  after(async () => {
-    await pg.end();
-    await Promise.all(nodes.map((n) => n.stop()));
-    await db.drop();
-  });
 
   for (let round = 1; round <= 3; round++) {
     it(`sends racing a removal are decided by seq: before it delivered to the removed, after it never (round ${round})`, async () => {
@@ -69,7 +46,7 @@ describe("group membership races (two nodes through Redis)", function () {
       expect(seqs).to.deep.equal(Array.from({ length: seqs.length }, (_, i) => i + 1));
 
       // Delivery rows: bob is a recipient of exactly the others' messages before R, and of R.
-      const { rows } = await pg.query(
+      const { rows } = await t.pg.query(
         `SELECT m.seq FROM message_delivery d JOIN messages m ON m.message_id = d.message_id
          WHERE d.recipient_id = $1 AND m.conversation_id = $2 ORDER BY m.seq`,
         [b, group],
@@ -107,16 +84,16 @@ describe("group membership races (two nodes through Redis)", function () {
       expect(!lost[0]!.ok && lost[0]!.error.code).to.equal("FORBIDDEN");
       const [winner, loser] = byAlice.ok ? [a, b] : [b, a];
 
-      const members = await pg.query("SELECT user_id, role FROM conversation_members WHERE conversation_id = $1 ORDER BY user_id", [group]);
+      const members = await t.pg.query("SELECT user_id, role FROM conversation_members WHERE conversation_id = $1 ORDER BY user_id", [group]);
       expect(members.rows).to.deep.equal(
         [
           { user_id: winner, role: "admin" },
           { user_id: c, role: "member" },
         ].sort((x, y) => (x.user_id < y.user_id ? -1 : 1)),
       );
-      const departures = await pg.query("SELECT user_id FROM conversation_departures WHERE conversation_id = $1", [group]);
+      const departures = await t.pg.query("SELECT user_id FROM conversation_departures WHERE conversation_id = $1", [group]);
       expect(departures.rows).to.deep.equal([{ user_id: loser }]);
-      const entries = await pg.query(
+      const entries = await t.pg.query(
         `SELECT "group"->>'action' AS action FROM messages WHERE conversation_id = $1 AND kind = 'group' ORDER BY seq`,
         [group],
       );

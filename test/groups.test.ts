@@ -1,10 +1,7 @@
 import { expect } from "chai";
-import { Client } from "pg";
-import type { RunningTicks } from "../src/main";
 import type { ConversationSummary, Message, TypingEvent } from "../src/protocol";
-import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, quiet, uniqueId, waitFor } from "./helpers/device";
-import { startServer, urlOf } from "./helpers/server";
+import { useTwoNodesOnPostgres } from "./helpers/twoNodesOnPostgres";
 import { expectError, expectOk } from "./helpers/replies";
 
 /**
@@ -13,15 +10,8 @@ import { expectError, expectOk } from "./helpers/replies";
  */
 describe("groups and typing (two nodes through Redis)", function () {
   this.timeout(60_000);
-  let db: TestDatabase;
-  let nodes: RunningTicks[];
-  let pg: Client;
-  const devices: Device[] = [];
-  const device = (node: number, userId: string, options: { autoAck?: boolean } = {}) => {
-    const d = new Device(urlOf(nodes[node % 2]!), { userId, ...options });
-    devices.push(d);
-    return d;
-  };
+  const t = useTwoNodesOnPostgres();
+  const device = t.device;
   const createGroup = async (creator: Device, title: string, members: string[]): Promise<string> => {
     const reply = await creator.request("group:create", { title, members });
     if (!reply.ok) throw new Error(`${reply.error.code}: ${reply.error.message}`);
@@ -34,24 +24,11 @@ describe("groups and typing (two nodes through Redis)", function () {
   };
   const counts = async () =>
     (
-      await pg.query(
+      await t.pg.query(
         "SELECT (SELECT count(*) FROM messages)::int AS messages, (SELECT count(*) FROM message_delivery)::int AS deliveries",
       )
     ).rows[0];
 
-  before(async () => {
-    db = await createTestDatabase();
-    const env = { REDIS_URL: "redis://127.0.0.1:6379", REDIS_PREFIX: uniqueId("ticks-test") };
-    nodes = [await startServer(db.url, env), await startServer(db.url, env)];
-    pg = new Client({ connectionString: db.url });
-    await pg.connect();
-  });
-  afterEach(() => devices.splice(0).forEach((d) => d.close()));
-  after(async () => {
-    await pg.end();
-    await Promise.all(nodes.map((n) => n.stop()));
-    await db.drop();
-  });
 
   it("delivers a 5-member group live to the online, by backlog to the offline, with per-member receipts", async () => {
     const [a, b, c, d, e] = ["alice", "bob", "carol", "dave", "erin"].map(uniqueId) as [string, string, string, string, string];
@@ -81,7 +58,7 @@ describe("groups and typing (two nodes through Redis)", function () {
     const m = await sendTo(alice, groupId, "pizza?");
     expect(m).to.deep.include({ to: null, seq: 1, conversationId: groupId, from: a });
     await waitFor(() => bob.live.length === 1 && carol.live.length === 1, "live to the online members");
-    const { rows } = await pg.query("SELECT recipient_id FROM message_delivery WHERE message_id = $1 ORDER BY 1", [m.id]);
+    const { rows } = await t.pg.query("SELECT recipient_id FROM message_delivery WHERE message_id = $1 ORDER BY 1", [m.id]);
     expect(rows.map((r) => r.recipient_id)).to.deep.equal([b, c, d, e].sort());
 
     // Dave and Erin were offline: they see the group in their list and get the backlog.
