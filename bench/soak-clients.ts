@@ -7,8 +7,9 @@
  * connects once more and drains its backlog, so the database can be checked for loss.
  *
  * Settings (env): SOAK_URL, SOAK_TAG, SOAK_SECONDS, SOAK_RATE (msg/s in all), SOAK_USERS,
- * SOAK_DEVICES (sessions open at once), SOAK_STAYERS, SOAK_NOACK_SHARE, SOAK_CONTENT_SIZE.
+ * SOAK_DEVICES (sessions open at once), SOAK_STAYERS, SOAK_NOACK_SHARE, SOAK_CONTENT_SIZE, SOAK_PEERS, SOAK_MEMORY_LOG, SOAK_HEAP_SNAPSHOT.
  */
+import { writeHeapSnapshot } from "node:v8";
 import { io } from "socket.io-client";
 import { request, type ClientSocket } from "../src/client/request";
 import { TicksClient } from "../src/client/TicksClient";
@@ -23,6 +24,8 @@ const devices = env("SOAK_DEVICES", 100);
 const stayers = env("SOAK_STAYERS", 5);
 const noAckShare = env("SOAK_NOACK_SHARE", 0.2);
 const content = "x".repeat(env("SOAK_CONTENT_SIZE", 200));
+/** 0: each send goes to a random user (chat lists grow all run); n: to one of n fixed peers (steady). */
+const peers = env("SOAK_PEERS", 0);
 
 const userId = (i: number) => `soak-${tag}-${i}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -110,6 +113,8 @@ function close(session: Session): void {
 async function send(session: Session): Promise<void> {
   let to = Math.floor(Math.random() * users);
   if (to === session.user) to = (to + 1) % users;
+  // Fixed peers: user u writes to u+1…u+n (and hears from u-1…u-n): 2n conversations, all begun in the first minute.
+  if (peers > 0) to = (session.user + 1 + Math.floor(Math.random() * peers)) % users;
   const n = ++counters.sends;
   inflight++;
   session.inflight++;
@@ -174,7 +179,14 @@ async function main(): Promise<void> {
   }, 20);
   const sampler = setInterval(() => sample("soak-sample"), 10_000);
   sample("soak-sample");
+  // SOAK_HEAP_SNAPSHOT=dir: heap snapshots of this process at 60 s and at the end of the traffic.
+  const snapshot = (name: string) => {
+    if (process.env.SOAK_HEAP_SNAPSHOT) console.error(`heap snapshot ${writeHeapSnapshot(`${process.env.SOAK_HEAP_SNAPSHOT}/${name}.heapsnapshot`)}`);
+  };
+  const early = setTimeout(() => snapshot("at-60s"), Math.min(60, seconds / 3) * 1000);
   await sleep(seconds * 1000);
+  clearTimeout(early);
+  snapshot("at-end");
   clearInterval(pacer);
   clearInterval(churn);
   while (inflight > 0) await sleep(50);

@@ -29,6 +29,8 @@ export type BenchOptions = {
   slowWarmup: number;
   /** Length of the soak run. */
   soakMinutes: number;
+  /** Soak: each user sends to this many fixed peers (0: to random users, the chat lists keep growing). */
+  soakPeers: number;
   /** Members of the group scenario's group, every one connected. */
   groupSize: number;
   /** Messages outstanding from the group scenario's sender. */

@@ -60,6 +60,7 @@ export async function runSoak(ctx: Context): Promise<ScenarioResult> {
       SOAK_TAG: ctx.runId,
       SOAK_SECONDS: String(seconds),
       SOAK_RATE: String(RATE),
+      SOAK_PEERS: String(ctx.options.soakPeers),
     });
     child.stdout?.resume();
     child.stderr?.on("data", (d: Buffer) => ctx.log(`soak clients: ${d.toString().trim()}`));
@@ -132,7 +133,7 @@ export async function runSoak(ctx: Context): Promise<ScenarioResult> {
   const pass = (ok: boolean) => (ok ? "ok" : "FAILED");
 
   const timeline: Section = {
-    title: `soak: ${ctx.options.soakMinutes} min, ${RATE} msg/s paced, ~100 devices churning (a fifth never ack), one node`,
+    title: `soak: ${ctx.options.soakMinutes} min, ${RATE} msg/s paced${ctx.options.soakPeers ? `, ${ctx.options.soakPeers} fixed peers a user` : ""}, ~100 devices churning (a fifth never ack), one node`,
     columns: ["server heap MB", "server RSS MB", "lag p99 ms", "lag max ms", "sockets", "SDK heap MB", "SDK RSS MB"],
     rows: during
       .filter((s, i) => i === 0 || Math.round(s.t) % 60 < 10 || i === during.length - 1)
