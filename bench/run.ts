@@ -87,6 +87,8 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
     .option("--slow-messages <n>", "messages of 4 KB to the device that stops reading (slow)", positiveInt("slow-messages"), 50_000)
     .option("--slow-warmup <n>", "warm-up messages to a device that reads, before (slow)", positiveInt("slow-warmup"), 10_000)
     .option("--soak-minutes <min>", "length of the soak run", positive("soak-minutes"), 10)
+    .option("--soak-peers <n>", "soak: each user sends to n fixed peers (a steady chat list); 0 = random users", (v) => (v === "0" ? 0 : positiveInt("soak-peers")(v)), 0)
+    .option("--soak-prefill <n>", "soak with --soak-peers: messages each user sends each peer before the run (warm-up)", (v) => (v === "0" ? 0 : positiveInt("soak-prefill")(v)), 0)
     .option("--group-size <n>", "members of the group scenario's group, all connected", positiveInt("group-size"), 1024)
     .option("--group-in-flight <n>", "messages outstanding from the group scenario's sender", positiveInt("group-in-flight"), 4)
     .addOption(
@@ -131,6 +133,8 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
       slowMessages: o.slowMessages,
       slowWarmup: o.slowWarmup,
       soakMinutes: o.soakMinutes,
+      soakPeers: o.soakPeers,
+      soakPrefill: o.soakPrefill,
       groupSize: o.groupSize,
       groupInFlight: o.groupInFlight,
     },

@@ -7,8 +7,10 @@
  * connects once more and drains its backlog, so the database can be checked for loss.
  *
  * Settings (env): SOAK_URL, SOAK_TAG, SOAK_SECONDS, SOAK_RATE (msg/s in all), SOAK_USERS,
- * SOAK_DEVICES (sessions open at once), SOAK_STAYERS, SOAK_NOACK_SHARE, SOAK_CONTENT_SIZE.
+ * SOAK_DEVICES (sessions open at once), SOAK_STAYERS, SOAK_NOACK_SHARE, SOAK_CONTENT_SIZE, SOAK_PEERS, SOAK_PREFILL, SOAK_MEMORY_LOG,
+ * SOAK_HEAP_SNAPSHOT.
  */
+import { writeHeapSnapshot } from "node:v8";
 import { io } from "socket.io-client";
 import { request, type ClientSocket } from "../src/client/request";
 import { TicksClient } from "../src/client/TicksClient";
@@ -23,6 +25,10 @@ const devices = env("SOAK_DEVICES", 100);
 const stayers = env("SOAK_STAYERS", 5);
 const noAckShare = env("SOAK_NOACK_SHARE", 0.2);
 const content = "x".repeat(env("SOAK_CONTENT_SIZE", 200));
+/** 0: each send goes to a random user (chat lists grow all run); n: to one of n fixed peers (steady). */
+const peers = env("SOAK_PEERS", 0);
+/** With fixed peers: messages each user sends each of its peers before the run, so conversations start longer than a page. */
+const prefill = env("SOAK_PREFILL", 0);
 
 const userId = (i: number) => `soak-${tag}-${i}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -110,6 +116,8 @@ function close(session: Session): void {
 async function send(session: Session): Promise<void> {
   let to = Math.floor(Math.random() * users);
   if (to === session.user) to = (to + 1) % users;
+  // Fixed peers: user u writes to u+1…u+n (and hears from u-1…u-n): 2n conversations, all begun in the first minute.
+  if (peers > 0) to = (session.user + 1 + Math.floor(Math.random() * peers)) % users;
   const n = ++counters.sends;
   inflight++;
   session.inflight++;
@@ -152,8 +160,43 @@ function sample(kind: string): void {
   }
 }
 
+/**
+ * The warm-up of a steady soak (SOAK_PEERS, SOAK_PREFILL): each user, from a bare socket,
+ * sends `prefill` messages to each of its peers, 25 users at a time, before any SDK client
+ * connects. They wait in the recipients' backlogs like any message sent to someone offline.
+ */
+async function prefillHistory(): Promise<number> {
+  let sent = 0;
+  const batch = 25;
+  for (let i = 0; i < users; i += batch) {
+    await Promise.all(
+      Array.from({ length: Math.min(batch, users - i) }, async (_, j) => {
+        const u = i + j;
+        const device = silentDevice(userId(u), "prefill");
+        await device.connect();
+        for (let k = 0; k < prefill; k++) {
+          for (let p = 1; p <= peers; p++) {
+            const reply = await device.request("message:send", { clientMsgId: `${tag}-w${u}-${p}-${k}`, to: userId((u + p) % users), content });
+            if (reply.ok) sent++;
+          }
+        }
+        device.close();
+      }),
+    );
+  }
+  return sent;
+}
+
 async function main(): Promise<void> {
+  if (peers > 0 && prefill > 0) {
+    const started = Date.now();
+    const sent = await prefillHistory();
+    counters.received = 0;
+    console.error(`warm-up: ${sent} messages to fixed peers in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  }
   const t0 = Date.now();
+  // The run's clock starts here (after any warm-up): the harness times its samples from it.
+  process.send?.({ bench: "soak-start", at: t0 });
   for (let i = 0; i < stayers; i++) open(i, true, Infinity);
   const churn = setInterval(() => {
     const now = Date.now();
@@ -174,7 +217,14 @@ async function main(): Promise<void> {
   }, 20);
   const sampler = setInterval(() => sample("soak-sample"), 10_000);
   sample("soak-sample");
+  // SOAK_HEAP_SNAPSHOT=dir: heap snapshots of this process at 60 s and at the end of the traffic.
+  const snapshot = (name: string) => {
+    if (process.env.SOAK_HEAP_SNAPSHOT) console.error(`heap snapshot ${writeHeapSnapshot(`${process.env.SOAK_HEAP_SNAPSHOT}/${name}.heapsnapshot`)}`);
+  };
+  const early = setTimeout(() => snapshot("at-60s"), Math.min(60, seconds / 3) * 1000);
   await sleep(seconds * 1000);
+  clearTimeout(early);
+  snapshot("at-end");
   clearInterval(pacer);
   clearInterval(churn);
   while (inflight > 0) await sleep(50);

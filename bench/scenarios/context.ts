@@ -29,6 +29,10 @@ export type BenchOptions = {
   slowWarmup: number;
   /** Length of the soak run. */
   soakMinutes: number;
+  /** Soak: each user sends to this many fixed peers (0: to random users, the chat lists keep growing). */
+  soakPeers: number;
+  /** Soak with fixed peers: messages each user sends each peer before the run starts (a warm-up). */
+  soakPrefill: number;
   /** Members of the group scenario's group, every one connected. */
   groupSize: number;
   /** Messages outstanding from the group scenario's sender. */

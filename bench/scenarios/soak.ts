@@ -54,17 +54,24 @@ export async function runSoak(ctx: Context): Promise<ScenarioResult> {
   let traffic: ClientSample | null = null;
   let done: (ClientSample & { drained: number; ackedIds: string[] }) | null = null;
   try {
-    const t0 = Date.now();
+    let t0 = Date.now();
     const child = spawnChild(["--expose-gc", "--import", "tsx", CLIENTS_TS], {
       SOAK_URL: ticks.target.url,
       SOAK_TAG: ctx.runId,
       SOAK_SECONDS: String(seconds),
       SOAK_RATE: String(RATE),
+      SOAK_PEERS: String(ctx.options.soakPeers),
+      SOAK_PREFILL: String(ctx.options.soakPrefill),
     });
     child.stdout?.resume();
     child.stderr?.on("data", (d: Buffer) => ctx.log(`soak clients: ${d.toString().trim()}`));
     const finished = new Promise<void>((resolve, reject) => {
       child.on("message", (m: ClientSample & { bench?: string; drained: number; ackedIds: string[] }) => {
+        if (m.bench === "soak-start") {
+          // After the warm-up (--soak-prefill): the run starts now; what was sampled before is not part of it.
+          t0 = m.at;
+          server.length = 0;
+        }
         if (m.bench === "soak-sample") clients.push({ ...m, t: (m.at - t0) / 1000 });
         if (m.bench === "soak-traffic-done") traffic = m;
         if (m.bench === "soak-done") {
@@ -132,7 +139,7 @@ export async function runSoak(ctx: Context): Promise<ScenarioResult> {
   const pass = (ok: boolean) => (ok ? "ok" : "FAILED");
 
   const timeline: Section = {
-    title: `soak: ${ctx.options.soakMinutes} min, ${RATE} msg/s paced, ~100 devices churning (a fifth never ack), one node`,
+    title: `soak: ${ctx.options.soakMinutes} min, ${RATE} msg/s paced${ctx.options.soakPeers ? `, ${ctx.options.soakPeers} fixed peers a user (${ctx.options.soakPrefill} messages each before)` : ""}, ~100 devices churning (a fifth never ack), one node`,
     columns: ["server heap MB", "server RSS MB", "lag p99 ms", "lag max ms", "sockets", "SDK heap MB", "SDK RSS MB"],
     rows: during
       .filter((s, i) => i === 0 || Math.round(s.t) % 60 < 10 || i === during.length - 1)

@@ -26,14 +26,14 @@ export class Conversations {
   /** A fresh `conversation:list`: its unread counts are the server's truth at that moment. */
   replaceAll(list: ConversationSummary[]): void {
     for (const c of list) {
-      this.summaries.set(c.id, { ...c });
+      this.summaries.set(c.id, this.compact({ ...c }));
       this.fromServer.add(c.id);
     }
   }
 
   upsert(summary: ConversationSummary): void {
     this.fromServer.add(summary.id);
-    this.summaries.set(summary.id, { ...this.summaries.get(summary.id), ...summary });
+    this.summaries.set(summary.id, this.compact({ ...this.summaries.get(summary.id), ...summary }));
     this.changed(this.summaries.get(summary.id)!);
   }
 
@@ -100,7 +100,7 @@ export class Conversations {
     const beyond = m.seq > c.lastSeq;
     if (m.seq >= c.lastSeq) {
       c.lastSeq = m.seq;
-      if (kindOf(m) === "text") c.lastMessage = m;
+      if (kindOf(m) === "text") c.lastMessage = this.share(c, m);
       // A membership or title change newer than what the summary shows.
       if (kindOf(m) === "group" && m.group) {
         c = Object.assign(c, applyGroupChange(c, m.group, this.me()));
@@ -124,10 +124,10 @@ export class Conversations {
     const c = this.summaries.get(conversationId);
     if (!c) return;
     const me = this.me();
-    const ids = this.ids(conversationId);
     const fromOthers = held.filter((m) => m.from !== me && kindOf(m) === "text" && !m.deletedAt).sort((a, b) => b.seq - a.seq);
+    // A set only where there is an id to keep: this runs for every conversation listed.
     for (const m of fromOthers.slice(0, c.unread)) {
-      ids.add(m.id);
+      this.ids(conversationId).add(m.id);
       this.conversationOf.set(m.id, conversationId);
     }
     this.changed(c);
@@ -144,7 +144,9 @@ export class Conversations {
       const cid = this.conversationOf.get(id);
       if (!cid) continue;
       this.conversationOf.delete(id);
-      if (this.unreadIds.get(cid)?.delete(id)) {
+      const ids = this.unreadIds.get(cid);
+      if (ids?.delete(id)) {
+        if (ids.size === 0) this.unreadIds.delete(cid);
         const c = this.summaries.get(cid)!;
         c.unread = Math.max(0, c.unread - 1);
         touched.add(cid);
@@ -167,6 +169,30 @@ export class Conversations {
     }
   }
 
+
+  /**
+   * One summary is held per conversation the user has, for the whole session: the chat
+   * list grows with the user's conversations, so each summary should cost little. A string
+   * that says the same thing again (this user's id in every summary, the peer in `members`
+   * and in the last message's `from`/`to`, the conversation id in the last message) becomes
+   * one string instead of a copy parsed from each packet: same values, less heap
+   * (docs/benchmarks.md, "Soak").
+   */
+  private compact(c: ConversationSummary): ConversationSummary {
+    const me = this.me();
+    if (me !== undefined && c.members.includes(me)) c.members = c.members.map((u) => (u === me ? me : u));
+    if (c.lastMessage) c.lastMessage = this.share(c, c.lastMessage);
+    return c;
+  }
+
+  /** `m` (a message this summary shows last) with its repeated strings shared with the summary; changed in place, same values. */
+  private share<M extends ChatMessage | NonNullable<ConversationSummary["lastMessage"]>>(c: ConversationSummary, m: M): M {
+    const same = (s: string) => c.members.find((u) => u === s) ?? s;
+    if (m.conversationId === c.id) m.conversationId = c.id;
+    m.from = same(m.from);
+    if (m.to !== null) m.to = same(m.to);
+    return m;
+  }
 
   private ids(conversationId: string): Set<string> {
     let s = this.unreadIds.get(conversationId);
