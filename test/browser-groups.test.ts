@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import type { RunningTicks } from "../src/main";
-import { launchChromium } from "./helpers/browser";
+import { connectAs, launchChromium, messageItems } from "./helpers/browser";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { uniqueId } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";
@@ -22,13 +22,10 @@ describe("web chat page: groups, in Chromium", function () {
     const context = await browser.newContext();
     contexts.push(context);
     const page = await context.newPage();
-    await page.goto(`${urlOf(server)}/`);
-    await page.getByLabel("User ID", { exact: true }).fill(user);
-    await page.getByRole("button", { name: "Connect" }).click();
-    await page.getByText(`Connected as ${user}`).waitFor();
+    await connectAs(page, urlOf(server), user);
     return page;
   }
-  const messages = (page: Page) => page.getByRole("list", { name: "Messages" }).getByRole("listitem");
+  const messages = messageItems;
   const openGroup = (page: Page, title: string) =>
     page.getByRole("list", { name: "Conversations" }).getByRole("button", { name: title }).click();
 

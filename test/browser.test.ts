@@ -7,7 +7,7 @@ import { expect } from "chai";
 import { Client } from "pg";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import type { RunningTicks } from "../src/main";
-import { launchChromium } from "./helpers/browser";
+import { connectAs, launchChromium, messageItems } from "./helpers/browser";
 import { PNG_4X2 } from "./helpers/media";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId, waitFor } from "./helpers/device";
@@ -54,10 +54,7 @@ describe("web chat page in Chromium", function () {
       dialogs.push(d.message());
       void d.dismiss();
     });
-    await page.goto(`${base}/`);
-    await page.getByLabel("User ID", { exact: true }).fill(user);
-    await page.getByRole("button", { name: "Connect" }).click();
-    await page.getByText(`Connected as ${user}`).waitFor();
+    await connectAs(page, base, user);
     return page;
   }
 
@@ -88,7 +85,7 @@ describe("web chat page in Chromium", function () {
       (t) => (globalThis as unknown as { tickLog: { text: string; status: string }[] }).tickLog.filter((e) => e.text === t && e.status !== "pending").map((e) => e.status),
       text,
     );
-  const messages = (page: Page) => page.getByRole("list", { name: "Messages" }).getByRole("listitem");
+  const messages = messageItems;
   const openChat = async (page: Page, peer: string) => {
     await page.getByLabel("To", { exact: true }).fill(peer);
     await page.getByLabel("To", { exact: true }).dispatchEvent("change");
@@ -233,10 +230,7 @@ describe("web chat page in Chromium", function () {
       }
       const reopen = async () => {
         const page = await context.newPage();
-        await page.goto(`${urlOf(server)}/`);
-        await page.getByLabel("User ID", { exact: true }).fill(alice);
-        await page.getByRole("button", { name: "Connect" }).click();
-        await page.getByText(`Connected as ${alice}`).waitFor();
+        await connectAs(page, urlOf(server), alice);
         await openChat(page, bob);
         await messages(page).filter({ hasText: "read while you were gone" }).locator('[aria-label="read"]').waitFor();
         return page;

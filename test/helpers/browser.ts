@@ -3,7 +3,7 @@ import { mkdir, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import Chromium from "@sparticuz/chromium";
-import { chromium, type Browser } from "playwright-core";
+import { chromium, type Browser, type Page } from "playwright-core";
 
 /**
  * The Chromium that `npm install` brought: `@sparticuz/chromium` ships a headless build
@@ -53,3 +53,14 @@ export async function launchChromium(): Promise<Browser> {
     ],
   });
 }
+
+/** Opens the chat page served at `base` in `page` and connects as `user` (dev mode: by user ID). */
+export async function connectAs(page: Page, base: string, user: string): Promise<void> {
+  await page.goto(`${base}/`);
+  await page.getByLabel("User ID", { exact: true }).fill(user);
+  await page.getByRole("button", { name: "Connect" }).click();
+  await page.getByText(`Connected as ${user}`).waitFor();
+}
+
+/** The chat page's messages, as list items. */
+export const messageItems = (page: Page) => page.getByRole("list", { name: "Messages" }).getByRole("listitem");
