@@ -3,7 +3,7 @@ import { mkdir, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import Chromium from "@sparticuz/chromium";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 
 /**
  * The Chromium that `npm install` brought: `@sparticuz/chromium` ships a headless build
@@ -52,6 +52,32 @@ export async function launchChromium(): Promise<Browser> {
       "--no-first-run",
     ],
   });
+}
+
+/**
+ * For a describe block: one Chromium, launched before its tests and closed after them.
+ * newContext() opens a fresh profile (its own IndexedDB), closed after each test.
+ */
+export function useChromium() {
+  let browser: Browser | undefined;
+  const contexts: BrowserContext[] = [];
+  before(async () => {
+    browser = await launchChromium();
+  });
+  afterEach(async () => {
+    await Promise.all(contexts.splice(0).map((c) => c.close()));
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  return {
+    async newContext(): Promise<BrowserContext> {
+      if (!browser) throw new Error("useChromium: only there once the suite's before hook ran");
+      const context = await browser.newContext();
+      contexts.push(context);
+      return context;
+    },
+  };
 }
 
 /** Opens the chat page served at `base` in `page` and connects as `user` (dev mode: by user ID). */
