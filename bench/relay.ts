@@ -105,56 +105,20 @@ export function startRelay(port: number, host: string): Promise<number> {
         return ack({ ok: false, error: { code: "BAD_REQUEST", message: "message:send needs to, clientMsgId, content" } });
       }
       const c = conversation(from, to);
-      const createdAt = new Date();
-      const message: Message = {
-        id: uuidv7(),
-        clientMsgId: req.clientMsgId,
-        conversationId: c.id,
-        seq: ++c.seq,
-        from,
-        to,
-        content: req.content,
-        createdAt: createdAt.toISOString(),
-        expiresAt: new Date(createdAt.getTime() + MESSAGE_TTL_MS).toISOString(),
-        // The same shape as Ticks sends, so both put the same bytes on the wire.
-        kind: "text",
-        refId: null,
-        editedAt: null,
-        deletedAt: null,
-        reactions: [],
-        media: null,
-        group: null,
-      };
+      const message = textMessage({ clientMsgId: req.clientMsgId, conversationId: c.id, seq: ++c.seq, from, to, content: req.content });
       ack({ ok: true, message, duplicate: false });
       // As Ticks does: a copy to the sender's other devices (none in the bench's load).
       for (const own of socketsOf(from)) if (own !== socket) own.emit("message:new", message, () => {});
-      let confirmed = false;
-      for (const recipient of socketsOf(to)) {
-        recipient.emit("message:new", message, () => {
-          if (confirmed) return;
-          confirmed = true;
-          // No status stream in the relay: a cursor-sized placeholder keeps the packet the same size.
-          const update = { messageIds: [message.id], status: "delivered" as const, by: to, at: new Date().toISOString(), cursor: "x".repeat(48) };
-          for (const sender of socketsOf(from)) sender.emit("message:status", update);
-        });
-      }
+      offer(message, from, to);
     });
   });
 
-  type SendAck = Parameters<ClientToServerEvents["message:send"]>[1];
-  type Group = { members: string[]; seq: number };
-  /** The same lifecycle for each other member of a group: an offer with an ack each, a status each. */
-  function sendToGroup(from: string, origin: string, id: string, group: Group, clientMsgId: string, content: string, ack: SendAck) {
-    if (!group.members.includes(from)) return ack({ ok: false, error: { code: "FORBIDDEN", message: "not a member" } });
+  /** A text message with the same fields as Ticks sends, so both put the same bytes on the wire. */
+  function textMessage(m: Pick<Message, "clientMsgId" | "conversationId" | "seq" | "from" | "to" | "content">): Message {
     const createdAt = new Date();
-    const message: Message = {
+    return {
       id: uuidv7(),
-      clientMsgId,
-      conversationId: id,
-      seq: ++group.seq,
-      from,
-      to: null,
-      content,
+      ...m,
       createdAt: createdAt.toISOString(),
       expiresAt: new Date(createdAt.getTime() + MESSAGE_TTL_MS).toISOString(),
       kind: "text",
@@ -162,23 +126,34 @@ export function startRelay(port: number, host: string): Promise<number> {
       editedAt: null,
       deletedAt: null,
       reactions: [],
-      group: null,
       media: null,
+      group: null,
     };
+  }
+
+  /** Offers `message` to each socket of `to` with an ack; the first ack sends each socket of `from` a "delivered" status. */
+  function offer(message: Message, from: string, to: string) {
+    let confirmed = false;
+    for (const recipient of socketsOf(to)) {
+      recipient.emit("message:new", message, () => {
+        if (confirmed) return;
+        confirmed = true;
+        // No status stream in the relay: a cursor-sized placeholder keeps the packet the same size.
+        const update = { messageIds: [message.id], status: "delivered" as const, by: to, at: new Date().toISOString(), cursor: "x".repeat(48) };
+        for (const sender of socketsOf(from)) sender.emit("message:status", update);
+      });
+    }
+  }
+
+  type SendAck = Parameters<ClientToServerEvents["message:send"]>[1];
+  type Group = { members: string[]; seq: number };
+  /** The same lifecycle for each other member of a group: an offer with an ack each, a status each. */
+  function sendToGroup(from: string, origin: string, id: string, group: Group, clientMsgId: string, content: string, ack: SendAck) {
+    if (!group.members.includes(from)) return ack({ ok: false, error: { code: "FORBIDDEN", message: "not a member" } });
+    const message = textMessage({ clientMsgId, conversationId: id, seq: ++group.seq, from, to: null, content });
     ack({ ok: true, message, duplicate: false });
     for (const own of socketsOf(from)) if (own.id !== origin) own.emit("message:new", message, () => {});
-    for (const member of group.members) {
-      if (member === from) continue;
-      let confirmed = false;
-      for (const recipient of socketsOf(member)) {
-        recipient.emit("message:new", message, () => {
-          if (confirmed) return;
-          confirmed = true;
-          const update = { messageIds: [message.id], status: "delivered" as const, by: member, at: new Date().toISOString(), cursor: "x".repeat(48) };
-          for (const sender of socketsOf(from)) sender.emit("message:status", update);
-        });
-      }
-    }
+    for (const member of group.members) if (member !== from) offer(message, from, member);
   }
 
   return new Promise((resolve, reject) => {

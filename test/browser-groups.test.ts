@@ -1,7 +1,7 @@
 import { expect } from "chai";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import type { RunningTicks } from "../src/main";
-import { launchChromium } from "./helpers/browser";
+import { connectAs, messageItems, useChromium } from "./helpers/browser";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { uniqueId } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";
@@ -15,33 +15,23 @@ describe("web chat page: groups, in Chromium", function () {
   this.timeout(90_000);
   let db: TestDatabase;
   let server: RunningTicks;
-  let browser: Browser;
-  const contexts: BrowserContext[] = [];
+  const chromium = useChromium();
 
   async function signIn(user: string): Promise<Page> {
-    const context = await browser.newContext();
-    contexts.push(context);
+    const context = await chromium.newContext();
     const page = await context.newPage();
-    await page.goto(`${urlOf(server)}/`);
-    await page.getByLabel("User ID", { exact: true }).fill(user);
-    await page.getByRole("button", { name: "Connect" }).click();
-    await page.getByText(`Connected as ${user}`).waitFor();
+    await connectAs(page, urlOf(server), user);
     return page;
   }
-  const messages = (page: Page) => page.getByRole("list", { name: "Messages" }).getByRole("listitem");
+  const messages = messageItems;
   const openGroup = (page: Page, title: string) =>
     page.getByRole("list", { name: "Conversations" }).getByRole("button", { name: title }).click();
 
   before(async () => {
     db = await createTestDatabase();
     server = await startServer(db.url);
-    browser = await launchChromium();
-  });
-  afterEach(async () => {
-    await Promise.all(contexts.splice(0).map((c) => c.close()));
   });
   after(async () => {
-    await browser?.close();
     await server?.stop();
     await db?.drop();
   });

@@ -5,9 +5,9 @@ import path from "node:path";
 import type { AddressInfo } from "node:net";
 import { expect } from "chai";
 import { Client } from "pg";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { Page } from "playwright-core";
 import type { RunningTicks } from "../src/main";
-import { launchChromium } from "./helpers/browser";
+import { connectAs, messageItems, useChromium } from "./helpers/browser";
 import { PNG_4X2 } from "./helpers/media";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId, waitFor } from "./helpers/device";
@@ -40,24 +40,19 @@ describe("web chat page in Chromium", function () {
   this.timeout(60_000);
   let db: TestDatabase;
   let server: RunningTicks;
-  let browser: Browser;
-  const contexts: BrowserContext[] = [];
+  const chromium = useChromium();
   /** Any alert/confirm/prompt a page opened: injected script would show up here. */
   const dialogs: string[] = [];
 
   /** A fresh browser profile (its own IndexedDB), signed in as `user`. */
   async function signIn(user: string, base = urlOf(server)): Promise<Page> {
-    const context = await browser.newContext();
-    contexts.push(context);
+    const context = await chromium.newContext();
     const page = await context.newPage();
     page.on("dialog", (d) => {
       dialogs.push(d.message());
       void d.dismiss();
     });
-    await page.goto(`${base}/`);
-    await page.getByLabel("User ID", { exact: true }).fill(user);
-    await page.getByRole("button", { name: "Connect" }).click();
-    await page.getByText(`Connected as ${user}`).waitFor();
+    await connectAs(page, base, user);
     return page;
   }
 
@@ -88,7 +83,7 @@ describe("web chat page in Chromium", function () {
       (t) => (globalThis as unknown as { tickLog: { text: string; status: string }[] }).tickLog.filter((e) => e.text === t && e.status !== "pending").map((e) => e.status),
       text,
     );
-  const messages = (page: Page) => page.getByRole("list", { name: "Messages" }).getByRole("listitem");
+  const messages = messageItems;
   const openChat = async (page: Page, peer: string) => {
     await page.getByLabel("To", { exact: true }).fill(peer);
     await page.getByLabel("To", { exact: true }).dispatchEvent("change");
@@ -96,13 +91,8 @@ describe("web chat page in Chromium", function () {
 
   before(async () => {
     db = await createTestDatabase();
-    browser = await launchChromium();
-  });
-  afterEach(async () => {
-    await Promise.all(contexts.splice(0).map((c) => c.close()));
   });
   after(async () => {
-    await browser?.close();
     await server?.stop();
     await db?.drop();
   });
@@ -233,10 +223,7 @@ describe("web chat page in Chromium", function () {
       }
       const reopen = async () => {
         const page = await context.newPage();
-        await page.goto(`${urlOf(server)}/`);
-        await page.getByLabel("User ID", { exact: true }).fill(alice);
-        await page.getByRole("button", { name: "Connect" }).click();
-        await page.getByText(`Connected as ${alice}`).waitFor();
+        await connectAs(page, urlOf(server), alice);
         await openChat(page, bob);
         await messages(page).filter({ hasText: "read while you were gone" }).locator('[aria-label="read"]').waitFor();
         return page;
@@ -278,8 +265,7 @@ describe("web chat page in Chromium", function () {
             a.close();
             b.close();
           }
-          const context = await browser.newContext();
-          contexts.push(context);
+          const context = await chromium.newContext();
           const page = await context.newPage();
           await page.goto(`${urlOf(server)}/`);
           await page.getByLabel("User ID", { exact: true }).fill(bob);
@@ -382,8 +368,7 @@ describe("web chat page in Chromium", function () {
 
     it("signs in with a token", async () => {
       const henry = uniqueId("henry");
-      const context = await browser.newContext();
-      contexts.push(context);
+      const context = await chromium.newContext();
       const page = await context.newPage();
       await page.goto(`${urlOf(server)}/`);
       await page.getByLabel("Token", { exact: true }).fill(await mintToken(henry));
@@ -415,8 +400,7 @@ describe("web chat page in Chromium", function () {
     /** Long-polling requests the page made to Ticks (answered or blocked). */
     const polls: string[] = [];
     const visit = async (site: string) => {
-      const context = await browser.newContext();
-      contexts.push(context);
+      const context = await chromium.newContext();
       const page = await context.newPage();
       polls.length = 0;
       page.on("request", (r) => {

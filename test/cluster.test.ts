@@ -4,7 +4,7 @@ import Redis from "ioredis";
 import type { Message, Presence } from "../src/protocol";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId, waitFor } from "./helpers/device";
-import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "./helpers/processes";
+import { printNodeOutput, spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "./helpers/processes";
 import { expectOk } from "./helpers/replies";
 
 /**
@@ -47,9 +47,7 @@ for (const adapter of ["sharded", "classic"] as const) {
     });
     afterEach(function () {
       devices.splice(0).forEach((d) => d.close());
-      if (this.currentTest?.state === "failed") {
-        for (const n of nodes) console.log(`--- node ${n.pid} (exit ${n.child.exitCode})\n${n.output.slice(-30).join("\n")}`);
-      }
+      if (this.currentTest?.state === "failed") printNodeOutput(nodes);
     });
     after(async () => {
       await Promise.all(nodes.map((n) => n.kill("SIGKILL")));

@@ -4,7 +4,7 @@ import { Client } from "pg";
 import type { Message } from "../src/protocol";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { uniqueId, waitFor } from "./helpers/device";
-import { spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "./helpers/processes";
+import { printNodeOutput, spawnNode, startPrivateRedis, type NodeProcess, type RedisProcess } from "./helpers/processes";
 import { expectError } from "./helpers/replies";
 import { sleep } from "./helpers/wait";
 import {
@@ -53,9 +53,7 @@ describe("graceful shutdown: SIGTERM on a node mid-stream", function () {
     proxy = await failoverProxy(nodes.map((n) => n.port));
   });
   afterEach(function () {
-    if (this.currentTest?.state === "failed") {
-      for (const n of nodes) console.log(`--- node ${n.pid} (exit ${n.child.exitCode})\n${n.output.slice(-40).join("\n")}`);
-    }
+    if (this.currentTest?.state === "failed") printNodeOutput(nodes, 40);
   });
   after(async () => {
     clients.splice(0).forEach((c) => c.socket.disconnect());

@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import { Client } from "pg";
-import type { Browser, BrowserContext, Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
 import type { RunningTicks } from "../src/main";
-import { launchChromium } from "./helpers/browser";
+import { useChromium } from "./helpers/browser";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { uniqueId, waitFor } from "./helpers/device";
 import { startServer, urlOf } from "./helpers/server";
@@ -16,23 +16,17 @@ describe("SDK outbox in IndexedDB: a tab closed right after send() resolves", fu
   this.timeout(60_000);
   let db: TestDatabase;
   let server: RunningTicks;
-  let browser: Browser;
+  const chromium = useChromium();
   let pg: Client;
-  const contexts: BrowserContext[] = [];
 
   before(async () => {
     db = await createTestDatabase();
     server = await startServer(db.url);
-    browser = await launchChromium();
     pg = new Client({ connectionString: db.url });
     await pg.connect();
   });
-  afterEach(async () => {
-    await Promise.all(contexts.splice(0).map((c) => c.close()));
-  });
   after(async () => {
     await pg?.end();
-    await browser?.close();
     await server?.stop();
     await db?.drop();
   });
@@ -96,8 +90,7 @@ describe("SDK outbox in IndexedDB: a tab closed right after send() resolves", fu
     const alice = uniqueId("alice");
     const outbox = `outbox-${alice}`;
     const texts = Array.from({ length: 5 }, (_, i) => `connected ${i}`);
-    const context = await browser.newContext();
-    contexts.push(context);
+    const context = await chromium.newContext();
     const tab = await openTab(context);
     await startClient(tab, alice, outbox);
     await tab.evaluate("synced");
@@ -114,8 +107,7 @@ describe("SDK outbox in IndexedDB: a tab closed right after send() resolves", fu
     const carol = uniqueId("carol");
     const outbox = `outbox-${carol}`;
     const texts = Array.from({ length: 3 }, (_, i) => `offline ${i}`);
-    const context = await browser.newContext();
-    contexts.push(context);
+    const context = await chromium.newContext();
     const tab = await openTab(context);
     const port = server.port;
     await server.stop();

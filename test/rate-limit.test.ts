@@ -24,17 +24,29 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
   const stored = async (from: string) =>
     (await pg.query("SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1", [from])).rows[0].n as number;
 
-  /** Two nodes on a fresh Redis prefix, 10 events a second and `burst`; one user with a device on each. */
-  const oneUserOnTwoNodes = async (burst: string) => {
-    const env = { RATE_LIMIT_EVENTS_PER_SEC: "10", RATE_LIMIT_BURST: burst, REDIS_URL: "redis://127.0.0.1:6379", REDIS_PREFIX: uniqueId("rl") };
+  type Env = Parameters<typeof startServer>[1];
+  /** One node with `env`, and one user with a device on it. */
+  const oneUserOnOneNode = async (env: Env) => {
+    const server = await startServer(db.url, env);
+    servers.push(server);
+    const a = uniqueId("alice");
+    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
+    devices.push(alice);
+    return { server, a, alice };
+  };
+  /** Two nodes with `env`, and one user with a device on each. */
+  const oneUserOnNodes = async (env: Env) => {
     const [n1, n2] = [await startServer(db.url, env), await startServer(db.url, env)];
     servers.push(n1, n2);
     const a = uniqueId("alice");
     const phone = await new Device(urlOf(n1), { userId: a }).connectSynced();
     const laptop = await new Device(urlOf(n2), { userId: a }).connectSynced();
     devices.push(phone, laptop);
-    return { a, phone, laptop };
+    return { n1, n2, a, phone, laptop };
   };
+  /** Two nodes on a fresh Redis prefix, 10 events a second and `burst`; one user with a device on each. */
+  const oneUserOnTwoNodes = (burst: string) =>
+    oneUserOnNodes({ RATE_LIMIT_EVENTS_PER_SEC: "10", RATE_LIMIT_BURST: burst, REDIS_URL: "redis://127.0.0.1:6379", REDIS_PREFIX: uniqueId("rl") });
 
   before(async () => {
     db = await createTestDatabase();
@@ -49,11 +61,7 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
   });
 
   it("answers RATE_LIMITED past the budget, stores nothing for those, and recovers a second later", async () => {
-    const server = await startServer(db.url, { RATE_LIMIT_EVENTS_PER_SEC: "10", RATE_LIMIT_BURST: "0" });
-    servers.push(server);
-    const a = uniqueId("alice");
-    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
-    devices.push(alice);
+    const { server, a, alice } = await oneUserOnOneNode({ RATE_LIMIT_EVENTS_PER_SEC: "10", RATE_LIMIT_BURST: "0" });
     const replies = await burst(alice, 30);
     const ok = replies.filter((r) => r.ok).length;
     const limited = replies.filter((r) => r.error?.code === "RATE_LIMITED").length;
@@ -78,11 +86,7 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
   });
 
   it("spends the burst allowance past the per-second budget, and does not refill it within the second", async () => {
-    const server = await startServer(db.url, { RATE_LIMIT_EVENTS_PER_SEC: "10", RATE_LIMIT_BURST: "20" });
-    servers.push(server);
-    const a = uniqueId("alice");
-    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
-    devices.push(alice);
+    const { a, alice } = await oneUserOnOneNode({ RATE_LIMIT_EVENTS_PER_SEC: "10", RATE_LIMIT_BURST: "20" });
     const first = await burst(alice, 50);
     const ok = first.filter((r) => r.ok).length;
     // 10 a second plus the 20 extra (a window may turn over during the burst: 10 more).
@@ -105,11 +109,7 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
   });
 
   it("weighs group:create and group:add by their members, and stores nothing for what it refuses", async () => {
-    const server = await startServer(db.url, { RATE_LIMIT_EVENTS_PER_SEC: "40", RATE_LIMIT_BURST: "0" });
-    servers.push(server);
-    const a = uniqueId("alice");
-    const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
-    devices.push(alice);
+    const { a, alice } = await oneUserOnOneNode({ RATE_LIMIT_EVENTS_PER_SEC: "40", RATE_LIMIT_BURST: "0" });
     const members = (n: number) => Array.from({ length: n }, (_, i) => uniqueId(`m${i}`));
     // 255 members and the creator: 32 events of the 40; a second one does not fit this second.
     const first = await alice.request("group:create", { title: "big", members: members(255) });
@@ -130,12 +130,7 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
 
   it("caps the groups one user creates in an hour (GROUP_CREATE_PER_HOUR), across nodes", async () => {
     const env = { GROUP_CREATE_PER_HOUR: "2", REDIS_URL: "redis://127.0.0.1:6379", REDIS_PREFIX: uniqueId("cap") };
-    const [n1, n2] = [await startServer(db.url, env), await startServer(db.url, env)];
-    servers.push(n1, n2);
-    const a = uniqueId("alice");
-    const phone = await new Device(urlOf(n1), { userId: a }).connectSynced();
-    const laptop = await new Device(urlOf(n2), { userId: a }).connectSynced();
-    devices.push(phone, laptop);
+    const { n2, a, phone, laptop } = await oneUserOnNodes(env);
     const replies = (await Promise.all(
       [phone, laptop, phone, laptop].map((d, i) => d.request("group:create", { title: `g${i}`, members: [uniqueId("m")] })),
     )) as Reply[];
@@ -154,12 +149,10 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
     const defaults = { RATE_LIMIT_EVENTS_PER_SEC: undefined, RATE_LIMIT_BURST: undefined };
 
     it("never limits one busy human: a pasted burst of 50, typing, reads, a reconnect's gap-fill", async () => {
-      const server = await startServer(db.url, defaults);
-      servers.push(server);
-      const [a, b] = [uniqueId("alice"), uniqueId("bob")];
-      const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
+      const { server, alice } = await oneUserOnOneNode(defaults);
+      const b = uniqueId("bob");
       const bob = await new Device(urlOf(server), { userId: b }).connectSynced();
-      devices.push(alice, bob);
+      devices.push(bob);
       const first = (await alice.request("message:send", { clientMsgId: uniqueId("m"), to: b, content: "hi" })) as Reply & {
         message: { conversationId: string };
       };
@@ -189,11 +182,7 @@ describe("per-user rate limit (RATE_LIMIT_EVENTS_PER_SEC, RATE_LIMIT_BURST)", fu
     });
 
     it("still limits a flooder", async () => {
-      const server = await startServer(db.url, defaults);
-      servers.push(server);
-      const a = uniqueId("alice");
-      const alice = await new Device(urlOf(server), { userId: a }).connectSynced();
-      devices.push(alice);
+      const { a, alice } = await oneUserOnOneNode(defaults);
       const replies = await burst(alice, 1000);
       const ok = replies.filter((r) => r.ok).length;
       // 100 a second and 500 extra: far fewer than 1000 even if the burst spans a few seconds.

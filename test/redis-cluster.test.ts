@@ -3,7 +3,7 @@ import type { Cluster } from "ioredis";
 import type { Presence } from "../src/protocol";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId, waitFor } from "./helpers/device";
-import { spawnNode, startPrivateRedis, type NodeProcess } from "./helpers/processes";
+import { printNodeOutput, spawnNode, startPrivateRedis, type NodeProcess } from "./helpers/processes";
 import { useRedisCluster } from "./helpers/redisCluster";
 import { expectOk } from "./helpers/replies";
 
@@ -43,9 +43,7 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): two nodes", function () {
   });
   afterEach(function () {
     devices.splice(0).forEach((d) => d.close());
-    if (this.currentTest?.state === "failed") {
-      for (const n of nodes) console.log(`--- node ${n.pid} (exit ${n.child.exitCode})\n${n.output.slice(-30).join("\n")}`);
-    }
+    if (this.currentTest?.state === "failed") printNodeOutput(nodes);
   });
   after(async () => {
     await Promise.all(nodes.map((n) => n.kill("SIGKILL")));

@@ -3,7 +3,7 @@ import { mkdir, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import Chromium from "@sparticuz/chromium";
-import { chromium, type Browser } from "playwright-core";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 
 /**
  * The Chromium that `npm install` brought: `@sparticuz/chromium` ships a headless build
@@ -53,3 +53,40 @@ export async function launchChromium(): Promise<Browser> {
     ],
   });
 }
+
+/**
+ * For a describe block: one Chromium, launched before its tests and closed after them.
+ * newContext() opens a fresh profile (its own IndexedDB), closed after each test.
+ */
+export function useChromium() {
+  let browser: Browser | undefined;
+  const contexts: BrowserContext[] = [];
+  before(async () => {
+    browser = await launchChromium();
+  });
+  afterEach(async () => {
+    await Promise.all(contexts.splice(0).map((c) => c.close()));
+  });
+  after(async () => {
+    await browser?.close();
+  });
+  return {
+    async newContext(): Promise<BrowserContext> {
+      if (!browser) throw new Error("useChromium: only there once the suite's before hook ran");
+      const context = await browser.newContext();
+      contexts.push(context);
+      return context;
+    },
+  };
+}
+
+/** Opens the chat page served at `base` in `page` and connects as `user` (dev mode: by user ID). */
+export async function connectAs(page: Page, base: string, user: string): Promise<void> {
+  await page.goto(`${base}/`);
+  await page.getByLabel("User ID", { exact: true }).fill(user);
+  await page.getByRole("button", { name: "Connect" }).click();
+  await page.getByText(`Connected as ${user}`).waitFor();
+}
+
+/** The chat page's messages, as list items. */
+export const messageItems = (page: Page) => page.getByRole("list", { name: "Messages" }).getByRole("listitem");

@@ -17,6 +17,11 @@ export type NodeProcess = {
   kill(signal?: NodeJS.Signals): Promise<number | null>;
 };
 
+/** For a failed test: the last `lines` lines each node printed, with its pid and exit code. */
+export function printNodeOutput(nodes: NodeProcess[], lines = 30): void {
+  for (const n of nodes) console.log(`--- node ${n.pid} (exit ${n.child.exitCode})\n${n.output.slice(-lines).join("\n")}`);
+}
+
 export type SpawnOptions = {
   /** @default 30 000 */
   timeoutMs?: number;
