@@ -81,8 +81,6 @@ export type StatusChange = { messageId: string; from: string; pos: string; ownPo
 /** `fromSeq`/`untilSeq`: the caller's window (Visibility), both included. */
 export type HistoryQuery = { beforeSeq?: number; afterSeq?: number; limit: number; fromSeq?: number; untilSeq?: number };
 
-export type Membership = "member" | "not_member" | "not_found";
-
 export type NewGroup = {
   id: string;
   title: string;
@@ -131,7 +129,6 @@ export interface MessageStore {
   /** Oldest undelivered, unexpired messages for the recipient. */
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]>;
   history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult>;
-  membership(conversationId: string, userId: string): Promise<Membership>;
   /** Which seqs of the conversation the user may see: members from their entry on, former members up to it. */
   visibility(conversationId: string, userId: string): Promise<Visibility>;
   /** Whether any of these messages lies in a conversation the user left or was removed from. */

@@ -2,11 +2,8 @@ import type { Knex } from "knex";
 import type { GroupChangeRequest, GroupChangeResult, GroupStore } from "../messaging/groupPorts";
 import { judgeGroupChange, type GroupMember } from "../messaging/groupRules";
 import { AppError, type ConversationSummary, type GroupRole, type Message } from "../protocol";
-import { unavailableOnDbError } from "./unavailable";
+import { UNIQUE_VIOLATION, unavailableOnDbError } from "./unavailable";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
-
-/** PostgreSQL's unique_violation: a concurrent retry stored the same (from, clientMsgId) first. */
-const UNIQUE_VIOLATION = "23505";
 
 type Locked = { kind: string; title: string | null; last_seq: string | number };
 type MemberRow = { user_id: string; role: GroupRole; joined_at: Date | string; from_seq: string | number };

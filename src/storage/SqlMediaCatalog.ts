@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { Knex } from "knex";
 import type { MediaCatalog, MediaRecord } from "../media/ports";
-import { rowsOf, toNumber } from "./rows";
+import { rowsOf, toDate as date, toNumber } from "./rows";
 import { unavailableOnDbError } from "./unavailable";
 
 type MediaRow = {
@@ -16,7 +16,6 @@ type MediaRow = {
 };
 
 const COLUMNS = "md.media_id, md.owner_id, md.mime, md.size, md.name, md.created_at, md.stored_at, md.sent_at";
-const date = (v: Date | string) => (v instanceof Date ? v : new Date(v));
 
 const toRecord = (r: MediaRow): MediaRecord => ({
   mediaId: r.media_id,

@@ -4,7 +4,6 @@ import type {
   AppendRequest,
   AppendResult,
   HistoryQuery,
-  Membership,
   MessageStore,
   NewGroup,
   StatusChange,
@@ -13,7 +12,7 @@ import { directKey } from "../messaging/routing";
 import { appendBatch } from "./append/appendBatch";
 import { LostDuplicateRace, TargetChanged } from "./append/errors";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
-import { backlogPage, departedFrom, historyPage, membersOf, membershipOf, undelivered, visibilityOf } from "./messageReads";
+import { backlogPage, departedFrom, historyPage, membersOf, undelivered, visibilityOf } from "./messageReads";
 import type { Visibility } from "../messaging/groupPorts";
 import { runPrepared, statement } from "./prepared";
 import { markReceipts, type ReceiptRequest } from "./receipts";
@@ -188,10 +187,6 @@ export class SqlMessageStore implements MessageStore {
     return unavailableOnDbError(() => historyPage(this.db, conversationId, query, now));
   }
 
-  membership(conversationId: string, userId: string): Promise<Membership> {
-    return unavailableOnDbError(() => membershipOf(this.db, conversationId, userId));
-  }
-
   visibility(conversationId: string, userId: string): Promise<Visibility> {
     return unavailableOnDbError(() => visibilityOf(this.db, conversationId, userId));
   }
@@ -203,7 +198,6 @@ export class SqlMessageStore implements MessageStore {
   members(conversationId: string): Promise<string[] | null> {
     return unavailableOnDbError(() => membersOf(this.db, conversationId));
   }
-
 
   listConversations(userId: string, now: Date): Promise<ConversationSummary[]> {
     return unavailableOnDbError(() => conversationSummaries(this.db, userId, now));

@@ -1,6 +1,6 @@
 import type { Knex } from "knex";
 import type { ClaimedPush, PushDevice, PushKey, PushRegistration, PushStore, PushTarget } from "../messaging/pushPorts";
-import { rowsOf, toNumber } from "./rows";
+import { rowsOf, toDate as date, toNumber } from "./rows";
 import { unavailableOnDbError } from "./unavailable";
 
 /**
@@ -8,8 +8,6 @@ import { unavailableOnDbError } from "./unavailable";
  * of them, so this bounds its size whatever a client does.
  */
 export const MAX_PUSHKEYS_PER_USER = 32;
-
-const date = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
 
 /**
  * The pushkeys and the push outbox in PostgreSQL (or PGlite). The outbox rows themselves are

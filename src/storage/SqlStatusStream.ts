@@ -2,7 +2,7 @@ import type { Knex } from "knex";
 import type { Status } from "../protocol";
 import type { RecipientInfo, StatusStreamStore, StreamRow } from "../messaging/statusPorts";
 import { runPrepared, statement } from "./prepared";
-import { rowsOf } from "./rows";
+import { rowsOf, toDate as date } from "./rows";
 import { unavailableOnDbError } from "./unavailable";
 
 /**
@@ -25,8 +25,6 @@ const RECIPIENTS_SQL = `SELECT d.recipient_id, d.status, d.delivered_at, d.read_
 
 type PageRow = { position: string; message_id: string; status: "delivered" | "read"; by_user: string; at: Date | string };
 type RecipientRow = { recipient_id: string | null; status: Status; delivered_at: Date | string | null; read_at: Date | string | null };
-
-const date = (v: Date | string) => (v instanceof Date ? v : new Date(v));
 
 /** The status stream in PostgreSQL or PGlite (migrations/20261202100000_status_stream.ts). */
 export class SqlStatusStream implements StatusStreamStore {

@@ -12,13 +12,7 @@ export type Database = Knex;
 export function knexConfig(database: Config["database"], log?: Logger): Knex.Config {
   const migrations = { migrationSource: new MigrationSource() };
   if (database.kind === "postgres") {
-    const pg: Knex.Config = {
-      client: "pg",
-      connection: { connectionString: database.url, ...timeouts(database) },
-      pool: { min: 0, max: database.poolMax ?? 10 },
-      ...(database.timeoutMs ? { acquireConnectionTimeout: database.timeoutMs * 2 } : {}),
-      migrations,
-    };
+    const pg: Knex.Config = { ...pgPool(database, database.poolMax ?? 10), migrations };
     return log ? { ...pg, log: knexLog(log) } : pg;
   }
   const dir = path.resolve(database.dataDir, "pglite");
@@ -48,6 +42,16 @@ function timeouts(database: { timeoutMs?: number }) {
   return database.timeoutMs ? { query_timeout: database.timeoutMs, connectionTimeoutMillis: database.timeoutMs, keepAlive: true } : {};
 }
 
+/** A pg pool of up to `max` connections to DATABASE_URL, under DATABASE_TIMEOUT_MS (see timeouts). */
+function pgPool(database: { url: string; timeoutMs?: number }, max: number, options?: string): Knex.Config {
+  return {
+    client: "pg",
+    connection: { connectionString: database.url, ...timeouts(database), ...(options ? { options } : {}) },
+    pool: { min: 0, max },
+    ...(database.timeoutMs ? { acquireConnectionTimeout: database.timeoutMs * 2 } : {}),
+  };
+}
+
 /**
  * A second, small pool for the hot path's named statements (storage/prepared.ts: the
  * append, receipts, backlog pages, new users). Its connections keep one generic plan per
@@ -60,17 +64,8 @@ function timeouts(database: { timeoutMs?: number }) {
  */
 export function createHotPathDatabase(database: Config["database"], main: Database, log?: Logger): Database {
   if (database.kind !== "postgres") return main;
-  const connection = {
-    connectionString: database.url,
-    ...timeouts(database),
-    options: "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off",
-  };
-  const config: Knex.Config = {
-    client: "pg",
-    connection,
-    pool: { min: 0, max: HOT_PATH_POOL_MAX },
-    ...(database.timeoutMs ? { acquireConnectionTimeout: database.timeoutMs * 2 } : {}),
-  };
+  const options = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off";
+  const config = pgPool(database, HOT_PATH_POOL_MAX, options);
   return knexFactory(log ? { ...config, log: knexLog(log) } : config);
 }
 

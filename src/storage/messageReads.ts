@@ -1,6 +1,6 @@
 import type { Knex } from "knex";
 import type { HistoryResult, Message } from "../protocol";
-import type { HistoryQuery, Membership } from "../messaging/ports";
+import type { HistoryQuery } from "../messaging/ports";
 import type { Visibility } from "../messaging/groupPorts";
 import { runPrepared, statement } from "./prepared";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
@@ -76,19 +76,6 @@ export async function historyPage(db: Knex, conversationId: string, query: Histo
   const hasMore = rows.length > query.limit;
   const page = rows.slice(0, query.limit).map(toMessage);
   return { messages: forward ? page : page.reverse(), hasMore };
-}
-
-export async function membershipOf(db: Knex, conversationId: string, userId: string): Promise<Membership> {
-  const rows = rowsOf<{ is_member: boolean }>(
-    await db.raw(
-      `SELECT EXISTS (SELECT 1 FROM conversation_members WHERE conversation_id = c.conversation_id AND user_id = ?)
-         AS is_member
-       FROM conversations c WHERE c.conversation_id = ?`,
-      [userId, conversationId],
-    ),
-  );
-  if (!rows[0]) return "not_found";
-  return rows[0].is_member ? "member" : "not_member";
 }
 
 /** Which seqs of the conversation the user may see (see Visibility). */

@@ -26,7 +26,10 @@ export type MessageRow = {
 /** pg returns int8 and count(*) as strings, PGlite as bigint or number. */
 export const toNumber = (v: string | number | bigint | null | undefined): number => (v == null ? 0 : Number(v));
 
-const iso = (v: Date | string): string => (v instanceof Date ? v : new Date(v)).toISOString();
+/** A timestamp column as a Date: the drivers give Date or, from JSON, an ISO string. */
+export const toDate = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
+
+const iso = (v: Date | string): string => toDate(v).toISOString();
 const isoOrNull = (v: Date | string | null): string | null => (v == null ? null : iso(v));
 
 /** One reaction per user, grouped by emoji: emoji ascending, userIds ascending (docs/protocol.md). */

@@ -1,7 +1,7 @@
 import type { Notifier, OwnCopy } from "../messaging/ports";
 import type { PresenceNotifier } from "../messaging/PresenceService";
 import type { ConversationSummary, Message, Presence, StatusUpdate, TypingEvent } from "../protocol";
-import { presenceRoom, SYNCING_ROOM, userRoom } from "./rooms";
+import { localSocketsOf, presenceRoom, SYNCING_ROOM, userRoom } from "./rooms";
 import type { TicksServer, TicksSocket } from "./types";
 import { StatusBatches } from "./clusterFanout";
 import { ORDER_DEFAULTS, OrderedEmit, type EmitAck, type GiveUpReason, type OrderOptions } from "./orderedEmit";
@@ -63,10 +63,8 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
 
   /** The user's sockets on this node that finished their backlog, but `except`. */
   private *liveLocalSockets(userId: string, except?: string) {
-    const nsp = this.io.of("/");
-    for (const id of nsp.adapter.rooms.get(userRoom(userId)) ?? []) {
-      const socket = nsp.sockets.get(id);
-      if (socket && id !== except && !socket.rooms.has(SYNCING_ROOM)) yield socket;
+    for (const socket of localSocketsOf(this.io, userId, except)) {
+      if (!socket.rooms.has(SYNCING_ROOM)) yield socket;
     }
   }
 

@@ -1,6 +1,6 @@
 import type { OwnCopy } from "../messaging/ports";
 import type { Message } from "../protocol";
-import { userRoom } from "./rooms";
+import { localSocketsOf } from "./rooms";
 import type { StatusDelivery, TicksServer } from "./types";
 
 /**
@@ -34,11 +34,8 @@ export function listenForFanout(io: TicksServer, offerHere: (recipients: string[
 
 /** Hands each status to this node's sockets of its user (syncing ones included), but `except`. */
 export function emitStatusesHere(io: TicksServer, batch: StatusDelivery[]): void {
-  const nsp = io.of("/");
   for (const { userId, update, except } of batch) {
-    for (const id of nsp.adapter.rooms.get(userRoom(userId)) ?? []) {
-      if (id !== except) nsp.sockets.get(id)?.emit("message:status", update);
-    }
+    for (const socket of localSocketsOf(io, userId, except)) socket.emit("message:status", update);
   }
 }
 

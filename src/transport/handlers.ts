@@ -1,6 +1,7 @@
 import type { Logger } from "../log";
 import type { MessagingService } from "../messaging/MessagingService";
 import type { GroupService } from "../messaging/GroupService";
+import type { GroupCommand } from "../messaging/groupRules";
 import { AppError, type ClientEventName, type ClientToServerEvents, type SendResult } from "../protocol";
 import { CLIENT_EVENTS, parsePayload, type Payload } from "../protocol/schemas";
 import type { MediaService } from "../media/MediaService";
@@ -74,23 +75,20 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
     async (p) => ({ conversationId: await groups.create(userId, p.title, p.members) }),
     (p) => membersCost(p.members.length + 1),
   );
+  // Every membership change: one command on the conversation, written like a message.
+  const change = (p: { clientMsgId: string; conversationId: string }, command: GroupCommand) =>
+    wrote(groups.change(userId, { clientMsgId: p.clientMsgId, conversationId: p.conversationId, command }, socket.id));
   on(
     socket,
     deps,
     "group:add",
-    (p) => wrote(groups.change(userId, { ...p, command: { action: "add", userIds: p.userIds } }, socket.id)),
+    (p) => change(p, { action: "add", userIds: p.userIds }),
     (p) => membersCost(p.userIds.length),
   );
-  on(socket, deps, "group:remove", (p) =>
-    wrote(groups.change(userId, { ...p, command: { action: "remove", userId: p.userId } }, socket.id)),
-  );
-  on(socket, deps, "group:leave", (p) => wrote(groups.change(userId, { ...p, command: { action: "leave" } }, socket.id)));
-  on(socket, deps, "group:update", (p) =>
-    wrote(groups.change(userId, { ...p, command: { action: "title", title: p.title } }, socket.id)),
-  );
-  on(socket, deps, "group:role", (p) =>
-    wrote(groups.change(userId, { ...p, command: { action: "role", userId: p.userId, role: p.role } }, socket.id)),
-  );
+  on(socket, deps, "group:remove", (p) => change(p, { action: "remove", userId: p.userId }));
+  on(socket, deps, "group:leave", (p) => change(p, { action: "leave" }));
+  on(socket, deps, "group:update", (p) => change(p, { action: "title", title: p.title }));
+  on(socket, deps, "group:role", (p) => change(p, { action: "role", userId: p.userId, role: p.role }));
   on(socket, deps, "typing", async (p) => {
     await messaging.typing(userId, p.conversationId, p.typing);
     return {};

@@ -7,10 +7,8 @@ import { toMessage, toNumber } from "../rows";
 import type { BatchOutcome } from "../GroupCommit";
 import type { BatchRow, TargetPlan } from "./batchPlan";
 import { LostDuplicateRace, TargetChanged } from "./errors";
+import { UNIQUE_VIOLATION } from "../unavailable";
 import { WRITE, WRITE_PUSH, writeValues, type WriteRow } from "./writeStatement";
-
-/** PostgreSQL's unique_violation. */
-const UNIQUE_VIOLATION = "23505";
 
 /**
  * Runs the write statement for `rows` (and the entries' `plans`), fills their outcomes;
