@@ -163,6 +163,17 @@ function renderMessages(): void {
 
 const failed = new Map<string, SendLocal>();
 
+/** Where the composer sends: the open conversation, or the peer named in "To" before one exists. */
+const sendTarget = () => {
+  const conversation = currentConversation();
+  return conversation ? { conversationId: conversation.id } : { to: peer() };
+};
+/** A send the outbox holds: kept for showing if it fails, and shown now. */
+const queued = (local: LocalMessage) => {
+  failed.set(local.clientMsgId, local as SendLocal);
+  renderMessages();
+};
+
 let readTimer: ReturnType<typeof setTimeout> | undefined;
 /** Reading is what the user sees: mark the open conversation read while the page is visible. */
 function markOpenConversationRead(): void {
@@ -280,10 +291,9 @@ async function main(): Promise<void> {
     messageField.value = "";
     if (conversation) client.stopTyping(conversation.id);
     // Shown (🕓) once the outbox's IndexedDB holds it: from then on closing the tab keeps it.
-    client.send(conversation ? { conversationId: conversation.id } : { to: peer() }, text).then(
+    client.send(sendTarget(), text).then(
       (local) => {
-        failed.set(local.clientMsgId, local as SendLocal);
-        renderMessages();
+        queued(local);
         messageList.scrollTop = messageList.scrollHeight;
       },
       (err: Error) => {
@@ -296,19 +306,12 @@ async function main(): Promise<void> {
   attach.addEventListener("change", () => {
     const file = attach.files?.[0];
     if (!client || !peer() || !file) return;
-    const conversation = currentConversation();
-    const target = conversation ? { conversationId: conversation.id } : { to: peer() };
+    const target = sendTarget();
     const caption = messageField.value;
     attach.value = messageField.value = notice.textContent = "";
     describeFile(file, caption)
       .then((options) => client!.sendMedia(target, file, options))
-      .then(
-        (local) => {
-          failed.set(local.clientMsgId, local as SendLocal);
-          renderMessages();
-        },
-        (err: Error) => (notice.textContent = err.message),
-      );
+      .then(queued, (err: Error) => (notice.textContent = err.message));
   });
   messageField.addEventListener("input", () => {
     const conversation = currentConversation();
