@@ -168,6 +168,14 @@ const sendTarget = () => {
   const conversation = currentConversation();
   return conversation ? { conversationId: conversation.id } : { to: peer() };
 };
+/** The message field's text, taken for a send or a caption: the field empties and the peer stops seeing "typing…". */
+const takeText = () => {
+  const text = messageField.value;
+  messageField.value = "";
+  const conversation = currentConversation();
+  if (conversation) client?.stopTyping(conversation.id);
+  return text;
+};
 /** A send the outbox holds: kept for showing if it fails, and shown now. */
 const queued = (local: LocalMessage) => {
   failed.set(local.clientMsgId, local as SendLocal);
@@ -286,10 +294,7 @@ async function main(): Promise<void> {
     event.preventDefault();
     if (!client || !peer() || !messageField.value) return;
     notice.textContent = "";
-    const conversation = currentConversation();
-    const text = messageField.value;
-    messageField.value = "";
-    if (conversation) client.stopTyping(conversation.id);
+    const text = takeText();
     // Shown (🕓) once the outbox's IndexedDB holds it: from then on closing the tab keeps it.
     client.send(sendTarget(), text).then(
       (local) => {
@@ -307,8 +312,8 @@ async function main(): Promise<void> {
     const file = attach.files?.[0];
     if (!client || !peer() || !file) return;
     const target = sendTarget();
-    const caption = messageField.value;
-    attach.value = messageField.value = notice.textContent = "";
+    const caption = takeText();
+    attach.value = notice.textContent = "";
     describeFile(file, caption)
       .then((options) => client!.sendMedia(target, file, options))
       .then(queued, (err: Error) => (notice.textContent = err.message));
