@@ -63,7 +63,7 @@ const peer = () => toField.value.trim();
 /** The open group, by id (a group has no peer to find it by); unset for direct chats. */
 let selectedGroup: string | undefined;
 const currentConversation = (): ConversationSummary | undefined =>
-  selectedGroup ? client?.conversations().find((c) => c.id === selectedGroup) : peer() ? client?.directWith(peer()) : undefined;
+  selectedGroup ? client?.conversation(selectedGroup) : peer() ? client?.directWith(peer()) : undefined;
 const openGroup = () => {
   const c = currentConversation();
   return c?.kind === "group" ? c : undefined;
@@ -73,7 +73,7 @@ const groupControls = setUpGroupControls({
   openGroup,
   select: (id) => {
     selectedGroup = id;
-    toField.value = client?.conversations().find((c) => c.id === id)?.title ?? "group";
+    toField.value = client?.conversation(id)?.title ?? "group";
     void openConversation();
   },
   notice: (text) => (notice.textContent = text),
