@@ -63,7 +63,7 @@ const peer = () => toField.value.trim();
 /** The open group, by id (a group has no peer to find it by); unset for direct chats. */
 let selectedGroup: string | undefined;
 const currentConversation = (): ConversationSummary | undefined =>
-  selectedGroup ? client?.conversations().find((c) => c.id === selectedGroup) : peer() ? client?.directWith(peer()) : undefined;
+  selectedGroup ? client?.conversation(selectedGroup) : peer() ? client?.directWith(peer()) : undefined;
 const openGroup = () => {
   const c = currentConversation();
   return c?.kind === "group" ? c : undefined;
@@ -73,7 +73,7 @@ const groupControls = setUpGroupControls({
   openGroup,
   select: (id) => {
     selectedGroup = id;
-    toField.value = client?.conversations().find((c) => c.id === id)?.title ?? "group";
+    toField.value = client?.conversation(id)?.title ?? "group";
     void openConversation();
   },
   notice: (text) => (notice.textContent = text),
@@ -162,6 +162,25 @@ function renderMessages(): void {
 }
 
 const failed = new Map<string, SendLocal>();
+
+/** Where the composer sends: the open conversation, or the peer named in "To" before one exists. */
+const sendTarget = () => {
+  const conversation = currentConversation();
+  return conversation ? { conversationId: conversation.id } : { to: peer() };
+};
+/** The message field's text, taken for a send or a caption: the field empties and the peer stops seeing "typing…". */
+const takeText = () => {
+  const text = messageField.value;
+  messageField.value = "";
+  const conversation = currentConversation();
+  if (conversation) client?.stopTyping(conversation.id);
+  return text;
+};
+/** A send the outbox holds: kept for showing if it fails, and shown now. */
+const queued = (local: LocalMessage) => {
+  failed.set(local.clientMsgId, local as SendLocal);
+  renderMessages();
+};
 
 let readTimer: ReturnType<typeof setTimeout> | undefined;
 /** Reading is what the user sees: mark the open conversation read while the page is visible. */
@@ -275,15 +294,11 @@ async function main(): Promise<void> {
     event.preventDefault();
     if (!client || !peer() || !messageField.value) return;
     notice.textContent = "";
-    const conversation = currentConversation();
-    const text = messageField.value;
-    messageField.value = "";
-    if (conversation) client.stopTyping(conversation.id);
+    const text = takeText();
     // Shown (🕓) once the outbox's IndexedDB holds it: from then on closing the tab keeps it.
-    client.send(conversation ? { conversationId: conversation.id } : { to: peer() }, text).then(
+    client.send(sendTarget(), text).then(
       (local) => {
-        failed.set(local.clientMsgId, local as SendLocal);
-        renderMessages();
+        queued(local);
         messageList.scrollTop = messageList.scrollHeight;
       },
       (err: Error) => {
@@ -296,19 +311,12 @@ async function main(): Promise<void> {
   attach.addEventListener("change", () => {
     const file = attach.files?.[0];
     if (!client || !peer() || !file) return;
-    const conversation = currentConversation();
-    const target = conversation ? { conversationId: conversation.id } : { to: peer() };
-    const caption = messageField.value;
-    attach.value = messageField.value = notice.textContent = "";
+    const target = sendTarget();
+    const caption = takeText();
+    attach.value = notice.textContent = "";
     describeFile(file, caption)
       .then((options) => client!.sendMedia(target, file, options))
-      .then(
-        (local) => {
-          failed.set(local.clientMsgId, local as SendLocal);
-          renderMessages();
-        },
-        (err: Error) => (notice.textContent = err.message),
-      );
+      .then(queued, (err: Error) => (notice.textContent = err.message));
   });
   messageField.addEventListener("input", () => {
     const conversation = currentConversation();

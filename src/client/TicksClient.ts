@@ -221,6 +221,11 @@ export class TicksClient extends ClientBase {
     return this.conversationList.directWith(userId);
   }
 
+  /** One conversation's summary, by id (without sorting the whole list as conversations() does). */
+  conversation(conversationId: string): ConversationSummary | undefined {
+    return this.conversationList.get(conversationId);
+  }
+
   /** v3: per-recipient ticks of a message this user sent (a group's: its members when it was stored). */
   async info(messageId: string): Promise<MessageInfoResult["recipients"]> {
     return (await this.call("message:info", { messageId })).recipients;

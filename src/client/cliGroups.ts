@@ -12,7 +12,7 @@ export const GROUP_USAGE =
 
 /** How a group entry prints: `group <title>: alice added carol`. */
 export function groupLine(client: TicksClient, m: Message): string {
-  const title = client.conversations().find((c) => c.id === m.conversationId)?.title ?? m.conversationId;
+  const title = client.conversation(m.conversationId)?.title ?? m.conversationId;
   return `group ${title}: ${describeGroupChange(m)}`;
 }
 
