@@ -204,6 +204,11 @@ describe("time-partitioned messages", function () {
     const [a, b] = [uniqueId("alice"), uniqueId("bob")];
     const alice = await connect(server, a);
     const lost = await alice.send(b, "in the dropped partition");
+    const group = await alice.request("group:create", { title: "before", members: [b] });
+    expectOk(group);
+    const rename = { clientMsgId: uniqueId("g"), conversationId: group.conversationId, title: "renamed" };
+    const renamed = await alice.request("group:update", rename);
+    expectOk(renamed);
 
     await pg.query(`DROP TABLE messages_p${dayName(day)}, message_delivery_p${dayName(day)}`);
     // Writes go on (into DEFAULT), a retry of a message that went is stored anew.
@@ -214,8 +219,17 @@ describe("time-partitioned messages", function () {
     expect(retry.duplicate).to.equal(false);
     expect(retry.message.id).to.not.equal(lost.id);
 
+    // The same for a group change whose entry went.
+    const renamedAgain = await alice.request("group:update", rename);
+    expectOk(renamedAgain);
+    expect(renamedAgain.duplicate).to.equal(false);
+    expect(renamedAgain.message.id).to.not.equal(renamed.message.id);
+
     const bob = await connect(server, b);
-    expect(bob.received.map((m) => m.id)).to.deep.equal([after.id, retry.message.id]);
+    expect(bob.received.filter((m) => m.conversationId === after.conversationId).map((m) => m.id)).to.deep.equal([
+      after.id,
+      retry.message.id,
+    ]);
     const history = await bob.request("message:history", { conversationId: after.conversationId });
     expectOk(history);
     expect(history.messages.map((m: Message) => m.id)).to.deep.equal([after.id, retry.message.id]);

@@ -3,6 +3,7 @@ import type { GroupChangeRequest, GroupChangeResult, GroupStore } from "../messa
 import { judgeGroupChange, type GroupMember } from "../messaging/groupRules";
 import { AppError, type ConversationSummary, type GroupRole, type Message } from "../protocol";
 import { UNIQUE_VIOLATION, unavailableOnDbError } from "./unavailable";
+import { forgetGoneOriginals } from "./append/reads";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
 
 type Locked = { kind: string; title: string | null; last_seq: string | number };
@@ -26,8 +27,10 @@ export class SqlGroupStore implements GroupStore {
       if (cause?.code !== UNIQUE_VIOLATION) throw err;
       // A concurrent retry of the same change committed first: answer its entry.
       const original = await unavailableOnDbError(() => findStored(this.db, req));
-      if (!original) throw err;
-      return { duplicate: true, message: original };
+      if (original) return { duplicate: true, message: original };
+      // The key names an entry that went with a partition dropped by hand: forget it, store this one.
+      await unavailableOnDbError(() => forgetGoneOriginals(this.db, [req]));
+      return await unavailableOnDbError(() => this.db.transaction((trx) => this.changeIn(trx, req)));
     }
   }
 

@@ -22,7 +22,7 @@ export const FIND_STORED = statement(
  * every message committed before it: a key whose message a concurrent retry just stored
  * stays.
  */
-export async function forgetGoneOriginals(db: Knex, reqs: AppendRequest[]): Promise<void> {
+export async function forgetGoneOriginals(db: Knex, reqs: { from: string; clientMsgId: string }[]): Promise<void> {
   await db.raw(
     `DELETE FROM message_idempotency k USING unnest(?::text[], ?::text[]) AS p(sender, client_msg_id)
      WHERE k.from_user_id = p.sender AND k.client_msg_id = p.client_msg_id
