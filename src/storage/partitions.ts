@@ -18,8 +18,11 @@ import { rowsOf, toNumber } from "./rows";
  * - reports what an operator's hand changed: a twin without its other half (dropped too),
  *   or a partition this process saw whose range was not yet over (so not the sweep's doing).
  *
- * Each change is its own short transaction under lock_timeout: a busy table makes the round
- * skip it (the next round tries again) rather than hold the hot path behind a queued lock.
+ * Each change is its own short transaction under lock_timeout, and locks ONE of the two
+ * tables: a busy table makes the round skip it (the next round tries again) rather than hold
+ * the hot path behind a queued lock. Never both at once: readers lock them in either order
+ * (a backlog page message_delivery first, a write messages first), and an exclusive lock
+ * held on one while waiting for the other deadlocks with such a reader.
  */
 export const DAY_MS = 86_400_000;
 export const AHEAD_DAYS = 3;
@@ -66,6 +69,8 @@ export async function listPartitions(db: Knex): Promise<Partition[]> {
 }
 
 const rangeKey = (p: Partition) => `${p.loId}|${p.hiId}`;
+/** Told the range of a twin pair left with one half (the other's lock was busy). */
+type HalfDone = (rangeKey: string) => void;
 const quote = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 function partitionName(table: Table, from: number): string {
@@ -102,15 +107,23 @@ async function inTransaction<T>(db: Knex, work: (trx: Knex.Transaction) => Promi
 }
 
 /**
- * Creates [from, to) for these tables: a table of the parent's shape, filled with what
- * DEFAULT caught for the range, then attached (ATTACH takes a lighter lock on the parent
- * than CREATE ... PARTITION OF). Returns how many messages came out of DEFAULT.
+ * Creates [from, to) for these tables, one transaction each (messages first: until the
+ * delivery twin exists, the range's delivery rows wait in DEFAULT and are moved with it): a
+ * table of the parent's shape, filled with what DEFAULT caught for the range, then attached
+ * (ATTACH takes a lighter lock on the parent than CREATE ... PARTITION OF, but an exclusive
+ * one on DEFAULT). Returns how many messages came out of DEFAULT, null if a lock was busy.
  */
-async function createRange(db: Knex, tables: readonly Table[], from: number, to: number): Promise<number | null> {
+async function createRange(
+  db: Knex,
+  tables: readonly Table[],
+  from: number,
+  to: number,
+  onHalfDone: HalfDone = () => {},
+): Promise<number | null> {
   const [lo, hi] = [uuidBound(from), uuidBound(to)];
-  return inTransaction(db, async (trx) => {
-    let moved = 0;
-    for (const table of tables) {
+  let moved = 0;
+  for (const table of tables) {
+    const done = await inTransaction(db, async (trx) => {
       const name = quote(partitionName(table, from));
       await trx.raw(`CREATE TABLE ${name} (LIKE ${table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`);
       if (table === "messages") await trx.raw(`CREATE UNIQUE INDEX ${quote(`${partitionName(table, from)}_conversation_seq`)} ON ${name} (conversation_id, seq)`);
@@ -124,36 +137,53 @@ async function createRange(db: Knex, tables: readonly Table[], from: number, to:
       );
       if (table === "messages") moved = toNumber(rows[0]?.n as number);
       await trx.raw(`ALTER TABLE ${table} ATTACH PARTITION ${name} FOR VALUES FROM ('${lo}') TO ('${hi}')`);
+      return true;
+    });
+    if (done === null) {
+      if (table !== tables[0]) onHalfDone(`${lo}|${hi}`);
+      return null;
     }
-    return moved;
-  });
+  }
+  return moved;
 }
 
 const anyLive = async (q: Knex, name: string, now: Date): Promise<boolean> =>
   rowsOf<{ live: boolean }>(await q.raw(`SELECT EXISTS (SELECT 1 FROM ${quote(name)} WHERE expires_at > ?) AS live`, [now]))[0]!.live;
 
 /**
- * Drops a messages partition and its delivery twin once no row in it is live. Checked
+ * Drops a messages partition once no row in it is live, then its delivery twin. Checked
  * first without locks (the BRIN index on expires_at skips the expired ranges), and again
- * under the exclusive lock on both parents: a node whose clock lags could have written a
- * row into the range meanwhile, and that row is live. Returns the messages dropped, or
- * null when it did not drop.
+ * under the exclusive lock on messages: a node whose clock lags could have written a row
+ * into the range meanwhile, and that row is live. The twin goes in a transaction of its
+ * own (see the class comment); if it cannot, the next round drops it as an orphan. Returns
+ * the messages dropped, or null when it did not drop.
  */
-async function dropIfExpired(db: Knex, part: Partition, twin: Partition | undefined, now: Date): Promise<number | null> {
+async function dropIfExpired(
+  db: Knex,
+  part: Partition,
+  twin: Partition | undefined,
+  now: Date,
+  onHalfDone: HalfDone,
+): Promise<number | null> {
   if (await anyLive(db, part.name, now)) return null;
   const count = toNumber(rowsOf<{ n: unknown }>(await db.raw(`SELECT count(*) AS n FROM ${quote(part.name)}`))[0]!.n as number);
-  return inTransaction(db, async (trx) => {
-    await trx.raw(`LOCK TABLE messages, message_delivery IN ACCESS EXCLUSIVE MODE`);
+  const dropped = await inTransaction(db, async (trx) => {
+    await trx.raw(`LOCK TABLE messages IN ACCESS EXCLUSIVE MODE`);
     if (await anyLive(trx, part.name, now)) return null;
     // Pending pushes of these messages (push_outbox has no cascade from a partitioned table).
     await trx.raw(
       `DELETE FROM push_outbox WHERE message_id >= coalesce(?::uuid, '00000000-0000-0000-0000-000000000000') AND message_id < ?::uuid`,
       [part.loId, part.hiId],
     );
-    await trx.raw(`DROP TABLE ${quote(part.name)}${twin ? `, ${quote(twin.name)}` : ""}`);
+    await trx.raw(`DROP TABLE ${quote(part.name)}`);
     return count;
   });
+  if (dropped !== null && twin && (await dropTable(db, twin.name)) === null) onHalfDone(rangeKey(part));
+  return dropped;
 }
+
+/** A partition of one table: DROP locks its parent exclusively, and nothing else. */
+const dropTable = (db: Knex, name: string) => inTransaction(db, (trx) => trx.raw(`DROP TABLE ${quote(name)}`));
 
 /**
  * A partition for every day of [from, to) that none covers (a piece of a day where a
@@ -165,6 +195,7 @@ export async function ensureDays(
   from: number,
   to: number,
   parts?: Partition[],
+  onHalfDone: HalfDone = () => {},
 ): Promise<{ created: string[]; moved: number }> {
   const existing = (parts ?? (await listPartitions(db))).filter((p) => p.table === "messages" && !p.isDefault);
   const made = { created: [] as string[], moved: 0 };
@@ -172,7 +203,7 @@ export async function ensureDays(
     // One partition per day, however the gap is cut.
     for (let at = start; at < end; ) {
       const stop = Math.min(end, Math.floor(at / DAY_MS) * DAY_MS + DAY_MS);
-      const moved = await createRange(db, TABLES, at, stop);
+      const moved = await createRange(db, TABLES, at, stop, onHalfDone);
       if (moved !== null) {
         made.created.push(partitionName("messages", at));
         made.moved += moved;
@@ -186,6 +217,9 @@ export async function ensureDays(
 export class SqlPartitions {
   /** Partitions this process saw last round, by name, with their upper bound. */
   private seen = new Map<string, number>();
+  /** Twins this process left half done (a lock was busy): finishing them is no operator's doing. */
+  private readonly halfDone = new Set<string>();
+  private readonly onHalfDone: HalfDone = (key) => void this.halfDone.add(key);
 
   constructor(private readonly db: Knex) {}
 
@@ -214,21 +248,19 @@ export class SqlPartitions {
     for (const [key, d] of deliveryRanges) {
       if (messageRanges.has(key)) continue;
       // Its messages are gone: so are their delivery rows.
-      report.handDropped.push(d.name.replace(/^message_delivery/, "messages"));
-      await inTransaction(this.db, async (trx) => {
-        await trx.raw(`LOCK TABLE messages, message_delivery IN ACCESS EXCLUSIVE MODE`);
-        await trx.raw(`DROP TABLE ${quote(d.name)}`);
-      });
+      if (!this.halfDone.delete(key)) report.handDropped.push(d.name.replace(/^message_delivery/, "messages"));
+      if ((await dropTable(this.db, d.name)) === null) this.halfDone.add(key);
     }
     for (const [key, m] of messageRanges) {
       if (deliveryRanges.has(key) || !m.loId || !m.hiId) continue;
-      report.handDropped.push(m.name.replace(/^messages/, "message_delivery"));
+      if (!this.halfDone.delete(key)) report.handDropped.push(m.name.replace(/^messages/, "message_delivery"));
       if ((await createRange(this.db, ["message_delivery"], m.lo, m.hi)) !== null) report.created.push(partitionName("message_delivery", m.lo));
+      else this.halfDone.add(key);
     }
 
     // Today and the days ahead.
     const today = Math.floor(nowMs / DAY_MS) * DAY_MS;
-    const made = await ensureDays(this.db, today, today + (AHEAD_DAYS + 1) * DAY_MS, parts);
+    const made = await ensureDays(this.db, today, today + (AHEAD_DAYS + 1) * DAY_MS, parts, this.onHalfDone);
     report.created.push(...made.created);
     report.movedFromDefault += made.moved;
     parts = await listPartitions(this.db);
@@ -236,7 +268,7 @@ export class SqlPartitions {
     // Past partitions whose rows all expired.
     const delivery = new Map(parts.filter((p) => p.table === "message_delivery" && !p.isDefault).map((p) => [rangeKey(p), p]));
     for (const part of parts.filter((p) => p.table === "messages" && !p.isDefault && p.hi <= nowMs)) {
-      const dropped = await dropIfExpired(this.db, part, delivery.get(rangeKey(part)), now);
+      const dropped = await dropIfExpired(this.db, part, delivery.get(rangeKey(part)), now, this.onHalfDone);
       if (dropped !== null) report.dropped.push({ name: part.name, messages: dropped });
     }
 
