@@ -18,7 +18,7 @@ import { backlogPage, departedFrom, historyPage, membersOf, undelivered, visibil
 import type { Visibility } from "../messaging/groupPorts";
 import { runPrepared, statement } from "./prepared";
 import { markReceipts, type ReceiptRequest } from "./receipts";
-import { rowsOf } from "./rows";
+import { rowsOf, toNumber } from "./rows";
 import { SqlPartitions } from "./partitions";
 import { GroupCommit, type BatchOutcome } from "./GroupCommit";
 import { asStorageError, unavailableOnDbError } from "./unavailable";
@@ -219,8 +219,41 @@ export class SqlMessageStore implements MessageStore {
     return unavailableOnDbError(() => this.partitions.maintain(now));
   }
 
+  /**
+   * Up to `limit` expired rows the partition drops do not take: messages caught by the
+   * DEFAULT partition (with their delivery rows and pending pushes: no cascades), then
+   * expired idempotency keys. Returns how many of each went.
+   */
   deleteExpired(now: Date, limit: number): Promise<{ messages: number; keys: number }> {
-    return unavailableOnDbError(() => this.partitions.deleteExpired(now, limit));
+    return unavailableOnDbError(async () => {
+      const messages = rowsOf<{ n: unknown }>(
+        await this.db.raw(
+          `WITH gone AS (
+             DELETE FROM messages_default WHERE message_id IN (
+               SELECT message_id FROM messages_default WHERE expires_at <= ? LIMIT ?
+             ) RETURNING message_id
+           ), deliveries AS (
+             DELETE FROM message_delivery d USING gone WHERE d.message_id = gone.message_id
+           ), pushes AS (
+             DELETE FROM push_outbox o USING gone WHERE o.message_id = gone.message_id
+           )
+           SELECT count(*) AS n FROM gone`,
+          [now, limit],
+        ),
+      );
+      const keys = rowsOf<{ n: unknown }>(
+        await this.db.raw(
+          `WITH gone AS (
+             DELETE FROM message_idempotency WHERE (from_user_id, client_msg_id) IN (
+               SELECT from_user_id, client_msg_id FROM message_idempotency WHERE expires_at <= ? LIMIT ?
+             ) RETURNING 1
+           )
+           SELECT count(*) AS n FROM gone`,
+          [now, limit],
+        ),
+      );
+      return { messages: toNumber(messages[0]!.n as number), keys: toNumber(keys[0]!.n as number) };
+    });
   }
 
   ping(): Promise<void> {

@@ -276,39 +276,4 @@ export class SqlPartitions {
     this.seen = new Map(final.filter((p) => !p.isDefault).map((p) => [p.name, p.hi]));
     return report;
   }
-
-  /**
-   * Up to `limit` expired rows the partition drops do not take: messages caught by the
-   * DEFAULT partition (with their delivery rows and pending pushes: no cascades), then
-   * expired idempotency keys. Returns how many of each went.
-   */
-  async deleteExpired(now: Date, limit: number): Promise<{ messages: number; keys: number }> {
-    const messages = rowsOf<{ n: unknown }>(
-      await this.db.raw(
-        `WITH gone AS (
-           DELETE FROM messages_default WHERE message_id IN (
-             SELECT message_id FROM messages_default WHERE expires_at <= ? LIMIT ?
-           ) RETURNING message_id
-         ), deliveries AS (
-           DELETE FROM message_delivery d USING gone WHERE d.message_id = gone.message_id
-         ), pushes AS (
-           DELETE FROM push_outbox o USING gone WHERE o.message_id = gone.message_id
-         )
-         SELECT count(*) AS n FROM gone`,
-        [now, limit],
-      ),
-    );
-    const keys = rowsOf<{ n: unknown }>(
-      await this.db.raw(
-        `WITH gone AS (
-           DELETE FROM message_idempotency WHERE (from_user_id, client_msg_id) IN (
-             SELECT from_user_id, client_msg_id FROM message_idempotency WHERE expires_at <= ? LIMIT ?
-           ) RETURNING 1
-         )
-         SELECT count(*) AS n FROM gone`,
-        [now, limit],
-      ),
-    );
-    return { messages: toNumber(messages[0]!.n as number), keys: toNumber(keys[0]!.n as number) };
-  }
 }
