@@ -106,6 +106,13 @@ function renderConversations(): void {
       return el("li").appendChild(button).parentElement!;
     }),
   );
+  // The SDK holds the most recent chats; older ones come a page at a time.
+  if (client.hasMoreConversations) {
+    const more = el("button", "More chats");
+    more.type = "button";
+    more.addEventListener("click", () => void client?.loadMoreConversations().then(renderConversations, () => undefined));
+    conversationList.append(el("li").appendChild(more).parentElement!);
+  }
 }
 
 function statusElement(status: MessageStatus, reason?: string): HTMLElement {
@@ -195,6 +202,12 @@ function markOpenConversationRead(): void {
 async function openConversation(): Promise<void> {
   renderConversations();
   renderMessages();
+  // A chat older than those the SDK holds: ask the server for it by its peer.
+  if (client && !selectedGroup && peer() && !currentConversation()) {
+    const asked = peer();
+    const found = await client.findDirect(asked).catch(() => undefined);
+    if (found && peer() === asked) renderConversations();
+  }
   const c = currentConversation();
   if (client && c) {
     if (client.messages(c.id).length === 0) await client.loadOlder(c.id).catch(() => undefined);
