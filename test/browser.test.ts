@@ -243,6 +243,28 @@ describe("web chat page in Chromium", function () {
       await (await reopen()).close();
     });
 
+    it("holds the 30 most recent chats, opens an older one typed in To, and More chats (clicked right after typing) shows the rest", async () => {
+      const me = uniqueId("many");
+      const d = await new Device(urlOf(server), { userId: me }).connectSynced();
+      const peers = Array.from({ length: 34 }, (_, i) => uniqueId(`f${String(i).padStart(2, "0")}`));
+      try {
+        for (const p of peers) expect((await d.request("message:send", { clientMsgId: uniqueId("c"), to: p, content: `hi ${p}` })).ok).to.equal(true);
+      } finally {
+        d.close();
+      }
+      const page = await signIn(me);
+      const chats = page.getByRole("list", { name: "Conversations" }).getByRole("listitem");
+      await page.getByRole("button", { name: "More chats" }).waitFor();
+      expect(await chats.count()).to.equal(31); // 30 chats and "More chats"
+      // The oldest chat is not held: typing its peer asks the server for it.
+      await page.getByLabel("To", { exact: true }).fill(peers[0]!);
+      await messages(page).filter({ hasText: `hi ${peers[0]}` }).waitFor();
+      // Leaving To commits it (a change event) as the click lands: the click must not be lost.
+      await page.getByRole("button", { name: "More chats" }).click();
+      await waitFor(async () => (await chats.count()) === 34, "every chat listed");
+      expect(await page.getByRole("button", { name: "More chats" }).count()).to.equal(0);
+    });
+
     describe("a fresh device that opens a chat at once", () => {
       // The race of issue 18: a new browser (no IndexedDB) whose user types the peer in
       // "To" right after Connect, before the device finished its first sync. Repeated: it
