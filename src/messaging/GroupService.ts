@@ -1,8 +1,8 @@
 import { v7 as uuidv7 } from "uuid";
-import { messageIdAt } from "./messageIds";
 import type { Clock } from "../clock";
 import { AppError, type Message, type SendResult } from "../protocol";
 import type { GroupStore } from "./groupPorts";
+import { messageIdAt } from "./messageIds";
 import type { GroupCommand } from "./groupRules";
 import type { MessageStore, Notifier } from "./ports";
 

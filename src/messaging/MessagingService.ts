@@ -267,8 +267,8 @@ export class MessagingService {
 
   /**
    * Drops the message partitions whose rows all expired and creates those of the days
-   * ahead, removes the other expired rows in bounded batches, then their status stream changes (which
-   * live as long as their message); returns how many messages went.
+   * ahead, removes the other expired rows in bounded batches, then their status stream
+   * changes (which live as long as their message); returns how many messages went.
    */
   async sweepExpired(batchSize = 1000, maxBatches = 100): Promise<number> {
     const report = await this.store.maintainPartitions(this.clock.now());
