@@ -12,7 +12,7 @@ import { directKey } from "../messaging/routing";
 import { appendBatch } from "./append/appendBatch";
 import { LostDuplicateRace, TargetChanged } from "./append/errors";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
-import { backlogPage, departedFrom, historyPage, membersOf, undelivered, visibilityOf } from "./messageReads";
+import { backlogPages, departedFrom, historyPage, membersOf, undelivered, visibilityOf, type BacklogRequest } from "./messageReads";
 import type { Visibility } from "../messaging/groupPorts";
 import { runPrepared, statement } from "./prepared";
 import { markReceipts, type ReceiptRequest } from "./receipts";
@@ -36,6 +36,13 @@ const conversationKey = (req: AppendRequest): string =>
       ? `direct ${directKey(req.from, req.target.to)}`
       : `id ${req.target.conversationId}`;
 
+/**
+ * Recipients whose first backlog pages one statement reads. A device that was online has an
+ * empty page; one that was away brings up to BACKLOG_PAGE_SIZE + 1 rows: this bounds a
+ * statement's result (128 full pages of 101 rows is about 6 MB).
+ */
+const BACKLOG_BATCH = 128;
+
 /** Deadlock and serialization failures: the transaction can simply run again. */
 const RETRYABLE_PG_CODES = new Set(["40P01", "40001"]);
 
@@ -55,7 +62,7 @@ export type StoreOptions = {
    * @default 1
    */
   maxConcurrentAppends?: number;
-  onBatch?: (kind: "append" | "delivered" | "read" | "users", size: number) => void;
+  onBatch?: (kind: "append" | "delivered" | "read" | "users" | "backlog", size: number) => void;
   /**
    * Push notifications on (PUSH_GATEWAY_URL set): appends write push outbox rows due this
    * long after the message, and receipts cancel them, each inside the one statement it runs
@@ -75,6 +82,7 @@ export class SqlMessageStore implements MessageStore {
   private readonly deliveredReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   private readonly readReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   private readonly newUsers: GroupCommit<string, void>;
+  private readonly backlogReads: GroupCommit<BacklogRequest, Message[]>;
   private readonly hot: Knex;
   private readonly pushDelayMs: number | undefined;
 
@@ -102,6 +110,13 @@ export class SqlMessageStore implements MessageStore {
     this.newUsers = new GroupCommit((ids) => this.insertUsers(ids), {
       ...batching,
       onBatch: (n) => options.onBatch?.("users", n),
+    });
+    // One statement at a time: connects arriving while it runs join the next, so a crowd
+    // costs few round trips (each one, on a loaded machine, mostly the wake-ups of a query).
+    this.backlogReads = new GroupCommit((reqs) => this.readBacklogs(reqs), {
+      maxBatch: BACKLOG_BATCH,
+      maxConcurrent: 1,
+      onBatch: (n) => options.onBatch?.("backlog", n),
     });
   }
 
@@ -179,8 +194,14 @@ export class SqlMessageStore implements MessageStore {
     return unavailableOnDbError(() => undelivered(this.db, recipients, createdBefore, now, limit, createdAfter));
   }
 
+  /** Connects in the same tick share one statement (messageReads.ts: BACKLOG_PAGES). */
   backlog(recipient: string, now: Date, limit: number): Promise<Message[]> {
-    return unavailableOnDbError(() => backlogPage(this.hot, recipient, now, limit));
+    return this.backlogReads.submit({ recipient, now, limit });
+  }
+
+  private async readBacklogs(reqs: BacklogRequest[]): Promise<BatchOutcome<Message[]>[]> {
+    const pages = await unavailableOnDbError(() => backlogPages(this.hot, reqs));
+    return pages.map((value) => ({ ok: true, value }));
   }
 
   history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult> {

@@ -7,14 +7,40 @@ import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
 
 /** The reads of the message log behind SqlMessageStore; each runs as one statement. */
 
-/** A page of the recipient's backlog: every connect reads at least one (usually empty) page, twice. */
-export const BACKLOG = statement(
-  "backlog",
-  `SELECT ${MESSAGE_COLUMNS} FROM message_delivery d
-   JOIN messages m ON m.message_id = d.message_id
-   WHERE d.recipient_id = $1 AND d.status = 'sent' AND m.expires_at > $2
-   ORDER BY d.delivery_id LIMIT $3`,
+/**
+ * The first backlog page of many recipients in one statement: every connect reads at least
+ * one (usually empty) page, twice, and a crowd connecting in one tick (a restart's reconnect
+ * storm) shares one round trip. Each recipient's rows come in its own delivery order, at
+ * most `$3` of them; `ord` says which recipient of `$1` a row is for.
+ */
+export const BACKLOG_PAGES = statement(
+  "backlog_pages",
+  `SELECT r.ord, p.* FROM unnest($1::text[]) WITH ORDINALITY AS r(recipient_id, ord)
+   CROSS JOIN LATERAL (
+     SELECT d.delivery_id, ${MESSAGE_COLUMNS} FROM message_delivery d
+     JOIN messages m ON m.message_id = d.message_id
+     WHERE d.recipient_id = r.recipient_id AND d.status = 'sent' AND m.expires_at > $2
+     ORDER BY d.delivery_id LIMIT $3
+   ) p
+   ORDER BY r.ord, p.delivery_id`,
 );
+
+export type BacklogRequest = { recipient: string; now: Date; limit: number };
+
+/**
+ * One page for each request, in the requests' order. Requests of one recipient share its
+ * page; the statement reads the largest limit asked for at the latest `now`, and each
+ * request gets the first `limit` rows of it (the same rows a page of its own would hold).
+ */
+export async function backlogPages(hot: Knex, requests: BacklogRequest[]): Promise<Message[][]> {
+  const recipients = [...new Set(requests.map((r) => r.recipient))];
+  const limit = Math.max(...requests.map((r) => r.limit));
+  const now = new Date(Math.max(...requests.map((r) => r.now.getTime())));
+  const rows = await runPrepared<MessageRow & { ord: string | number }>(hot, BACKLOG_PAGES, [recipients, now.toISOString(), limit]);
+  const pages = new Map<string, Message[]>(recipients.map((r) => [r, []]));
+  for (const row of rows) pages.get(recipients[Number(row.ord) - 1]!)!.push(toMessage(row));
+  return requests.map((r) => pages.get(r.recipient)!.slice(0, r.limit));
+}
 
 export async function undelivered(
   db: Knex,
@@ -35,11 +61,6 @@ export async function undelivered(
     ),
   );
   return rows.map((r) => ({ recipient: r.recipient_id, message: toMessage(r) }));
-}
-
-export async function backlogPage(hot: Knex, recipient: string, now: Date, limit: number): Promise<Message[]> {
-  const rows = await runPrepared<MessageRow>(hot, BACKLOG, [recipient, now.toISOString(), limit]);
-  return rows.map(toMessage);
 }
 
 export async function historyPage(db: Knex, conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult> {
