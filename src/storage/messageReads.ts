@@ -8,14 +8,17 @@ import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
 /** The reads of the message log behind SqlMessageStore; each runs as one statement. */
 
 /**
- * The first backlog page of many recipients in one statement: every connect reads at least
- * one (usually empty) page, twice, and a crowd connecting in one tick (a restart's reconnect
- * storm) shares one round trip. Each recipient's rows come in its own delivery order, at
- * most `$3` of them; `ord` says which recipient of `$1` a row is for.
+ * What a crowd of connects needs from the database, in one statement: the first backlog
+ * page of each recipient, and the users of this batch not yet recorded (`$4`; usually none
+ * are new). Every connect records its user and reads at least one (usually empty) page; a
+ * crowd connecting in one tick (a restart's reconnect storm) shares one round trip. Each
+ * recipient's rows come in its own delivery order, at most `$3` of them; `ord` says which
+ * recipient of `$1` a row is for. The INSERT runs whether or not the SELECT reads its output.
  */
 export const BACKLOG_PAGES = statement(
   "backlog_pages",
-  `SELECT r.ord, p.* FROM unnest($1::text[]) WITH ORDINALITY AS r(recipient_id, ord)
+  `WITH new_users AS (INSERT INTO users (user_id) SELECT unnest($4::text[]) ON CONFLICT (user_id) DO NOTHING)
+   SELECT r.ord, p.* FROM unnest($1::text[]) WITH ORDINALITY AS r(recipient_id, ord)
    CROSS JOIN LATERAL (
      SELECT d.delivery_id, ${MESSAGE_COLUMNS} FROM message_delivery d
      JOIN messages m ON m.message_id = d.message_id
@@ -28,15 +31,17 @@ export const BACKLOG_PAGES = statement(
 export type BacklogRequest = { recipient: string; now: Date; limit: number };
 
 /**
- * One page for each request, in the requests' order. Requests of one recipient share its
- * page; the statement reads the largest limit asked for at the latest `now`, and each
- * request gets the first `limit` rows of it (the same rows a page of its own would hold).
+ * One page for each request, in the requests' order, and `newUsers` recorded (sorted by the
+ * caller: two batches inserting the same users take their index locks in one order).
+ * Requests of one recipient share its page; the statement reads the largest limit asked for
+ * at the latest `now`, and each request gets the first `limit` rows of it (the same rows a
+ * page of its own would hold).
  */
-export async function backlogPages(hot: Knex, requests: BacklogRequest[]): Promise<Message[][]> {
+export async function backlogPages(hot: Knex, requests: BacklogRequest[], newUsers: string[] = []): Promise<Message[][]> {
   const recipients = [...new Set(requests.map((r) => r.recipient))];
   const limit = Math.max(...requests.map((r) => r.limit));
   const now = new Date(Math.max(...requests.map((r) => r.now.getTime())));
-  const rows = await runPrepared<MessageRow & { ord: string | number }>(hot, BACKLOG_PAGES, [recipients, now.toISOString(), limit]);
+  const rows = await runPrepared<MessageRow & { ord: string | number }>(hot, BACKLOG_PAGES, [recipients, now.toISOString(), limit, newUsers]);
   const pages = new Map<string, Message[]>(recipients.map((r) => [r, []]));
   for (const row of rows) pages.get(recipients[Number(row.ord) - 1]!)!.push(toMessage(row));
   return requests.map((r) => pages.get(r.recipient)!.slice(0, r.limit));
