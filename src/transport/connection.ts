@@ -20,7 +20,7 @@ export type ConnectionDeps = Omit<HandlerDeps, "observe"> & {
  *
  * The listeners are made once for the server and shared by every socket (Socket.IO calls
  * them with the socket as `this`): a socket holds only the state that is its own, not a
- * closure per event (what 100,000 sockets cost: docs/benchmarks.md).
+ * closure per event (docs/benchmarks.md, "Connects").
  */
 export function acceptConnections(io: TicksServer, deps: ConnectionDeps): void {
   const handlerDeps: HandlerDeps = {

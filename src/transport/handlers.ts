@@ -51,8 +51,9 @@ type Routes = { [E in ClientEventName]?: Route<E> };
  *
  * Built once per server: every socket shares these handlers and the one listener returned,
  * which each socket registers with `onAny` (Socket.IO calls it with the socket as `this`).
- * A socket then holds no closure of its own per event: at 100,000 sockets, 50 closures each
- * were most of what a connection cost the heap beyond Socket.IO's own (docs/benchmarks.md).
+ * A socket then holds no closure of its own per event: the ~50 it held before (a wrapper and
+ * a handler per event) were most of what a connection cost the heap beyond Socket.IO's own
+ * (docs/benchmarks.md, "Connects").
  */
 export function clientEventListener(deps: HandlerDeps): (this: TicksSocket, event: string, ...args: unknown[]) => void {
   const routes = new Map(Object.entries(routesOf(deps))) as Map<string, Route<ClientEventName>>;
