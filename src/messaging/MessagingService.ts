@@ -1,7 +1,7 @@
 import { v7 as uuidv7 } from "uuid";
 import type { Clock } from "../clock";
 import type { Logger } from "../log";
-import { AppError, type ConversationSummary, type HistoryResult, type MediaAttachment, type Message, type SendResult } from "../protocol";
+import { AppError, type ConversationListRequest, type ConversationListResult, type HistoryResult, type MediaAttachment, type Message, type SendResult } from "../protocol";
 import { contentLength, LIMITS } from "../protocol/schemas";
 import type { EntryKind } from "./entryRules";
 import {
@@ -15,6 +15,7 @@ import {
   type SendTarget,
   type StatusChange,
 } from "./ports";
+import { decodeListCursor, encodeListCursor } from "./listCursor";
 import { LiveDelivery } from "./LiveDelivery";
 import type { StatusStream } from "./StatusStream";
 import { noSuchConversation, notAMember } from "./routing";
@@ -228,8 +229,16 @@ export class MessagingService {
     );
   }
 
-  listConversations(userId: string): Promise<ConversationSummary[]> {
-    return this.store.listConversations(userId, this.clock.now());
+  /** `conversation:list`: the whole list, a page of it, or the conversations asked for by id or peer. */
+  async listConversations(userId: string, req: ConversationListRequest = {}): Promise<ConversationListResult> {
+    const before = req.before === undefined ? undefined : decodeListCursor(req.before);
+    const page = await this.store.listConversations(userId, this.clock.now(), {
+      limit: req.limit,
+      before,
+      ids: req.conversationIds,
+      withUser: req.peer,
+    });
+    return { conversations: page.conversations, hasMore: page.next !== null, next: page.next && encodeListCursor(page.next) };
   }
 
   /** Typing comes often: one read both checks membership and names who to tell. */

@@ -135,7 +135,7 @@ export interface MessageStore {
   departedFrom(userId: string, messageIds: string[]): Promise<boolean>;
   /** The conversation's members, or null when there is no such conversation. */
   members(conversationId: string): Promise<string[] | null>;
-  listConversations(userId: string, now: Date): Promise<ConversationSummary[]>;
+  listConversations(userId: string, now: Date, query?: SummaryQuery): Promise<ConversationPage>;
   createGroup(req: NewGroup): Promise<ConversationSummary>;
   /** Deletes up to `limit` expired messages (and their delivery rows); returns how many. */
   deleteExpired(now: Date, limit: number): Promise<number>;
@@ -229,3 +229,20 @@ export interface LeaderLock {
   /** Gives up what this node holds (at shutdown). */
   release(): Promise<void>;
 }
+
+/** Which of the caller's conversations a `conversation:list` asks for. */
+export type SummaryQuery = {
+  /** Just these conversations (the caller's, current or former). */
+  ids?: string[];
+  /** Just the direct conversation with this user. */
+  withUser?: string;
+  /** At most this many, after `before` (a position from an earlier page). */
+  limit?: number;
+  before?: ListPosition;
+};
+
+/** Where a conversation stands in the list: its activity time (µs since the epoch, exact) and id. */
+export type ListPosition = { activeUs: string; id: string };
+
+/** One page of the caller's conversation list; `next` is set when more follow. */
+export type ConversationPage = { conversations: ConversationSummary[]; next: ListPosition | null };

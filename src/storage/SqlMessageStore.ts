@@ -3,10 +3,12 @@ import type { ConversationSummary, HistoryResult, Message } from "../protocol";
 import type {
   AppendRequest,
   AppendResult,
+  ConversationPage,
   HistoryQuery,
   MessageStore,
   NewGroup,
   StatusChange,
+  SummaryQuery,
 } from "../messaging/ports";
 import { directKey } from "../messaging/routing";
 import { appendBatch } from "./append/appendBatch";
@@ -224,8 +226,8 @@ export class SqlMessageStore implements MessageStore {
     return unavailableOnDbError(() => membersOf(this.db, conversationId));
   }
 
-  listConversations(userId: string, now: Date): Promise<ConversationSummary[]> {
-    return unavailableOnDbError(() => conversationSummaries(this.db, userId, now));
+  listConversations(userId: string, now: Date, query?: SummaryQuery): Promise<ConversationPage> {
+    return unavailableOnDbError(() => conversationSummaries(this.db, userId, now, query));
   }
 
   createGroup(req: NewGroup): Promise<ConversationSummary> {

@@ -95,7 +95,7 @@ function routesOf(deps: HandlerDeps): Routes {
     "message:react": { handler: (p, s) => wrote(s, messaging.entry(s.data.userId, "reaction", { ...p, content: p.emoji }, s.id)) },
     "message:read": { handler: async (p, s) => ({ updated: await messaging.markRead(s.data.userId, p.messageIds, s.id) }) },
     "message:history": { handler: (p, s) => messaging.history(s.data.userId, p) },
-    "conversation:list": { handler: async (_p, s) => ({ conversations: await messaging.listConversations(s.data.userId) }) },
+    "conversation:list": { handler: (p, s) => messaging.listConversations(s.data.userId, p) },
     "group:create": {
       handler: async (p, s) => ({ conversationId: await groups.create(s.data.userId, p.title, p.members) }),
       cost: (p) => membersCost(p.members.length + 1),
