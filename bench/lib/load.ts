@@ -70,7 +70,36 @@ export type LoadStats = {
   loadgenCpuPct: number;
   /** Over the generator's whole life (warm-ups too): successful acks, deliveries, receipts. */
   totals: { ackedOk: number; delivered: number; statusDelivered: number };
+  /** When acks were slow (≥ STALL_MS): runs of such sends, by wall-clock time, worst first. */
+  stalls: Stall[];
 };
+
+/** An ack this late (from the scheduled or actual send) counts towards a stall episode. */
+export const STALL_MS = 100;
+/** Slow sends this close together (by scheduled time) belong to one episode. */
+const STALL_GAP_MS = 250;
+
+/** Slow sends scheduled from `from` to `to` (ISO wall-clock times), and the slowest ack among them. */
+export type Stall = { from: string; to: string; sends: number; worstAckMs: number };
+
+/** Groups (scheduled time, ack latency) pairs into episodes; the 10 worst. */
+function stallsOf(slow: [number, number][]): Stall[] {
+  slow.sort((a, b) => a[0] - b[0]);
+  const episodes: { from: number; to: number; sends: number; worst: number }[] = [];
+  for (const [at, ms] of slow) {
+    const last = episodes.at(-1);
+    if (last && at - last.to <= STALL_GAP_MS) {
+      last.to = at;
+      last.sends++;
+      last.worst = Math.max(last.worst, ms);
+    } else episodes.push({ from: at, to: at, sends: 1, worst: ms });
+  }
+  const wall = (t: number) => new Date(performance.timeOrigin + t).toISOString();
+  return episodes
+    .sort((a, b) => b.worst - a.worst)
+    .slice(0, 10)
+    .map((e) => ({ from: wall(e.from), to: wall(e.to), sends: e.sends, worstAckMs: Math.round(e.worst) }));
+}
 
 export type LoadOptions = {
   url: string;
@@ -284,6 +313,7 @@ export class LoadGen {
     const ack: number[] = [];
     const delivery: number[] = [];
     const status: number[] = [];
+    const slow: [number, number][] = [];
     let sends = 0;
     let acked = 0;
     let delivered = 0;
@@ -301,8 +331,10 @@ export class LoadGen {
       if (inWindow(rec.status)) lifecycles++;
       if (!inWindow(rec.scheduled)) continue;
       sends++;
-      if (rec.acked) ack.push(rec.acked - rec.scheduled);
-      else incomplete.ack++;
+      if (rec.acked) {
+        ack.push(rec.acked - rec.scheduled);
+        if (rec.acked - rec.scheduled >= STALL_MS) slow.push([rec.scheduled, rec.acked - rec.scheduled]);
+      } else incomplete.ack++;
       if (rec.failed) {
         errors++;
         errorCodes[rec.error!] = (errorCodes[rec.error!] ?? 0) + 1;
@@ -337,6 +369,7 @@ export class LoadGen {
       disconnects: this.disconnects,
       loadgenCpuPct: (cpuMs / windowMs) * 100,
       totals,
+      stalls: stallsOf(slow),
     };
   }
 
