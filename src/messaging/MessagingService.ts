@@ -1,4 +1,3 @@
-import { v7 as uuidv7 } from "uuid";
 import type { Clock } from "../clock";
 import type { Logger } from "../log";
 import { AppError, type ConversationSummary, type HistoryResult, type MediaAttachment, type Message, type SendResult } from "../protocol";
@@ -12,10 +11,12 @@ import {
   type MessagingMetrics,
   type Notifier,
   type OwnCopy,
+  type PartitionReport,
   type SendTarget,
   type StatusChange,
 } from "./ports";
 import { LiveDelivery } from "./LiveDelivery";
+import { messageIdAt } from "./messageIds";
 import type { StatusStream } from "./StatusStream";
 import { noSuchConversation, notAMember } from "./routing";
 
@@ -47,7 +48,7 @@ export class MessagingService {
     private readonly notifier: Notifier,
     private readonly clock: Clock,
     private readonly options: MessagingOptions,
-    log: Logger,
+    private readonly log: Logger,
     private readonly metrics: MessagingMetrics,
     /** Seals the cursors of live `message:status` events; sweeps the stream with the messages. */
     private readonly stream: StatusStream,
@@ -75,7 +76,7 @@ export class MessagingService {
     return this.commit(origin, {
       kind: "text",
       media,
-      id: uuidv7(),
+      id: messageIdAt(createdAt),
       from,
       clientMsgId: cmd.clientMsgId,
       target: cmd.target,
@@ -92,14 +93,15 @@ export class MessagingService {
    */
   async entry(from: string, kind: EntryKind, cmd: EntryCommand, origin?: string): Promise<SendResult> {
     if (kind === "edit") this.checkLength(cmd.content);
+    const createdAt = this.clock.now();
     return this.commit(origin, {
       kind,
-      id: uuidv7(),
+      id: messageIdAt(createdAt),
       from,
       clientMsgId: cmd.clientMsgId,
       refId: cmd.messageId,
       content: kind === "delete" ? "" : cmd.content,
-      createdAt: this.clock.now(),
+      createdAt,
       windowMs: kind === "edit" ? this.options.editWindowMs : kind === "delete" ? this.options.deleteWindowMs : null,
     });
   }
@@ -243,16 +245,30 @@ export class MessagingService {
     );
   }
 
+  private logPartitions(report: PartitionReport): void {
+    if (report.created.length > 0) this.log.info({ partitions: report.created }, "message partitions created ahead");
+    for (const d of report.dropped) this.log.info({ partition: d.name, messages: d.messages }, "expired message partition dropped");
+    if (report.handDropped.length > 0) {
+      this.log.warn({ partitions: report.handDropped }, "message partitions dropped outside the sweep: their messages are gone as if expired");
+    }
+    if (report.movedFromDefault > 0) {
+      this.log.warn({ messages: report.movedFromDefault }, "messages written while their day had no partition moved into it");
+    }
+  }
+
   /**
-   * Removes expired messages in bounded batches, then their status stream changes (which
+   * Drops the message partitions whose rows all expired and creates those of the days
+   * ahead, removes the other expired rows in bounded batches, then their status stream changes (which
    * live as long as their message); returns how many messages went.
    */
   async sweepExpired(batchSize = 1000, maxBatches = 100): Promise<number> {
-    let total = 0;
+    const report = await this.store.maintainPartitions(this.clock.now());
+    this.logPartitions(report);
+    let total = report.dropped.reduce((n, d) => n + d.messages, 0);
     for (let i = 0; i < maxBatches; i++) {
-      const n = await this.store.deleteExpired(this.clock.now(), batchSize);
-      total += n;
-      if (n < batchSize) break;
+      const { messages, keys } = await this.store.deleteExpired(this.clock.now(), batchSize);
+      total += messages;
+      if (messages < batchSize && keys < batchSize) break;
     }
     await this.stream.sweepExpired(batchSize, maxBatches);
     return total;

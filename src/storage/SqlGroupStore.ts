@@ -124,6 +124,11 @@ export class SqlGroupStore implements GroupStore {
        VALUES (?, ?, ?, ?, NULL, ?, '', ?, ?, 'group', ?::jsonb)`,
       [req.id, req.conversationId, seq, req.from, req.clientMsgId, req.createdAt, req.expiresAt, JSON.stringify(plan.change)],
     );
+    // The global idempotency key: a concurrent retry of this change fails here (UNIQUE_VIOLATION).
+    await trx.raw(
+      `INSERT INTO message_idempotency (from_user_id, client_msg_id, message_id, expires_at) VALUES (?, ?, ?, ?)`,
+      [req.from, req.clientMsgId, req.id, req.expiresAt],
+    );
     const recipients = [...plan.recipients].sort();
     if (recipients.length > 0) {
       await trx.raw(
@@ -138,10 +143,14 @@ export class SqlGroupStore implements GroupStore {
 
 async function findStored(q: Knex | Knex.Transaction, req: { from: string; clientMsgId: string }): Promise<Message | null> {
   const [row] = rowsOf<MessageRow>(
-    await q.raw(`SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE m.from_user_id = ? AND m.client_msg_id = ?`, [
-      req.from,
-      req.clientMsgId,
-    ]),
+    await q.raw(
+      `SELECT ${MESSAGE_COLUMNS} FROM message_idempotency k JOIN messages m ON m.message_id = k.message_id
+       WHERE k.from_user_id = ? AND k.client_msg_id = ?`,
+      [
+        req.from,
+        req.clientMsgId,
+      ],
+    ),
   );
   return row ? toMessage(row) : null;
 }

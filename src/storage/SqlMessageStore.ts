@@ -6,17 +6,20 @@ import type {
   HistoryQuery,
   MessageStore,
   NewGroup,
+  PartitionReport,
   StatusChange,
 } from "../messaging/ports";
 import { directKey } from "../messaging/routing";
 import { appendBatch } from "./append/appendBatch";
 import { LostDuplicateRace, TargetChanged } from "./append/errors";
+import { forgetGoneOriginals } from "./append/reads";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
 import { backlogPage, departedFrom, historyPage, membersOf, undelivered, visibilityOf } from "./messageReads";
 import type { Visibility } from "../messaging/groupPorts";
 import { runPrepared, statement } from "./prepared";
 import { markReceipts, type ReceiptRequest } from "./receipts";
 import { rowsOf } from "./rows";
+import { SqlPartitions } from "./partitions";
 import { GroupCommit, type BatchOutcome } from "./GroupCommit";
 import { asStorageError, unavailableOnDbError } from "./unavailable";
 
@@ -77,6 +80,7 @@ export class SqlMessageStore implements MessageStore {
   private readonly newUsers: GroupCommit<string, void>;
   private readonly hot: Knex;
   private readonly pushDelayMs: number | undefined;
+  private readonly partitions: SqlPartitions;
 
   constructor(
     private readonly db: Knex,
@@ -84,6 +88,7 @@ export class SqlMessageStore implements MessageStore {
   ) {
     this.hot = options.hotPath ?? db;
     this.pushDelayMs = options.pushDelayMs;
+    this.partitions = new SqlPartitions(db);
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
     this.appends = new GroupCommit((reqs) => this.appendMany(reqs), {
       ...batching,
@@ -146,6 +151,9 @@ export class SqlMessageStore implements MessageStore {
         const retryable =
           err instanceof LostDuplicateRace || err instanceof TargetChanged || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
         if (retryable && attempt < 5) {
+          // A key whose message went with a hand-dropped partition would lose every race: forget it.
+          // Best effort: if this fails too, the next attempt reports the database's state.
+          if (err instanceof LostDuplicateRace) await forgetGoneOriginals(this.db, reqs).catch(() => {});
           // Keep only what an earlier statement of the batch committed; the rest is judged again.
           outcomes.forEach((o, i) => {
             if (!o.ok || o.value.duplicate) delete outcomes[i];
@@ -207,23 +215,12 @@ export class SqlMessageStore implements MessageStore {
     return unavailableOnDbError(() => insertGroup(this.db, req));
   }
 
-  /**
-   * Any `limit` expired messages, not the oldest first: expires_at has a BRIN index (cheap
-   * on every insert), whose scan returns the expired rows in table order, so the LIMIT stops
-   * early instead of sorting every expired row of a long backlog on each round.
-   */
-  deleteExpired(now: Date, limit: number): Promise<number> {
-    return unavailableOnDbError(async () => {
-      const rows = rowsOf<{ message_id: string }>(
-        await this.db.raw(
-          `DELETE FROM messages WHERE message_id IN (
-             SELECT message_id FROM messages WHERE expires_at <= ? LIMIT ?
-           ) RETURNING message_id`,
-          [now, limit],
-        ),
-      );
-      return rows.length;
-    });
+  maintainPartitions(now: Date): Promise<PartitionReport> {
+    return unavailableOnDbError(() => this.partitions.maintain(now));
+  }
+
+  deleteExpired(now: Date, limit: number): Promise<{ messages: number; keys: number }> {
+    return unavailableOnDbError(() => this.partitions.deleteExpired(now, limit));
   }
 
   ping(): Promise<void> {
