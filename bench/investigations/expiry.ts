@@ -28,7 +28,8 @@ import { ADMIN_URL } from "../../test/helpers/database";
 import { ROOT } from "../lib/procs";
 import { renderSection, type Section } from "../lib/table";
 
-const SWEPT = ["messages", "message_delivery", "status_stream", "push_outbox"];
+/** The tables the sweep deletes from (message_idempotency: on the partitioned schema). */
+let SWEPT = ["messages", "message_delivery", "status_stream", "push_outbox", "message_idempotency"];
 
 type Sizes = Record<string, { total: number; heap: number; indexes: number; live: number; dead: number; lastVacuum: string | null; lastAutovacuum: string | null }>;
 
@@ -92,6 +93,7 @@ async function main(): Promise<void> {
   }
   const db = new Client({ connectionString: url });
   await db.connect();
+  SWEPT = (await db.query<{ t: string }>(`SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL`, [SWEPT])).rows.map((r) => r.t);
   const env = { DATABASE_URL: url, PORT: "0", HOST: "127.0.0.1", AUTH_MODE: "dev", LOG_LEVEL: "warn", EXPIRY_SWEEP_INTERVAL_MS: "86400000", DATABASE_TIMEOUT_MS: "600000" };
   const ticks = await startTicks(loadConfig(env));
   try {

@@ -23,10 +23,14 @@
  * - for every `streamEvery`-th seq that was read (1, 11, 21, … for 10), its status stream rows: the sender's
  *   `delivered` and `read` by each recipient, and each recipient's own `read`.
  *
+ * On the partitioned schema (bench/lib/seedPartitions.ts) the seeded days get their day
+ * partitions first, and `message_idempotency` its rows.
+ *
  * `prefix` names the users and clientMsgIds, so two seeds (e.g. an expired one and a live
  * one) can go into the same database.
  */
 import { Client } from "pg";
+import { ensureDayPartitions, isPartitioned } from "./seedPartitions";
 
 export type SeedOptions = {
   messages: number;
@@ -56,26 +60,34 @@ export type SeedResult = {
   loadSeconds: number;
 };
 
-const TABLES = ["users", "conversations", "conversation_members", "messages", "message_delivery", "status_stream", "pushkeys"];
+const TABLES = ["users", "conversations", "conversation_members", "messages", "message_delivery", "status_stream", "pushkeys", "message_idempotency"];
 
-/** Indexes that back no constraint, and constraints other than NOT NULL/CHECK, on the seeded tables. */
-async function droppables(c: Client): Promise<{ indexes: { name: string; def: string }[]; constraints: { table: string; name: string; def: string; type: string }[] }> {
+/**
+ * Indexes that back no constraint, and constraints other than NOT NULL/CHECK, on the seeded
+ * tables (those that exist) and their partitions. A partition's index or key attached to its
+ * parent's goes and comes back with the parent's.
+ */
+async function droppables(c: Client): Promise<{ tables: string[]; indexes: { name: string; def: string }[]; constraints: { table: string; name: string; def: string; type: string }[] }> {
+  const tables = (await c.query<{ t: string }>(`SELECT t FROM unnest($1::text[]) AS t WHERE to_regclass(t) IS NOT NULL`, [TABLES])).rows.map((r) => r.t);
+  const rels = `(SELECT relid FROM unnest($1::regclass[]) AS t(r), pg_partition_tree(t.r))`;
   const indexes = await c.query<{ name: string; def: string }>(
     `SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
-     FROM pg_index i WHERE i.indrelid = ANY($1::regclass[])
-       AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)`,
-    [TABLES],
+     FROM pg_index i WHERE i.indrelid IN ${rels}
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+       AND NOT EXISTS (SELECT 1 FROM pg_inherits h WHERE h.inhrelid = i.indexrelid)`,
+    [tables],
   );
   // Foreign keys referencing or held by the seeded tables; then unique and primary keys.
   const constraints = await c.query<{ table: string; name: string; def: string; type: string }>(
     `SELECT k.conrelid::regclass::text AS table, k.conname AS name, pg_get_constraintdef(k.oid) AS def, k.contype AS type
      FROM pg_constraint k
      WHERE k.contype IN ('f', 'u', 'p') AND k.conparentid = 0
-       AND (k.conrelid = ANY($1::regclass[]) OR k.confrelid = ANY($1::regclass[]))
+       AND (k.conrelid IN ${rels} OR k.confrelid IN ${rels})
      ORDER BY (k.contype = 'f') DESC`,
-    [TABLES],
+    [tables],
   );
-  return { indexes: indexes.rows, constraints: constraints.rows };
+  // A partitioned index's definition reads "ON ONLY parent": built that way it would not cover the partitions.
+  return { tables, indexes: indexes.rows.map((i) => ({ ...i, def: i.def.replace(" ON ONLY ", " ON ") })), constraints: constraints.rows };
 }
 
 /** The seed's conversations and their members, in temp tables the message insert joins. */
@@ -221,7 +233,13 @@ export async function seedHistory(url: string, options: SeedOptions): Promise<Se
   try {
     await c.query("SET maintenance_work_mem = '256MB'");
     await c.query("SET work_mem = '64MB'");
-    const { indexes, constraints } = await droppables(c);
+    const partitioned = await isPartitioned(c);
+    if (partitioned) {
+      const day = 86_400_000;
+      const created = await ensureDayPartitions(c, url, Date.now() - o.fromDaysAgo * day, Date.now() - o.toDaysAgo * day + 60_000);
+      log(`seed: ${created.length / 2} day partitions created in messages and message_delivery`);
+    }
+    const { tables, indexes, constraints } = await droppables(c);
     // Foreign keys first (they depend on the keys), then unique/primary keys, then indexes.
     for (const k of constraints) await c.query(`ALTER TABLE ${k.table} DROP CONSTRAINT ${k.name}`);
     for (const i of indexes) await c.query(`DROP INDEX ${i.name}`);
@@ -234,6 +252,13 @@ export async function seedHistory(url: string, options: SeedOptions): Promise<Se
     await c.query("ANALYZE messages; ANALYZE conversation_members");
     log(`seed: ${o.messages} messages at ${at()}`);
     const { deliveryRows, streamRows } = await seedReceipts(c, o);
+    if (tables.includes("message_idempotency")) {
+      // The partitioned schema keeps (sender, clientMsgId) → message here (migration 20261202130000).
+      await c.query(
+        `INSERT INTO message_idempotency (from_user_id, client_msg_id, message_id, expires_at)
+         SELECT from_user_id, client_msg_id, message_id, expires_at FROM messages WHERE client_msg_id LIKE '${o.prefix}-%'`,
+      );
+    }
     const loadSeconds = (performance.now() - tLoad) / 1000;
     log(`seed: ${deliveryRows} delivery rows, ${streamRows} status stream rows at ${at()}; rebuilding keys and indexes`);
     await c.query("DROP TABLE seed_members; DROP TABLE seed_conv");
@@ -241,7 +266,7 @@ export async function seedHistory(url: string, options: SeedOptions): Promise<Se
     for (const k of [...constraints].reverse()) await c.query(`ALTER TABLE ${k.table} ADD CONSTRAINT ${k.name} ${k.def}`);
     for (const i of indexes) await c.query(i.def);
     log(`seed: keys and indexes rebuilt at ${at()}; VACUUM (FREEZE, ANALYZE), CHECKPOINT`);
-    await c.query(`VACUUM (FREEZE, ANALYZE) ${TABLES.join(", ")}`);
+    await c.query(`VACUUM (FREEZE, ANALYZE) ${tables.join(", ")}`);
     await c.query("CHECKPOINT");
     return { messages: o.messages, conversations: o.conversations, groups, users, deliveryRows, streamRows, seconds: (performance.now() - t0) / 1000, loadSeconds };
   } finally {
