@@ -50,10 +50,15 @@ export function uuidBound(ms: number): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-0000-0000-000000000000`;
 }
 
-const dayName = (ms: number) => new Date(ms).toISOString().slice(0, 10).replace(/-/g, "");
+/** `p20261202` for a whole day, `p20261202_153000123` for one that starts later (the first). */
+function partitionSuffix(from: number): string {
+  const iso = new Date(from).toISOString();
+  const day = `p${iso.slice(0, 10).replace(/-/g, "")}`;
+  return from % DAY_MS === 0 ? day : `${day}_${iso.slice(11, 23).replace(/[:.]/g, "")}`;
+}
 
 async function createDay(knex: Knex, from: number, to: number): Promise<void> {
-  const suffix = `p${dayName(from)}`;
+  const suffix = partitionSuffix(from);
   const [lo, hi] = [uuidBound(from), uuidBound(to)];
   await knex.raw(`CREATE TABLE messages_${suffix} PARTITION OF messages FOR VALUES FROM ('${lo}') TO ('${hi}')`);
   await knex.raw(`CREATE UNIQUE INDEX messages_${suffix}_conversation_seq ON messages_${suffix} (conversation_id, seq)`);

@@ -237,7 +237,7 @@ export async function seedHistory(url: string, options: SeedOptions): Promise<Se
     if (partitioned) {
       const day = 86_400_000;
       const created = await ensureDayPartitions(c, url, Date.now() - o.fromDaysAgo * day, Date.now() - o.toDaysAgo * day + 60_000);
-      log(`seed: ${created.length / 2} day partitions created in messages and message_delivery`);
+      log(`seed: ${created.length} day partitions created in messages and message_delivery`);
     }
     const { tables, indexes, constraints } = await droppables(c);
     // Foreign keys first (they depend on the keys), then unique/primary keys, then indexes.

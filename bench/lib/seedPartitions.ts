@@ -1,8 +1,8 @@
 /**
  * The seed on a partitioned schema (migration 20261202130000: `messages` and
  * `message_delivery` range-partitioned by day on message_id, src/storage/partitions.ts):
- * before the rows go in, every day they fall on gets its partition in both tables, named
- * and indexed as the expiry sweep names and indexes the days it creates, so the seeded
+ * before the rows go in, every day they fall on gets its partition in both tables, made by
+ * the sweep's own ensureDays() (src/storage/partitions.ts), so the seeded
  * database looks like one that ran the partitioned schema through those days.
  *
  * A freshly migrated database has an (empty) legacy partition from MINVALUE to the
@@ -10,19 +10,13 @@
  * dropped with its twin; one that holds rows stops the seed.
  */
 import type { Client } from "pg";
-import { DAY_MS, listPartitions, uuidBound } from "../../src/storage/partitions";
+import { DAY_MS, ensureDays, listPartitions } from "../../src/storage/partitions";
 import { createDatabase } from "../../src/storage/database";
 
 export async function isPartitioned(c: Client): Promise<boolean> {
   const { rows } = await c.query<{ kind: string }>(`SELECT relkind AS kind FROM pg_class WHERE oid = to_regclass('messages')`);
   return rows[0]?.kind === "p";
 }
-
-const dayName = (ms: number) => {
-  const iso = new Date(ms).toISOString();
-  const day = iso.slice(0, 10).replace(/-/g, "");
-  return ms % DAY_MS === 0 ? day : `${day}_${iso.slice(11, 23).replace(/[:.]/g, "")}`;
-};
 
 /** Day partitions covering [fromMs, toMs) in both tables; returns the names created. */
 export async function ensureDayPartitions(c: Client, url: string, fromMs: number, toMs: number): Promise<string[]> {
@@ -42,26 +36,11 @@ export async function ensureDayPartitions(c: Client, url: string, fromMs: number
     await c.query(`DROP TABLE "${p.name}"${twin ? `, "${twin.name}"` : ""}`);
     parts = parts.filter((x) => x !== p && x !== twin);
   }
-  const covered = parts.filter((p) => p.table === "messages").sort((a, b) => a.lo - b.lo);
-  const created: string[] = [];
-  for (let at = from; at < to; ) {
-    const inside = covered.find((p) => p.lo <= at && p.hi > at);
-    if (inside) {
-      at = inside.hi;
-      continue;
-    }
-    const next = covered.find((p) => p.lo > at);
-    const end = Math.min(Math.floor(at / DAY_MS) * DAY_MS + DAY_MS, next?.lo ?? Infinity, to);
-    const [lo, hi] = [uuidBound(at), uuidBound(end)];
-    for (const table of ["messages", "message_delivery"]) {
-      // The migration names its partial first day by the day alone: a piece of that day before it gets the time too.
-      const taken = (await c.query(`SELECT to_regclass($1) IS NOT NULL AS t`, [`${table}_p${dayName(at)}`])).rows[0].t as boolean;
-      const name = `${table}_p${dayName(at)}${taken ? `_${new Date(at).toISOString().slice(11, 23).replace(/[:.]/g, "")}` : ""}`;
-      await c.query(`CREATE TABLE ${name} PARTITION OF ${table} FOR VALUES FROM ('${lo}') TO ('${hi}')`);
-      if (table === "messages") await c.query(`CREATE UNIQUE INDEX ON ${name} (conversation_id, seq)`);
-      created.push(name);
-    }
-    at = end;
+  // As the sweep makes the days it creates (src/storage/partitions.ts).
+  const db = createDatabase({ kind: "postgres", url });
+  try {
+    return (await ensureDays(db, from, to)).created;
+  } finally {
+    await db.destroy();
   }
-  return created;
 }

@@ -113,7 +113,7 @@ async function createRange(db: Knex, tables: readonly Table[], from: number, to:
     for (const table of tables) {
       const name = quote(partitionName(table, from));
       await trx.raw(`CREATE TABLE ${name} (LIKE ${table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`);
-      if (table === "messages") await trx.raw(`CREATE UNIQUE INDEX ON ${name} (conversation_id, seq)`);
+      if (table === "messages") await trx.raw(`CREATE UNIQUE INDEX ${quote(`${partitionName(table, from)}_conversation_seq`)} ON ${name} (conversation_id, seq)`);
       const rows = rowsOf<{ n: unknown }>(
         await trx.raw(
           `WITH moved AS (DELETE FROM ${table}_default WHERE message_id >= ? AND message_id < ? RETURNING *),
@@ -155,6 +155,34 @@ async function dropIfExpired(db: Knex, part: Partition, twin: Partition | undefi
   });
 }
 
+/**
+ * A partition for every day of [from, to) that none covers (a piece of a day where a
+ * partition covers the rest), moving in what DEFAULT caught for it. Used by the sweep for
+ * today and the days ahead, and by bench/lib/seed.ts for a seeded history.
+ */
+export async function ensureDays(
+  db: Knex,
+  from: number,
+  to: number,
+  parts?: Partition[],
+): Promise<{ created: string[]; moved: number }> {
+  const existing = (parts ?? (await listPartitions(db))).filter((p) => p.table === "messages" && !p.isDefault);
+  const made = { created: [] as string[], moved: 0 };
+  for (const [start, end] of gaps(from, to, existing)) {
+    // One partition per day, however the gap is cut.
+    for (let at = start; at < end; ) {
+      const stop = Math.min(end, Math.floor(at / DAY_MS) * DAY_MS + DAY_MS);
+      const moved = await createRange(db, TABLES, at, stop);
+      if (moved !== null) {
+        made.created.push(partitionName("messages", at));
+        made.moved += moved;
+      }
+      at = stop;
+    }
+  }
+  return made;
+}
+
 export class SqlPartitions {
   /** Partitions this process saw last round, by name, with their upper bound. */
   private seen = new Map<string, number>();
@@ -173,7 +201,7 @@ export class SqlPartitions {
     for (const table of TABLES) {
       if (!parts.some((p) => p.table === table && p.isDefault)) {
         await this.db.raw(`CREATE TABLE ${table}_default PARTITION OF ${table} DEFAULT`);
-        if (table === "messages") await this.db.raw(`CREATE UNIQUE INDEX ON messages_default (conversation_id, seq)`);
+        if (table === "messages") await this.db.raw(`CREATE UNIQUE INDEX messages_default_conversation_seq ON messages_default (conversation_id, seq)`);
         report.handDropped.push(`${table}_default`);
         report.created.push(`${table}_default`);
       }
@@ -200,17 +228,9 @@ export class SqlPartitions {
 
     // Today and the days ahead.
     const today = Math.floor(nowMs / DAY_MS) * DAY_MS;
-    const messageParts = () => parts.filter((p) => p.table === "messages" && !p.isDefault);
-    for (const [from, to] of gaps(today, today + (AHEAD_DAYS + 1) * DAY_MS, messageParts())) {
-      // One partition per day, however the gap is cut.
-      for (let at = from; at < to; at = Math.min(to, Math.floor(at / DAY_MS) * DAY_MS + DAY_MS)) {
-        const end = Math.min(to, Math.floor(at / DAY_MS) * DAY_MS + DAY_MS);
-        const moved = await createRange(this.db, TABLES, at, end);
-        if (moved === null) continue;
-        report.created.push(partitionName("messages", at));
-        report.movedFromDefault += moved;
-      }
-    }
+    const made = await ensureDays(this.db, today, today + (AHEAD_DAYS + 1) * DAY_MS, parts);
+    report.created.push(...made.created);
+    report.movedFromDefault += made.moved;
     parts = await listPartitions(this.db);
 
     // Past partitions whose rows all expired.
