@@ -33,8 +33,9 @@ async function main(): Promise<void> {
   const o = new Command()
     .requiredOption("--template <db>", "a seeded database at the old schema (copied; the copy is migrated)")
     .option("--keep", "keep the migrated copy")
+    .option("--keep-as <db>", "keep the migrated copy under this name (e.g. a template for the history scenario)")
     .parse()
-    .opts<{ template: string; keep?: boolean }>();
+    .opts<{ template: string; keep?: boolean; keepAs?: string }>();
   const admin = new Client({ connectionString: ADMIN_URL });
   await admin.connect();
   const name = `${o.template}_mig_${randomBytes(3).toString("hex")}`;
@@ -108,7 +109,10 @@ async function main(): Promise<void> {
   } finally {
     await reader.end();
     await sampler.end();
-    if (!o.keep) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    if (o.keepAs) {
+      await admin.query(`ALTER DATABASE ${name} RENAME TO ${o.keepAs}`);
+      console.error(`kept as ${o.keepAs}`);
+    } else if (!o.keep) await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     else console.error(`kept ${name}`);
     await admin.end();
   }
