@@ -9,8 +9,7 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { Client } from "pg";
-import type { Stall } from "./load";
-import { sleep } from "./stats";
+import { sleep, type Stall } from "./stats";
 
 export type Busy = { db: string | null; type: string; wait: string | null; ms: number; query: string };
 export type Sample = { at: number; lsn: string; checkpoints: number; buffersCheckpoint: number; buffersBackendFsync: number; loadavg1: number; busy: Busy[] };
