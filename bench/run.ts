@@ -86,6 +86,8 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
     .option("--pm2-instances <list>", "PM2 worker counts to compare", "1,2")
     .option("--history-messages <n>", "messages seeded for the history scenario", positiveInt("history-messages"), 5_000_000)
     .option("--history-conversations <n>", "conversations they are spread over", positiveInt("history-conversations"), 50_000)
+    .option("--history-template <db>", "history: copy this seeded database (bench/investigations/seed.ts) instead of seeding")
+    .option("--pg-diagnostics", "history: sample PostgreSQL every 100 ms and log slow statements and their plans, to explain stalls")
     .option("--redis-url <url>", "the Redis of the adapters scenario", "redis://127.0.0.1:6379")
     .option("--slow-messages <n>", "messages of 4 KB to the device that stops reading (slow)", positiveInt("slow-messages"), 50_000)
     .option("--slow-warmup <n>", "warm-up messages to a device that reads, before (slow)", positiveInt("slow-warmup"), 10_000)
@@ -138,6 +140,8 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
       pm2Instances,
       historyMessages: o.historyMessages,
       historyConversations: o.historyConversations,
+      historyTemplate: o.historyTemplate ?? null,
+      pgDiagnostics: Boolean(o.pgDiagnostics),
       redisUrl: o.redisUrl,
       slowMessages: o.slowMessages,
       slowWarmup: o.slowWarmup,

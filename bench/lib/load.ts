@@ -17,7 +17,7 @@
  */
 import type { Message, StatusUpdate } from "../../src/protocol/events";
 import { clientSocket, connectSocket, type ClientSocket } from "../../test/helpers/socket";
-import { sleep, summarize, type Summary } from "./stats";
+import { sleep, STALL_MS, stallsOf, summarize, type Stall, type Summary } from "./stats";
 export type AuthFor = (userId: string) => Record<string, unknown> | Promise<Record<string, unknown>>;
 export type Mode = { kind: "max" } | { kind: "paced"; rate: number };
 
@@ -70,7 +70,10 @@ export type LoadStats = {
   loadgenCpuPct: number;
   /** Over the generator's whole life (warm-ups too): successful acks, deliveries, receipts. */
   totals: { ackedOk: number; delivered: number; statusDelivered: number };
+  /** When acks were slow (≥ STALL_MS): runs of such sends, by wall-clock time, worst first. */
+  stalls: Stall[];
 };
+
 
 export type LoadOptions = {
   url: string;
@@ -284,6 +287,7 @@ export class LoadGen {
     const ack: number[] = [];
     const delivery: number[] = [];
     const status: number[] = [];
+    const slow: [number, number][] = [];
     let sends = 0;
     let acked = 0;
     let delivered = 0;
@@ -301,8 +305,10 @@ export class LoadGen {
       if (inWindow(rec.status)) lifecycles++;
       if (!inWindow(rec.scheduled)) continue;
       sends++;
-      if (rec.acked) ack.push(rec.acked - rec.scheduled);
-      else incomplete.ack++;
+      if (rec.acked) {
+        ack.push(rec.acked - rec.scheduled);
+        if (rec.acked - rec.scheduled >= STALL_MS) slow.push([rec.scheduled, rec.acked - rec.scheduled]);
+      } else incomplete.ack++;
       if (rec.failed) {
         errors++;
         errorCodes[rec.error!] = (errorCodes[rec.error!] ?? 0) + 1;
@@ -337,6 +343,7 @@ export class LoadGen {
       disconnects: this.disconnects,
       loadgenCpuPct: (cpuMs / windowMs) * 100,
       totals,
+      stalls: stallsOf(slow),
     };
   }
 

@@ -22,4 +22,31 @@ export function round(value: number | null | undefined, digits = 2): number | nu
   return Math.round(value * f) / f;
 }
 
+/** An ack this late (from the scheduled or actual send) counts towards a stall episode. */
+export const STALL_MS = 100;
+/** Slow sends this close together (by scheduled time) belong to one episode. */
+const STALL_GAP_MS = 250;
+
+/** Slow sends scheduled from `from` to `to` (ISO wall-clock times), and the slowest ack among them. */
+export type Stall = { from: string; to: string; sends: number; worstAckMs: number };
+
+/** Groups (scheduled time, ack latency) pairs into episodes; the 10 worst. */
+export function stallsOf(slow: [number, number][]): Stall[] {
+  slow.sort((a, b) => a[0] - b[0]);
+  const episodes: { from: number; to: number; sends: number; worst: number }[] = [];
+  for (const [at, ms] of slow) {
+    const last = episodes.at(-1);
+    if (last && at - last.to <= STALL_GAP_MS) {
+      last.to = at;
+      last.sends++;
+      last.worst = Math.max(last.worst, ms);
+    } else episodes.push({ from: at, to: at, sends: 1, worst: ms });
+  }
+  const wall = (t: number) => new Date(performance.timeOrigin + t).toISOString();
+  return episodes
+    .sort((a, b) => b.worst - a.worst)
+    .slice(0, 10)
+    .map((e) => ({ from: wall(e.from), to: wall(e.to), sends: e.sends, worstAckMs: Math.round(e.worst) }));
+}
+
 export { sleep } from "../../test/helpers/wait";

@@ -22,6 +22,10 @@ export type BenchOptions = {
   /** Messages (and conversations) seeded for the history scenario. */
   historyMessages: number;
   historyConversations: number;
+  /** A seeded database the history scenario copies instead of seeding (bench/investigations/seed.ts). */
+  historyTemplate: string | null;
+  /** History: sample the whole PostgreSQL server and log slow statements, to explain stalls. */
+  pgDiagnostics: boolean;
   /** The Redis of the adapters scenario (each adapter gets its own key prefix). */
   redisUrl: string;
   /** Messages of 4 KB sent to the device that stopped reading (slow scenario). */
