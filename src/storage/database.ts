@@ -43,10 +43,12 @@ function timeouts(database: { timeoutMs?: number }) {
 }
 
 /** A pg pool of up to `max` connections to DATABASE_URL, under DATABASE_TIMEOUT_MS (see timeouts). */
-function pgPool(database: { url: string; timeoutMs?: number }, max: number, options?: string): Knex.Config {
+function pgPool(database: { url: string; timeoutMs?: number }, max: number, options = ""): Knex.Config {
   return {
     client: "pg",
-    connection: { connectionString: database.url, ...timeouts(database), ...(options ? { options } : {}) },
+    // JIT never pays for Ticks' statements (key probes and short pages), and a plan costed
+    // on missing statistics JIT-compiled every append (1.5 s each; docs/benchmarks.md).
+    connection: { connectionString: database.url, ...timeouts(database), options: `-c jit=off ${options}`.trim() },
     pool: { min: 0, max },
     ...(database.timeoutMs ? { acquireConnectionTimeout: database.timeoutMs * 2 } : {}),
   };
