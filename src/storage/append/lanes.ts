@@ -1,0 +1,33 @@
+import type { AppendRequest } from "../../messaging/ports";
+import { directKey } from "../../messaging/routing";
+
+/**
+ * Write lanes: appends run in several group commits at once (APPEND_LANES), each with one
+ * batch in flight and its own share of the conversations, chosen by a hash of the
+ * conversation's key. One conversation's sends always go through the same lane, so they
+ * commit in the order they arrived on this node, while the other lanes' batches run
+ * beside it: a slow or failing batch holds only its own lane.
+ *
+ * What the key is, as far as it is known before the write: a direct conversation by its
+ * sorted pair (so a first message, whose conversation does not exist yet, has its lane
+ * too), a given conversation by its id, and an edit, delete or reaction, whose
+ * conversation is only known after its read, by the message it acts on (so entries of one
+ * message keep their order; an entry can only follow its message's commit anyway).
+ */
+export const conversationKey = (req: AppendRequest): string =>
+  req.kind !== "text"
+    ? `entry ${req.refId}`
+    : "to" in req.target
+      ? `direct ${directKey(req.from, req.target.to)}`
+      : `id ${req.target.conversationId}`;
+
+/** The lane of `key` among `lanes`: FNV-1a (32 bits) of its UTF-16 units, modulo. */
+export function laneOf(key: string, lanes: number): number {
+  if (lanes <= 1) return 0;
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    hash ^= key.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return (hash >>> 0) % lanes;
+}
