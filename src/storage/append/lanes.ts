@@ -21,7 +21,11 @@ export const conversationKey = (req: AppendRequest): string =>
       ? `direct ${directKey(req.from, req.target.to)}`
       : `id ${req.target.conversationId}`;
 
-/** The lane of `key` among `lanes`: FNV-1a (32 bits) of its UTF-16 units, modulo. */
+/**
+ * The lane of `key` among `lanes`: FNV-1a (32 bits) of its UTF-16 units, then murmur3's
+ * finaliser, modulo. Without the finaliser the low bits of FNV-1a depend only on the low
+ * bits of the characters, and a modulo by a small power of two put most keys in one lane.
+ */
 export function laneOf(key: string, lanes: number): number {
   if (lanes <= 1) return 0;
   let hash = 0x811c9dc5;
@@ -29,5 +33,10 @@ export function laneOf(key: string, lanes: number): number {
     hash ^= key.charCodeAt(i);
     hash = Math.imul(hash, 0x01000193);
   }
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x85ebca6b);
+  hash ^= hash >>> 13;
+  hash = Math.imul(hash, 0xc2b2ae35);
+  hash ^= hash >>> 16;
   return (hash >>> 0) % lanes;
 }
