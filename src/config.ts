@@ -23,9 +23,9 @@ const envSchema = z.object({
   /**
    * Write lanes: append batches in flight at once, each for its own share of the
    * conversations (storage/append/lanes.ts); each adds a hot-path connection. PGlite: 1.
-   * @default 4
+   * @default 2
    */
-  APPEND_LANES: int(1, 64).default(4),
+  APPEND_LANES: int(1, 64).default(2),
   /** A PostgreSQL query or connect unanswered this long fails (UNAVAILABLE) instead of hanging. @default 5000 */
   DATABASE_TIMEOUT_MS: int(100).default(5000),
   /** Where the embedded PGlite database lives when DATABASE_URL is unset. @default "./data" */
