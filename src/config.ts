@@ -18,7 +18,7 @@ const envSchema = z.object({
   HOST: z.string().default("0.0.0.0"),
   /** PostgreSQL URL. Unset: an embedded PGlite database under DATA_DIR (one process only). */
   DATABASE_URL: z.string().url().optional(),
-  /** Connections in each process's main PostgreSQL pool; the hot path adds 4 (docs/scaling.md). @default 10 */
+  /** Connections in each process's main PostgreSQL pool; the hot path adds APPEND_LANES + 3 (docs/scaling.md). @default 10 */
   DATABASE_POOL_MAX: int(1, 1000).default(10),
   /**
    * Write lanes: append batches in flight at once, each for its own share of the

@@ -30,9 +30,10 @@ export function createDatabase(database: Config["database"], log?: Logger): Data
 }
 
 /**
- * The hot path's pool, on top of DATABASE_POOL_MAX (docs/scaling.md's budget): one
- * connection per write lane, so a lane whose batch waits (a lock, a slow commit) never
- * keeps the others from theirs, and these for receipts, backlog pages and new users.
+ * The hot path's pool, on top of DATABASE_POOL_MAX (docs/scaling.md's budget): room for
+ * every write lane's batch at once, so a lane whose batch waits (a lock, a slow commit)
+ * does not leave the others queueing for a connection, plus these for receipts, backlog
+ * pages and new users.
  */
 export const HOT_PATH_SHARED_CONNECTIONS = 3;
 
