@@ -13,6 +13,11 @@ import { directKey } from "../../messaging/routing";
  * too), a given conversation by its id, and an edit, delete or reaction, whose
  * conversation is only known after its read, by the message it acts on (so entries of one
  * message keep their order; an entry can only follow its message's commit anyway).
+ *
+ * So a direct conversation addressed by `to` and by its id takes two lanes, and an entry
+ * another lane than its conversation's messages: those, in flight at once, have no order
+ * between them (docs/protocol.md, "Ordering and gaps"). Mapping ids to pairs would need a
+ * lookup before every send, or a cache that is cold after a restart.
  */
 export const conversationKey = (req: AppendRequest): string =>
   req.kind !== "text"
