@@ -78,7 +78,7 @@ describe("message:history and conversation:list", () => {
     expect(carols.conversations[0]!.unread).to.equal(0);
     // Someone with no conversations gets an empty list.
     const nobody = await device(uniqueId("nobody"));
-    expect(await nobody.request("conversation:list", {})).to.deep.equal({ ok: true, conversations: [] });
+    expect(await nobody.request("conversation:list", {})).to.deep.equal({ ok: true, conversations: [], hasMore: false, next: null });
   });
 
   it("uses the direct conversation by id as well as by recipient", async () => {

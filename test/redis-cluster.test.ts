@@ -116,8 +116,16 @@ describe("Redis Cluster (REDIS_CLUSTER_NODES): two nodes", function () {
 
 describe("REDIS_CLUSTER_NODES refused at start", function () {
   this.timeout(30_000);
+  // Its own database: a server that gets as far as its migrations must never build the
+  // schema in PostgreSQL's maintenance database (it once did, and every checkout whose
+  // migrations differ then failed here).
+  let db: TestDatabase;
+  before(async () => {
+    db = await createTestDatabase();
+  });
+  after(() => db?.drop());
   const refusal = async (env: Record<string, string>) => {
-    const err = await spawnNode({ AUTH_MODE: "dev", DATABASE_URL: "postgres://postgres@127.0.0.1:5432/postgres", ...env }).then(
+    const err = await spawnNode({ AUTH_MODE: "dev", DATABASE_URL: db.url, ...env }).then(
       (n) => n.kill("SIGKILL").then(() => null),
       (e: Error) => e,
     );

@@ -79,9 +79,21 @@ const groupControls = setUpGroupControls({
   notice: (text) => (notice.textContent = text),
 });
 
+/** What the chat list showed last: rebuilt only when it changes. */
+let shownList = "";
+
 function renderConversations(): void {
   if (!client) return;
   const current = currentConversation()?.id;
+  // Rebuilding the list between a click's mousedown and mouseup loses the click (leaving
+  // "To" commits it, and that re-rendered the list under the pointer): same list, same nodes.
+  const shown = JSON.stringify([
+    current,
+    client.hasMoreConversations,
+    client.conversations().map((c) => [c.id, nameOf(c), c.unread, presence.get(nameOf(c))]),
+  ]);
+  if (shown === shownList) return;
+  shownList = shown;
   conversationList.replaceChildren(
     ...client.conversations().map((c) => {
       const name = nameOf(c);
@@ -106,6 +118,13 @@ function renderConversations(): void {
       return el("li").appendChild(button).parentElement!;
     }),
   );
+  // The SDK holds the most recent chats; older ones come a page at a time.
+  if (client.hasMoreConversations) {
+    const more = el("button", "More chats");
+    more.type = "button";
+    more.addEventListener("click", () => void client?.loadMoreConversations().then(renderConversations, (err: Error) => (notice.textContent = err.message)));
+    conversationList.append(el("li").appendChild(more).parentElement!);
+  }
 }
 
 function statusElement(status: MessageStatus, reason?: string): HTMLElement {
@@ -158,6 +177,7 @@ function renderMessages(): void {
   membership.textContent = gone ? "You are no longer a member of this group: you can't send messages to it." : "";
   messageField.disabled = gone;
   sendButton.disabled = gone;
+  attach.disabled = gone;
   groupControls.render();
 }
 
@@ -195,6 +215,12 @@ function markOpenConversationRead(): void {
 async function openConversation(): Promise<void> {
   renderConversations();
   renderMessages();
+  // A chat older than those the SDK holds: ask the server for it by its peer.
+  if (client && !selectedGroup && peer() && !currentConversation()) {
+    const asked = peer();
+    const found = await client.findDirect(asked).catch(() => undefined);
+    if (found && peer() === asked) renderConversations();
+  }
   const c = currentConversation();
   if (client && c) {
     if (client.messages(c.id).length === 0) await client.loadOlder(c.id).catch(() => undefined);

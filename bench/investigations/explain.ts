@@ -168,7 +168,7 @@ async function main(): Promise<void> {
     const receipts = () => [recent.map((r) => r.recipient_id), recent.map((r) => r.message_id), recent.map(() => new Date().toISOString())];
 
     const results: [string, Measured][] = [];
-    results.push(["append (write, 200 messages)", await explain(c, WRITE, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]", "text[]", "uuid[]", "uuid[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "jsonb[]", "uuid[]", "uuid[]", "bigint[]"], () => writeValues(batch()), o.reps)]);
+    results.push(["append (write, 200 messages)", await explain(c, WRITE, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]", "text[]", "uuid[]", "uuid[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "jsonb[]", "uuid[]", "uuid[]", "bigint[]", "jsonb[]"], () => writeValues(batch()), o.reps)]);
     results.push(["mark_delivered (200 receipts)", await explain(c, RECEIPT.delivered, ["text[]", "uuid[]", "timestamptz[]"], receipts, o.reps)]);
     const probe = () => {
       const rows = batch();

@@ -16,12 +16,46 @@
  * ids time-ordered like the server's uuid v7, created over the last 29 days (none
  * expired), about 2 % of each conversation's newest messages still `sent`, the rest `read`.
  */
+import knex from "knex";
 import { Client } from "pg";
+import { DAY_MS, ensureDays } from "../../src/storage/partitions";
 
 export type SeedOptions = { messages: number; conversations: number; contentSize: number; log?: (line: string) => void };
 export type SeedResult = { messages: number; conversations: number; users: number; seconds: number; loadSeconds: number };
 
-const TABLES = ["conversations", "conversation_members", "messages", "message_delivery"];
+const BASE_TABLES = ["conversations", "conversation_members", "messages", "message_delivery"];
+let TABLES = BASE_TABLES;
+
+/**
+ * On the partitioned schema (migrations/20261202130000_partitioned_messages.ts): the fresh
+ * database's legacy partitions are empty, so they go, and every day of the history gets its
+ * own partition, as a server that ran for a month has them; the idempotency keys are seeded
+ * with their messages.
+ */
+async function preparePartitions(url: string, spanMs: number): Promise<boolean> {
+  const c = new Client({ connectionString: url });
+  await c.connect();
+  try {
+    const partitioned = await c.query(`SELECT 1 FROM pg_partitioned_table WHERE partrelid = 'messages'::regclass`);
+    if (partitioned.rows.length === 0) return false;
+    for (const table of ["messages_legacy", "message_delivery_legacy"]) {
+      const exists = await c.query(`SELECT to_regclass($1) IS NOT NULL AS e`, [table]);
+      if (exists.rows[0].e && (await c.query(`SELECT NOT EXISTS (SELECT 1 FROM ${table}) AS empty`)).rows[0].empty) {
+        await c.query(`DROP TABLE ${table}`);
+      }
+    }
+  } finally {
+    await c.end();
+  }
+  const db = knex({ client: "pg", connection: url });
+  try {
+    const now = Date.now();
+    await ensureDays(db, now - spanMs - DAY_MS, now + DAY_MS);
+  } finally {
+    await db.destroy();
+  }
+  return true;
+}
 
 /** Indexes that back no constraint, and constraints other than NOT NULL/CHECK, on the seeded tables. */
 async function droppables(c: Client): Promise<{ indexes: { name: string; def: string }[]; constraints: { table: string; name: string; def: string; type: string }[] }> {
@@ -45,6 +79,8 @@ async function droppables(c: Client): Promise<{ indexes: { name: string; def: st
 export async function seedHistory(url: string, o: SeedOptions): Promise<SeedResult> {
   const log = o.log ?? (() => {});
   const users = Math.max(3, Math.round((o.conversations * 2) / 5));
+  const partitioned = await preparePartitions(url, 29 * DAY_MS);
+  TABLES = partitioned ? [...BASE_TABLES, "message_idempotency"] : BASE_TABLES;
   const c = new Client({ connectionString: url });
   await c.connect();
   const t0 = performance.now();
@@ -113,12 +149,17 @@ export async function seedHistory(url: string, o: SeedOptions): Promise<SeedResu
        FROM m`,
       [o.messages, o.conversations, o.contentSize, span, Math.floor(perConversation * 0.98)],
     );
+    if (partitioned) {
+      await c.query(`INSERT INTO message_idempotency (from_user_id, client_msg_id, message_id, expires_at)
+        SELECT from_user_id, client_msg_id, message_id, expires_at FROM messages WHERE client_msg_id LIKE 'seed-%'`);
+    }
     const loadSeconds = (performance.now() - tLoad) / 1000;
     log(`seed: ${o.messages} messages and delivery rows inserted in ${loadSeconds.toFixed(1)} s; rebuilding keys and indexes`);
     await c.query("DROP TABLE seed_pairs");
 
     for (const k of [...constraints].reverse()) await c.query(`ALTER TABLE ${k.table} ADD CONSTRAINT ${k.name} ${k.def}`);
-    for (const i of indexes) await c.query(i.def);
+    // A partitioned table's index reads back as `ON ONLY parent` (the parent alone): built on every partition here.
+    for (const i of indexes) await c.query(i.def.replace(" ON ONLY ", " ON "));
     log(`seed: keys and indexes rebuilt at ${((performance.now() - t0) / 1000).toFixed(1)} s; VACUUM (FREEZE, ANALYZE), CHECKPOINT`);
     await c.query(`VACUUM (FREEZE, ANALYZE) ${TABLES.join(", ")}, users`);
     await c.query("CHECKPOINT");

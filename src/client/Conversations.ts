@@ -4,6 +4,11 @@
  * and the ids of unread messages from others, which markRead() sends as `message:read`.
  * A read made on another of the user's devices (`message:status` read by the user) clears
  * them here too.
+ *
+ * Bounded: it holds the summaries of at most `maxListed` conversations (plus what
+ * loadMore() asked for), the least recently active or used dropped first. A dropped one
+ * comes back when the app loads more, finds it (`peer`), or when a message arrives for it:
+ * then `missing` fetches its summary, with the server's unread count.
  */
 import type { ConversationSummary } from "../protocol/events";
 import type { ChatMessage } from "./entries";
@@ -18,23 +23,48 @@ export class Conversations {
   /** Conversations whose summary came from the server (members known), not made up from a message. */
   private readonly fromServer = new Set<string>();
 
+  /** How many summaries may be held now: maxListed, raised by what loadMore() asked for. */
+  allowance: number;
+  /** The server has conversations this list does not hold (a page's hasMore, or one dropped). */
+  hasMore = false;
+
   constructor(
     private readonly me: () => string | undefined,
     private readonly changed: (summary: ConversationSummary) => void,
-  ) {}
+    private readonly options: { maxListed?: number; missing?: (conversationId: string) => void } = {},
+  ) {
+    this.allowance = options.maxListed ?? DEFAULT_MAX_LISTED;
+  }
 
-  /** A fresh `conversation:list`: its unread counts are the server's truth at that moment. */
-  replaceAll(list: ConversationSummary[]): void {
-    for (const c of list) {
+  /** A fresh `conversation:list` page from the top: its unread counts are the server's truth at that moment. */
+  replaceAll(list: ConversationSummary[], hasMore = false): void {
+    // Oldest first, so the most recently active end up most recently used.
+    for (const c of [...list].reverse()) {
+      this.summaries.delete(c.id);
       this.summaries.set(c.id, this.compact({ ...c }));
       this.fromServer.add(c.id);
     }
+    this.hasMore = hasMore;
+    this.trim();
   }
 
+  /**
+   * The server's summary (conversation:new, or fetched): it wins, except that a message
+   * that arrived here after the server read it keeps its place as the last one.
+   */
   upsert(summary: ConversationSummary): void {
+    const held = this.summaries.get(summary.id);
+    const next = { ...held, ...summary };
+    if (held && held.lastSeq > summary.lastSeq) {
+      next.lastSeq = held.lastSeq;
+      next.lastMessage = held.lastMessage;
+      next.unread = Math.max(held.unread, summary.unread);
+    }
     this.fromServer.add(summary.id);
-    this.summaries.set(summary.id, this.compact({ ...this.summaries.get(summary.id), ...summary }));
-    this.changed(this.summaries.get(summary.id)!);
+    this.summaries.delete(summary.id);
+    this.summaries.set(summary.id, this.compact(next));
+    this.trim();
+    if (this.summaries.has(summary.id)) this.changed(this.summaries.get(summary.id)!);
   }
 
   /**
@@ -44,7 +74,11 @@ export class Conversations {
    */
   recipients(conversationId: string): string[] | null | undefined {
     const c = this.summaries.get(conversationId);
-    if (!c) return undefined;
+    if (!c) {
+      // Dropped from the list (or never listed): fetch it; its receipts count once it is here.
+      this.options.missing?.(conversationId);
+      return undefined;
+    }
     if (c.kind === "direct") return null;
     if (!this.fromServer.has(conversationId)) return undefined;
     const me = this.me();
@@ -62,16 +96,18 @@ export class Conversations {
     return this.summaries.size;
   }
 
+  /** A summary the app asks for is in use: it is dropped last. */
   get(id: string): ConversationSummary | undefined {
-    return this.summaries.get(id);
+    return this.touch(id);
   }
 
-  /** The direct conversation with `userId`, if there is one yet. */
+  /** The direct conversation with `userId`, if this list holds it. */
   directWith(userId: string): ConversationSummary | undefined {
     const me = this.me();
-    return this.list().find(
+    const found = this.list().find(
       (c) => c.kind === "direct" && c.members.includes(userId) && (userId !== me || c.members.every((m) => m === me)),
     );
+    return found && this.touch(found.id);
   }
 
   /**
@@ -96,6 +132,10 @@ export class Conversations {
         lastMessage: null,
       };
       this.summaries.set(c.id, c);
+      // Made up from the message: the server knows its members and unread count.
+      this.options.missing?.(c.id);
+    } else {
+      this.touch(c.id);
     }
     const beyond = m.seq > c.lastSeq;
     if (m.seq >= c.lastSeq) {
@@ -117,6 +157,7 @@ export class Conversations {
       }
     }
     this.changed(c);
+    this.trim();
   }
 
   /** After a list: the newest `unread` messages from others held are the unread ones. */
@@ -194,9 +235,34 @@ export class Conversations {
     return m;
   }
 
+  /** Most recently used last (Map order). */
+  private touch(id: string): ConversationSummary | undefined {
+    const c = this.summaries.get(id);
+    if (c) {
+      this.summaries.delete(id);
+      this.summaries.set(id, c);
+    }
+    return c;
+  }
+
+  /** Drops the least recently used summaries beyond the allowance, with their unread ids. */
+  private trim(): void {
+    for (const id of this.summaries.keys()) {
+      if (this.summaries.size <= this.allowance) return;
+      this.summaries.delete(id);
+      this.fromServer.delete(id);
+      for (const unreadId of this.unreadIds.get(id) ?? []) this.conversationOf.delete(unreadId);
+      this.unreadIds.delete(id);
+      this.hasMore = true;
+    }
+  }
+
   private ids(conversationId: string): Set<string> {
     let s = this.unreadIds.get(conversationId);
     if (!s) this.unreadIds.set(conversationId, (s = new Set()));
     return s;
   }
 }
+
+/** Summaries held by default: a chat list's first screens. */
+export const DEFAULT_MAX_LISTED = 30;

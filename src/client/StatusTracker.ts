@@ -40,7 +40,7 @@ export type StatusChange = {
 export type RecipientsOf = (conversationId: string) => string[] | null | undefined;
 
 /** One tracked message: its status, and (group or not yet known) who delivered and read it. */
-export type TrackedStatus = { status: Status; conversationId?: string; delivered?: string[]; read?: string[] };
+export type TrackedStatus = { status: Status; conversationId?: string; direct?: true; delivered?: string[]; read?: string[] };
 
 const RANK: Record<MessageStatus, number> = { failed: -1, pending: 0, sent: 1, delivered: 2, read: 3 };
 
@@ -70,6 +70,7 @@ export class StatusTracker {
     if (clientMsgId) this.clientIds.set(messageId, clientMsgId);
     const t = this.track(messageId);
     t.conversationId = conversationId;
+    if (message && message.to !== null) t.direct = true;
     t.status = this.rule(t);
     this.emit({ clientMsgId, messageId, conversationId, status: t.status, ...(message ? { message } : {}) });
   }
@@ -85,10 +86,20 @@ export class StatusTracker {
     this.settle(messageId, t);
   }
 
+  /** A message of a direct conversation: its one recipient's receipts decide, whatever the chat list holds. */
+  noteDirect(messageId: string): void {
+    this.track(messageId).direct = true;
+  }
+
+  /** The recipients of a conversation became known (its summary arrived): its receipts kept so far can count. */
+  recheck(conversationId: string): void {
+    for (const [id, t] of this.byId) if (t.conversationId === conversationId && (t.delivered || t.read)) this.settle(id, t);
+  }
+
   /** A receipt (`message:status` from a recipient, live or from status:sync). */
   receipt(messageId: string, status: "delivered" | "read", by: string): void {
     const t = this.track(messageId);
-    const recipients = t.conversationId ? this.recipientsOf(t.conversationId) : undefined;
+    const recipients = this.recipients(t);
     if (recipients !== null) {
       // A group, or not known yet: who confirmed is what the rule needs.
       t.delivered = add(t.delivered, by);
@@ -124,7 +135,7 @@ export class StatusTracker {
 
   /** The status the rule gives now (never lower than what was shown). */
   private rule(t: TrackedStatus): Status {
-    const recipients = t.conversationId ? this.recipientsOf(t.conversationId) : undefined;
+    const recipients = this.recipients(t);
     let now: Status = t.status;
     if (recipients === null) {
       // Direct: its one recipient (receipts kept from before the conversation was known).
@@ -138,6 +149,15 @@ export class StatusTracker {
       else if (recipients.every((r) => delivered.has(r))) now = "delivered";
     }
     return RANK[now] > RANK[t.status] ? now : t.status;
+  }
+
+  /**
+   * A direct message's one recipient is known from the message itself, so its ticks move
+   * even when the conversation's summary is not held (the chat list keeps a bounded number).
+   */
+  private recipients(t: TrackedStatus): string[] | null | undefined {
+    if (t.direct) return null;
+    return t.conversationId ? this.recipientsOf(t.conversationId) : undefined;
   }
 
   private settle(messageId: string, t: TrackedStatus, by?: string): void {

@@ -16,7 +16,8 @@
 import { v4 as uuidv4 } from "uuid";
 import type { ConversationSummary, GroupRole, HistoryResult, MessageInfoResult, Presence, StatusSyncRequest } from "../protocol/events";
 import { ClientBase, closedError } from "./ClientBase";
-import { Conversations } from "./Conversations";
+import { fetchTop, SummaryFetcher } from "./chatList";
+import { Conversations, DEFAULT_MAX_LISTED } from "./Conversations";
 import { ConversationSync, type MessageSource } from "./ConversationSync";
 import type { ChatMessage } from "./entries";
 import { checkContent, DEFAULT_MAX_CONTENT_LENGTH, maxPacketBytes } from "./limits";
@@ -52,7 +53,16 @@ export class TicksClient extends ClientBase {
   constructor(options: TicksClientOptions) {
     super(options);
     this.options = options;
-    this.conversationList = new Conversations(() => this.me, (summary) => this.emit("conversation", summary));
+    const fetcher = new SummaryFetcher((req) => this.call("conversation:list", req), (summary) => this.conversationList.upsert(summary));
+    this.conversationList = new Conversations(
+      () => this.me,
+      (summary) => {
+        // A group's members just became known (or changed): receipts kept for its messages can count.
+        if (summary.kind === "group") this.statuses?.recheck(summary.id);
+        this.emit("conversation", summary);
+      },
+      { maxListed: options.maxListed, missing: (id) => fetcher.want(id) },
+    );
     const storage = options.storage ?? new MemoryOutboxStorage();
     const sync = (req: StatusSyncRequest) => this.call("status:sync", req);
     const parts = statusParts(() => this.me, this.conversationList, (change) => this.emit("status", change), sync, storage, options.statusSyncIntervalMs);
@@ -213,12 +223,39 @@ export class TicksClient extends ClientBase {
     return this.sync.messages(conversationId);
   }
 
+  /** The chat list this device holds, most recently active first: at most `maxListed` (plus what loadMoreConversations() added). */
   conversations(): ConversationSummary[] {
     return this.conversationList.list();
   }
 
+  /** Whether the user has conversations beyond those conversations() holds. */
+  get hasMoreConversations(): boolean {
+    return this.conversationList.hasMore;
+  }
+
+  /** Scrolling the chat list: holds `count` more conversations (the next most recently active) and returns the list. */
+  async loadMoreConversations(count = this.options.maxListed ?? DEFAULT_MAX_LISTED): Promise<ConversationSummary[]> {
+    const list = this.conversationList;
+    list.allowance += count;
+    const top = await fetchTop((req) => this.call("conversation:list", req), list.allowance);
+    list.replaceAll(top.conversations, top.hasMore);
+    for (const c of top.conversations) list.adoptUnread(c.id, this.sync.messages(c.id));
+    return list.list();
+  }
+
+  /** The direct conversation with `userId` held in the list, if any. */
   directWith(userId: string): ConversationSummary | undefined {
     return this.conversationList.directWith(userId);
+  }
+
+  /** The direct conversation with `userId`, asking the server when the list does not hold it; undefined when there is none yet. */
+  async findDirect(userId: string): Promise<ConversationSummary | undefined> {
+    const held = this.conversationList.directWith(userId);
+    if (held) return held;
+    const [found] = (await this.call("conversation:list", { peer: userId })).conversations;
+    if (!found) return undefined;
+    this.conversationList.upsert(found);
+    return this.conversationList.get(found.id);
   }
 
   /** One conversation's summary, by id (without sorting the whole list as conversations() does). */
@@ -283,6 +320,7 @@ export class TicksClient extends ClientBase {
 
   private delivered(m: ChatMessage, source: MessageSource): void {
     // Mine, sent from another device: it is at least stored.
+    if (m.from === this.me && m.to !== null) this.statuses.noteDirect(m.id);
     if (m.from === this.me && source !== "sent" && source !== "history") this.statuses.sent(m.id, m.conversationId);
     else if (m.from === this.me) this.statuses.learn(m.id, m.conversationId);
     this.conversationList.message(m, source === "live" || source === "backlog" || source === "sync");

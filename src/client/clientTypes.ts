@@ -27,6 +27,12 @@ export type TicksClientOptions = ConnectionOptions & {
   statusSyncIntervalMs?: number;
   sync?: SyncOptions;
   typing?: TypingOptions;
+  /**
+   * Conversations whose summaries the chat list holds (conversations()): the most recently
+   * active or used; older ones come with loadMoreConversations(), findDirect(), or a message.
+   * @default 30
+   */
+  maxListed?: number;
 };
 
 /** What the app renders for a message it sent, before and after the server stores it. */

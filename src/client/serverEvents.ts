@@ -1,5 +1,6 @@
 import type { StatusUpdate } from "../protocol/events";
 import type { Connection } from "./Connection";
+import { fetchTop } from "./chatList";
 import type { Conversations } from "./Conversations";
 import type { ConversationSync } from "./ConversationSync";
 import type { Outbox } from "./Outbox";
@@ -97,8 +98,9 @@ export function listenToServer(p: ClientParts): void {
 
 /** Every conversation to the server's lastSeq: what other devices took while this one was away. */
 async function catchUp(p: ClientParts): Promise<void> {
-  const { conversations } = await p.call("conversation:list", {});
-  p.conversationList.replaceAll(conversations);
+  // The top of the chat list, as many as the list holds; the rest catch up when they are used.
+  const { conversations, hasMore } = await fetchTop((req) => p.call("conversation:list", req), p.conversationList.allowance);
+  p.conversationList.replaceAll(conversations, hasMore);
   const queue = [...conversations];
   const worker = async () => {
     for (let c = queue.shift(); c; c = queue.shift()) {

@@ -5,10 +5,11 @@ import type { LeaderLock } from "./ports";
 import { PeriodicJob } from "./PeriodicJob";
 
 /**
- * Deletes expired messages every `intervalMs`, on one node of the cluster at a time, then
- * the media bytes no retained message refers to any more (and uploads never sent).
- * Expired messages are already invisible (every read filters on expires_at); the sweep
- * only reclaims the space.
+ * Every `intervalMs`, on one node of the cluster at a time: creates the message partitions
+ * of the next days and drops the past ones whose messages all expired (storage/partitions.ts,
+ * docs/storage.md), deletes the other expired rows, then the media bytes no retained message
+ * refers to any more (and uploads never sent). Expired messages are already invisible
+ * (every read filters on expires_at); the sweep only reclaims the space.
  */
 export class ExpirySweeper extends PeriodicJob {
   constructor(

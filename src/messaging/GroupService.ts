@@ -2,6 +2,7 @@ import { v7 as uuidv7 } from "uuid";
 import type { Clock } from "../clock";
 import { AppError, type Message, type SendResult } from "../protocol";
 import type { GroupStore } from "./groupPorts";
+import { messageIdAt } from "./messageIds";
 import type { GroupCommand } from "./groupRules";
 import type { MessageStore, Notifier } from "./ports";
 
@@ -58,7 +59,7 @@ export class GroupService {
   async change(actor: string, cmd: GroupChangeCommand, origin?: string): Promise<SendResult> {
     const createdAt = this.clock.now();
     const result = await this.store.change({
-      id: uuidv7(),
+      id: messageIdAt(createdAt),
       from: actor,
       clientMsgId: cmd.clientMsgId,
       conversationId: cmd.conversationId,

@@ -1,7 +1,6 @@
-import { v7 as uuidv7 } from "uuid";
 import type { Clock } from "../clock";
 import type { Logger } from "../log";
-import { AppError, type ConversationSummary, type HistoryResult, type MediaAttachment, type Message, type SendResult } from "../protocol";
+import { AppError, type ConversationListRequest, type ConversationListResult, type HistoryResult, type MediaAttachment, type Message, type SendResult } from "../protocol";
 import { contentLength, LIMITS } from "../protocol/schemas";
 import type { EntryKind } from "./entryRules";
 import {
@@ -12,10 +11,13 @@ import {
   type MessagingMetrics,
   type Notifier,
   type OwnCopy,
+  type PartitionReport,
   type SendTarget,
   type StatusChange,
 } from "./ports";
+import { decodeListCursor, encodeListCursor } from "./listCursor";
 import { LiveDelivery } from "./LiveDelivery";
+import { messageIdAt } from "./messageIds";
 import type { StatusStream } from "./StatusStream";
 import { noSuchConversation, notAMember } from "./routing";
 
@@ -47,7 +49,7 @@ export class MessagingService {
     private readonly notifier: Notifier,
     private readonly clock: Clock,
     private readonly options: MessagingOptions,
-    log: Logger,
+    private readonly log: Logger,
     private readonly metrics: MessagingMetrics,
     /** Seals the cursors of live `message:status` events; sweeps the stream with the messages. */
     private readonly stream: StatusStream,
@@ -75,7 +77,7 @@ export class MessagingService {
     return this.commit(origin, {
       kind: "text",
       media,
-      id: uuidv7(),
+      id: messageIdAt(createdAt),
       from,
       clientMsgId: cmd.clientMsgId,
       target: cmd.target,
@@ -92,14 +94,15 @@ export class MessagingService {
    */
   async entry(from: string, kind: EntryKind, cmd: EntryCommand, origin?: string): Promise<SendResult> {
     if (kind === "edit") this.checkLength(cmd.content);
+    const createdAt = this.clock.now();
     return this.commit(origin, {
       kind,
-      id: uuidv7(),
+      id: messageIdAt(createdAt),
       from,
       clientMsgId: cmd.clientMsgId,
       refId: cmd.messageId,
       content: kind === "delete" ? "" : cmd.content,
-      createdAt: this.clock.now(),
+      createdAt,
       windowMs: kind === "edit" ? this.options.editWindowMs : kind === "delete" ? this.options.deleteWindowMs : null,
     });
   }
@@ -228,8 +231,16 @@ export class MessagingService {
     );
   }
 
-  listConversations(userId: string): Promise<ConversationSummary[]> {
-    return this.store.listConversations(userId, this.clock.now());
+  /** `conversation:list`: the whole list, a page of it, or the conversations asked for by id or peer. */
+  async listConversations(userId: string, req: ConversationListRequest = {}): Promise<ConversationListResult> {
+    const before = req.before === undefined ? undefined : decodeListCursor(req.before);
+    const page = await this.store.listConversations(userId, this.clock.now(), {
+      limit: req.limit,
+      before,
+      ids: req.conversationIds,
+      withUser: req.peer,
+    });
+    return { conversations: page.conversations, hasMore: page.next !== null, next: page.next && encodeListCursor(page.next) };
   }
 
   /** Typing comes often: one read both checks membership and names who to tell. */
@@ -243,16 +254,30 @@ export class MessagingService {
     );
   }
 
+  private logPartitions(report: PartitionReport): void {
+    if (report.created.length > 0) this.log.info({ partitions: report.created }, "message partitions created ahead");
+    for (const d of report.dropped) this.log.info({ partition: d.name, messages: d.messages }, "expired message partition dropped");
+    if (report.handDropped.length > 0) {
+      this.log.warn({ partitions: report.handDropped }, "message partitions dropped outside the sweep: their messages are gone as if expired");
+    }
+    if (report.movedFromDefault > 0) {
+      this.log.warn({ messages: report.movedFromDefault }, "messages written while their day had no partition moved into it");
+    }
+  }
+
   /**
-   * Removes expired messages in bounded batches, then their status stream changes (which
-   * live as long as their message); returns how many messages went.
+   * Drops the message partitions whose rows all expired and creates those of the days
+   * ahead, removes the other expired rows in bounded batches, then their status stream
+   * changes (which live as long as their message); returns how many messages went.
    */
   async sweepExpired(batchSize = 1000, maxBatches = 100): Promise<number> {
-    let total = 0;
+    const report = await this.store.maintainPartitions(this.clock.now());
+    this.logPartitions(report);
+    let total = report.dropped.reduce((n, d) => n + d.messages, 0);
     for (let i = 0; i < maxBatches; i++) {
-      const n = await this.store.deleteExpired(this.clock.now(), batchSize);
-      total += n;
-      if (n < batchSize) break;
+      const { messages, keys } = await this.store.deleteExpired(this.clock.now(), batchSize);
+      total += messages;
+      if (messages < batchSize && keys < batchSize) break;
     }
     await this.stream.sweepExpired(batchSize, maxBatches);
     return total;

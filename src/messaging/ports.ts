@@ -135,14 +135,32 @@ export interface MessageStore {
   departedFrom(userId: string, messageIds: string[]): Promise<boolean>;
   /** The conversation's members, or null when there is no such conversation. */
   members(conversationId: string): Promise<string[] | null>;
-  listConversations(userId: string, now: Date): Promise<ConversationSummary[]>;
+  listConversations(userId: string, now: Date, query?: SummaryQuery): Promise<ConversationPage>;
   createGroup(req: NewGroup): Promise<ConversationSummary>;
-  /** Deletes up to `limit` expired messages (and their delivery rows); returns how many. */
-  deleteExpired(now: Date, limit: number): Promise<number>;
+  /**
+   * Partition upkeep (storage/partitions.ts): creates the partitions of today and the days
+   * ahead, drops past ones none of whose rows is still live. One node at a time.
+   */
+  maintainPartitions(now: Date): Promise<PartitionReport>;
+  /**
+   * Deletes up to `limit` of each kind of expired row no partition drop takes: messages the
+   * DEFAULT partition caught (with their delivery rows and pushes), and idempotency keys.
+   */
+  deleteExpired(now: Date, limit: number): Promise<{ messages: number; keys: number }>;
   setLastSeen(userId: string, at: Date): Promise<void>;
   lastSeen(userIds: string[]): Promise<Map<string, Date>>;
   ping(): Promise<void>;
 }
+
+/** What one round of partition upkeep did. */
+export type PartitionReport = {
+  created: string[];
+  dropped: { name: string; messages: number }[];
+  /** Partitions that went (or a twin that lost its other half) without the sweep: an operator's hand. */
+  handDropped: string[];
+  /** Messages the DEFAULT partition had caught and a new partition took over. */
+  movedFromDefault: number;
+};
 
 /** Reaching users' connected devices, wherever they are. Best effort: nothing here is durable. */
 export interface Notifier {
@@ -229,3 +247,20 @@ export interface LeaderLock {
   /** Gives up what this node holds (at shutdown). */
   release(): Promise<void>;
 }
+
+/** Which of the caller's conversations a `conversation:list` asks for. */
+export type SummaryQuery = {
+  /** Just these conversations (the caller's, current or former). */
+  ids?: string[];
+  /** Just the direct conversation with this user. */
+  withUser?: string;
+  /** At most this many, after `before` (a position from an earlier page). */
+  limit?: number;
+  before?: ListPosition;
+};
+
+/** Where a conversation stands in the list: its activity time (µs since the epoch, exact) and id. */
+export type ListPosition = { activeUs: string; id: string };
+
+/** One page of the caller's conversation list; `next` is set when more follow. */
+export type ConversationPage = { conversations: ConversationSummary[]; next: ListPosition | null };

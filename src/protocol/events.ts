@@ -86,6 +86,15 @@ export type ConversationSummary = {
   lastMessage: Message | null;
 };
 
+/**
+ * Every field optional: `{}` is the whole list. `limit` pages it (`next` continues it as
+ * `before`); `conversationIds` / `peer` pick conversations (a device finding one it does not
+ * hold: the one a message arrived for, the chat with someone).
+ */
+export type ConversationListRequest = { limit?: number; before?: string; conversationIds?: string[]; peer?: string };
+/** `hasMore`/`next`: more conversations follow this page (only with `limit`). */
+export type ConversationListResult = { conversations: ConversationSummary[]; hasMore: boolean; next: string | null };
+
 export type Presence = { userId: string; online: boolean; lastSeen: string | null };
 
 export type Ok<T> = { ok: true } & T;
@@ -132,7 +141,7 @@ export interface ClientToServerEvents {
   "message:react": (req: ReactRequest, ack: Ack<SendResult>) => void;
   "message:read": (req: ReadRequest, ack: Ack<{ updated: number }>) => void;
   "message:history": (req: HistoryRequest, ack: Ack<HistoryResult>) => void;
-  "conversation:list": (req: Record<string, never>, ack: Ack<{ conversations: ConversationSummary[] }>) => void;
+  "conversation:list": (req: ConversationListRequest, ack: Ack<ConversationListResult>) => void;
   "group:create": (req: GroupCreateRequest, ack: Ack<{ conversationId: string }>) => void;
   /** Membership and title changes: each answers the `group` entry it wrote (a retry: the first, duplicate). */
   "group:add": (req: GroupAddRequest, ack: Ack<SendResult>) => void;

@@ -18,3 +18,7 @@ export function contentLength(content: string): number {
   for (const _ of content) n++;
   return n;
 }
+
+/** `conversation:list`: its largest page, and the most conversation ids it may name (zod-free: the SDK pages with them). */
+export const CONVERSATION_PAGE_MAX = 500;
+export const CONVERSATION_IDS_MAX = 100;

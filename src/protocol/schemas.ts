@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { AppError } from "./errors";
 import { APP_ID, CLIENT_MSG_ID, MIME, THUMBNAIL, USER_ID, UUID } from "./ids";
-import { contentLength, THUMBNAIL_BYTES } from "./packets";
+import { contentLength, CONVERSATION_IDS_MAX, CONVERSATION_PAGE_MAX, THUMBNAIL_BYTES } from "./packets";
 
 // Kept here too for the server; the definition is zod-free so the SDK can import it without zod.
 export { contentLength };
@@ -24,6 +24,9 @@ export const LIMITS = {
   readIds: 500,
   historyPage: 100,
   historyDefault: 50,
+  /** Largest `conversation:list` page, and most ids it may name. */
+  conversationPage: CONVERSATION_PAGE_MAX,
+  conversationIds: CONVERSATION_IDS_MAX,
   /**
    * The most members a `group:create` payload may list: a ceiling on parsing only. The
    * group size itself is GROUP_MAX_MEMBERS (config, default 1024), checked by the core.
@@ -113,7 +116,12 @@ export const schemas = {
     afterSeq: seq.optional(),
     limit: z.number().int().min(1).max(LIMITS.historyPage).optional(),
   }),
-  "conversation:list": z.object({}),
+  "conversation:list": z.object({
+    limit: z.number().int().min(1).max(LIMITS.conversationPage).optional(),
+    before: z.string().min(1).max(200).optional(),
+    conversationIds: z.array(uuid).min(1).max(LIMITS.conversationIds).optional(),
+    peer: userId.optional(),
+  }),
   "group:create": z.object({
     title: text.pipe(z.string().trim().min(1).max(LIMITS.titleLength)),
     members: z.array(userId).min(1).max(LIMITS.groupMembersCeiling),

@@ -3,6 +3,7 @@ import type { GroupChangeRequest, GroupChangeResult, GroupStore } from "../messa
 import { judgeGroupChange, type GroupMember } from "../messaging/groupRules";
 import { AppError, type ConversationSummary, type GroupRole, type Message } from "../protocol";
 import { UNIQUE_VIOLATION, unavailableOnDbError } from "./unavailable";
+import { forgetGoneOriginals } from "./append/reads";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, toNumber, type MessageRow } from "./rows";
 
 type Locked = { kind: string; title: string | null; last_seq: string | number };
@@ -26,8 +27,10 @@ export class SqlGroupStore implements GroupStore {
       if (cause?.code !== UNIQUE_VIOLATION) throw err;
       // A concurrent retry of the same change committed first: answer its entry.
       const original = await unavailableOnDbError(() => findStored(this.db, req));
-      if (!original) throw err;
-      return { duplicate: true, message: original };
+      if (original) return { duplicate: true, message: original };
+      // The key names an entry that went with a partition dropped by hand: forget it, store this one.
+      await unavailableOnDbError(() => forgetGoneOriginals(this.db, [req]));
+      return await unavailableOnDbError(() => this.db.transaction((trx) => this.changeIn(trx, req)));
     }
   }
 
@@ -124,6 +127,11 @@ export class SqlGroupStore implements GroupStore {
        VALUES (?, ?, ?, ?, NULL, ?, '', ?, ?, 'group', ?::jsonb)`,
       [req.id, req.conversationId, seq, req.from, req.clientMsgId, req.createdAt, req.expiresAt, JSON.stringify(plan.change)],
     );
+    // The global idempotency key: a concurrent retry of this change fails here (UNIQUE_VIOLATION).
+    await trx.raw(
+      `INSERT INTO message_idempotency (from_user_id, client_msg_id, message_id, expires_at) VALUES (?, ?, ?, ?)`,
+      [req.from, req.clientMsgId, req.id, req.expiresAt],
+    );
     const recipients = [...plan.recipients].sort();
     if (recipients.length > 0) {
       await trx.raw(
@@ -138,10 +146,14 @@ export class SqlGroupStore implements GroupStore {
 
 async function findStored(q: Knex | Knex.Transaction, req: { from: string; clientMsgId: string }): Promise<Message | null> {
   const [row] = rowsOf<MessageRow>(
-    await q.raw(`SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE m.from_user_id = ? AND m.client_msg_id = ?`, [
-      req.from,
-      req.clientMsgId,
-    ]),
+    await q.raw(
+      `SELECT ${MESSAGE_COLUMNS} FROM message_idempotency k JOIN messages m ON m.message_id = k.message_id
+       WHERE k.from_user_id = ? AND k.client_msg_id = ?`,
+      [
+        req.from,
+        req.clientMsgId,
+      ],
+    ),
   );
   return row ? toMessage(row) : null;
 }

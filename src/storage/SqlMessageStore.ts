@@ -3,20 +3,25 @@ import type { ConversationSummary, HistoryResult, Message } from "../protocol";
 import type {
   AppendRequest,
   AppendResult,
+  ConversationPage,
   HistoryQuery,
   MessageStore,
   NewGroup,
+  PartitionReport,
   StatusChange,
+  SummaryQuery,
 } from "../messaging/ports";
 import { appendBatch } from "./append/appendBatch";
 import { LostDuplicateRace, TargetChanged } from "./append/errors";
 import { conversationKey, laneOf } from "./append/lanes";
+import { forgetGoneOriginals } from "./append/reads";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
 import { backlogPage, departedFrom, historyPage, membersOf, undelivered, visibilityOf } from "./messageReads";
 import type { Visibility } from "../messaging/groupPorts";
 import { runPrepared, statement } from "./prepared";
 import { markReceipts, type ReceiptRequest } from "./receipts";
-import { rowsOf } from "./rows";
+import { rowsOf, toNumber } from "./rows";
+import { SqlPartitions } from "./partitions";
 import { GroupCommit, type BatchOutcome } from "./GroupCommit";
 import { asStorageError, unavailableOnDbError } from "./unavailable";
 
@@ -65,6 +70,7 @@ export class SqlMessageStore implements MessageStore {
   private readonly newUsers: GroupCommit<string, void>;
   private readonly hot: Knex;
   private readonly pushDelayMs: number | undefined;
+  private readonly partitions: SqlPartitions;
 
   constructor(
     private readonly db: Knex,
@@ -72,6 +78,7 @@ export class SqlMessageStore implements MessageStore {
   ) {
     this.hot = options.hotPath ?? db;
     this.pushDelayMs = options.pushDelayMs;
+    this.partitions = new SqlPartitions(db);
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
     this.lanes = Array.from(
       { length: Math.max(1, options.appendLanes ?? 1) },
@@ -137,6 +144,9 @@ export class SqlMessageStore implements MessageStore {
         const retryable =
           err instanceof LostDuplicateRace || err instanceof TargetChanged || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
         if (retryable && attempt < 5) {
+          // A key whose message went with a hand-dropped partition would lose every race: forget it.
+          // Best effort: if this fails too, the next attempt reports the database's state.
+          if (err instanceof LostDuplicateRace) await forgetGoneOriginals(this.db, reqs).catch(() => {});
           // Keep only what an earlier statement of the batch committed; the rest is judged again.
           outcomes.forEach((o, i) => {
             if (!o.ok || o.value.duplicate) delete outcomes[i];
@@ -190,30 +200,52 @@ export class SqlMessageStore implements MessageStore {
     return unavailableOnDbError(() => membersOf(this.db, conversationId));
   }
 
-  listConversations(userId: string, now: Date): Promise<ConversationSummary[]> {
-    return unavailableOnDbError(() => conversationSummaries(this.db, userId, now));
+  listConversations(userId: string, now: Date, query?: SummaryQuery): Promise<ConversationPage> {
+    return unavailableOnDbError(() => conversationSummaries(this.db, userId, now, query));
   }
 
   createGroup(req: NewGroup): Promise<ConversationSummary> {
     return unavailableOnDbError(() => insertGroup(this.db, req));
   }
 
+  maintainPartitions(now: Date): Promise<PartitionReport> {
+    return unavailableOnDbError(() => this.partitions.maintain(now));
+  }
+
   /**
-   * Any `limit` expired messages, not the oldest first: expires_at has a BRIN index (cheap
-   * on every insert), whose scan returns the expired rows in table order, so the LIMIT stops
-   * early instead of sorting every expired row of a long backlog on each round.
+   * Up to `limit` expired rows the partition drops do not take: messages caught by the
+   * DEFAULT partition (with their delivery rows and pending pushes: no cascades), then
+   * expired idempotency keys. Returns how many of each went.
    */
-  deleteExpired(now: Date, limit: number): Promise<number> {
+  deleteExpired(now: Date, limit: number): Promise<{ messages: number; keys: number }> {
     return unavailableOnDbError(async () => {
-      const rows = rowsOf<{ message_id: string }>(
+      const messages = rowsOf<{ n: unknown }>(
         await this.db.raw(
-          `DELETE FROM messages WHERE message_id IN (
-             SELECT message_id FROM messages WHERE expires_at <= ? LIMIT ?
-           ) RETURNING message_id`,
+          `WITH gone AS (
+             DELETE FROM messages_default WHERE message_id IN (
+               SELECT message_id FROM messages_default WHERE expires_at <= ? LIMIT ?
+             ) RETURNING message_id
+           ), deliveries AS (
+             DELETE FROM message_delivery d USING gone WHERE d.message_id = gone.message_id
+           ), pushes AS (
+             DELETE FROM push_outbox o USING gone WHERE o.message_id = gone.message_id
+           )
+           SELECT count(*) AS n FROM gone`,
           [now, limit],
         ),
       );
-      return rows.length;
+      const keys = rowsOf<{ n: unknown }>(
+        await this.db.raw(
+          `WITH gone AS (
+             DELETE FROM message_idempotency WHERE (from_user_id, client_msg_id) IN (
+               SELECT from_user_id, client_msg_id FROM message_idempotency WHERE expires_at <= ? LIMIT ?
+             ) RETURNING 1
+           )
+           SELECT count(*) AS n FROM gone`,
+          [now, limit],
+        ),
+      );
+      return { messages: toNumber(messages[0]!.n as number), keys: toNumber(keys[0]!.n as number) };
     });
   }
 

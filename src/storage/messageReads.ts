@@ -2,7 +2,7 @@ import type { Knex } from "knex";
 import type { HistoryResult, Message } from "../protocol";
 import type { HistoryQuery } from "../messaging/ports";
 import type { Visibility } from "../messaging/groupPorts";
-import { runPrepared, statement } from "./prepared";
+import { runPrepared, statement, type Statement } from "./prepared";
 import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
 
 /** The reads of the message log behind SqlMessageStore; each runs as one statement. */
@@ -42,37 +42,39 @@ export async function backlogPage(hot: Knex, recipient: string, now: Date, limit
   return rows.map(toMessage);
 }
 
+/**
+ * A history page: one named statement per shape of the query (which bounds it has, which
+ * direction), so each connection plans it once. messages is partitioned by day and a page
+ * by conversation visits every partition: planning it on each call cost more than running it
+ * (docs/benchmarks.md, "Reads over day partitions").
+ */
+const HISTORY = new Map<string, Statement>();
+
 export async function historyPage(db: Knex, conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult> {
-  const where = ["m.conversation_id = ?", "m.expires_at > ?"];
-  const bindings: Knex.RawBinding[] = [conversationId, now];
+  const where = ["m.conversation_id = $1", "m.expires_at > $2"];
+  const values: unknown[] = [conversationId, now.toISOString()];
+  const bound = (sql: string, value: number) => {
+    values.push(value);
+    where.push(`${sql} $${values.length}`);
+  };
   // The caller's window: a later member sees from the entry that added them, a former one
   // up to the entry that removed them.
-  if (query.fromSeq !== undefined && query.fromSeq > 0) {
-    where.push("m.seq >= ?");
-    bindings.push(query.fromSeq);
-  }
-  if (query.untilSeq !== undefined) {
-    where.push("m.seq <= ?");
-    bindings.push(query.untilSeq);
-  }
-  if (query.afterSeq !== undefined) {
-    where.push("m.seq > ?");
-    bindings.push(query.afterSeq);
-  }
-  if (query.beforeSeq !== undefined) {
-    where.push("m.seq < ?");
-    bindings.push(query.beforeSeq);
-  }
+  if (query.fromSeq !== undefined && query.fromSeq > 0) bound("m.seq >=", query.fromSeq);
+  if (query.untilSeq !== undefined) bound("m.seq <=", query.untilSeq);
+  if (query.afterSeq !== undefined) bound("m.seq >", query.afterSeq);
+  if (query.beforeSeq !== undefined) bound("m.seq <", query.beforeSeq);
   // With afterSeq the page starts right after it (catching up); otherwise it ends at
   // beforeSeq or the newest message (scrolling back). Either way: seq ascending.
   const forward = query.afterSeq !== undefined;
-  const rows = rowsOf<MessageRow>(
-    await db.raw(
-      `SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE ${where.join(" AND ")}
-       ORDER BY m.seq ${forward ? "ASC" : "DESC"} LIMIT ?`,
-      [...bindings, query.limit + 1],
-    ),
-  );
+  values.push(query.limit + 1);
+  const text = `SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE ${where.join(" AND ")}
+       ORDER BY m.seq ${forward ? "ASC" : "DESC"} LIMIT $${values.length}`;
+  let stmt = HISTORY.get(text);
+  if (!stmt) {
+    stmt = statement(`history_${HISTORY.size}`, text);
+    HISTORY.set(text, stmt);
+  }
+  const rows = await runPrepared<MessageRow>(db, stmt, values);
   const hasMore = rows.length > query.limit;
   const page = rows.slice(0, query.limit).map(toMessage);
   return { messages: forward ? page : page.reverse(), hasMore };

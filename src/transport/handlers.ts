@@ -66,7 +66,7 @@ export function registerHandlers(socket: TicksSocket, deps: HandlerDeps): void {
   on(socket, deps, "message:react", (p) => wrote(messaging.entry(userId, "reaction", { ...p, content: p.emoji }, socket.id)));
   on(socket, deps, "message:read", async (p) => ({ updated: await messaging.markRead(userId, p.messageIds, socket.id) }));
   on(socket, deps, "message:history", (p) => messaging.history(userId, p));
-  on(socket, deps, "conversation:list", async () => ({ conversations: await messaging.listConversations(userId) }));
+  on(socket, deps, "conversation:list", (p) => messaging.listConversations(userId, p));
   const { groups } = deps;
   on(
     socket,

@@ -4,12 +4,32 @@ import { runPrepared, statement } from "../prepared";
 import { MESSAGE_COLUMNS, rowsOf, type MessageRow } from "../rows";
 import type { Conversations, TargetRow } from "./batchPlan";
 
-/** Stored messages for these exact (sender, clientMsgId) pairs: one probe of the unique index per pair. */
+/**
+ * Stored messages for these exact (sender, clientMsgId) pairs: one probe of
+ * message_idempotency's key per pair, then one of the message's own partition.
+ */
 export const FIND_STORED = statement(
   "find_stored",
   `SELECT ${MESSAGE_COLUMNS} FROM unnest($1::text[], $2::text[]) AS p(sender, client_msg_id)
-   JOIN messages m ON m.from_user_id = p.sender AND m.client_msg_id = p.client_msg_id`,
+   JOIN message_idempotency k ON k.from_user_id = p.sender AND k.client_msg_id = p.client_msg_id
+   JOIN messages m ON m.message_id = k.message_id`,
 );
+
+/**
+ * After a lost duplicate race: these pairs' idempotency keys whose message is gone (its
+ * partition was dropped by hand, or dropped before the key's own expiry was swept) are
+ * forgotten, so the retry is stored anew, as after expiry. Its own statement, so it sees
+ * every message committed before it: a key whose message a concurrent retry just stored
+ * stays.
+ */
+export async function forgetGoneOriginals(db: Knex, reqs: { from: string; clientMsgId: string }[]): Promise<void> {
+  await db.raw(
+    `DELETE FROM message_idempotency k USING unnest(?::text[], ?::text[]) AS p(sender, client_msg_id)
+     WHERE k.from_user_id = p.sender AND k.client_msg_id = p.client_msg_id
+       AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.message_id = k.message_id)`,
+    [reqs.map((r) => r.from), reqs.map((r) => r.clientMsgId)],
+  );
+}
 
 export function findStored(db: Knex, reqs: AppendRequest[]): Promise<MessageRow[]> {
   return runPrepared<MessageRow>(db, FIND_STORED, [reqs.map((r) => r.from), reqs.map((r) => r.clientMsgId)]);

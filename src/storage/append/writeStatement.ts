@@ -7,8 +7,9 @@ import type { BatchRow, TargetPlan } from "./batchPlan";
  * - `v`: the batch's messages and entries, in request order; `t`: per acted-on message,
  *   what the batch's entries do to it (folded by the caller) and the row version the
  *   reads saw.
- * - `stored`: retries of messages stored earlier, one probe of the unique index per
- *   request; they are answered with the original and not written again.
+ * - `stored`: retries of messages stored earlier, one probe of message_idempotency's key
+ *   and one of the message's partition per request; they are answered with the original
+ *   and not written again.
  * - `current`/`unchanged`: locks the acted-on messages and checks that none changed or went
  *   since the reads; `seen`/`membership`: locks the groups written to and checks that their
  *   members did not change since the reads (members_version, moved by every add, remove
@@ -23,7 +24,9 @@ import type { BatchRow, TargetPlan } from "./batchPlan";
  * - lock the batch's conversations in id order (concurrent batches cannot deadlock), move
  *   each seq counter by its number of messages, number the messages in request order
  *   from there, insert them, then their delivery rows in seq order (so delivery_id follows
- *   seq within a conversation: the backlog's order).
+ *   seq within a conversation: the backlog's order); `keyed`: each message's
+ *   (sender, clientMsgId) in message_idempotency, whose primary key is what makes a
+ *   concurrent retry fail here.
  * - `sent`: uploads carried for the first time are marked sent (media.sent_at).
  * - `acted`: the targets' new state (content, editedAt, reactions; a delete empties them
  *   and drops the media);
@@ -46,7 +49,8 @@ const writeText = (push: string) => `WITH v AS (
        AS t(id, seen_xmin, content, edited_at, deleted_at, patch)
    ), stored AS (
      SELECT v.ord, to_jsonb(m) AS original FROM v
-     JOIN messages m ON m.from_user_id = v.sender AND m.client_msg_id = v.client_msg_id
+     JOIN message_idempotency k ON k.from_user_id = v.sender AND k.client_msg_id = v.client_msg_id
+     JOIN messages m ON m.message_id = k.message_id
    ), current AS MATERIALIZED (
      -- FOR UPDATE waits for a concurrent writer and then returns the row as it committed it.
      SELECT m.message_id, m.xmin::text AS xmin FROM messages m
@@ -95,6 +99,10 @@ const writeText = (push: string) => `WITH v AS (
        (media->>'mediaId')::uuid, media
      FROM numbered
      RETURNING message_id, conversation_id, seq, from_user_id, media_id, created_at
+   ), keyed AS (
+     -- The global idempotency key (messages is partitioned: its own unique keys are per partition).
+     INSERT INTO message_idempotency (from_user_id, client_msg_id, message_id, expires_at)
+     SELECT sender, client_msg_id, id, expires_at FROM numbered
    ), sent AS (
      -- The first message to carry an upload marks it sent, in its own commit (docs/media.md).
      UPDATE media md SET sent_at = i.created_at FROM inserted i
