@@ -7,6 +7,7 @@
  *   npm run bench -- --scenarios main --duration 5 # just the main comparison, quickly
  *   npm run bench -- --scenarios slow              # slow consumer vs MAX_SOCKET_BUFFER_BYTES
  *   npm run bench -- --scenarios soak              # 10 minutes of churn (--soak-minutes 1: short)
+ *   npm run bench -- --c100k                       # 100,000 sockets on one process (= --scenarios c100k)
  *
  * Prints one table per scenario and writes bench/results/<timestamp>.json and latest.json
  * (git keeps latest.json and the runs docs/benchmarks.md cites; the rest is ignored).
@@ -34,6 +35,7 @@ import { runSlow } from "./scenarios/slow";
 import { runSoak } from "./scenarios/soak";
 import { runGroup } from "./scenarios/group";
 import { runGroupFlood } from "./scenarios/groupFlood";
+import { runC100kScenario } from "./scenarios/c100k";
 
 const SCENARIOS = {
   main: runMain,
@@ -48,6 +50,7 @@ const SCENARIOS = {
   soak: runSoak,
   group: runGroup,
   "group-flood": runGroupFlood,
+  c100k: runC100kScenario,
 } satisfies Record<string, (ctx: Context) => Promise<ScenarioResult>>;
 type ScenarioName = keyof typeof SCENARIOS;
 /** What a run without --scenarios measures; the others (slow, soak: long) are asked for by name. */
@@ -91,6 +94,12 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
     .option("--soak-prefill <n>", "soak with --soak-peers: messages each user sends each peer before the run (warm-up)", (v) => (v === "0" ? 0 : positiveInt("soak-prefill")(v)), 0)
     .option("--group-size <n>", "members of the group scenario's group, all connected", positiveInt("group-size"), 1024)
     .option("--group-in-flight <n>", "messages outstanding from the group scenario's sender", positiveInt("group-in-flight"), 4)
+    .option("--c100k", "run the C100k scenario alone (same as --scenarios c100k)")
+    .option("--c100k-sockets <n>", "concurrent sockets on one server process (c100k)", positiveInt("c100k-sockets"), 100_000)
+    .option("--c100k-processes <n>", "client processes holding them (c100k)", positiveInt("c100k-processes"), 8)
+    .option("--c100k-addresses <n>", "loopback source addresses 127.0.0.2… they connect from (c100k)", positiveInt("c100k-addresses"), 16)
+    .option("--c100k-rate <msg/s>", "paced sends across the sockets (c100k)", positive("c100k-rate"), 1000)
+    .option("--c100k-load-seconds <s>", "length of the paced load (c100k)", positive("c100k-load-seconds"), 30)
     .addOption(
       new Option("-s, --scenarios <list>", `comma-separated: ${Object.keys(SCENARIOS).join(",")}`).default(DEFAULT_SCENARIOS.join(",")),
     )
@@ -98,7 +107,7 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
     .allowExcessArguments(false);
   program.parse(argv);
   const o = program.opts();
-  const scenarios = String(o.scenarios)
+  const scenarios = String(o.c100k ? "c100k" : o.scenarios)
     .split(",")
     .map((s) => s.trim())
     .filter(Boolean);
@@ -137,6 +146,11 @@ function parseArgs(argv: string[]): { options: BenchOptions; scenarios: Scenario
       soakPrefill: o.soakPrefill,
       groupSize: o.groupSize,
       groupInFlight: o.groupInFlight,
+      c100kSockets: o.c100kSockets,
+      c100kProcesses: o.c100kProcesses,
+      c100kAddresses: Math.min(253, o.c100kAddresses),
+      c100kRate: o.c100kRate,
+      c100kLoadSeconds: o.c100kLoadSeconds,
     },
   };
 }

@@ -33,7 +33,7 @@ async function memory(target: Target): Promise<Memory> {
 
 type Ready = { opened: number; failed: number; firstError: string | null; seconds: number };
 
-function waitMessage<T>(child: ChildProcess, kind: string, timeoutMs: number): Promise<T> {
+export function waitMessage<T>(child: ChildProcess, kind: string, timeoutMs: number): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`client process: no ${kind} within ${timeoutMs} ms`)), timeoutMs);
     const onMessage = (m: { bench?: string }) => {

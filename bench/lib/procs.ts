@@ -138,10 +138,11 @@ function managed(name: string, child: ChildProcess, port: number, output: string
 
 /**
  * `node dist/src/main.js` against `env` (DATABASE_URL, AUTH_MODE…), started as the tests
- * start theirs (spawnNode), plus a GC hook; ready when /readyz says so.
+ * start theirs (spawnNode), plus a GC hook; ready when /readyz says so. `fixedPort`: the
+ * port of a server it replaces (a restart), else a free one.
  */
-export async function startTicksProcess(env: Record<string, string>, nofile?: number): Promise<Target> {
-  const port = await freePort();
+export async function startTicksProcess(env: Record<string, string>, nofile?: number, fixedPort?: number): Promise<Target> {
+  const port = fixedPort ?? (await freePort());
   let node: NodeProcess;
   try {
     node = await spawnNode(
@@ -155,9 +156,9 @@ export async function startTicksProcess(env: Record<string, string>, nofile?: nu
   return managed("ticks", node.child, node.port, node.output);
 }
 
-/** The storage-less baseline, bench/relay.ts, in its own process. */
-export async function startRelayProcess(nofile?: number): Promise<Target> {
-  const port = await freePort();
+/** The storage-less baseline, bench/relay.ts, in its own process (on `fixedPort`: a restart). */
+export async function startRelayProcess(nofile?: number, fixedPort?: number): Promise<Target> {
+  const port = fixedPort ?? (await freePort());
   const child = spawnChild(["--expose-gc", "--import", "tsx", RELAY_TS], { PORT: String(port), HOST: "127.0.0.1" }, nofile);
   const output = collectOutput(child);
   try {

@@ -49,9 +49,9 @@ export function targetsSection(shared: Context["shared"]): Section | null {
   if (idle) {
     checks.push(
       {
-        label: "idle: opening the sockets ≤ 1.5× the relay's time",
+        label: "idle: opening the sockets ≤ 1.3× the relay's time",
         measured: ratio(idle.ticks.connectSeconds, idle.relay.connectSeconds),
-        limit: 1.5,
+        limit: 1.3,
         atMost: true,
         unit: "x",
       },

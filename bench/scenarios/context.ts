@@ -40,6 +40,12 @@ export type BenchOptions = {
   groupSize: number;
   /** Messages outstanding from the group scenario's sender. */
   groupInFlight: number;
+  /** C100k: sockets on one server process, the client processes and source addresses holding them, the paced load. */
+  c100kSockets: number;
+  c100kProcesses: number;
+  c100kAddresses: number;
+  c100kRate: number;
+  c100kLoadSeconds: number;
 };
 
 export type Context = {

@@ -16,7 +16,7 @@ import { LostDuplicateRace, TargetChanged } from "./append/errors";
 import { conversationKey, laneOf } from "./append/lanes";
 import { forgetGoneOriginals } from "./append/reads";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
-import { backlogPage, departedFrom, historyPage, membersOf, undelivered, visibilityOf } from "./messageReads";
+import { backlogPages, departedFrom, historyPage, membersOf, undelivered, visibilityOf, type BacklogRequest } from "./messageReads";
 import type { Visibility } from "../messaging/groupPorts";
 import { runPrepared, statement } from "./prepared";
 import { markReceipts, type ReceiptRequest } from "./receipts";
@@ -29,6 +29,16 @@ export const INSERT_USERS = statement(
   "insert_users",
   `INSERT INTO users (user_id) SELECT unnest($1::text[]) ON CONFLICT (user_id) DO NOTHING`,
 );
+
+/**
+ * Requests of connects (a user to record, a backlog page to read) one statement serves. A
+ * device that was online has an empty page; one that was away brings up to
+ * BACKLOG_PAGE_SIZE + 1 rows: this bounds a statement's result (128 full pages of 101 rows
+ * is about 6 MB).
+ */
+const CONNECT_BATCH = 128;
+
+type ConnectRequest = { kind: "user"; userId: string } | ({ kind: "backlog" } & BacklogRequest);
 
 /** Deadlock and serialization failures: the transaction can simply run again. */
 const RETRYABLE_PG_CODES = new Set(["40P01", "40001"]);
@@ -48,7 +58,7 @@ export type StoreOptions = {
    * how the default was chosen. @default 1
    */
   appendLanes?: number;
-  onBatch?: (kind: "append" | "delivered" | "read" | "users", size: number) => void;
+  onBatch?: (kind: "append" | "delivered" | "read" | "connect", size: number) => void;
   /**
    * Push notifications on (PUSH_GATEWAY_URL set): appends write push outbox rows due this
    * long after the message, and receipts cancel them, each inside the one statement it runs
@@ -67,7 +77,8 @@ export class SqlMessageStore implements MessageStore {
   private readonly lanes: GroupCommit<AppendRequest, AppendResult>[];
   private readonly deliveredReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   private readonly readReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
-  private readonly newUsers: GroupCommit<string, void>;
+  /** What connects need: users recorded, first backlog pages read (see connectMany). */
+  private readonly connects: GroupCommit<ConnectRequest, Message[] | null>;
   private readonly hot: Knex;
   private readonly pushDelayMs: number | undefined;
   private readonly partitions: SqlPartitions;
@@ -97,22 +108,35 @@ export class SqlMessageStore implements MessageStore {
       ...batching,
       onBatch: (n) => options.onBatch?.("read", n),
     });
-    this.newUsers = new GroupCommit((ids) => this.insertUsers(ids), {
-      ...batching,
-      onBatch: (n) => options.onBatch?.("users", n),
+    // One statement at a time: connects arriving while it runs join the next, so a crowd
+    // costs few round trips (each one, on a loaded machine, mostly the wake-ups of a query).
+    this.connects = new GroupCommit((reqs) => this.connectMany(reqs), {
+      maxBatch: CONNECT_BATCH,
+      maxConcurrent: 1,
+      onBatch: (n) => options.onBatch?.("connect", n),
     });
   }
 
   /** Every connect records its user: many connects share one statement (a crowd reconnecting after a restart). */
-  ensureUser(userId: string): Promise<void> {
-    return this.newUsers.submit(userId);
+  async ensureUser(userId: string): Promise<void> {
+    await this.connects.submit({ kind: "user", userId });
   }
 
-  private async insertUsers(ids: string[]): Promise<BatchOutcome<void>[]> {
+  /**
+   * A batch of connects: the new users in the statement that reads the backlog pages
+   * (messageReads.ts: BACKLOG_PAGES), or alone if the batch reads none.
+   */
+  private async connectMany(reqs: ConnectRequest[]): Promise<BatchOutcome<Message[] | null>[]> {
     // Sorted: two batches inserting the same new users take their index locks in one order.
-    const unique = [...new Set(ids)].sort();
-    await unavailableOnDbError(() => runPrepared(this.hot, INSERT_USERS, [unique]));
-    return ids.map(() => ({ ok: true, value: undefined }));
+    const users = [...new Set(reqs.flatMap((r) => (r.kind === "user" ? [r.userId] : [])))].sort();
+    const reads = reqs.filter((r): r is ConnectRequest & { kind: "backlog" } => r.kind === "backlog");
+    if (reads.length === 0) {
+      await unavailableOnDbError(() => runPrepared(this.hot, INSERT_USERS, [users]));
+      return reqs.map(() => ({ ok: true, value: null }));
+    }
+    const pages = await unavailableOnDbError(() => backlogPages(this.hot, reads, users));
+    const byRequest = new Map(reads.map((r, i) => [r, pages[i]!]));
+    return reqs.map((r) => ({ ok: true, value: r.kind === "backlog" ? byRequest.get(r)! : null }));
   }
 
   setLastSeen(userId: string, at: Date): Promise<void> {
@@ -180,8 +204,9 @@ export class SqlMessageStore implements MessageStore {
     return unavailableOnDbError(() => undelivered(this.db, recipients, createdBefore, now, limit, createdAfter));
   }
 
-  backlog(recipient: string, now: Date, limit: number): Promise<Message[]> {
-    return unavailableOnDbError(() => backlogPage(this.hot, recipient, now, limit));
+  /** Connects in the same tick share one statement (connectMany). */
+  async backlog(recipient: string, now: Date, limit: number): Promise<Message[]> {
+    return (await this.connects.submit({ kind: "backlog", recipient, now, limit }))!;
   }
 
   history(conversationId: string, query: HistoryQuery, now: Date): Promise<HistoryResult> {

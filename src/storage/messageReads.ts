@@ -7,14 +7,45 @@ import { MESSAGE_COLUMNS, rowsOf, toMessage, type MessageRow } from "./rows";
 
 /** The reads of the message log behind SqlMessageStore; each runs as one statement. */
 
-/** A page of the recipient's backlog: every connect reads at least one (usually empty) page, twice. */
-export const BACKLOG = statement(
-  "backlog",
-  `SELECT ${MESSAGE_COLUMNS} FROM message_delivery d
-   JOIN messages m ON m.message_id = d.message_id
-   WHERE d.recipient_id = $1 AND d.status = 'sent' AND m.expires_at > $2
-   ORDER BY d.delivery_id LIMIT $3`,
+/**
+ * What a crowd of connects needs from the database, in one statement: the first backlog
+ * page of each recipient, and the users of this batch not yet recorded (`$4`; usually none
+ * are new). Every connect records its user and reads at least one (usually empty) page; a
+ * crowd connecting in one tick (a restart's reconnect storm) shares one round trip. Each
+ * recipient's rows come in its own delivery order, at most `$3` of them; `ord` says which
+ * recipient of `$1` a row is for. The INSERT runs whether or not the SELECT reads its output.
+ */
+export const BACKLOG_PAGES = statement(
+  "backlog_pages",
+  `WITH new_users AS (INSERT INTO users (user_id) SELECT unnest($4::text[]) ON CONFLICT (user_id) DO NOTHING)
+   SELECT r.ord, p.* FROM unnest($1::text[]) WITH ORDINALITY AS r(recipient_id, ord)
+   CROSS JOIN LATERAL (
+     SELECT d.delivery_id, ${MESSAGE_COLUMNS} FROM message_delivery d
+     JOIN messages m ON m.message_id = d.message_id
+     WHERE d.recipient_id = r.recipient_id AND d.status = 'sent' AND m.expires_at > $2
+     ORDER BY d.delivery_id LIMIT $3
+   ) p
+   ORDER BY r.ord, p.delivery_id`,
 );
+
+export type BacklogRequest = { recipient: string; now: Date; limit: number };
+
+/**
+ * One page for each request, in the requests' order, and `newUsers` recorded (sorted by the
+ * caller: two batches inserting the same users take their index locks in one order).
+ * Requests of one recipient share its page; the statement reads the largest limit asked for
+ * at the latest `now`, and each request gets the first `limit` rows of it (the same rows a
+ * page of its own would hold).
+ */
+export async function backlogPages(hot: Knex, requests: BacklogRequest[], newUsers: string[] = []): Promise<Message[][]> {
+  const recipients = [...new Set(requests.map((r) => r.recipient))];
+  const limit = Math.max(...requests.map((r) => r.limit));
+  const now = new Date(Math.max(...requests.map((r) => r.now.getTime())));
+  const rows = await runPrepared<MessageRow & { ord: string | number }>(hot, BACKLOG_PAGES, [recipients, now.toISOString(), limit, newUsers]);
+  const pages = new Map<string, Message[]>(recipients.map((r) => [r, []]));
+  for (const row of rows) pages.get(recipients[Number(row.ord) - 1]!)!.push(toMessage(row));
+  return requests.map((r) => pages.get(r.recipient)!.slice(0, r.limit));
+}
 
 export async function undelivered(
   db: Knex,
@@ -35,11 +66,6 @@ export async function undelivered(
     ),
   );
   return rows.map((r) => ({ recipient: r.recipient_id, message: toMessage(r) }));
-}
-
-export async function backlogPage(hot: Knex, recipient: string, now: Date, limit: number): Promise<Message[]> {
-  const rows = await runPrepared<MessageRow>(hot, BACKLOG, [recipient, now.toISOString(), limit]);
-  return rows.map(toMessage);
 }
 
 /**

@@ -61,10 +61,15 @@ export class SocketNotifier implements Notifier, PresenceNotifier {
     });
   }
 
-  /** The user's sockets on this node that finished their backlog, but `except`. */
+  /**
+   * The user's sockets on this node that finished their backlog, but `except`. One still
+   * syncing is skipped and told so (`missedLive`): the message may be newer than the backlog
+   * page it is reading, so it reads once more before `sync:complete` (syncBacklog.ts).
+   */
   private *liveLocalSockets(userId: string, except?: string) {
     for (const socket of localSocketsOf(this.io, userId, except)) {
       if (!socket.rooms.has(SYNCING_ROOM)) yield socket;
+      else socket.data.missedLive = true;
     }
   }
 

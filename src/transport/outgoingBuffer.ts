@@ -4,8 +4,8 @@ import { logContext, type TicksSocket } from "./types";
 /** What is read of engine.io's socket (not in its public types). */
 type EnginePacket = { data?: string | Buffer | ArrayBuffer };
 type EngineSocket = {
-  on(event: "packetCreate", listener: (packet: EnginePacket) => void): void;
-  on(event: "flush", listener: (packets: EnginePacket[]) => void): void;
+  on(event: "packetCreate", listener: (this: EngineSocket, packet: EnginePacket) => void): void;
+  on(event: "flush", listener: (this: EngineSocket, packets: EnginePacket[]) => void): void;
   transport?: { name: string; socket?: { bufferedAmount?: number; terminate?: () => void } };
 };
 
@@ -35,33 +35,56 @@ const sizeOf = (packet: EnginePacket): number => {
  * buffer while the first frame is written, even for a device that reads at once; what tells
  * a device that does not read is that the kernel's buffers are full. (Long-polling has no
  * such signal: its buffer waits for the next poll anyway, so the cap alone decides.)
+ *
+ * One per server: a socket costs a counter in a WeakMap, not closures of its own.
  */
-export function limitOutgoingBuffer(socket: TicksSocket, maxBytes: number, log: Logger, onExceeded: () => void): void {
-  if (maxBytes <= 0) return;
-  const conn = socket.conn as unknown as EngineSocket;
-  let engineQueued = 0;
-  let exceeded = false;
-  conn.on("flush", (packets) => {
-    for (const p of packets) engineQueued -= sizeOf(p);
-  });
-  conn.on("packetCreate", (packet) => {
-    if (exceeded) return;
-    const ws = conn.transport?.name === "websocket" ? conn.transport.socket : undefined;
-    const queued = engineQueued + (ws?.bufferedAmount ?? 0);
-    engineQueued += sizeOf(packet);
-    if (queued <= maxBytes || (ws && !ws.bufferedAmount)) return;
-    exceeded = true;
-    log.warn(
-      { ...logContext(socket), socketId: socket.id, queuedBytes: queued, maxBytes },
-      "slow consumer: outgoing data over MAX_SOCKET_BUFFER_BYTES, disconnecting the socket",
-    );
-    onExceeded();
-    // After the packet being created is queued (not inside engine.io's send).
-    queueMicrotask(() => {
-      socket.disconnect(true);
-      // A graceful close would wait for the stuck data to drain: drop the connection, so
-      // what it holds is freed now.
-      ws?.terminate?.();
-    });
-  });
+export class OutgoingBufferCap {
+  /** Per connection: its socket and bytes queued in the engine; the listeners are shared. */
+  private readonly queues = new WeakMap<EngineSocket, { socket: TicksSocket; engineQueued: number; exceeded: boolean }>();
+  private readonly onFlush: (this: EngineSocket, packets: EnginePacket[]) => void;
+  private readonly onPacketCreate: (this: EngineSocket, packet: EnginePacket) => void;
+
+  constructor(
+    private readonly maxBytes: number,
+    log: Logger,
+    onExceeded: () => void,
+  ) {
+    const queues = this.queues;
+    // One pair of listeners for every connection (EventEmitter passes the connection as `this`).
+    this.onFlush = function (this: EngineSocket, packets: EnginePacket[]) {
+      const q = queues.get(this);
+      if (q) for (const p of packets) q.engineQueued -= sizeOf(p);
+    };
+    this.onPacketCreate = function (this: EngineSocket, packet: EnginePacket) {
+      const q = queues.get(this);
+      if (!q || q.exceeded) return;
+      const ws = this.transport?.name === "websocket" ? this.transport.socket : undefined;
+      const queued = q.engineQueued + (ws?.bufferedAmount ?? 0);
+      q.engineQueued += sizeOf(packet);
+      if (queued <= maxBytes || (ws && !ws.bufferedAmount)) return;
+      q.exceeded = true;
+      const { socket } = q;
+      log.warn(
+        { ...logContext(socket), socketId: socket.id, queuedBytes: queued, maxBytes },
+        "slow consumer: outgoing data over MAX_SOCKET_BUFFER_BYTES, disconnecting the socket",
+      );
+      onExceeded();
+      // After the packet being created is queued (not inside engine.io's send).
+      queueMicrotask(() => {
+        socket.disconnect(true);
+        // A graceful close would wait for the stuck data to drain: drop the connection, so
+        // what it holds is freed now.
+        ws?.terminate?.();
+      });
+    };
+  }
+
+  /** Caps this socket's outgoing data (nothing when `maxBytes` is 0). */
+  watch(socket: TicksSocket): void {
+    if (this.maxBytes <= 0) return;
+    const conn = socket.conn as unknown as EngineSocket;
+    this.queues.set(conn, { socket, engineQueued: 0, exceeded: false });
+    conn.on("flush", this.onFlush);
+    conn.on("packetCreate", this.onPacketCreate);
+  }
 }

@@ -14,8 +14,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * Then `sync:complete`.
  *
  * While syncing, the socket sits in SYNCING_ROOM and live messages skip it; they stay
- * `sent` and come in a later page. After the first empty page the socket leaves the room
- * and looks once more, which catches anything committed in between.
+ * `sent` and come in a later page. After the first empty page the socket leaves the room.
+ * A live offer that skipped it since that page was read (`socket.data.missedLive`, set by
+ * SocketNotifier) may be of a message committed after the read: then it looks once more,
+ * now live. Without one, every message committed since then is offered to it live (each
+ * offer follows its commit), and the connect costs one read, not two. Reads of sockets
+ * connecting together share one statement (SqlMessageStore.backlog).
  */
 export async function syncBacklog(
   socket: TicksSocket,
@@ -30,6 +34,8 @@ export async function syncBacklog(
   let live = false;
   while (socket.connected) {
     let page;
+    // Only offers skipped after this read starts can be of messages the read does not see.
+    socket.data.missedLive = false;
     try {
       // One extra row tells whether another page follows.
       page = await messaging.backlog(userId, options.pageSize + 1);
@@ -42,6 +48,7 @@ export async function syncBacklog(
       if (live) break;
       live = true;
       socket.leave(SYNCING_ROOM);
+      if (!socket.data.missedLive) break;
       continue;
     }
     const messages = page.slice(0, options.pageSize);
@@ -64,5 +71,6 @@ export async function syncBacklog(
       await sleep(retryDelayMs);
     }
   }
+  socket.data.missedLive = false;
   if (socket.connected) socket.emit("sync:complete", { delivered });
 }

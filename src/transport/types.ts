@@ -8,6 +8,8 @@ export type SocketData = {
   deviceId: string | null;
   /** The current token's `exp` in epoch ms; null without one (and in dev mode). */
   tokenExpiresAt?: number | null;
+  /** While syncing: a live offer skipped this socket since its last backlog read (syncBacklog.ts). */
+  missedLive?: boolean;
 };
 /** A status for one user's devices, but `except` (a connection). */
 export type StatusDelivery = { userId: string; update: StatusUpdate; except?: string };
