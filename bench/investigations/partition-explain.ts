@@ -11,7 +11,7 @@
 import { Command } from "commander";
 import { Client } from "pg";
 import { createTestDatabase } from "../../test/helpers/database";
-import { BACKLOG } from "../../src/storage/messageReads";
+import { BACKLOG_PAGES } from "../../src/storage/messageReads";
 import { FIND_STORED } from "../../src/storage/append/reads";
 import { STATUS_PAGE } from "../../src/storage/SqlStatusStream";
 import { MESSAGE_COLUMNS } from "../../src/storage/rows";
@@ -64,8 +64,8 @@ async function main(): Promise<void> {
        WHERE d.status = 'sent' GROUP BY 1, 2 ORDER BY count(*) DESC LIMIT 1`,
     );
     const lit = (v: string) => c.escapeLiteral(v);
-    console.log(`-- message:backlog page (BACKLOG, recipient ${busy.recipient_id}, 100 per page)`);
-    console.log((await explainPrepared(c, BACKLOG, ["text", "timestamptz", "int"], `${lit(busy.recipient_id)}, now(), 100`)).join("\n"));
+    console.log(`-- message:backlog first page (BACKLOG_PAGES, one recipient ${busy.recipient_id}, 100 per page)`);
+    console.log((await explainPrepared(c, BACKLOG_PAGES, ["text[]", "timestamptz", "int", "text[]"], `ARRAY[${lit(busy.recipient_id)}], now(), 100, ARRAY[]::text[]`)).join("\n"));
 
     const history = `SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = $1 AND m.expires_at > $2 ORDER BY m.seq DESC LIMIT $3`;
     console.log(`\n-- message:history, newest page of a conversation (limit 50)`);
