@@ -18,8 +18,14 @@ const envSchema = z.object({
   HOST: z.string().default("0.0.0.0"),
   /** PostgreSQL URL. Unset: an embedded PGlite database under DATA_DIR (one process only). */
   DATABASE_URL: z.string().url().optional(),
-  /** Connections in each process's main PostgreSQL pool; the hot path adds 4 (docs/scaling.md). @default 10 */
+  /** Connections in each process's main PostgreSQL pool; the hot path adds APPEND_LANES + 3 (docs/scaling.md). @default 10 */
   DATABASE_POOL_MAX: int(1, 1000).default(10),
+  /**
+   * Write lanes: append batches in flight at once, each for its own share of the
+   * conversations (storage/append/lanes.ts); each adds a hot-path connection. PGlite: 1.
+   * @default 2
+   */
+  APPEND_LANES: int(1, 64).default(2),
   /** A PostgreSQL query or connect unanswered this long fails (UNAVAILABLE) instead of hanging. @default 5000 */
   DATABASE_TIMEOUT_MS: int(100).default(5000),
   /** Where the embedded PGlite database lives when DATABASE_URL is unset. @default "./data" */
@@ -141,6 +147,8 @@ export type Config = {
   port: number;
   host: string;
   database: DatabaseConfig;
+  /** APPEND_LANES; 1 on PGlite (one connection, nothing runs beside it). */
+  appendLanes: number;
   redis: RedisConfig | null;
   presenceTtlMs: number;
   leaderLeaseMs: number;
@@ -252,6 +260,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     host: e.HOST,
     database: databaseConfig(e),
+    appendLanes: e.DATABASE_URL ? e.APPEND_LANES : 1,
     redis: redisConfig(e.REDIS_URL, e.REDIS_CLUSTER_NODES, e.REDIS_ADAPTER, e.REDIS_PREFIX),
     presenceTtlMs: e.PRESENCE_TTL_MS,
     leaderLeaseMs: e.LEADER_LEASE_MS,

@@ -38,9 +38,10 @@ export async function startTicks(config: Config, options: { log?: Logger; clock?
     throw err;
   }
   const metrics = new Metrics();
-  const hotPath = createHotPathDatabase(config.database, db, log);
+  const hotPath = createHotPathDatabase(config.database, db, config.appendLanes, log);
   const store = new SqlMessageStore(db, {
     hotPath,
+    appendLanes: config.appendLanes,
     onBatch: (kind, size) => metrics.writeBatchSize.observe({ kind }, size),
     ...(config.push ? { pushDelayMs: config.push.delayMs } : {}),
   });

@@ -38,4 +38,11 @@ describe("config: Redis Cluster seeds and the PostgreSQL pool", () => {
     for (const bad of ["0", "-1", "2.5", "many", "1001"]) refused({ DATABASE_POOL_MAX: bad }, "DATABASE_POOL_MAX");
     for (const bad of ["0", "99", "soon"]) refused({ DATABASE_TIMEOUT_MS: bad }, "DATABASE_TIMEOUT_MS");
   });
+
+  it("reads APPEND_LANES (2 by default, 1 on PGlite), and refuses nonsense", () => {
+    expect(loadConfig(base).appendLanes).to.equal(2);
+    expect(loadConfig({ ...base, APPEND_LANES: "4" }).appendLanes).to.equal(4);
+    expect(loadConfig({ AUTH_MODE: "dev", APPEND_LANES: "4" }).appendLanes, "PGlite: one connection").to.equal(1);
+    for (const bad of ["0", "-1", "1.5", "65", "lots"]) refused({ APPEND_LANES: bad }, "APPEND_LANES");
+  });
 });

@@ -6,23 +6,25 @@ import type { Context } from "../scenarios/context";
 import { ratio } from "./stats";
 import { formatNumber, type Row, type Section } from "./table";
 
-type Check = { label: string; measured: number | null; limit: number; atMost: boolean; unit: "ms" | "x" };
+/** `alsoHolds` false: the target fails whatever `measured` is (a condition besides the figure). */
+type Check = { label: string; measured: number | null; limit: number; atMost: boolean; unit: "ms" | "x"; alsoHolds?: boolean };
 
 export function targetsSection(shared: Context["shared"]): Section | null {
   const checks: Check[] = [];
   const { main, history, idle } = shared;
   if (main) {
     checks.push(
+      {
+        label: "max load: lifecycles/s ≥ 0.6× the relay's, all completed",
+        measured: ratio(main.ticksMax.lifecyclesPerSec, main.relayMax.lifecyclesPerSec),
+        limit: 0.6,
+        atMost: false,
+        unit: "x",
+        alsoHolds: main.ticksMax.incomplete.status === 0,
+      },
       { label: "paced: ack p50 ≤ 10 ms", measured: main.ticksPaced.ackMs.p50, limit: 10, atMost: true, unit: "ms" },
       { label: "paced: ack p99 ≤ 40 ms", measured: main.ticksPaced.ackMs.p99, limit: 40, atMost: true, unit: "ms" },
       { label: "paced: status p99 ≤ 60 ms", measured: main.ticksPaced.statusMs.p99, limit: 60, atMost: true, unit: "ms" },
-      {
-        label: "max load: lifecycles/s ≥ 0.5× the relay's",
-        measured: ratio(main.ticksMax.lifecyclesPerSec, main.relayMax.lifecyclesPerSec),
-        limit: 0.5,
-        atMost: false,
-        unit: "x",
-      },
       { label: "max load: db CPU ≤ 0.04 ms per message", measured: main.ticksMax.dbCpuMsPerMsg, limit: 0.04, atMost: true, unit: "ms" },
     );
   }
@@ -64,7 +66,7 @@ export function targetsSection(shared: Context["shared"]): Section | null {
   }
   if (checks.length === 0) return null;
   const rows: Row[] = checks.map((c) => {
-    const holds = c.measured === null ? null : c.atMost ? c.measured <= c.limit : c.measured >= c.limit;
+    const holds = c.measured === null ? null : (c.alsoHolds ?? true) && (c.atMost ? c.measured <= c.limit : c.measured >= c.limit);
     const shown = c.measured === null ? "-" : c.unit === "x" ? `${c.measured.toFixed(2)}x` : `${formatNumber(c.measured)} ms`;
     return { label: c.label, cells: [shown, holds === null ? "-" : holds ? "yes" : "NO"] };
   });

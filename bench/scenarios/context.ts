@@ -10,7 +10,10 @@ export type BenchOptions = {
   rounds: number;
   pairs: number;
   inFlight: number;
-  /** Paced phase rate in msg/s, or "auto": half the lower of the two measured maxima. */
+  /**
+   * Paced phase rate in msg/s, or "auto": main, the higher of 2 000 and half Ticks' measured
+   * maximum; history, half the lower of its two maxima.
+   */
   rate: number | "auto";
   contentSize: number;
   drainS: number;

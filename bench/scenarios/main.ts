@@ -97,6 +97,9 @@ export function problemNotes(results: PhaseResult[]): string[] {
   return notes;
 }
 
+/** The lowest paced rate of the main scenario (`--rate auto`), in msg/s. */
+const PACED_FLOOR = 2000;
+
 export async function runMain(ctx: Context): Promise<ScenarioResult> {
   const o = ctx.options;
   const phase = phaseOptionsOf(o);
@@ -114,10 +117,8 @@ export async function runMain(ctx: Context): Promise<ScenarioResult> {
     const [relayMax, ticksMax] = (await runInterleaved(sides("m"), { kind: "max" }, phase, ctx.log)) as [PhaseResult, PhaseResult];
     ctx.shared.relayMaxMsgPerSec = relayMax.ackedPerSec;
 
-    const rate =
-      o.rate === "auto"
-        ? Math.max(100, Math.floor(Math.min(relayMax.ackedPerSec, ticksMax.ackedPerSec) / 2 / 100) * 100)
-        : o.rate;
+    // The paced targets must hold at the higher of 2 000 msg/s and half Ticks' own maximum.
+    const rate = o.rate === "auto" ? Math.max(PACED_FLOOR, Math.floor(ticksMax.ackedPerSec / 2 / 100) * 100) : o.rate;
     const [relayPaced, ticksPaced] = (await runInterleaved(sides("p"), { kind: "paced", rate }, phase, ctx.log)) as [
       PhaseResult,
       PhaseResult,
@@ -141,7 +142,7 @@ export async function runMain(ctx: Context): Promise<ScenarioResult> {
       rows: maxAndPacedRows(o.pairs * o.inFlight, rate, [relayMax, ticksMax], [relayPaced, ticksPaced]),
       notes: [
         "ratio > 1 on a latency or CPU row, < 1 on a throughput row: Ticks costs that much more than a bare relay",
-        `paced rate ${o.rate === "auto" ? "= half the lower of the two maxima, rounded down to 100" : "given with --rate"}`,
+        `paced rate ${o.rate === "auto" ? `= the higher of ${PACED_FLOOR} and half Ticks' maximum, rounded down to 100` : "given with --rate"}`,
         integrity,
         ...problemNotes([relayMax, ticksMax, relayPaced, ticksPaced]),
       ],

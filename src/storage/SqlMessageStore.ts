@@ -11,9 +11,9 @@ import type {
   StatusChange,
   SummaryQuery,
 } from "../messaging/ports";
-import { directKey } from "../messaging/routing";
 import { appendBatch } from "./append/appendBatch";
 import { LostDuplicateRace, TargetChanged } from "./append/errors";
+import { conversationKey, laneOf } from "./append/lanes";
 import { forgetGoneOriginals } from "./append/reads";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
 import { backlogPages, departedFrom, historyPage, membersOf, undelivered, visibilityOf, type BacklogRequest } from "./messageReads";
@@ -29,17 +29,6 @@ export const INSERT_USERS = statement(
   "insert_users",
   `INSERT INTO users (user_id) SELECT unnest($1::text[]) ON CONFLICT (user_id) DO NOTHING`,
 );
-
-/**
- * The conversation a send goes to, as far as it is known before the write (a direct one by
- * its pair); an entry's is not known before its read: it is keyed by the message it acts on.
- */
-const conversationKey = (req: AppendRequest): string =>
-  req.kind !== "text"
-    ? `entry ${req.refId}`
-    : "to" in req.target
-      ? `direct ${directKey(req.from, req.target.to)}`
-      : `id ${req.target.conversationId}`;
 
 /**
  * Requests of connects (a user to record, a backlog page to read) one statement serves. A
@@ -63,13 +52,12 @@ export type StoreOptions = {
   /** Receipt batches in flight at once. @default 4 */
   maxConcurrentBatches?: number;
   /**
-   * Append batches in flight at once. They never share a conversation, so messages of one
-   * conversation commit in the order they arrived on this node. More than one measured
-   * no steadier gain on this project's 2-core machine (docs/benchmarks.md): batches split
-   * by conversation get smaller, and each pays its own commit.
-   * @default 1
+   * Write lanes (append/lanes.ts): group commits of appends running at once, each with one
+   * batch in flight and a fixed share of the conversations, so one conversation's messages
+   * commit in the order they arrived on this node. APPEND_LANES; docs/benchmarks.md has
+   * how the default was chosen. @default 1
    */
-  maxConcurrentAppends?: number;
+  appendLanes?: number;
   onBatch?: (kind: "append" | "delivered" | "read" | "connect", size: number) => void;
   /**
    * Push notifications on (PUSH_GATEWAY_URL set): appends write push outbox rows due this
@@ -86,7 +74,7 @@ export type StoreOptions = {
  * pass through as they are.
  */
 export class SqlMessageStore implements MessageStore {
-  private readonly appends: GroupCommit<AppendRequest, AppendResult>;
+  private readonly lanes: GroupCommit<AppendRequest, AppendResult>[];
   private readonly deliveredReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   private readonly readReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   /** What connects need: users recorded, first backlog pages read (see connectMany). */
@@ -103,12 +91,15 @@ export class SqlMessageStore implements MessageStore {
     this.pushDelayMs = options.pushDelayMs;
     this.partitions = new SqlPartitions(db);
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
-    this.appends = new GroupCommit((reqs) => this.appendMany(reqs), {
-      ...batching,
-      maxConcurrent: options.maxConcurrentAppends ?? 1,
-      onBatch: (n) => options.onBatch?.("append", n),
-      keyOf: conversationKey,
-    });
+    this.lanes = Array.from(
+      { length: Math.max(1, options.appendLanes ?? 1) },
+      () =>
+        new GroupCommit((reqs: AppendRequest[]) => this.appendMany(reqs), {
+          ...batching,
+          maxConcurrent: 1,
+          onBatch: (n) => options.onBatch?.("append", n),
+        }),
+    );
     this.deliveredReceipts = new GroupCommit((reqs) => this.markMany("delivered", reqs), {
       ...batching,
       onBatch: (n) => options.onBatch?.("delivered", n),
@@ -164,7 +155,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   append(req: AppendRequest): Promise<AppendResult> {
-    return this.appends.submit(req);
+    return this.lanes[laneOf(conversationKey(req), this.lanes.length)]!.submit(req);
   }
 
   /** Retried when a concurrent batch won a duplicate race, changed an acted-on message or deadlocked. */

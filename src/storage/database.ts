@@ -29,8 +29,13 @@ export function createDatabase(database: Config["database"], log?: Logger): Data
   return knexFactory(knexConfig(database, log));
 }
 
-/** Connections of the hot path's pool, on top of DATABASE_POOL_MAX (docs/scaling.md's budget). */
-export const HOT_PATH_POOL_MAX = 4;
+/**
+ * The hot path's pool, on top of DATABASE_POOL_MAX (docs/scaling.md's budget): room for
+ * every write lane's batch at once, so a lane whose batch waits (a lock, a slow commit)
+ * does not leave the others queueing for a connection, plus these for receipts, backlog
+ * pages and new users.
+ */
+export const HOT_PATH_SHARED_CONNECTIONS = 3;
 
 /**
  * DATABASE_TIMEOUT_MS, on the client side: a network cut drops packets without a reset, and
@@ -64,10 +69,10 @@ function pgPool(database: { url: string; timeoutMs?: number }, max: number, opti
  * its rows by key; nothing else runs on these connections. PGlite has one connection: the
  * same database serves both.
  */
-export function createHotPathDatabase(database: Config["database"], main: Database, log?: Logger): Database {
+export function createHotPathDatabase(database: Config["database"], main: Database, appendLanes: number, log?: Logger): Database {
   if (database.kind !== "postgres") return main;
   const options = "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off";
-  const config = pgPool(database, HOT_PATH_POOL_MAX, options);
+  const config = pgPool(database, appendLanes + HOT_PATH_SHARED_CONNECTIONS, options);
   return knexFactory(log ? { ...config, log: knexLog(log) } : config);
 }
 
