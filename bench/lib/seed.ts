@@ -30,7 +30,7 @@
  * one) can go into the same database.
  */
 import { Client } from "pg";
-import { ensureDayPartitions, isPartitioned } from "./seedPartitions";
+import { ensureDayPartitions, tablesWithRows, isPartitioned } from "./seedPartitions";
 
 export type SeedOptions = {
   messages: number;
@@ -249,7 +249,8 @@ export async function seedHistory(url: string, options: SeedOptions): Promise<Se
     const tLoad = performance.now();
     await seedMessages(c, o);
     // Without statistics the planner takes the fresh table for tiny and joins it in a nested loop.
-    await c.query("ANALYZE messages; ANALYZE conversation_members");
+    if (partitioned) await c.query(`ANALYZE ${(await tablesWithRows(c, ["messages", "conversation_members"])).join(", ")}`);
+    else await c.query("ANALYZE messages; ANALYZE conversation_members");
     log(`seed: ${o.messages} messages at ${at()}`);
     const { deliveryRows, streamRows } = await seedReceipts(c, o);
     if (tables.includes("message_idempotency")) {
@@ -265,8 +266,10 @@ export async function seedHistory(url: string, options: SeedOptions): Promise<Se
 
     for (const k of [...constraints].reverse()) await c.query(`ALTER TABLE ${k.table} ADD CONSTRAINT ${k.name} ${k.def}`);
     for (const i of indexes) await c.query(i.def);
-    log(`seed: keys and indexes rebuilt at ${at()}; VACUUM (FREEZE, ANALYZE), CHECKPOINT`);
-    await c.query(`VACUUM (FREEZE, ANALYZE) ${tables.join(", ")}`);
+    // Never a partitioned parent: it would give the empty partitions ahead "0 rows" (tablesWithRows).
+    const vacuumed = partitioned ? await tablesWithRows(c, tables) : tables;
+    log(`seed: keys and indexes rebuilt at ${at()}; VACUUM (FREEZE, ANALYZE) of ${vacuumed.length} tables${partitioned ? " and day partitions that hold rows" : ""}, CHECKPOINT`);
+    await c.query(`VACUUM (FREEZE, ANALYZE) ${vacuumed.join(", ")}`);
     await c.query("CHECKPOINT");
     return { messages: o.messages, conversations: o.conversations, groups, users, deliveryRows, streamRows, seconds: (performance.now() - t0) / 1000, loadSeconds };
   } finally {

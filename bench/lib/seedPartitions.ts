@@ -44,3 +44,29 @@ export async function ensureDayPartitions(c: Client, url: string, fromMs: number
     await db.destroy();
   }
 }
+
+/**
+ * What an operator's autovacuum would have vacuumed and analyzed (docs/storage.md,
+ * "Statistics"): the plain tables and, of the partitioned ones, only the leaf partitions
+ * that hold rows, by name. VACUUM or ANALYZE on a partitioned parent would recurse into the
+ * empty partitions ahead (and the DEFAULT one) and record "0 rows" for them (reltuples 0),
+ * which the hot path's cached generic plans then trust as those days fill; left alone
+ * they keep reltuples -1, a table nobody has looked at yet, which the planner takes for at
+ * least 10 pages.
+ */
+export async function tablesWithRows(c: Client, tables: string[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const t of tables) {
+    const { rows } = await c.query<{ name: string; leaf: boolean }>(
+      `SELECT relid::regclass::text AS name, isleaf AS leaf FROM pg_partition_tree($1::regclass)`,
+      [t],
+    );
+    if (rows.length === 0) out.push(t); // a plain table: pg_partition_tree lists nothing
+    for (const r of rows) {
+      if (!r.leaf) continue;
+      if (rows.length > 1 && (await c.query(`SELECT 1 FROM ${r.name} LIMIT 1`)).rowCount === 0) continue;
+      out.push(r.name);
+    }
+  }
+  return out;
+}
