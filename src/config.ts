@@ -3,7 +3,7 @@
  * the process with a message naming the variable. An empty variable counts as unset.
  */
 import { z } from "zod";
-import { describePublicKey } from "./auth/publicKey";
+import { authConfig, type AuthConfig } from "./authConfig";
 import { ConfigError, databaseConfig, isOrigin, redisConfig, refuse, type DatabaseConfig, type RedisConfig } from "./configParts";
 import { mediaConfig, mediaEnv, type MediaConfig } from "./mediaConfig";
 
@@ -185,59 +185,9 @@ export type PushConfig = {
   includeContent: boolean;
 };
 
-/** Claims checked besides the signature; a field is present only when set. */
-export type ClaimChecks = { issuer?: string; audience?: string };
-export type JwksConfig = { url: string; cooldownMs: number; cacheMaxAgeMs: number; timeoutMs: number };
-export type AuthConfig =
-  | ({ mode: "jwt"; secret: string } & ClaimChecks)
-  | ({ mode: "jwt"; publicKey: { pem: string; algorithms: string[] } } & ClaimChecks)
-  | ({ mode: "jwt"; jwks: JwksConfig } & ClaimChecks)
-  | { mode: "dev" };
+export type { AuthConfig, ClaimChecks, JwksConfig } from "./authConfig";
 
 export { ConfigError };
-
-type Env = z.infer<typeof envSchema>;
-
-/** One way to verify tokens, chosen from the variables; any combination that makes no sense is refused. */
-function authConfig(e: Env, production: boolean): AuthConfig {
-  const keys = (["JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_JWKS_URL"] as const).filter((k) => e[k] !== undefined);
-  const mode = e.AUTH_MODE ?? (keys.length ? "jwt" : "dev");
-  if (mode === "dev" && production) refuse("AUTH_MODE", "dev is refused with NODE_ENV=production (set JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL)");
-  const jwksTuning = (["JWKS_COOLDOWN_MS", "JWKS_CACHE_MAX_AGE_MS", "JWKS_TIMEOUT_MS"] as const).filter((k) => e[k] !== undefined);
-  if (mode === "dev") {
-    // JWT_SECRET next to dev mode was accepted before and stays so; the newer settings would be silently ignored.
-    const ignored = (["JWT_PUBLIC_KEY", "JWT_JWKS_URL", "JWT_ISSUER", "JWT_AUDIENCE", ...jwksTuning] as const).find(
-      (k) => e[k] !== undefined,
-    );
-    if (ignored) refuse(ignored, "set, but AUTH_MODE=dev trusts auth.userId and verifies no token; remove one of the two");
-    return { mode };
-  }
-  if (keys.length === 0) refuse("AUTH_MODE", "jwt needs one of JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL");
-  if (keys.length > 1) refuse(keys[1]!, `cannot be combined with ${keys[0]}: give exactly one way to verify tokens`);
-  if (jwksTuning.length && !e.JWT_JWKS_URL) refuse(jwksTuning[0]!, "only applies with JWT_JWKS_URL, which is not set");
-  const claims: ClaimChecks = {
-    ...(e.JWT_ISSUER !== undefined ? { issuer: e.JWT_ISSUER } : {}),
-    ...(e.JWT_AUDIENCE !== undefined ? { audience: e.JWT_AUDIENCE } : {}),
-  };
-  if (e.JWT_SECRET) return { mode, secret: e.JWT_SECRET, ...claims };
-  if (e.JWT_PUBLIC_KEY) {
-    try {
-      return { mode, publicKey: describePublicKey(e.JWT_PUBLIC_KEY), ...claims };
-    } catch (err) {
-      return refuse("JWT_PUBLIC_KEY", (err as Error).message);
-    }
-  }
-  return {
-    mode,
-    jwks: {
-      url: e.JWT_JWKS_URL!,
-      cooldownMs: e.JWKS_COOLDOWN_MS ?? 30_000,
-      cacheMaxAgeMs: e.JWKS_CACHE_MAX_AGE_MS ?? 600_000,
-      timeoutMs: e.JWKS_TIMEOUT_MS ?? 5000,
-    },
-    ...claims,
-  };
-}
 
 const cleanEnv = (env: NodeJS.ProcessEnv) =>
   Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));

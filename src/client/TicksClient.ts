@@ -10,23 +10,25 @@
  * - receipts, unread counts, typing (throttled), presence;
  * - the connection (Connection.ts): reconnection with backoff, a fresh token from getToken()
  *   at every connect, token refresh on `auth:expiring`.
- * ClientBase.ts holds the connection and typed requests, clientTypes.ts the options and events,
- * serverEvents.ts what it does on each server event.
+ * ClientBase.ts holds the connection and typed requests, GroupClient.ts the group calls,
+ * clientTypes.ts the options and events, serverEvents.ts what it does on each server event,
+ * chatList.ts and clientOutbox.ts how the chat list and the outbox are wired.
  */
 import { v4 as uuidv4 } from "uuid";
-import type { ConversationSummary, GroupRole, HistoryResult, MessageInfoResult, Presence, StatusSyncRequest } from "../protocol/events";
-import { ClientBase, closedError } from "./ClientBase";
-import { fetchTop, SummaryFetcher } from "./chatList";
-import { Conversations, DEFAULT_MAX_LISTED } from "./Conversations";
+import type { ConversationSummary, HistoryResult, MessageInfoResult, Presence, StatusSyncRequest } from "../protocol/events";
+import { closedError } from "./ClientBase";
+import { GroupClient } from "./GroupClient";
+import { createChatList, findDirect, readTop, type ListCall } from "./chatList";
+import { DEFAULT_MAX_LISTED, type Conversations } from "./Conversations";
 import { ConversationSync, type MessageSource } from "./ConversationSync";
 import type { ChatMessage } from "./entries";
 import { checkContent, DEFAULT_MAX_CONTENT_LENGTH, maxPacketBytes } from "./limits";
-import { Outbox } from "./Outbox";
-import { MemoryOutboxStorage, type PendingAction, type PendingEntry } from "./OutboxStorage";
-import { emitRaw } from "./request";
+import type { Outbox } from "./Outbox";
+import { conversationOf, createClientOutbox } from "./clientOutbox";
+import { MemoryOutboxStorage, type PendingAction } from "./OutboxStorage";
 import { markConversationRead } from "./markRead";
 import { listenToServer } from "./serverEvents";
-import { uploadEntry, type MediaBytes } from "./mediaUpload";
+import type { MediaBytes } from "./mediaUpload";
 import type { StatusTracker } from "./StatusTracker";
 import { statusParts, type StatusStreamSync } from "./StatusStreamSync";
 import { TypingThrottle } from "./Typing";
@@ -37,7 +39,7 @@ export type { ClientSocket, ReplyOf, RequestOf } from "./request";
 export type { MessageSource } from "./ConversationSync";
 export type { LocalMessage, SendMediaOptions, TicksClientEvents, TicksClientOptions } from "./clientTypes";
 
-export class TicksClient extends ClientBase {
+export class TicksClient extends GroupClient {
   private readonly options: TicksClientOptions;
   private readonly outbox: Outbox;
   private readonly sync: ConversationSync;
@@ -45,23 +47,24 @@ export class TicksClient extends ClientBase {
   private readonly statusStream: StatusStreamSync;
   private readonly conversationList: Conversations;
   private readonly typingThrottle: TypingThrottle;
-  private readonly groups: GroupChanges;
+  protected readonly groups: GroupChanges;
   private readonly presenceSubscribed = new Set<string>();
+  private readonly listConversations: ListCall = (req) => this.call("conversation:list", req);
   private restoring: Promise<unknown> | undefined;
   private isSynced = false;
 
   constructor(options: TicksClientOptions) {
     super(options);
     this.options = options;
-    const fetcher = new SummaryFetcher((req) => this.call("conversation:list", req), (summary) => this.conversationList.upsert(summary));
-    this.conversationList = new Conversations(
+    this.conversationList = createChatList(
       () => this.me,
       (summary) => {
         // A group's members just became known (or changed): receipts kept for its messages can count.
         if (summary.kind === "group") this.statuses?.recheck(summary.id);
         this.emit("conversation", summary);
       },
-      { maxListed: options.maxListed, missing: (id) => fetcher.want(id) },
+      this.listConversations,
+      options.maxListed,
     );
     const storage = options.storage ?? new MemoryOutboxStorage();
     const sync = (req: StatusSyncRequest) => this.call("status:sync", req);
@@ -76,26 +79,18 @@ export class TicksClient extends ClientBase {
       },
       options.sync,
     );
-    this.outbox = new Outbox(
+    this.outbox = createClientOutbox(
       {
-        whenConnected: () => this.connection.whenConnected(),
-        emit: (event, payload) => emitRaw(this.socket as never, event, payload, this.connection.ackTimeoutMs),
-        upload: (entry) =>
-          uploadEntry(entry, {
-            askUpload: (req) => this.call("media:upload", req),
-            baseUrl: options.url,
-            progress: (clientMsgId, loaded, total) => this.emit("progress", { clientMsgId, loaded, total }),
-          }),
+        connection: this.connection,
+        socket: this.socket,
+        askUpload: (req) => this.call("media:upload", req),
+        baseUrl: options.url,
+        progress: (info) => this.emit("progress", info),
+        statuses: this.statuses,
+        sync: this.sync,
+        error: (err) => this.emit("error", err),
       },
       storage,
-      {
-        done: (entry, message) => {
-          this.statuses.sent(message.id, message.conversationId, entry.clientMsgId, message);
-          void this.sync.receive(message, "sent").catch((err: Error) => this.emit("error", err));
-        },
-        failed: (entry, error) => this.statuses.failed(entry.clientMsgId, error, conversationOf(entry)),
-        retrying: () => undefined,
-      },
       options.outbox,
     );
     this.groups = new GroupChanges((event, payload) => this.call(event, payload), (entry) => this.sync.receive(entry, "sent"));
@@ -235,12 +230,9 @@ export class TicksClient extends ClientBase {
 
   /** Scrolling the chat list: holds `count` more conversations (the next most recently active) and returns the list. */
   async loadMoreConversations(count = this.options.maxListed ?? DEFAULT_MAX_LISTED): Promise<ConversationSummary[]> {
-    const list = this.conversationList;
-    list.allowance += count;
-    const top = await fetchTop((req) => this.call("conversation:list", req), list.allowance);
-    list.replaceAll(top.conversations, top.hasMore);
-    for (const c of top.conversations) list.adoptUnread(c.id, this.sync.messages(c.id));
-    return list.list();
+    this.conversationList.allowance += count;
+    for (const c of await readTop(this.conversationList, this.listConversations)) this.conversationList.adoptUnread(c.id, this.sync.messages(c.id));
+    return this.conversationList.list();
   }
 
   /** The direct conversation with `userId` held in the list, if any. */
@@ -249,13 +241,8 @@ export class TicksClient extends ClientBase {
   }
 
   /** The direct conversation with `userId`, asking the server when the list does not hold it; undefined when there is none yet. */
-  async findDirect(userId: string): Promise<ConversationSummary | undefined> {
-    const held = this.conversationList.directWith(userId);
-    if (held) return held;
-    const [found] = (await this.call("conversation:list", { peer: userId })).conversations;
-    if (!found) return undefined;
-    this.conversationList.upsert(found);
-    return this.conversationList.get(found.id);
+  findDirect(userId: string): Promise<ConversationSummary | undefined> {
+    return findDirect(this.conversationList, this.listConversations, userId);
   }
 
   /** One conversation's summary, by id (without sorting the whole list as conversations() does). */
@@ -276,26 +263,6 @@ export class TicksClient extends ClientBase {
   /** What the de-duplication and caches hold: bounded, whatever the traffic. */
   memory() {
     return { ...this.sync.memory(), statuses: this.statuses.size, listed: this.conversationList.size };
-  }
-
-  async createGroup(title: string, members: string[]): Promise<string> {
-    return (await this.call("group:create", { title, members })).conversationId;
-  }
-  /** Group changes (GroupChanges.ts): each resolves its `group` entry; admins only, but leave(). */
-  addMembers(conversationId: string, userIds: string[]): Promise<ChatMessage> {
-    return this.groups.change("group:add", { conversationId, userIds });
-  }
-  removeMember(conversationId: string, userId: string): Promise<ChatMessage> {
-    return this.groups.change("group:remove", { conversationId, userId });
-  }
-  leave(conversationId: string): Promise<ChatMessage> {
-    return this.groups.change("group:leave", { conversationId });
-  }
-  rename(conversationId: string, title: string): Promise<ChatMessage> {
-    return this.groups.change("group:update", { conversationId, title });
-  }
-  setRole(conversationId: string, userId: string, role: GroupRole): Promise<ChatMessage> {
-    return this.groups.change("group:role", { conversationId, userId, role });
   }
 
   /** Disconnects for good; pending sends stay in storage for the next session. */
@@ -327,6 +294,3 @@ export class TicksClient extends ClientBase {
     this.emit("message", m, source);
   }
 }
-
-const conversationOf = (entry: PendingEntry): string | undefined =>
-  entry.event === "message:send" ? entry.conversationId : undefined;

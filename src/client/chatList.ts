@@ -5,8 +5,41 @@
  */
 import type { ConversationListRequest, ConversationListResult, ConversationSummary } from "../protocol/events";
 import { CONVERSATION_IDS_MAX, CONVERSATION_PAGE_MAX } from "../protocol/packets";
+import { Conversations } from "./Conversations";
 
-type ListCall = (payload: ConversationListRequest) => Promise<ConversationListResult>;
+export type ListCall = (payload: ConversationListRequest) => Promise<ConversationListResult>;
+
+/**
+ * The bounded chat list of a client, wired to the server: a summary it drops or never held
+ * is fetched by id when a message or a group's receipt needs it.
+ */
+export function createChatList(
+  me: () => string | undefined,
+  changed: (summary: ConversationSummary) => void,
+  list: ListCall,
+  maxListed?: number,
+): Conversations {
+  const fetcher = new SummaryFetcher(list, (summary) => conversations.upsert(summary));
+  const conversations = new Conversations(me, changed, { maxListed, missing: (id) => fetcher.want(id) });
+  return conversations;
+}
+
+/** The top of the chat list, as many as it holds now, from the server (its unread counts): the conversations read. */
+export async function readTop(conversations: Conversations, list: ListCall): Promise<ConversationSummary[]> {
+  const top = await fetchTop(list, conversations.allowance);
+  conversations.replaceAll(top.conversations, top.hasMore);
+  return top.conversations;
+}
+
+/** The direct conversation with `userId`: held, or asked of the server (`peer`); undefined when there is none yet. */
+export async function findDirect(conversations: Conversations, list: ListCall, userId: string): Promise<ConversationSummary | undefined> {
+  const held = conversations.directWith(userId);
+  if (held) return held;
+  const [found] = (await list({ peer: userId })).conversations;
+  if (!found) return undefined;
+  conversations.upsert(found);
+  return conversations.get(found.id);
+}
 
 /** The `n` most recently active conversations, in pages of at most the protocol's largest. */
 export async function fetchTop(list: ListCall, n: number): Promise<ConversationListResult> {

@@ -1,6 +1,6 @@
 import type { StatusUpdate } from "../protocol/events";
 import type { Connection } from "./Connection";
-import { fetchTop } from "./chatList";
+import { readTop } from "./chatList";
 import type { Conversations } from "./Conversations";
 import type { ConversationSync } from "./ConversationSync";
 import type { Outbox } from "./Outbox";
@@ -99,8 +99,7 @@ export function listenToServer(p: ClientParts): void {
 /** Every conversation to the server's lastSeq: what other devices took while this one was away. */
 async function catchUp(p: ClientParts): Promise<void> {
   // The top of the chat list, as many as the list holds; the rest catch up when they are used.
-  const { conversations, hasMore } = await fetchTop((req) => p.call("conversation:list", req), p.conversationList.allowance);
-  p.conversationList.replaceAll(conversations, hasMore);
+  const conversations = await readTop(p.conversationList, (req) => p.call("conversation:list", req));
   const queue = [...conversations];
   const worker = async () => {
     for (let c = queue.shift(); c; c = queue.shift()) {
