@@ -10,7 +10,8 @@
  * --pg-diagnostics: both databases log statements over 100 ms with their plans
  * (log_min_duration_statement and auto_explain, set on these two databases only), the
  * whole server is sampled every 100 ms (bench/lib/pgTimeline.ts), and each side's worst
- * stalls are explained in the notes, the samples written beside the results.
+ * stalls are explained in the notes, the samples written beside the results; the paced
+ * phase's WAL is split by database and relation, full-page images counted (bench/lib/walTally.ts).
  */
 import { devAuth } from "../lib/load";
 import { phaseOptionsOf, runInterleaved, type Contender, type PhaseOptions, type PhaseResult } from "../lib/phase";
@@ -20,6 +21,8 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { Client } from "pg";
 import { PgTimeline } from "../lib/pgTimeline";
+import { WalTally, walNotes, type WalTallyResult } from "../lib/walTally";
+import { BufferReadCounter, bufferReadNote } from "../lib/bufferReads";
 import { ROOT } from "../lib/procs";
 import { ADMIN_URL, migratedDatabase, startTicksOnFreshDb, storedCounts, type TicksUnderTest } from "../lib/ticks";
 import type { Context, ScenarioResult } from "./context";
@@ -69,10 +72,14 @@ export async function runHistory(ctx: Context): Promise<ScenarioResult> {
     const [emptyMax, fullMax] = (await runInterleaved(sides("m"), { kind: "max" }, phase, ctx.log)) as [PhaseResult, PhaseResult];
     const rate =
       o.rate === "auto" ? Math.max(100, Math.floor(Math.min(emptyMax.ackedPerSec, fullMax.ackedPerSec) / 2 / 100) * 100) : o.rate;
+    const wal = o.pgDiagnostics ? await WalTally.start(ADMIN_URL) : null;
+    const reads = o.pgDiagnostics ? await Promise.all([empty, full].map((t) => BufferReadCounter.start(t.db.url))) : null;
     const [emptyPaced, fullPaced] = (await runInterleaved(sides("p"), { kind: "paced", rate }, phase, ctx.log)) as [
       PhaseResult,
       PhaseResult,
     ];
+    const pacedWal: WalTallyResult | null = (await wal?.stop(ADMIN_URL, 40)) ?? null;
+    const pacedReads = reads ? await Promise.all(reads.map((r) => r.stop())) : null;
 
     const serverLog = (await timeline?.stop()) ?? "";
     await new Promise((r) => setTimeout(r, 500));
@@ -105,6 +112,18 @@ export async function runHistory(ctx: Context): Promise<ScenarioResult> {
         `history (beyond the seed): ${await integrity(full, fullMax, fullPaced, before)}`,
         `paced rate ${o.rate === "auto" ? "= half the lower of the two maxima, rounded down to 100" : "given with --rate"}`,
         ...problemNotes([emptyMax, fullMax, emptyPaced, fullPaced]),
+        ...(pacedWal
+          ? walNotes("paced", pacedWal, [
+              { label: "empty", database: empty.db.name, messages: emptyPaced.totals.ackedOk },
+              { label: "history", database: full.db.name, messages: fullPaced.totals.ackedOk },
+            ])
+          : []),
+        ...(pacedReads
+          ? [
+              bufferReadNote("paced", "empty", pacedReads[0]!, emptyPaced.totals.ackedOk),
+              bufferReadNote("paced", "history", pacedReads[1]!, fullPaced.totals.ackedOk),
+            ]
+          : []),
         ...(timeline ? diagnose(timeline, serverLog, [empty.db.name, full.db.name], { emptyMax, fullMax, emptyPaced, fullPaced }) : []),
       ],
     };
