@@ -57,6 +57,9 @@ function print(title: string, names: string[], results: PhaseResult[], relay: Ph
   line("incomplete", (r) => r.incomplete.status, 0);
   line("sends", (r) => r.sends, 0);
   line("errors", (r) => r.errors, 0);
+  for (const [i, r] of results.entries()) {
+    for (const s of r.stalls.slice(0, 5)) console.log(`  ${names[i]}: acks ≥ 100 ms ${s.from} → ${s.to}, ${s.sends} sends, worst ${s.worstAckMs} ms`);
+  }
 }
 
 async function main(): Promise<void> {
