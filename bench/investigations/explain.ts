@@ -23,7 +23,7 @@ import { INSERT_USERS, SqlMessageStore } from "../../src/storage/SqlMessageStore
 import { BACKLOG_PAGES } from "../../src/storage/messageReads";
 import { RECEIPT } from "../../src/storage/receipts";
 import { FIND_STORED } from "../../src/storage/append/reads";
-import { WRITE, writeValues } from "../../src/storage/append/writeStatement";
+import { plainValues, WRITE, WRITE_PLAIN, writeValues } from "../../src/storage/append/writeStatement";
 import type { BatchRow } from "../../src/storage/append/batchPlan";
 import { directKey } from "../../src/messaging/routing";
 import type { Statement } from "../../src/storage/prepared";
@@ -169,6 +169,8 @@ async function main(): Promise<void> {
 
     const results: [string, Measured][] = [];
     results.push(["append (write, 200 messages)", await explain(c, WRITE, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]", "text[]", "uuid[]", "uuid[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "jsonb[]", "uuid[]", "uuid[]", "bigint[]", "jsonb[]"], () => writeValues(batch()), o.reps)]);
+    // What the server runs for this batch (text to direct conversations): the plain statement.
+    results.push(["append_plain (the same batch)", await explain(c, WRITE_PLAIN, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]", "text[]"], () => plainValues(batch()), o.reps)]);
     results.push(["mark_delivered (200 receipts)", await explain(c, RECEIPT.delivered, ["text[]", "uuid[]", "timestamptz[]"], receipts, o.reps)]);
     const probe = () => {
       const rows = batch();

@@ -19,6 +19,12 @@ import {
 export { freePort, MAIN_JS, openFileLimit, ROOT };
 export const RELAY_TS = path.join(ROOT, "bench/relay.ts");
 const GC_PRELOAD = path.join(ROOT, "bench/gc-preload.cjs");
+/**
+ * Extra node flags for the Ticks server and the relay, from BENCH_NODE_ARGS (space-separated),
+ * e.g. `BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof"`: a CPU profile of each, written
+ * when it exits, to see where a message's CPU goes on either side.
+ */
+const EXTRA_NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
 
 /**
  * Synchronous clean-ups run if the harness exits early (Ctrl-C, a crash): kill the children
@@ -141,13 +147,13 @@ function managed(name: string, child: ChildProcess, port: number, output: string
  * start theirs (spawnNode), plus a GC hook; ready when /readyz says so. `fixedPort`: the
  * port of a server it replaces (a restart), else a free one.
  */
-export async function startTicksProcess(env: Record<string, string>, nofile?: number, fixedPort?: number): Promise<Target> {
+export async function startTicksProcess(env: Record<string, string>, nofile?: number, fixedPort?: number, main?: string): Promise<Target> {
   const port = fixedPort ?? (await freePort());
   let node: NodeProcess;
   try {
     node = await spawnNode(
       { PORT: String(port), HOST: "127.0.0.1", LOG_LEVEL: "warn", ...env },
-      { timeoutMs: 60_000, nodeArgs: ["--expose-gc", "--require", GC_PRELOAD], ipc: true, nofile },
+      { timeoutMs: 60_000, nodeArgs: ["--expose-gc", ...EXTRA_NODE_ARGS, "--require", GC_PRELOAD], ipc: true, nofile, main },
     );
   } catch (err) {
     throw new Error(`ticks did not start: ${(err as Error).message}`);
@@ -159,7 +165,7 @@ export async function startTicksProcess(env: Record<string, string>, nofile?: nu
 /** The storage-less baseline, bench/relay.ts, in its own process (on `fixedPort`: a restart). */
 export async function startRelayProcess(nofile?: number, fixedPort?: number): Promise<Target> {
   const port = fixedPort ?? (await freePort());
-  const child = spawnChild(["--expose-gc", "--import", "tsx", RELAY_TS], { PORT: String(port), HOST: "127.0.0.1" }, nofile);
+  const child = spawnChild(["--expose-gc", ...EXTRA_NODE_ARGS, "--import", "tsx", RELAY_TS], { PORT: String(port), HOST: "127.0.0.1" }, nofile);
   const output = collectOutput(child);
   try {
     await waitHttpOk(`http://127.0.0.1:${port}/healthz`, 30_000, () => child.exitCode === null && child.signalCode === null);

@@ -1,5 +1,6 @@
-import { createCipheriv, createDecipheriv, randomBytes } from "node:crypto";
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import { AppError } from "../protocol";
+import { pooledRandomBytes } from "./randomPool";
 
 /**
  * Status stream cursors. What a cursor holds is a stream position (a bigint), sealed with
@@ -19,7 +20,8 @@ export class StatusCursors {
   }
 
   seal(userId: string, pos: string | bigint): string {
-    const nonce = randomBytes(12);
+    // Random 96-bit nonces, as GCM wants for one key across nodes and restarts (never a counter).
+    const nonce = pooledRandomBytes(12);
     const cipher = createCipheriv("aes-256-gcm", this.key, nonce);
     cipher.setAAD(Buffer.from(StatusCursors.AAD_PREFIX + userId, "utf8"));
     const plain = Buffer.alloc(8);

@@ -1,4 +1,5 @@
 import { v7 as uuidv7 } from "uuid";
+import { pooledRandomBytes } from "./randomPool";
 
 /**
  * A message's id: a UUIDv7 stamped with the message's createdAt, taken from the injected
@@ -7,4 +8,4 @@ import { v7 as uuidv7 } from "uuid";
  * (docs/storage.md). Ids of one millisecond are not ordered among themselves; nothing
  * orders by id.
  */
-export const messageIdAt = (createdAt: Date): string => uuidv7({ msecs: createdAt.getTime() });
+export const messageIdAt = (createdAt: Date): string => uuidv7({ msecs: createdAt.getTime(), random: pooledRandomBytes(16) });

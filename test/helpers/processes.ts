@@ -31,6 +31,8 @@ export type SpawnOptions = {
   ipc?: boolean;
   /** Open files the child may hold, raised through `sh -c 'ulimit -n'` when above the current limit. */
   nofile?: number;
+  /** The compiled entry point (a benchmark comparing two builds). @default MAIN_JS */
+  main?: string;
 };
 
 /** The soft limit on open files of processes started from here. */
@@ -63,9 +65,9 @@ export function spawnChild(args: string[], env: Record<string, string>, options:
  * info never print that line), once GET /readyz answers 200.
  */
 export function spawnNode(env: Record<string, string>, options: SpawnOptions | number = {}): Promise<NodeProcess> {
-  const { timeoutMs = 30_000, nodeArgs = [], ipc, nofile } = typeof options === "number" ? { timeoutMs: options } : options;
+  const { timeoutMs = 30_000, nodeArgs = [], ipc, nofile, main = MAIN_JS } = typeof options === "number" ? { timeoutMs: options } : options;
   const fixedPort = env.PORT && env.PORT !== "0" ? Number(env.PORT) : null;
-  const child = spawnChild([...nodeArgs, MAIN_JS], { PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env }, { ipc, nofile });
+  const child = spawnChild([...nodeArgs, main], { PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env }, { ipc, nofile });
   const output: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code, signal) => resolve(code ?? (signal ? -1 : null))));
   return new Promise((resolve, reject) => {

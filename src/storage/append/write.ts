@@ -8,7 +8,7 @@ import type { BatchOutcome } from "../GroupCommit";
 import type { BatchRow, TargetPlan } from "./batchPlan";
 import { LostDuplicateRace, TargetChanged } from "./errors";
 import { UNIQUE_VIOLATION } from "../unavailable";
-import { WRITE, WRITE_PUSH, writeValues, type WriteRow } from "./writeStatement";
+import { plainValues, WRITE, WRITE_PLAIN, WRITE_PLAIN_PUSH, WRITE_PUSH, writeValues, type WriteRow } from "./writeStatement";
 
 /**
  * Runs the write statement for `rows` (and the entries' `plans`), fills their outcomes;
@@ -24,11 +24,12 @@ export async function write(
 ): Promise<BatchRow[]> {
   let result: WriteRow[];
   try {
-    const values = writeValues(rows, plans, versions);
-    result =
-      pushDelayMs === undefined
-        ? await runPrepared<WriteRow>(db, WRITE, values)
-        : await runPrepared<WriteRow>(db, WRITE_PUSH, [...values, pushDelayMs]);
+    // Text without media, to no group: the statement without the entries' and groups' parts.
+    const plain = plans.length === 0 && versions.size === 0 && rows.every((r) => r.req.kind === "text" && !r.req.media);
+    const values = plain ? plainValues(rows) : writeValues(rows, plans, versions);
+    const push = pushDelayMs !== undefined;
+    const stmt = plain ? (push ? WRITE_PLAIN_PUSH : WRITE_PLAIN) : push ? WRITE_PUSH : WRITE;
+    result = await runPrepared<WriteRow>(db, stmt, push ? [...values, pushDelayMs] : values);
   } catch (err) {
     if ((err as { code?: string }).code === UNIQUE_VIOLATION) throw new LostDuplicateRace();
     throw err;

@@ -39,18 +39,10 @@ import type { BatchRow, TargetPlan } from "./batchPlan";
  * Runs as a named statement with one generic plan (database.ts: createHotPathDatabase):
  * every table is reached by key from the batch's rows. Checked with bench/investigations/explain.ts.
  */
-const writeText = (push: string) => `WITH v AS (
-     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
-       $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[], $12::uuid[], $22::jsonb[])
-       WITH ORDINALITY AS v(id, sender, recipient, given_id, direct_key, client_msg_id, content, created_at, expires_at,
-         accept, kind, ref_id, media, ord)
-   ), t AS (
+/** What only entries and group messages need: the targets' and the groups' checks (see above). */
+const CHECKS = `, t AS (
      SELECT * FROM unnest($13::uuid[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::jsonb[])
        AS t(id, seen_xmin, content, edited_at, deleted_at, patch)
-   ), stored AS (
-     SELECT v.ord, to_jsonb(m) AS original FROM v
-     JOIN message_idempotency k ON k.from_user_id = v.sender AND k.client_msg_id = v.client_msg_id
-     JOIN messages m ON m.message_id = k.message_id
    ), current AS MATERIALIZED (
      -- FOR UPDATE waits for a concurrent writer and then returns the row as it committed it.
      SELECT m.message_id, m.xmin::text AS xmin FROM messages m
@@ -69,12 +61,59 @@ const writeText = (push: string) => `WITH v AS (
          WHERE n.members_version IS DISTINCT FROM s.version
        ) AS ok
      FROM current c JOIN t ON t.id = c.message_id AND t.seen_xmin = c.xmin
-   ), routed AS (
+   )`;
+const SENT = `, sent AS (
+     -- The first message to carry an upload marks it sent, in its own commit (docs/media.md).
+     UPDATE media md SET sent_at = i.created_at FROM inserted i
+     WHERE md.media_id = i.media_id AND md.sent_at IS NULL
+   )`;
+const ACTED = `, acted AS (
+     -- A NULL in t means "unchanged"; reactions are { user: emoji } and a null value removes one.
+     -- (SELECT ok ...) is evaluated once, before any row: nothing is touched when it is false.
+     UPDATE messages m SET
+       content = CASE WHEN t.deleted_at IS NOT NULL THEN '' ELSE COALESCE(t.content, m.content) END,
+       edited_at = COALESCE(t.edited_at, m.edited_at),
+       deleted_at = t.deleted_at,
+       reactions = CASE WHEN t.deleted_at IS NOT NULL THEN '{}'::jsonb ELSE jsonb_strip_nulls(m.reactions || t.patch) END,
+       -- Deleted for everyone: it no longer carries its media (whose bytes the sweep then removes if nothing else does).
+       media_id = CASE WHEN t.deleted_at IS NOT NULL THEN NULL ELSE m.media_id END,
+       media = CASE WHEN t.deleted_at IS NOT NULL THEN NULL ELSE m.media END
+     FROM t WHERE m.message_id = t.id AND (SELECT ok FROM unchanged)
+   ), erased AS (
+     -- The deleted messages' ids as a list of their own, so the partial ref_id index is
+     -- probed per id (a join with t may scan every entry). Entries inserted above are not
+     -- visible here: the caller stores those erased already.
+     UPDATE messages e SET content = ''
+     WHERE e.ref_id = ANY($19::uuid[]) AND e.ref_id IS NOT NULL AND e.content <> '' AND (SELECT ok FROM unchanged)
+   )`;
+
+/**
+ * `plain`: a batch of text messages without media that writes to no group (nothing to
+ * judge, no member list to check again), the usual batch: the statement without `t`,
+ * `current`, `seen`, `membership`, `unchanged`, `sent`, `acted` and `erased`. Empty as they
+ * are for such a batch, their scans and updates of every partition of messages still cost
+ * their executor set-up in each execution: ~0.2 ms of the database's CPU per statement,
+ * measured here against 0.45 ms for all the rest of a one-message batch (docs/benchmarks.md,
+ * "Server and database CPU per message"). Its parameters are $1–$11 (writeValues), then
+ * the push delay.
+ */
+const writeText = (plain: boolean, push: boolean): string => {
+  const delay = plain ? "$12" : "$23";
+  return `WITH v AS (
+     SELECT *${plain ? ", NULL::uuid AS ref_id, NULL::jsonb AS media" : ""}
+     FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
+       $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[]${plain ? "" : ", $12::uuid[], $22::jsonb[]"})
+       WITH ORDINALITY AS v(id, sender, recipient, given_id, direct_key, client_msg_id, content, created_at, expires_at,
+         accept, kind${plain ? "" : ", ref_id, media"}, ord)
+   ), stored AS (
+     SELECT v.ord, to_jsonb(m) AS original FROM v
+     JOIN message_idempotency k ON k.from_user_id = v.sender AND k.client_msg_id = v.client_msg_id
+     JOIN messages m ON m.message_id = k.message_id
+   )${plain ? "" : CHECKS}, routed AS (
      SELECT v.*, coalesce(v.given_id, d.conversation_id) AS conversation_id
      FROM v LEFT JOIN conversations d ON d.direct_key = v.direct_key
      WHERE v.accept AND coalesce(v.given_id, d.conversation_id) IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM stored s WHERE s.ord = v.ord)
-       AND (SELECT ok FROM unchanged)
+       AND NOT EXISTS (SELECT 1 FROM stored s WHERE s.ord = v.ord)${plain ? "" : "\n       AND (SELECT ok FROM unchanged)"}
    ), counts AS (
      -- Only text moves a conversation up the list; every kind takes a seq.
      SELECT conversation_id, count(*)::int AS n, max(created_at) FILTER (WHERE kind = 'text') AS text_at
@@ -103,35 +142,13 @@ const writeText = (push: string) => `WITH v AS (
      -- The global idempotency key (messages is partitioned: its own unique keys are per partition).
      INSERT INTO message_idempotency (from_user_id, client_msg_id, message_id, expires_at)
      SELECT sender, client_msg_id, id, expires_at FROM numbered
-   ), sent AS (
-     -- The first message to carry an upload marks it sent, in its own commit (docs/media.md).
-     UPDATE media md SET sent_at = i.created_at FROM inserted i
-     WHERE md.media_id = i.media_id AND md.sent_at IS NULL
-   ), delivered AS (
+   )${plain ? "" : SENT}, delivered AS (
      INSERT INTO message_delivery (message_id, recipient_id, status)
      SELECT i.message_id, cm.user_id, 'sent' FROM inserted i
      JOIN conversation_members cm ON cm.conversation_id = i.conversation_id AND cm.user_id <> i.from_user_id
      ORDER BY i.conversation_id, i.seq, cm.user_id
      RETURNING message_id, recipient_id
-   ), acted AS (
-     -- A NULL in t means "unchanged"; reactions are { user: emoji } and a null value removes one.
-     -- (SELECT ok ...) is evaluated once, before any row: nothing is touched when it is false.
-     UPDATE messages m SET
-       content = CASE WHEN t.deleted_at IS NOT NULL THEN '' ELSE COALESCE(t.content, m.content) END,
-       edited_at = COALESCE(t.edited_at, m.edited_at),
-       deleted_at = t.deleted_at,
-       reactions = CASE WHEN t.deleted_at IS NOT NULL THEN '{}'::jsonb ELSE jsonb_strip_nulls(m.reactions || t.patch) END,
-       -- Deleted for everyone: it no longer carries its media (whose bytes the sweep then removes if nothing else does).
-       media_id = CASE WHEN t.deleted_at IS NOT NULL THEN NULL ELSE m.media_id END,
-       media = CASE WHEN t.deleted_at IS NOT NULL THEN NULL ELSE m.media END
-     FROM t WHERE m.message_id = t.id AND (SELECT ok FROM unchanged)
-   ), erased AS (
-     -- The deleted messages' ids as a list of their own, so the partial ref_id index is
-     -- probed per id (a join with t may scan every entry). Entries inserted above are not
-     -- visible here: the caller stores those erased already.
-     UPDATE messages e SET content = ''
-     WHERE e.ref_id = ANY($19::uuid[]) AND e.ref_id IS NOT NULL AND e.content <> '' AND (SELECT ok FROM unchanged)
-   )${push}
+   )${plain ? "" : ACTED}${push ? PUSHES.replace("$delay", delay) : ""}
    SELECT s.ord, NULL::uuid AS message_id, NULL::uuid AS conversation_id, NULL::bigint AS seq, NULL::text AS recipient,
      s.original
    FROM stored s
@@ -139,26 +156,28 @@ const writeText = (push: string) => `WITH v AS (
    SELECT NULL, message_id, conversation_id, seq, NULL, NULL FROM inserted
    UNION ALL
    SELECT NULL, message_id, NULL, NULL, recipient_id, NULL FROM delivered`;
-
-export const WRITE = statement("append", writeText(""));
+};
 
 /**
  * The push outbox part of the write (only when pushes are on): a row per delivery row of a
- * text message whose recipient has a pushkey, due PUSH_DELAY_MS ($23) after createdAt
+ * text message whose recipient has a pushkey, due PUSH_DELAY_MS after createdAt
  * (edits, deletes and reactions are not pushed). Written by the same statement as the
  * message, it commits or rolls back with it: no stored message can miss its push, and no
  * push can name a message that was not stored.
  */
-export const WRITE_PUSH = statement(
-  "append_push",
-  writeText(`, pushes AS (
+const PUSHES = `, pushes AS (
      INSERT INTO push_outbox (message_id, recipient_id, due_at, first_due_at)
      SELECT d.message_id, d.recipient_id, n.due_at, n.due_at FROM delivered d
-     JOIN (SELECT id, created_at + $23::int * interval '1 millisecond' AS due_at FROM numbered WHERE kind = 'text') n
+     JOIN (SELECT id, created_at + $delay::int * interval '1 millisecond' AS due_at FROM numbered WHERE kind = 'text') n
        ON n.id = d.message_id
      WHERE EXISTS (SELECT 1 FROM pushkeys p WHERE p.user_id = d.recipient_id)
-   )`),
-);
+   )`;
+
+export const WRITE = statement("append", writeText(false, false));
+export const WRITE_PUSH = statement("append_push", writeText(false, true));
+/** A plain batch's statements (writeText), with `plainValues`. */
+export const WRITE_PLAIN = statement("append_plain", writeText(true, false));
+export const WRITE_PLAIN_PUSH = statement("append_plain_push", writeText(true, true));
 
 /** One of: a stored original (`ord` set), a new message (`seq` set), or one of its recipients. */
 export type WriteRow = {
@@ -170,10 +189,9 @@ export type WriteRow = {
   original: MessageRow | null;
 };
 
-export function writeValues(rows: BatchRow[], plans: TargetPlan[] = [], versions: Map<string, number> = new Map()): unknown[] {
+/** $1–$11: the batch's rows (every statement); the plain statements take only these. */
+export function plainValues(rows: BatchRow[]): unknown[] {
   const col = <T>(pick: (r: BatchRow) => T) => rows.map(pick);
-  const plan = <T>(pick: (p: TargetPlan) => T) => plans.map(pick);
-  const iso = (d: Date | null) => d?.toISOString() ?? null;
   return [
     col((r) => r.req.id),
     col((r) => r.req.from),
@@ -186,7 +204,15 @@ export function writeValues(rows: BatchRow[], plans: TargetPlan[] = [], versions
     col((r) => r.expiresAt.toISOString()),
     col((r) => r.accept),
     col((r) => r.req.kind),
-    col((r) => r.refId),
+  ];
+}
+
+export function writeValues(rows: BatchRow[], plans: TargetPlan[] = [], versions: Map<string, number> = new Map()): unknown[] {
+  const plan = <T>(pick: (p: TargetPlan) => T) => plans.map(pick);
+  const iso = (d: Date | null) => d?.toISOString() ?? null;
+  return [
+    ...plainValues(rows),
+    rows.map((r) => r.refId),
     plan((p) => p.row.message_id),
     plan((p) => p.row.xmin),
     plan((p) => p.content),
@@ -196,6 +222,6 @@ export function writeValues(rows: BatchRow[], plans: TargetPlan[] = [], versions
     plans.filter((p) => p.deletedAt !== null).map((p) => p.row.message_id),
     [...versions.keys()],
     [...versions.values()],
-    col((r) => (r.req.kind === "text" && r.req.media ? JSON.stringify(r.req.media) : null)),
+    rows.map((r) => (r.req.kind === "text" && r.req.media ? JSON.stringify(r.req.media) : null)),
   ];
 }
