@@ -40,6 +40,8 @@ const o = new Command()
   .option("--env <list>", "extra server environment, NAME=value,…", "")
   .option("--profile <dir>", "a CPU profile of the server per phase, written there")
   .option("--log-min-ms <ms>", "log_min_duration_statement on this run's database")
+  .option("--lag-every <ms>", "scrape /metrics for the loop lag this often (0: never; each scrape costs the server a listing of its handles and fds)", "1000")
+  .option("--pg-sample", "sample pg_stat_activity every 100 ms: what the run's backends are doing")
   .parse()
   .opts();
 
@@ -74,26 +76,102 @@ function postgresCpuMs(): number {
   return total;
 }
 
-function lagSampler(target: Target): () => Promise<{ p99: number | null; max: number | null }> {
+function lagSampler(target: Target, everyMs: number): () => Promise<{ p99: number | null; max: number | null; scrapeMs: number | null }> {
   const p99s: number[] = [];
+  const scrapes: number[] = [];
   let max = 0;
   let stopped = false;
   const loop = (async () => {
-    while (!stopped) {
+    while (!stopped && everyMs > 0) {
       try {
+        // How long GET /metrics takes: the collectors run on the server's loop, which waits meanwhile.
+        const t0 = performance.now();
         const m = await scrapeMetrics(target.url);
+        scrapes.push(performance.now() - t0);
         p99s.push((m.get("nodejs_eventloop_lag_p99_seconds") ?? NaN) * 1000);
         max = Math.max(max, (m.get("nodejs_eventloop_lag_max_seconds") ?? 0) * 1000);
       } catch {
         // a missed sample
       }
-      await sleep(1000);
+      await sleep(everyMs);
     }
   })();
   return async () => {
     stopped = true;
     await loop;
-    return { p99: p99s.length ? p99s.reduce((a, b) => a + b, 0) / p99s.length : null, max };
+    return { p99: p99s.length ? p99s.reduce((a, b) => a + b, 0) / p99s.length : null, max: everyMs > 0 ? max : null, scrapeMs: scrapes.length ? scrapes.reduce((a, b) => a + b, 0) / scrapes.length : null };
+  };
+}
+
+/** The server's own view of message:send (receive → ack) and of its write batches, from /metrics. */
+type Counters = { sendCount: number; sendSum: number; buckets: Map<number, number>; batchCount: number; batchSum: number };
+async function counters(target: Target): Promise<Counters> {
+  const m = await scrapeMetrics(target.url);
+  const buckets = new Map<number, number>();
+  let sendCount = 0;
+  let sendSum = 0;
+  let batchCount = 0;
+  let batchSum = 0;
+  for (const [k, v] of m) {
+    if (!k.includes("{")) continue;
+    if (k.startsWith("ticks_handler_duration_seconds") && k.includes('event="message:send"') && k.includes('outcome="ok"')) {
+      const le = /le="([^"]+)"/.exec(k);
+      if (k.startsWith("ticks_handler_duration_seconds_bucket") && le) buckets.set(Number(le[1]), v);
+      else if (k.startsWith("ticks_handler_duration_seconds_sum")) sendSum = v;
+      else if (k.startsWith("ticks_handler_duration_seconds_count")) sendCount = v;
+    }
+    if (k.startsWith("ticks_write_batch_size_sum") && k.includes('kind="append"')) batchSum = v;
+    if (k.startsWith("ticks_write_batch_size_count") && k.includes('kind="append"')) batchCount = v;
+  }
+  return { sendCount, sendSum, buckets, batchCount, batchSum };
+}
+
+/** Mean and the bucket bound under which half the sends were acknowledged, between two scrapes. */
+function serverView(a: Counters, b: Counters): { meanMs: number | null; p50UpToMs: number | null; batch: number | null } {
+  const n = b.sendCount - a.sendCount;
+  let p50: number | null = null;
+  for (const le of [...b.buckets.keys()].sort((x, y) => x - y)) {
+    if ((b.buckets.get(le)! - (a.buckets.get(le) ?? 0)) >= n / 2) {
+      p50 = le * 1000;
+      break;
+    }
+  }
+  const batches = b.batchCount - a.batchCount;
+  return { meanMs: n > 0 ? ((b.sendSum - a.sendSum) / n) * 1000 : null, p50UpToMs: p50, batch: batches > 0 ? (b.batchSum - a.batchSum) / batches : null };
+}
+
+/** utime and stime of a process, ms. */
+function userSys(pid: number): { user: number; sys: number } {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return { user: (Number(fields[11]) * 1000) / 100, sys: (Number(fields[12]) * 1000) / 100 };
+}
+
+/**
+ * pg_stat_activity of the run's database every 100 ms until stopped: per (state, wait event,
+ * statement), how many backend-samples, i.e. where the backends' time goes.
+ */
+function pgSampler(url: string, dbName: string): () => Promise<[string, number][]> {
+  const counts = new Map<string, number>();
+  let stopped = false;
+  const client = new Client({ connectionString: url });
+  const loop = (async () => {
+    await client.connect();
+    while (!stopped) {
+      const { rows } = await client.query<{ s: string }>(
+        `SELECT coalesce(state, '?') || ' | ' || coalesce(wait_event_type || ':' || wait_event, 'cpu') || ' | ' ||
+           left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS s
+         FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() AND state <> 'idle'`,
+        [dbName],
+      );
+      for (const r of rows) counts.set(r.s, (counts.get(r.s) ?? 0) + 1);
+      await sleep(100);
+    }
+    await client.end();
+  })();
+  return async () => {
+    stopped = true;
+    await loop;
+    return [...counts].sort((a, b) => b[1] - a[1]);
   };
 }
 
@@ -160,7 +238,10 @@ async function main(): Promise<void> {
       const loadavg = readFileSync("/proc/loadavg", "utf8").split(" ")[0];
       if (o.profile && serverChild) await profile(serverChild, "prof-start");
       const cpu0 = { server: cpuMs(server) ?? 0, clients: children.reduce((s, c) => s + (cpuMs(c.pid!) ?? 0), 0), pg: postgresCpuMs() };
-      const stopLag = lagSampler(ticks.target);
+      const us0 = userSys(server);
+      const c0 = await counters(ticks.target);
+      const stopLag = lagSampler(ticks.target, Number(o.lagEvery));
+      const stopPg = o.pgSample ? pgSampler(ticks.db.url, new URL(ticks.db.url).pathname.slice(1)) : null;
       const t0 = performance.now();
       type Loaded = { sent: number; acked: number; errors: number; ackMs: number[] };
       const loading = Promise.all(children.map((c) => waitMessage<Loaded>(c, "c100k-loaded", Number(o.seconds) * 1000 + 120_000)));
@@ -168,6 +249,9 @@ async function main(): Promise<void> {
       const loaded = await loading;
       const wall = (performance.now() - t0) / 1000;
       const lag = await stopLag();
+      const pgSamples = (await stopPg?.()) ?? [];
+      const view = serverView(c0, await counters(ticks.target));
+      const us1 = userSys(server);
       const cpu1 = { server: cpuMs(server) ?? 0, clients: children.reduce((s, c) => s + (cpuMs(c.pid!) ?? 0), 0), pg: postgresCpuMs() };
       if (o.profile && serverChild) await profile(serverChild, "prof-stop", path.join(o.profile, `${n}-${phase}.cpuprofile`));
       const acks = summarize(loaded.flatMap((l) => l.ackMs));
@@ -184,14 +268,24 @@ async function main(): Promise<void> {
         f((cpu1.clients - cpu0.clients) / 1000 / wall, 2).padStart(8),
         f((cpu1.pg - cpu0.pg) / 1000 / wall, 2).padStart(6),
         String(loadavg).padStart(6),
+        f(view.meanMs).padStart(8),
+        ("≤" + f(view.p50UpToMs, 0)).padStart(7),
+        f(view.batch).padStart(6),
+        f((us1.sys - us0.sys) / (us1.user - us0.user + us1.sys - us0.sys), 2).padStart(5),
+        f(lag.scrapeMs).padStart(7),
       ].join(" ");
       log(row);
       rows.push(row);
+      if (pgSamples.length > 0) {
+        const total = pgSamples.reduce((a, [, n]) => a + n, 0);
+        console.log(`\n${phase}: active backends per 100 ms sample, mean ${((total / (wall * 10)) || 0).toFixed(2)}; by state | wait | statement:`);
+        for (const [k, n] of pgSamples.slice(0, 12)) console.log(`  ${String(n).padStart(6)}  ${k}`);
+      }
       await sleep(3000);
     }
     console.log(`\n${sockets} sockets, ${o.rate} msg/s for ${o.seconds} s per phase, fixed phases: ${o.senders} senders per process`);
-    console.log("phase         acked  errs  p50 ms  p99 ms lag p99 lag max  server  clients     pg  load1");
-    console.log("                                                            (cores over the phase)");
+    console.log("phase         acked  errs  p50 ms  p99 ms lag p99 lag max  server  clients     pg  load1 srv mean srv p50  batch  sys scrape");
+    console.log("                                                            (cores over the phase)      (receive→ack, ms)       share  ms avg");
     for (const r of rows) console.log(r);
   } finally {
     await Promise.all(
