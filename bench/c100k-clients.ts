@@ -6,7 +6,10 @@
  *
  *   connect            open them all, C100K_BATCH handshakes in flight; each counts at its `sync:complete`
  *   load {rate, ms}    send `rate` msg/s from random own sockets to random users of the whole
- *                      run (C100K_TOTAL), timed from the scheduled send to the acknowledgement
+ *                      run (C100K_TOTAL), timed from the scheduled send to the acknowledgement;
+ *                      with `senders: n` only this process' first n sockets send, and with
+ *                      `partner: "fixed"` each always to the same user (a fixed set of pairs,
+ *                      whose conversations a first load creates: bench/investigations/c100k-load.ts)
  *   watch-resync       after a server restart: report when every socket has a fresh `sync:complete`
  *   close              disconnect and exit
  *
@@ -100,7 +103,13 @@ async function connectAll(): Promise<{ opened: number; failed: number; firstErro
 }
 
 /** Open loop: every send is timed from its scheduled time (no coordinated omission). */
-async function load(rate: number, ms: number): Promise<{ sent: number; acked: number; errors: number; ackMs: number[] }> {
+async function load(
+  rate: number,
+  ms: number,
+  senders = 0,
+  partner: "random" | "fixed" = "random",
+): Promise<{ sent: number; acked: number; errors: number; ackMs: number[] }> {
+  const pool = senders > 0 ? sockets.slice(0, senders) : sockets;
   const ackMs: number[] = [];
   let sent = 0;
   let acked = 0;
@@ -113,9 +122,9 @@ async function load(rate: number, ms: number): Promise<{ sent: number; acked: nu
     if (scheduled - t0 >= ms) break;
     const wait = scheduled - performance.now();
     if (wait > 1) await new Promise((r) => setTimeout(r, wait));
-    const socket = sockets[Math.floor(Math.random() * sockets.length)]!;
+    const socket = pool[Math.floor(Math.random() * pool.length)]!;
     const from = indexOf.get(socket)! + offset;
-    let to = Math.floor(Math.random() * total);
+    let to = partner === "fixed" ? (from + Math.floor(total / 2)) % total : Math.floor(Math.random() * total);
     if (to === from) to = (to + 1) % total;
     sent++;
     pending.push(
@@ -156,12 +165,12 @@ function watchResync(timeoutMs: number): Promise<{ synced: number; seconds: numb
   });
 }
 
-type Command = { bench?: string; rate?: number; ms?: number; timeoutMs?: number };
+type Command = { bench?: string; rate?: number; ms?: number; timeoutMs?: number; senders?: number; partner?: "random" | "fixed" };
 
 process.on("message", (m: Command) => {
   const reply = (kind: string) => (result: object) => process.send?.({ bench: kind, ...result });
   if (m?.bench === "connect") void connectAll().then(reply("c100k-connected"));
-  else if (m?.bench === "load") void load(m.rate!, m.ms!).then(reply("c100k-loaded"));
+  else if (m?.bench === "load") void load(m.rate!, m.ms!, m.senders, m.partner).then(reply("c100k-loaded"));
   else if (m?.bench === "watch-resync") void watchResync(m.timeoutMs!).then(reply("c100k-resynced"));
   else if (m?.bench === "close") {
     closing = true;

@@ -1,4 +1,20 @@
+import { readdir } from "node:fs/promises";
 import client from "prom-client";
+
+/**
+ * prom-client defaults that list every handle, resource or open file of the process, on
+ * the event loop, at each scrape: with 19,000 sockets one scrape held the loop for tens of
+ * milliseconds (docs/benchmarks.md, "C100k: where the ack latency goes"), and that grows
+ * with the sockets. Sockets are counted by ticks_connected_sockets; process_open_fds is
+ * kept, read off the loop (Metrics.openFds).
+ */
+export const PER_HANDLE_DEFAULTS = [
+  "nodejs_active_handles",
+  "nodejs_active_handles_total",
+  "nodejs_active_resources",
+  "nodejs_active_resources_total",
+  "process_open_fds",
+] as const;
 
 /**
  * Prometheus metrics, one registry per server instance (tests run several in one process).
@@ -143,5 +159,29 @@ export class Metrics {
 
   constructor() {
     client.collectDefaultMetrics({ register: this.registry });
+    for (const name of PER_HANDLE_DEFAULTS) this.registry.removeSingleMetric(name);
+    this.openFds();
+  }
+
+  /**
+   * process_open_fds as prom-client has it (Linux only), but the listing of /proc/self/fd
+   * runs in libuv's thread pool instead of on the loop: near the open-file limit is when
+   * it matters, and when a synchronous listing costs most.
+   */
+  private openFds(): void {
+    if (process.platform !== "linux") return;
+    const gauge: client.Gauge = new client.Gauge({
+      name: "process_open_fds",
+      help: "Number of open file descriptors.",
+      registers: [this.registry],
+      collect: async (): Promise<void> => {
+        try {
+          // Minus the descriptor the listing itself held open.
+          gauge.set((await readdir("/proc/self/fd")).length - 1);
+        } catch {
+          // no /proc: the gauge keeps its last value
+        }
+      },
+    });
   }
 }

@@ -55,6 +55,8 @@ export type Target = {
   /** Every process whose CPU counts as the server's. */
   pids: number[];
   output: string[];
+  /** The process itself (its IPC channel: bench/investigations/c100k-load.ts profiles over it). */
+  child?: ChildProcess;
   /** Full GC in the server (its heap is then read without garbage). */
   gc(): Promise<void>;
   stop(): Promise<void>;
@@ -115,6 +117,7 @@ function managed(name: string, child: ChildProcess, port: number, output: string
     port,
     pids: [child.pid!],
     output,
+    child,
     gc: () =>
       new Promise((resolve) => {
         const id = ++gcSeq;
