@@ -8,7 +8,7 @@ import client from "prom-client";
  * with the sockets. Sockets are counted by ticks_connected_sockets; process_open_fds is
  * kept, read off the loop (Metrics.openFds).
  */
-export const PER_HANDLE_DEFAULTS = [
+const PER_HANDLE_DEFAULTS = [
   "nodejs_active_handles",
   "nodejs_active_handles_total",
   "nodejs_active_resources",

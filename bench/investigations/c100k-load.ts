@@ -25,7 +25,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import type { ChildProcess } from "node:child_process";
 import { Client } from "pg";
 import { waitMessage } from "../lib/idleSockets";
-import { cpuMs, ROOT, scrapeMetrics, spawnChild, type Target } from "../lib/procs";
+import { cpuMs, ROOT, scrapeMetrics, spawnChild, type Target, closeClients } from "../lib/procs";
 import { sleep, summarize } from "../lib/stats";
 import { startTicksOnFreshDb } from "../lib/ticks";
 
@@ -288,16 +288,7 @@ async function main(): Promise<void> {
     console.log("                                                            (cores over the phase)      (receive→ack, ms)       share  ms avg");
     for (const r of rows) console.log(r);
   } finally {
-    await Promise.all(
-      children.map(async (c) => {
-        if (c.exitCode !== null || c.signalCode !== null) return;
-        const gone = new Promise((r) => c.once("exit", r));
-        c.send({ bench: "close" });
-        const killer = setTimeout(() => c.kill("SIGKILL"), 30_000);
-        await gone;
-        clearTimeout(killer);
-      }),
-    );
+    await closeClients(children, 30_000);
     await ticks.stop();
   }
 }

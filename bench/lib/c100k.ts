@@ -7,7 +7,7 @@
  */
 import path from "node:path";
 import type { ChildProcess } from "node:child_process";
-import { ROOT, scrapeMetrics, spawnChild, type Target } from "./procs";
+import { ROOT, scrapeMetrics, spawnChild, type Target, closeClients } from "./procs";
 import { waitMessage } from "./idleSockets";
 import { sleep, summarize, type Summary } from "./stats";
 
@@ -217,15 +217,6 @@ export async function runC100k(
       },
     };
   } finally {
-    await Promise.all(
-      children.map(async (c) => {
-        if (c.exitCode !== null || c.signalCode !== null) return;
-        const gone = new Promise((r) => c.once("exit", r));
-        c.send({ bench: "close" });
-        const killer = setTimeout(() => c.kill("SIGKILL"), 30_000);
-        await gone;
-        clearTimeout(killer);
-      }),
-    );
+    await closeClients(children, 30_000);
   }
 }

@@ -6,7 +6,7 @@
  */
 import path from "node:path";
 import type { ChildProcess } from "node:child_process";
-import { openFileLimit, ROOT, scrapeMetrics, spawnChild, type Target } from "./procs";
+import { openFileLimit, ROOT, scrapeMetrics, spawnChild, type Target, closeClients } from "./procs";
 import { sleep } from "./stats";
 
 const CLIENT_TS = path.join(ROOT, "bench/idle-clients.ts");
@@ -110,15 +110,6 @@ export async function measureIdle(
       firstError: ready.find((r) => r.firstError)?.firstError ?? null,
     };
   } finally {
-    await Promise.all(
-      children.map(async (c) => {
-        if (c.exitCode !== null || c.signalCode !== null) return;
-        const gone = new Promise((r) => c.once("exit", r));
-        c.send({ bench: "close" });
-        const killer = setTimeout(() => c.kill("SIGKILL"), 15_000);
-        await gone;
-        clearTimeout(killer);
-      }),
-    );
+    await closeClients(children, 15_000);
   }
 }

@@ -65,6 +65,23 @@ export type Target = {
 
 
 /** `node <args>` (the relay, idle-client processes), killed by pid if the harness exits early. */
+/**
+ * Asks each load-generator child still running to close its sockets and exit
+ * (`{ bench: "close" }`), and kills the ones that have not after `graceMs`.
+ */
+export async function closeClients(children: ChildProcess[], graceMs: number): Promise<void> {
+  await Promise.all(
+    children.map(async (c) => {
+      if (c.exitCode !== null || c.signalCode !== null) return;
+      const gone = new Promise((r) => c.once("exit", r));
+      c.send({ bench: "close" });
+      const killer = setTimeout(() => c.kill("SIGKILL"), graceMs);
+      await gone;
+      clearTimeout(killer);
+    }),
+  );
+}
+
 export function spawnChild(args: string[], env: Record<string, string>, nofile?: number): ChildProcess {
   return killAtExit(spawnTestChild(args, env, { ipc: true, nofile }));
 }
