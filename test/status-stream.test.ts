@@ -43,7 +43,7 @@ describe("status stream (v3): status:sync, cursors, message:info", function () {
     await waitFor(() => new Set(alice.statuses.flatMap((s) => s.messageIds)).size === 7, "7 delivered receipts");
     expectOk(await bob.request("message:read", { messageIds: sent.map((m) => m.id) }));
     await waitFor(() => alice.statuses.some((s) => s.status === "read"), "the read receipt");
-    for (const s of alice.statuses) expect(s.cursor).to.be.a("string").with.length(48);
+    for (const s of alice.statuses) expect(s.cursor).to.be.a("string").with.length(22);
 
     // From the start, one change a page: every change, oldest first, delivered before read.
     const all = await syncAll(alice, undefined, 1);
@@ -162,7 +162,8 @@ describe("status stream (v3): status:sync, cursors, message:info", function () {
       "x",
       "0",
       Buffer.alloc(36).toString("base64url"),
-      alicesCursor.slice(0, 47) + (alicesCursor.endsWith("A") ? "B" : "A"),
+      Buffer.alloc(16).toString("base64url"),
+      alicesCursor.slice(0, -1) + (alicesCursor.endsWith("A") ? "B" : "A"),
       alicesCursor + "A",
       "a".repeat(129),
     ];

@@ -48,7 +48,7 @@ export const LIMITS = {
   mediaNameLength: 255,
   statusSyncPage: 1000,
   statusSyncDefault: 500,
-  /** Longer than any cursor the server gives (48 characters): the rest is the cursor's own check. */
+  /** Longer than any cursor the server gives (22 characters; 48 before v2): the rest is the cursor's own check. */
   cursorLength: 128,
 } as const;
 
