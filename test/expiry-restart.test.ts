@@ -46,10 +46,15 @@ describe("expiry and restarts", () => {
     const b = uniqueId("bob");
     const alice = await device(server, a).connectSynced();
     const old = await alice.send(b, "old news");
-    clock.advance(DAY / 2);
+    // `fresh` is stamped in the next UTC day: the sweep drops a day's partition once every
+    // row in it expired, so `old` must not share its day with a message still live (which
+    // half a day later it would, whenever the test runs before noon).
+    const toNextDay = DAY - (Date.parse(old.createdAt) % DAY) + 1000;
+    clock.advance(toNextDay);
     const fresh = await alice.send(b, "still fresh");
+    expect(new Date(fresh.createdAt).getUTCDate()).to.not.equal(new Date(old.createdAt).getUTCDate());
     expect(Date.parse(old.expiresAt) - Date.parse(old.createdAt)).to.equal(DAY);
-    clock.advance(DAY / 2 + 1000); // `old` is now past expiresAt, `fresh` is not
+    clock.advance(DAY - toNextDay + 1000); // `old` is now past expiresAt, `fresh` is not
 
     const bob = await device(server, b).connectSynced();
     expect(bob.received.map((m) => m.id)).to.deep.equal([fresh.id]);
