@@ -21,13 +21,20 @@ import { ACTED, CHECKS, CREATED, PUSHES, SENT } from "./writeParts";
  *   again rather than delivered by the snapshot's stale member list. Otherwise nothing below writes anything (the caller redoes the batch):
  *   an entry is never judged on a stale state, and a delete never misses an edit
  *   committed by another node after this statement's snapshot.
- * - `routed`: what is written, each with its conversation (a direct one found by its key;
- *   a direct message whose conversation does not exist yet is left out, and created by
- *   the caller).
- * - lock the batch's conversations in id order (concurrent batches cannot deadlock), move
- *   each seq counter by its number of messages, number the messages in request order
- *   from there, insert them, then their delivery rows in seq order (so delivery_id follows
- *   seq within a conversation: the backlog's order); `keyed`: each message's
+ * - `found`: what is to be written, each with its conversation if it exists (a direct one
+ *   found by its key). `fresh`/`created`/`members`/`directory` (writeParts.ts, CREATED):
+ *   the direct conversations that do not exist yet are created here, with their members,
+ *   directory entries and seq counter; `routed`: what is written, each with its
+ *   conversation; a first message whose pair another batch created after this
+ *   statement's snapshot (ON CONFLICT) is left out, and the caller writes it again once
+ *   createDirect has found that row (appendBatch.ts).
+ * - lock the batch's existing conversations in id order (concurrent batches cannot
+ *   deadlock; the creations come first, in key order), move each seq counter by its number
+ *   of messages, number the messages in request order from there (a created
+ *   conversation's from 1), insert them, then their delivery rows in seq order (so
+ *   delivery_id follows seq within a conversation: the backlog's order; a created
+ *   conversation's recipient is the row's, its members not being visible to this
+ *   statement); `keyed`: each message's
  *   (sender, clientMsgId) in message_idempotency, whose primary key is what makes a
  *   concurrent retry fail here.
  * - `sent`: uploads carried for the first time are marked sent (media.sent_at).
