@@ -22,7 +22,7 @@
  *   the same new user wait in one order).
  */
 export const CREATED = `, fresh AS (
-     SELECT DISTINCT ON (direct_key) new_id, direct_key, sender, recipient, created_at,
+     SELECT DISTINCT ON (direct_key) new_id, direct_key, sender, created_at,
        count(*) OVER w AS n, max(created_at) FILTER (WHERE kind = 'text') OVER w AS text_at
      FROM found WHERE found_id IS NULL
      WINDOW w AS (PARTITION BY direct_key)
@@ -32,14 +32,14 @@ export const CREATED = `, fresh AS (
      SELECT new_id, 'direct', direct_key, created_at, sender, n, text_at FROM fresh ORDER BY direct_key
      ON CONFLICT (direct_key) DO NOTHING
      RETURNING conversation_id, direct_key, created_at
-   ), joined AS (
-     SELECT c.conversation_id, c.created_at, u.user_id FROM created c JOIN fresh f ON f.direct_key = c.direct_key
-     CROSS JOIN LATERAL (VALUES (f.sender), (f.recipient)) AS u(user_id)
    ), members AS (
+     -- Both users from the key, the sorted pair (messaging/routing.ts: directKey): no join
+     -- back to \`fresh\` (on the hot path's connections only nested loops join).
      INSERT INTO conversation_members (conversation_id, user_id, joined_at)
-     SELECT conversation_id, user_id, created_at FROM joined
+     SELECT c.conversation_id, u.user_id, c.created_at FROM created c, unnest(string_to_array(c.direct_key, ' ')) AS u(user_id)
    ), directory AS (
-     INSERT INTO users (user_id) SELECT DISTINCT user_id FROM joined ORDER BY user_id
+     INSERT INTO users (user_id)
+     SELECT DISTINCT u.user_id FROM created c, unnest(string_to_array(c.direct_key, ' ')) AS u(user_id) ORDER BY 1
      ON CONFLICT (user_id) DO NOTHING
    )`;
 

@@ -78,9 +78,11 @@ const writeText = (plain: boolean, push: boolean): string => {
      FROM v LEFT JOIN conversations d ON d.direct_key = v.direct_key
      WHERE v.accept AND NOT EXISTS (SELECT 1 FROM stored s WHERE s.ord = v.ord)${plain ? "" : "\n       AND (SELECT ok FROM unchanged)"}
    )${CREATED}, routed AS (
-     SELECT f.*, coalesce(f.found_id, c.conversation_id) AS conversation_id, c.conversation_id IS NOT NULL AS is_new
-     FROM found f LEFT JOIN created c ON f.found_id IS NULL AND c.direct_key = f.direct_key
-     WHERE coalesce(f.found_id, c.conversation_id) IS NOT NULL
+     -- A key's rows all carry the id \`created\` inserted it with. The IN under OR stays a
+     -- hashed subplan: a join would be a nested loop, rows × created conversations.
+     SELECT f.*, coalesce(f.found_id, f.new_id) AS conversation_id, f.found_id IS NULL AS is_new
+     FROM found f
+     WHERE f.found_id IS NOT NULL OR f.new_id IN (SELECT conversation_id FROM created)
    ), counts AS (
      -- Only text moves a conversation up the list; every kind takes a seq. A conversation
      -- created above has its counter set already, and no row to lock (it is not visible here).
