@@ -10,7 +10,8 @@
  *   … --plans                                                       # also print the plans
  *
  * The batch is the bench's shape under load: 50 senders, 4 messages each (200) into 50
- * direct conversations that already hold messages; receipts for 200 of them.
+ * direct conversations that already hold messages; receipts for 200 of them. The plain
+ * append also with the same senders writing to 50 new peers (first contacts).
  */
 import { Command } from "commander";
 import { Client } from "pg";
@@ -136,12 +137,13 @@ async function main(): Promise<void> {
     const { rows: count } = await c.query<{ n: string }>("SELECT count(*) AS n FROM messages");
     console.log(`database: ${count[0]!.n} messages; batch: ${PAIRS} senders × ${PER_SENDER} = ${PAIRS * PER_SENDER} messages`);
     let k = 0;
-    const batch = (): BatchRow[] => {
+    // `peer` "n": recipients no conversation exists with (each run is rolled back): first contacts.
+    const batch = (peer = "r"): BatchRow[] => {
       const rows: BatchRow[] = [];
       for (let j = 0; j < PER_SENDER; j++) {
         for (let i = 0; i < PAIRS; i++) {
           const from = `${tag}-s${i}`;
-          const to = `${tag}-r${i}`;
+          const to = `${tag}-${peer}${i}`;
           const at = new Date();
           rows.push({
             index: rows.length,
@@ -168,9 +170,11 @@ async function main(): Promise<void> {
     const receipts = () => [recent.map((r) => r.recipient_id), recent.map((r) => r.message_id), recent.map(() => new Date().toISOString())];
 
     const results: [string, Measured][] = [];
-    results.push(["append (write, 200 messages)", await explain(c, WRITE, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]", "text[]", "uuid[]", "uuid[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "jsonb[]", "uuid[]", "uuid[]", "bigint[]", "jsonb[]"], () => writeValues(batch()), o.reps)]);
+    results.push(["append (write, 200 messages)", await explain(c, WRITE, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]", "text[]", "uuid[]", "uuid[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "jsonb[]", "uuid[]", "uuid[]", "bigint[]", "jsonb[]", "uuid[]"], () => writeValues(batch()), o.reps)]);
     // What the server runs for this batch (text to direct conversations): the plain statement.
-    results.push(["append_plain (the same batch)", await explain(c, WRITE_PLAIN, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]", "text[]"], () => plainValues(batch()), o.reps)]);
+    results.push(["append_plain (the same batch)", await explain(c, WRITE_PLAIN, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]", "text[]", "uuid[]"], () => plainValues(batch()), o.reps)]);
+    // The same, to 50 new pairs: the statement creates their conversations (writeParts.ts, CREATED).
+    results.push(["append_plain (first contacts)", await explain(c, WRITE_PLAIN, ["uuid[]", "text[]", "text[]", "uuid[]", "text[]", "text[]", "text[]", "timestamptz[]", "timestamptz[]", "bool[]", "text[]", "uuid[]"], () => plainValues(batch("n")), o.reps)]);
     results.push(["mark_delivered (200 receipts)", await explain(c, RECEIPT.delivered, ["text[]", "uuid[]", "timestamptz[]"], receipts, o.reps)]);
     const probe = () => {
       const rows = batch();

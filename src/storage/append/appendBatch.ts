@@ -14,8 +14,10 @@ import { createDirect, write } from "./write";
  * `conversations` hands out a contiguous seq range in request order, gap-free: any
  * failure rolls the statement back whole. Messages to a given conversation (groups) and
  * entries need reads first (members for the routing rules, the messages entries act on
- * for messaging/entryRules), which also answer stored retries; a first message between
- * two users needs a second write (the conversation is created, then its messages go in).
+ * for messaging/entryRules), which also answer stored retries. A first message between
+ * two users is the same one statement: it creates the conversation (writeParts.ts,
+ * CREATED). Only when another node created that pair after the statement's snapshot does
+ * the batch take two more: createDirect (which then finds it there) and the write again.
  * Every statement's cost follows the batch, not the table: each lookup is one index probe
  * per request. Returns one outcome per request, in order; refusals (NOT_FOUND, FORBIDDEN)
  * are per request and store nothing. Throws LostDuplicateRace when a concurrent retry got
@@ -31,8 +33,8 @@ export type AppendOptions = {
    */
   pushDelayMs?: number;
   /**
-   * Filled in place. A batch runs more than one statement when it holds a first message
-   * between two users, and each commits on its own: when a later one fails, the caller
+   * Filled in place. A batch runs more than one statement when a first message's pair was
+   * created by another node meanwhile, and each commits on its own: when a later one fails, the caller
    * runs the batch again with the outcomes the earlier one committed still set, and those
    * requests are not run again (they stay `duplicate: false`, with their recipients).
    */
@@ -88,7 +90,8 @@ export async function appendBatch(db: Knex, reqs: AppendRequest[], options: Appe
 
   let unrouted = await write(hot, rows, [...plans.values()], outcomes, push, seenVersions(given));
   if (unrouted.length > 0) {
-    // First messages between these users: create the conversations, then store them.
+    // First messages whose pair another node created while the write ran (its ON CONFLICT
+    // found the row, which its snapshot could not see): store them in that conversation.
     await createDirect(db, unrouted);
     unrouted = await write(hot, unrouted, [], outcomes, push);
     if (unrouted.length > 0) throw new Error("direct conversation missing right after it was created");

@@ -12,7 +12,8 @@ import { plainValues, WRITE, WRITE_PLAIN, WRITE_PLAIN_PUSH, WRITE_PUSH, writeVal
 
 /**
  * Runs the write statement for `rows` (and the entries' `plans`), fills their outcomes;
- * returns the direct ones whose conversation does not exist yet.
+ * returns the direct ones it left out: their pair was created by another batch after the
+ * statement's snapshot.
  */
 export async function write(
   db: Knex,
@@ -66,9 +67,11 @@ export async function write(
 
 /**
  * First messages between these users: each conversation, its two members and their
- * directory entries, in one statement. A concurrent batch may create the same pair:
- * ON CONFLICT leaves its row, which the next write finds by its key. Sorted, so two
- * batches creating the same pairs take the index locks in the same order.
+ * directory entries, in one statement. The write statement creates them itself; this is
+ * its fallback, for rows it left out because another batch created their pair after its
+ * snapshot (then ON CONFLICT here leaves that row, which the next write finds by its
+ * key). Sorted, so two batches creating the same pairs take the index locks in the same
+ * order.
  */
 export async function createDirect(db: Knex, rows: BatchRow[]): Promise<void> {
   const pairs = new Map<string, { id: string; from: string; to: string; at: Date }>();

@@ -1,6 +1,9 @@
+import { v7 as uuidv7 } from "uuid";
+import { pooledRandomBytes } from "../../messaging/randomPool";
 import { statement } from "../prepared";
 import type { MessageRow } from "../rows";
 import type { BatchRow, TargetPlan } from "./batchPlan";
+import { ACTED, CHECKS, CREATED, PUSHES, SENT } from "./writeParts";
 
 /**
  * The write. In order of the CTEs:
@@ -18,13 +21,20 @@ import type { BatchRow, TargetPlan } from "./batchPlan";
  *   again rather than delivered by the snapshot's stale member list. Otherwise nothing below writes anything (the caller redoes the batch):
  *   an entry is never judged on a stale state, and a delete never misses an edit
  *   committed by another node after this statement's snapshot.
- * - `routed`: what is written, each with its conversation (a direct one found by its key;
- *   a direct message whose conversation does not exist yet is left out, and created by
- *   the caller).
- * - lock the batch's conversations in id order (concurrent batches cannot deadlock), move
- *   each seq counter by its number of messages, number the messages in request order
- *   from there, insert them, then their delivery rows in seq order (so delivery_id follows
- *   seq within a conversation: the backlog's order); `keyed`: each message's
+ * - `found`: what is to be written, each with its conversation if it exists (a direct one
+ *   found by its key). `fresh`/`created`/`members`/`directory` (writeParts.ts, CREATED):
+ *   the direct conversations that do not exist yet are created here, with their members,
+ *   directory entries and seq counter; `routed`: what is written, each with its
+ *   conversation; a first message whose pair another batch created after this
+ *   statement's snapshot (ON CONFLICT) is left out, and the caller writes it again once
+ *   createDirect has found that row (appendBatch.ts).
+ * - lock the batch's existing conversations in id order (concurrent batches cannot
+ *   deadlock; the creations come first, in key order), move each seq counter by its number
+ *   of messages, number the messages in request order from there (a created
+ *   conversation's from 1), insert them, then their delivery rows in seq order (so
+ *   delivery_id follows seq within a conversation: the backlog's order; a created
+ *   conversation's recipient is the row's, its members not being visible to this
+ *   statement); `keyed`: each message's
  *   (sender, clientMsgId) in message_idempotency, whose primary key is what makes a
  *   concurrent retry fail here.
  * - `sent`: uploads carried for the first time are marked sent (media.sent_at).
@@ -39,54 +49,6 @@ import type { BatchRow, TargetPlan } from "./batchPlan";
  * Runs as a named statement with one generic plan (database.ts: createHotPathDatabase):
  * every table is reached by key from the batch's rows. Checked with bench/investigations/explain.ts.
  */
-/** What only entries and group messages need: the targets' and the groups' checks (see above). */
-const CHECKS = `, t AS (
-     SELECT * FROM unnest($13::uuid[], $14::text[], $15::text[], $16::timestamptz[], $17::timestamptz[], $18::jsonb[])
-       AS t(id, seen_xmin, content, edited_at, deleted_at, patch)
-   ), current AS MATERIALIZED (
-     -- FOR UPDATE waits for a concurrent writer and then returns the row as it committed it.
-     SELECT m.message_id, m.xmin::text AS xmin FROM messages m
-     WHERE m.message_id IN (SELECT id FROM t) AND m.deleted_at IS NULL
-     ORDER BY m.message_id FOR UPDATE
-   ), seen AS (
-     SELECT * FROM unnest($20::uuid[], $21::bigint[]) AS s(id, version)
-   ), membership AS MATERIALIZED (
-     SELECT c.conversation_id, c.members_version FROM conversations c
-     WHERE c.conversation_id IN (SELECT id FROM seen)
-     ORDER BY c.conversation_id FOR UPDATE
-   ), unchanged AS MATERIALIZED (
-     SELECT count(*) = (SELECT count(*) FROM t)
-       AND NOT EXISTS (
-         SELECT 1 FROM seen s LEFT JOIN membership n ON n.conversation_id = s.id
-         WHERE n.members_version IS DISTINCT FROM s.version
-       ) AS ok
-     FROM current c JOIN t ON t.id = c.message_id AND t.seen_xmin = c.xmin
-   )`;
-const SENT = `, sent AS (
-     -- The first message to carry an upload marks it sent, in its own commit (docs/media.md).
-     UPDATE media md SET sent_at = i.created_at FROM inserted i
-     WHERE md.media_id = i.media_id AND md.sent_at IS NULL
-   )`;
-const ACTED = `, acted AS (
-     -- A NULL in t means "unchanged"; reactions are { user: emoji } and a null value removes one.
-     -- (SELECT ok ...) is evaluated once, before any row: nothing is touched when it is false.
-     UPDATE messages m SET
-       content = CASE WHEN t.deleted_at IS NOT NULL THEN '' ELSE COALESCE(t.content, m.content) END,
-       edited_at = COALESCE(t.edited_at, m.edited_at),
-       deleted_at = t.deleted_at,
-       reactions = CASE WHEN t.deleted_at IS NOT NULL THEN '{}'::jsonb ELSE jsonb_strip_nulls(m.reactions || t.patch) END,
-       -- Deleted for everyone: it no longer carries its media (whose bytes the sweep then removes if nothing else does).
-       media_id = CASE WHEN t.deleted_at IS NOT NULL THEN NULL ELSE m.media_id END,
-       media = CASE WHEN t.deleted_at IS NOT NULL THEN NULL ELSE m.media END
-     FROM t WHERE m.message_id = t.id AND (SELECT ok FROM unchanged)
-   ), erased AS (
-     -- The deleted messages' ids as a list of their own, so the partial ref_id index is
-     -- probed per id (a join with t may scan every entry). Entries inserted above are not
-     -- visible here: the caller stores those erased already.
-     UPDATE messages e SET content = ''
-     WHERE e.ref_id = ANY($19::uuid[]) AND e.ref_id IS NOT NULL AND e.content <> '' AND (SELECT ok FROM unchanged)
-   )`;
-
 /**
  * `plain`: a batch of text messages without media that writes to no group (nothing to
  * judge, no member list to check again), the usual batch: the statement without `t`,
@@ -95,29 +57,37 @@ const ACTED = `, acted AS (
  * their executor set-up in each execution: ~0.2 ms of the database's CPU per statement,
  * measured here against 0.45 ms for all the rest of a one-message batch (docs/benchmarks.md,
  * "Server and database CPU per message"). Its parameters are $1–$11 (writeValues), then
- * the push delay.
+ * the new conversations' ids, then the push delay; the full statement's ids and delay
+ * come after its $12–$22.
  */
 const writeText = (plain: boolean, push: boolean): string => {
-  const delay = plain ? "$12" : "$23";
+  const ids = plain ? "$12" : "$23";
+  const delay = plain ? "$13" : "$24";
   return `WITH v AS (
      SELECT *${plain ? ", NULL::uuid AS ref_id, NULL::jsonb AS media" : ""}
      FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[], $6::text[], $7::text[],
-       $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[]${plain ? "" : ", $12::uuid[], $22::jsonb[]"})
+       $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[], ${ids}::uuid[]${plain ? "" : ", $12::uuid[], $22::jsonb[]"})
        WITH ORDINALITY AS v(id, sender, recipient, given_id, direct_key, client_msg_id, content, created_at, expires_at,
-         accept, kind${plain ? "" : ", ref_id, media"}, ord)
+         accept, kind, new_id${plain ? "" : ", ref_id, media"}, ord)
    ), stored AS (
      SELECT v.ord, to_jsonb(m) AS original FROM v
      JOIN message_idempotency k ON k.from_user_id = v.sender AND k.client_msg_id = v.client_msg_id
      JOIN messages m ON m.message_id = k.message_id
-   )${plain ? "" : CHECKS}, routed AS (
-     SELECT v.*, coalesce(v.given_id, d.conversation_id) AS conversation_id
+   )${plain ? "" : CHECKS}, found AS (
+     SELECT v.*, coalesce(v.given_id, d.conversation_id) AS found_id
      FROM v LEFT JOIN conversations d ON d.direct_key = v.direct_key
-     WHERE v.accept AND coalesce(v.given_id, d.conversation_id) IS NOT NULL
-       AND NOT EXISTS (SELECT 1 FROM stored s WHERE s.ord = v.ord)${plain ? "" : "\n       AND (SELECT ok FROM unchanged)"}
+     WHERE v.accept AND NOT EXISTS (SELECT 1 FROM stored s WHERE s.ord = v.ord)${plain ? "" : "\n       AND (SELECT ok FROM unchanged)"}
+   )${CREATED}, routed AS (
+     -- A key's rows all carry the id \`created\` inserted it with. The IN under OR stays a
+     -- hashed subplan: a join would be a nested loop, rows × created conversations.
+     SELECT f.*, coalesce(f.found_id, f.new_id) AS conversation_id, f.found_id IS NULL AS is_new
+     FROM found f
+     WHERE f.found_id IS NOT NULL OR f.new_id IN (SELECT conversation_id FROM created)
    ), counts AS (
-     -- Only text moves a conversation up the list; every kind takes a seq.
+     -- Only text moves a conversation up the list; every kind takes a seq. A conversation
+     -- created above has its counter set already, and no row to lock (it is not visible here).
      SELECT conversation_id, count(*)::int AS n, max(created_at) FILTER (WHERE kind = 'text') AS text_at
-     FROM routed GROUP BY conversation_id
+     FROM routed WHERE NOT is_new GROUP BY conversation_id
    ), locked AS (
      SELECT conversation_id FROM conversations
      WHERE conversation_id IN (SELECT conversation_id FROM counts)
@@ -129,8 +99,9 @@ const writeText = (plain: boolean, push: boolean): string => {
      WHERE c.conversation_id = counts.conversation_id AND c.conversation_id = locked.conversation_id
      RETURNING c.conversation_id, c.last_seq - counts.n AS base
    ), numbered AS (
-     SELECT r.*, b.base + row_number() OVER (PARTITION BY r.conversation_id ORDER BY r.ord) AS seq
-     FROM routed r JOIN bumped b ON b.conversation_id = r.conversation_id
+     SELECT r.*, coalesce(b.base, 0) + row_number() OVER (PARTITION BY r.conversation_id ORDER BY r.ord) AS seq
+     FROM routed r LEFT JOIN bumped b ON b.conversation_id = r.conversation_id
+     WHERE r.is_new OR b.conversation_id IS NOT NULL
    ), inserted AS (
      INSERT INTO messages (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id, content,
        created_at, expires_at, kind, ref_id, media_id, media)
@@ -144,9 +115,14 @@ const writeText = (plain: boolean, push: boolean): string => {
      SELECT sender, client_msg_id, id, expires_at FROM numbered
    )${plain ? "" : SENT}, delivered AS (
      INSERT INTO message_delivery (message_id, recipient_id, status)
-     SELECT i.message_id, cm.user_id, 'sent' FROM inserted i
-     JOIN conversation_members cm ON cm.conversation_id = i.conversation_id AND cm.user_id <> i.from_user_id
-     ORDER BY i.conversation_id, i.seq, cm.user_id
+     SELECT message_id, recipient_id, 'sent' FROM (
+       SELECT i.message_id, cm.user_id AS recipient_id, i.conversation_id, i.seq FROM inserted i
+       JOIN conversation_members cm ON cm.conversation_id = i.conversation_id AND cm.user_id <> i.from_user_id
+       UNION ALL
+       -- A conversation created above: its members are not visible here; the peer is the row's recipient.
+       SELECT n.id, n.recipient, n.conversation_id, n.seq FROM numbered n WHERE n.is_new
+     ) r
+     ORDER BY conversation_id, seq, recipient_id
      RETURNING message_id, recipient_id
    )${plain ? "" : ACTED}${push ? PUSHES.replace("$delay", delay) : ""}
    SELECT s.ord, NULL::uuid AS message_id, NULL::uuid AS conversation_id, NULL::bigint AS seq, NULL::text AS recipient,
@@ -157,21 +133,6 @@ const writeText = (plain: boolean, push: boolean): string => {
    UNION ALL
    SELECT NULL, message_id, NULL, NULL, recipient_id, NULL FROM delivered`;
 };
-
-/**
- * The push outbox part of the write (only when pushes are on): a row per delivery row of a
- * text message whose recipient has a pushkey, due PUSH_DELAY_MS after createdAt
- * (edits, deletes and reactions are not pushed). Written by the same statement as the
- * message, it commits or rolls back with it: no stored message can miss its push, and no
- * push can name a message that was not stored.
- */
-const PUSHES = `, pushes AS (
-     INSERT INTO push_outbox (message_id, recipient_id, due_at, first_due_at)
-     SELECT d.message_id, d.recipient_id, n.due_at, n.due_at FROM delivered d
-     JOIN (SELECT id, created_at + $delay::int * interval '1 millisecond' AS due_at FROM numbered WHERE kind = 'text') n
-       ON n.id = d.message_id
-     WHERE EXISTS (SELECT 1 FROM pushkeys p WHERE p.user_id = d.recipient_id)
-   )`;
 
 export const WRITE = statement("append", writeText(false, false));
 export const WRITE_PUSH = statement("append_push", writeText(false, true));
@@ -189,8 +150,8 @@ export type WriteRow = {
   original: MessageRow | null;
 };
 
-/** $1–$11: the batch's rows (every statement); the plain statements take only these. */
-export function plainValues(rows: BatchRow[]): unknown[] {
+/** $1–$11: the batch's rows (every statement). */
+function rowValues(rows: BatchRow[]): unknown[] {
   const col = <T>(pick: (r: BatchRow) => T) => rows.map(pick);
   return [
     col((r) => r.req.id),
@@ -207,11 +168,33 @@ export function plainValues(rows: BatchRow[]): unknown[] {
   ];
 }
 
+/**
+ * Per row, the id its direct conversation gets if the statement creates it (writeParts.ts:
+ * CREATED): one per key, stamped with the key's first message's createdAt (its created_at),
+ * from the pooled random bytes. Drawn for every direct row, since only the statement
+ * knows which conversations are missing: 16 pooled bytes each.
+ */
+function newConversationIds(rows: BatchRow[]): (string | null)[] {
+  const ids = new Map<string, string>();
+  return rows.map((r) => {
+    if (r.directKey === null) return null;
+    let id = ids.get(r.directKey);
+    if (id === undefined) ids.set(r.directKey, (id = uuidv7({ msecs: r.req.createdAt.getTime(), random: pooledRandomBytes(16) })));
+    return id;
+  });
+}
+
+/** The plain statements' parameters: $1–$11, then $12 the new conversations' ids. */
+export function plainValues(rows: BatchRow[]): unknown[] {
+  return [...rowValues(rows), newConversationIds(rows)];
+}
+
+/** The full statements' parameters: $1–$11, the entries' and groups' $12–$22, then $23 the new conversations' ids. */
 export function writeValues(rows: BatchRow[], plans: TargetPlan[] = [], versions: Map<string, number> = new Map()): unknown[] {
   const plan = <T>(pick: (p: TargetPlan) => T) => plans.map(pick);
   const iso = (d: Date | null) => d?.toISOString() ?? null;
   return [
-    ...plainValues(rows),
+    ...rowValues(rows),
     rows.map((r) => r.refId),
     plan((p) => p.row.message_id),
     plan((p) => p.row.xmin),
@@ -223,5 +206,6 @@ export function writeValues(rows: BatchRow[], plans: TargetPlan[] = [], versions
     [...versions.keys()],
     [...versions.values()],
     rows.map((r) => (r.req.kind === "text" && r.req.media ? JSON.stringify(r.req.media) : null)),
+    newConversationIds(rows),
   ];
 }
