@@ -61,6 +61,18 @@ describe("status cursors", () => {
     }
   });
 
+  it("opens only the spelling it wrote: no other last character decodes to the same cursor", () => {
+    const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for (const pos of [1n, 2n, 3n, 4n, 77n]) {
+      const cursor = cursors.seal("alice", pos);
+      for (const last of alphabet) {
+        const spelled = cursor.slice(0, -1) + last;
+        if (spelled === cursor) expect(cursors.open("alice", spelled)).to.equal(pos.toString());
+        else refused(() => cursors.open("alice", spelled));
+      }
+    }
+  });
+
   it("still opens v1 cursors (AES-256-GCM, 48 characters) kept by devices from before, for their user only", () => {
     const old = v1Cursor(key, "alice", 987_654n);
     expect(old).to.have.length(48);
