@@ -1,5 +1,4 @@
-import { v7 as uuidv7 } from "uuid";
-import { pooledRandomBytes } from "../../messaging/randomPool";
+import { messageIdAt } from "../../messaging/messageIds";
 import { statement } from "../prepared";
 import type { MessageRow } from "../rows";
 import type { BatchRow, TargetPlan } from "./batchPlan";
@@ -170,8 +169,8 @@ function rowValues(rows: BatchRow[]): unknown[] {
 
 /**
  * Per row, the id its direct conversation gets if the statement creates it (writeParts.ts:
- * CREATED): one per key, stamped with the key's first message's createdAt (its created_at),
- * from the pooled random bytes. Drawn for every direct row, since only the statement
+ * CREATED): one per key, a UUIDv7 stamped with the key's first message's createdAt (its
+ * created_at), made as message ids are. Drawn for every direct row, since only the statement
  * knows which conversations are missing: 16 pooled bytes each.
  */
 function newConversationIds(rows: BatchRow[]): (string | null)[] {
@@ -179,7 +178,7 @@ function newConversationIds(rows: BatchRow[]): (string | null)[] {
   return rows.map((r) => {
     if (r.directKey === null) return null;
     let id = ids.get(r.directKey);
-    if (id === undefined) ids.set(r.directKey, (id = uuidv7({ msecs: r.req.createdAt.getTime(), random: pooledRandomBytes(16) })));
+    if (id === undefined) ids.set(r.directKey, (id = messageIdAt(r.req.createdAt)));
     return id;
   });
 }
