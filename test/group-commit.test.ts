@@ -65,4 +65,49 @@ describe("GroupCommit", () => {
     await Promise.all([a, b]);
     expect(events).to.deep.equal(["flush a", "committed a", "flush b", "committed b", "caller a", "caller b"]);
   });
+  it("with overflowAt, starts a batch beside a running one only once that many wait; fewer go together after it", async () => {
+    const gate = deferred();
+    const batches: string[][] = [];
+    const gc = new GroupCommit<Req, string>(
+      async (reqs) => {
+        batches.push(reqs.map((r) => `${r.key}${r.n}`));
+        if (batches.length === 1) await gate.done;
+        return reqs.map((r) => ({ ok: true, value: `${r.key}${r.n}` }));
+      },
+      { maxBatch: 10, maxConcurrent: 2, keyOf: (r) => r.key, overflowAt: 3, stallMs: 60_000 },
+    );
+    const first = gc.submit({ key: "a", n: 1 });
+    await new Promise((r) => setImmediate(r));
+    const two = [gc.submit({ key: "b", n: 1 }), gc.submit({ key: "c", n: 1 })];
+    await new Promise((r) => setTimeout(r, 20));
+    expect(batches, "two waiting: no second batch yet").to.deep.equal([["a1"]]);
+    const third = gc.submit({ key: "d", n: 1 });
+    expect(await Promise.all([...two, third])).to.deep.equal(["b1", "c1", "d1"]);
+    expect(batches, "the third opens the second batch").to.deep.equal([["a1"], ["b1", "c1", "d1"]]);
+    gate.release();
+    expect(await first).to.equal("a1");
+  });
+
+  it("with overflowAt, lets the next batch start beside one that has run for stallMs", async () => {
+    const gate = deferred();
+    const batches: string[][] = [];
+    const gc = new GroupCommit<Req, string>(
+      async (reqs) => {
+        batches.push(reqs.map((r) => `${r.key}${r.n}`));
+        if (batches.length === 1) await gate.done;
+        return reqs.map((r) => ({ ok: true, value: `${r.key}${r.n}` }));
+      },
+      { maxBatch: 10, maxConcurrent: 2, keyOf: (r) => r.key, overflowAt: 100, stallMs: 40 },
+    );
+    const stuck = gc.submit({ key: "a", n: 1 });
+    await new Promise((r) => setImmediate(r));
+    const started = performance.now();
+    const [b, a2] = [gc.submit({ key: "b", n: 1 }), gc.submit({ key: "a", n: 2 })];
+    expect(await b).to.equal("b1");
+    expect(performance.now() - started).to.be.at.least(30);
+    expect(batches, "a2 waits for its key, b1 goes after the stall").to.deep.equal([["a1"], ["b1"]]);
+    gate.release();
+    expect(await Promise.all([stuck, a2])).to.deep.equal(["a1", "a2"]);
+    expect(batches).to.deep.equal([["a1"], ["b1"], ["a2"]]);
+  });
 });

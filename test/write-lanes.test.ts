@@ -1,7 +1,11 @@
 import { expect } from "chai";
+import type { Knex } from "knex";
+import type { AppendRequest, AppendResult } from "../src/messaging/ports";
+import { messageIdAt } from "../src/messaging/messageIds";
+import { createDatabase, createHotPathDatabase, migrateToLatest } from "../src/storage/database";
+import { SqlMessageStore } from "../src/storage/SqlMessageStore";
+import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import type { Message } from "../src/protocol";
-import { directKey } from "../src/messaging/routing";
-import { laneOf } from "../src/storage/append/lanes";
 import type { Device } from "./helpers/device";
 import { uniqueId } from "./helpers/ids";
 import { expectOk } from "./helpers/replies";
@@ -11,24 +15,14 @@ const LANES = 4;
 
 type SendReply = { ok: true; message: Message; duplicate: boolean } | { ok: false; error: { code: string; message: string } };
 
-/** Recipients of `from` whose first direct messages go to pairwise different lanes, one per lane. */
-function recipientsInEveryLane(from: string): string[] {
-  const byLane = new Map<number, string>();
-  while (byLane.size < LANES) {
-    const to = uniqueId("r");
-    const lane = laneOf(`direct ${directKey(from, to)}`, LANES);
-    if (!byLane.has(lane)) byLane.set(lane, to);
-  }
-  return [...byLane.values()];
-}
-
-const laneOfConversation = (id: string) => laneOf(`id ${id}`, LANES);
+/** New recipients of `from`, one per lane: first messages to each have keys of their own. */
+const newRecipients = (from: string): string[] => Array.from({ length: LANES }, () => uniqueId(`r-${from}`));
 
 /**
- * Write lanes (APPEND_LANES): appends run in several group commits at once, one per share
- * of the conversations. One conversation keeps its order and its gap-free seq; a duplicate
- * racing itself across lanes is still stored once; a lane that waits or fails holds only
- * its own conversations.
+ * Write lanes (APPEND_LANES): up to that many append batches at once, never two with one
+ * conversation's key. One conversation keeps its order and its gap-free seq; a duplicate
+ * racing itself across batches is still stored once; a batch that waits holds up only its
+ * own conversations, and one that fails on a request's data fails only that request.
  */
 describe("write lanes (APPEND_LANES=4)", function () {
   this.timeout(60_000);
@@ -50,7 +44,7 @@ describe("write lanes (APPEND_LANES=4)", function () {
     // Direct conversations of other senders, spread over every lane, written at the same time.
     const other = uniqueId("other");
     const otherDevice = await t.device(other).connect();
-    const otherTargets = recipientsInEveryLane(other);
+    const otherTargets = newRecipients(other);
 
     const PER_DEVICE = 25;
     const groupSends = devices.map((d, i) =>
@@ -79,7 +73,7 @@ describe("write lanes (APPEND_LANES=4)", function () {
     const seqs = rows.map((r) => Number(r.seq));
     expect(seqs.length).to.equal(devices.length * PER_DEVICE);
     expect(seqs[seqs.length - 1]! - seqs[0]! + 1, "no gap").to.equal(seqs.length);
-    // One lane runs one batch at a time: later seqs never come from an earlier transaction.
+    // One key is in one batch at a time: later seqs never come from an earlier transaction.
     const txs = rows.map((r) => Number(r.tx));
     expect(txs, "seq order is commit order").to.deep.equal([...txs].sort((a, b) => a - b));
   });
@@ -88,12 +82,12 @@ describe("write lanes (APPEND_LANES=4)", function () {
     const a = uniqueId("a");
     const one = await t.device(a, { deviceId: "one" }).connect();
     const two = await t.device(a, { deviceId: "two" }).connect();
-    const [r0, r1, r2, r3] = recipientsInEveryLane(a) as [string, string, string, string];
+    const [r0, r1, r2, r3] = newRecipients(a) as [string, string, string, string];
     const MESSAGES = 20;
     const rounds = await Promise.all(
       Array.from({ length: MESSAGES }, (_, k) => {
         const clientMsgId = `dup-${k}`;
-        // First messages (no conversation yet), in four lanes, from two sockets; r0 from both.
+        // First messages (no conversation yet), four keys, from two sockets; r0 from both.
         return Promise.all([
           send(one, { to: r0 }, clientMsgId, "x"),
           send(two, { to: r0 }, clientMsgId, "x"),
@@ -119,18 +113,14 @@ describe("write lanes (APPEND_LANES=4)", function () {
     expect(rows.every((r) => r.n === 1), "one stored row per clientMsgId").to.equal(true);
   });
 
-  /** A direct conversation per lane, each with one message already. */
+  /** LANES direct conversations, each with one message already. */
   async function conversationsInEveryLane(d: Device): Promise<string[]> {
-    const byLane = new Map<number, string>();
-    while (byLane.size < LANES) {
-      const message = await d.send(uniqueId("p"), "first");
-      const lane = laneOfConversation(message.conversationId);
-      if (!byLane.has(lane)) byLane.set(lane, message.conversationId);
-    }
-    return [...byLane.values()];
+    const ids: string[] = [];
+    for (let i = 0; i < LANES; i++) ids.push((await d.send(uniqueId("p"), "first")).conversationId);
+    return ids;
   }
 
-  it("lets the other lanes commit while one lane's batch waits for a lock", async () => {
+  it("lets other conversations commit while one batch waits for a lock", async () => {
     const a = await t.device(uniqueId("a")).connect();
     const [stuck, ...others] = await conversationsInEveryLane(a);
     const lock = await t.pg.query("BEGIN").then(() =>
@@ -140,6 +130,13 @@ describe("write lanes (APPEND_LANES=4)", function () {
     let stuckReply: SendReply | null = null;
     const waiting = send(a, { conversationId: stuck! }, uniqueId("w")).then((r) => (stuckReply = r));
     try {
+      // Its batch is in flight, waiting for the row lock, before the others are sent.
+      for (let i = 0; ; i++) {
+        const { rows } = await t.pg.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+        if (rows.length > 0) break;
+        if (i > 200) throw new Error("the send never waited for the lock");
+        await new Promise((r) => setTimeout(r, 10));
+      }
       const replies = await Promise.all(others.map((id) => send(a, { conversationId: id }, uniqueId("o"))));
       for (const r of replies) expectOk(r);
       expect(stuckReply, "the locked conversation's send still waits").to.equal(null);
@@ -151,7 +148,7 @@ describe("write lanes (APPEND_LANES=4)", function () {
     expect((stuckReply as SendReply & { ok: true }).message.seq).to.equal(2);
   });
 
-  it("fails only the failing lane's batch: the other lanes' sends are stored, and the failed one took no seq", async () => {
+  it("fails only the request whose data the statement refuses: the batch's other sends are stored, and the failed one took no seq", async () => {
     const a = await t.device(uniqueId("a")).connect();
     const [failing, ...others] = await conversationsInEveryLane(a);
     await t.pg.query(`CREATE FUNCTION lanes_test_refuse() RETURNS trigger LANGUAGE plpgsql AS
@@ -179,16 +176,75 @@ describe("write lanes (APPEND_LANES=4)", function () {
   });
 });
 
-describe("laneOf", () => {
-  it("maps a key to one lane, always, and spreads keys over every lane", () => {
-    const keys = Array.from({ length: 4000 }, (_, i) => `direct u${i} v${i}`);
-    const counts = new Array(LANES).fill(0) as number[];
-    for (const key of keys) {
-      const lane = laneOf(key, LANES);
-      expect(laneOf(key, LANES)).to.equal(lane);
-      counts[lane]!++;
+/**
+ * The same at the store, with batches of at most 4 so that many run at once: a duplicate
+ * racing itself in batches that are in flight together is stored once, and one
+ * conversation's messages, spread over many batches, keep their order and a gap-free seq.
+ */
+describe("write lanes in one store (batches of 4, 4 at once)", function () {
+  this.timeout(60_000);
+  let db: TestDatabase;
+  let main: Knex;
+  let hot: Knex;
+  let store: SqlMessageStore;
+  let batches: number[];
+  before(async () => {
+    db = await createTestDatabase();
+    main = createDatabase({ kind: "postgres", url: db.url } as never);
+    await migrateToLatest(main, "postgres");
+    hot = createHotPathDatabase({ kind: "postgres", url: db.url } as never, main, LANES);
+    store = new SqlMessageStore(main, { hotPath: hot, appendLanes: LANES, maxBatch: 4, onBatch: (kind, n) => kind === "append" && batches.push(n) });
+  });
+  after(async () => {
+    await hot?.destroy();
+    await main?.destroy();
+    await db?.drop();
+  });
+
+  const text = (from: string, to: string, clientMsgId: string): AppendRequest => {
+    const createdAt = new Date();
+    return { kind: "text", id: messageIdAt(createdAt), from, clientMsgId, target: { to }, content: "x", createdAt, expiresAt: new Date(createdAt.getTime() + 86_400_000), media: null };
+  };
+
+  it("stores each (sender, clientMsgId) once when its copies go to four conversations in batches running at once", async () => {
+    const a = uniqueId("a");
+    for (let round = 0; round < 6; round++) {
+      batches = [];
+      const MESSAGES = 8;
+      // Copy j of every message, then copy j + 1…: with batches of 4, message k's copies
+      // land in batches k/4, 2 + k/4, 4 + k/4, 6 + k/4, in flight together (all keys differ).
+      const replies = new Map<string, Promise<AppendResult>[]>();
+      for (let copy = 0; copy < LANES; copy++) {
+        for (let k = 0; k < MESSAGES; k++) {
+          const clientMsgId = `dup-${round}-${k}`;
+          replies.set(clientMsgId, [...(replies.get(clientMsgId) ?? []), store.append(text(a, uniqueId("peer"), clientMsgId))]);
+        }
+      }
+      for (const copies of await Promise.all([...replies.values()].map((c) => Promise.all(c)))) {
+        expect(copies.filter((r) => !r.duplicate), "one duplicate: false per message").to.have.length(1);
+        expect(new Set(copies.map((r) => r.message.id)).size, "every copy answers the same message").to.equal(1);
+      }
+      expect(batches.length, "many batches").to.be.at.least((MESSAGES * LANES) / 4);
     }
-    for (const n of counts) expect(n).to.be.within(800, 1200);
-    expect(laneOf("anything", 1)).to.equal(0);
+    const { rows } = await main.raw(`SELECT client_msg_id, count(*)::int AS n FROM messages WHERE from_user_id = ? GROUP BY client_msg_id`, [a]);
+    expect(rows).to.have.length(6 * 8);
+    expect(rows.every((r: { n: number }) => r.n === 1), "one stored row per clientMsgId").to.equal(true);
+  });
+
+  it("keeps one conversation's messages in submit order over many batches, beside other conversations", async () => {
+    batches = [];
+    const a = uniqueId("a");
+    const b = uniqueId("b");
+    const others = newRecipients(a);
+    const sends: Promise<AppendResult>[] = [];
+    for (let k = 0; k < 40; k++) {
+      sends.push(store.append(text(a, b, `m-${k}`)));
+      for (const to of others) sends.push(store.append(text(a, to, `o-${k}-${to}`)));
+    }
+    const replies = await Promise.all(sends);
+    const mine = replies.filter((r) => r.message.clientMsgId.startsWith("m-"));
+    expect(mine.map((r) => r.message.seq)).to.deep.equal(Array.from({ length: 40 }, (_, i) => i + 1));
+    expect(mine.map((r) => r.message.clientMsgId)).to.deep.equal(Array.from({ length: 40 }, (_, i) => `m-${i}`));
+    expect(Math.max(...batches)).to.equal(4);
   });
 });

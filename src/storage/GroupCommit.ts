@@ -8,6 +8,11 @@
  * requests with one key (messages of one conversation) commit in the order they were
  * submitted, while requests with other keys do not wait for them.
  *
+ * With `overflowAt`, a batch starts beside a running one only when that many requests wait,
+ * or when the running one has taken `stallMs` (a lock wait, a slow disk): under light load
+ * everything waiting goes in the next single batch, one commit, and under heavy load or
+ * behind a stuck batch the others run at once.
+ *
  * A small batch's successor starts as soon as it is committed, before its callers are
  * settled (see runBatch).
  */
@@ -33,8 +38,15 @@ export class GroupCommit<Q, R> {
       onBatch?: (size: number) => void;
       /** What must not be in two batches at once (see above). */
       keyOf?: (request: Q) => string;
+      /** Waiting requests that start a batch beside a running one (see above). @default 1 */
+      overflowAt?: number;
+      /** How long a running batch may take before the next starts beside it anyway. @default 50 */
+      stallMs?: number;
     },
   ) {}
+  /** Start times (performance.now()) of the batches in flight, oldest first. */
+  private readonly started: number[] = [];
+  private stallTimer: NodeJS.Timeout | null = null;
 
   submit(request: Q): Promise<R> {
     return new Promise((resolve, reject) => {
@@ -44,7 +56,7 @@ export class GroupCommit<Q, R> {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.running >= this.options.maxConcurrent || this.pending.length === 0) return;
+    if (this.scheduled || !this.mayStart()) return;
     this.scheduled = true;
     // setImmediate runs after the I/O callbacks of this loop turn: everything that arrived
     // in the same read joins the batch.
@@ -52,6 +64,20 @@ export class GroupCommit<Q, R> {
       this.scheduled = false;
       void this.runBatch();
     });
+  }
+
+  /** Whether a batch may start now (see overflowAt); if only time would allow it, calls back then. */
+  private mayStart(): boolean {
+    if (this.running >= this.options.maxConcurrent || this.pending.length === 0) return false;
+    if (this.running === 0 || this.pending.length >= (this.options.overflowAt ?? 1)) return true;
+    const waited = performance.now() - this.started[0]!;
+    const stallMs = this.options.stallMs ?? 50;
+    if (waited >= stallMs) return true;
+    this.stallTimer ??= setTimeout(() => {
+      this.stallTimer = null;
+      this.schedule();
+    }, stallMs - waited);
+    return false;
   }
 
   /** The next batch: pending requests in order, skipping those whose key is in flight. */
@@ -73,6 +99,10 @@ export class GroupCommit<Q, R> {
     // Nothing runnable (every waiting key is in flight): the batch that frees one reschedules.
     if (batch.length === 0) return;
     this.running++;
+    const startedAt = performance.now();
+    this.started.push(startedAt);
+    // What this batch left waiting may go beside it (overflowAt), or once it stalls.
+    this.schedule();
     this.options.onBatch?.(batch.length);
     let outcomes: BatchOutcome<R>[] | null = null;
     let failure: unknown = null;
@@ -83,6 +113,7 @@ export class GroupCommit<Q, R> {
     }
     for (const b of batch) if (b.key !== null) this.busy.delete(b.key);
     this.running--;
+    this.started.splice(this.started.indexOf(startedAt), 1);
     // Under light load the next batch goes out before this one's callers are settled:
     // their continuations (acks, live deliveries…) then run while the database already
     // works on it, instead of the database waiting for them. This one is committed, so
@@ -90,7 +121,7 @@ export class GroupCommit<Q, R> {
     // takes what arrives meanwhile too: fewer, bigger commits (measured: starting early
     // there cost 10–20 % of the maximum rate, and cut paced latency 2–3×).
     const early = batch.length < this.options.maxBatch / 4;
-    if (early && this.running < this.options.maxConcurrent && this.pending.length > 0) void this.runBatch();
+    if (early && this.mayStart()) void this.runBatch();
     batch.forEach((b, i) => {
       const outcome = outcomes?.[i];
       if (outcome?.ok) b.resolve(outcome.value);

@@ -13,7 +13,7 @@ import type {
 } from "../messaging/ports";
 import { appendBatch } from "./append/appendBatch";
 import { LostDuplicateRace, TargetChanged } from "./append/errors";
-import { conversationKey, laneOf } from "./append/lanes";
+import { conversationKey, isStatementError } from "./append/lanes";
 import { forgetGoneOriginals } from "./append/reads";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
 import { backlogPages, departedFrom, historyPage, membersOf, undelivered, visibilityOf, type BacklogRequest } from "./messageReads";
@@ -74,7 +74,7 @@ export type StoreOptions = {
  * pass through as they are.
  */
 export class SqlMessageStore implements MessageStore {
-  private readonly lanes: GroupCommit<AppendRequest, AppendResult>[];
+  private readonly appends: GroupCommit<AppendRequest, AppendResult>;
   private readonly deliveredReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   private readonly readReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   /** What connects need: users recorded, first backlog pages read (see connectMany). */
@@ -91,15 +91,13 @@ export class SqlMessageStore implements MessageStore {
     this.pushDelayMs = options.pushDelayMs;
     this.partitions = new SqlPartitions(db);
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
-    this.lanes = Array.from(
-      { length: Math.max(1, options.appendLanes ?? 1) },
-      () =>
-        new GroupCommit((reqs: AppendRequest[]) => this.appendMany(reqs), {
-          ...batching,
-          maxConcurrent: 1,
-          onBatch: (n) => options.onBatch?.("append", n),
-        }),
-    );
+    this.appends = new GroupCommit((reqs: AppendRequest[]) => this.appendIsolated(reqs), {
+      ...batching,
+      maxConcurrent: Math.max(1, options.appendLanes ?? 1),
+      keyOf: conversationKey,
+      overflowAt: Math.ceil(batching.maxBatch / 4),
+      onBatch: (n) => options.onBatch?.("append", n),
+    });
     this.deliveredReceipts = new GroupCommit((reqs) => this.markMany("delivered", reqs), {
       ...batching,
       onBatch: (n) => options.onBatch?.("delivered", n),
@@ -155,12 +153,36 @@ export class SqlMessageStore implements MessageStore {
   }
 
   append(req: AppendRequest): Promise<AppendResult> {
-    return this.lanes[laneOf(conversationKey(req), this.lanes.length)]!.submit(req);
+    return this.appends.submit(req);
+  }
+
+  /**
+   * A batch whose statement fails on its data (a constraint, a trigger: not a lost
+   * connection or a timeout) is split in halves, each run again, in order, until the
+   * requests that fail are alone: they fail, the others of the batch are stored.
+   */
+  private async appendIsolated(reqs: AppendRequest[], committed?: BatchOutcome<AppendResult>[]): Promise<BatchOutcome<AppendResult>[]> {
+    const outcomes: BatchOutcome<AppendResult>[] = committed ?? new Array(reqs.length);
+    try {
+      return await this.appendMany(reqs, outcomes);
+    } catch (err) {
+      if (reqs.length === 1 || !isStatementError(err)) throw asStorageError(err);
+      // Only what an earlier statement of the batch committed stays decided; the rest is judged again.
+      outcomes.forEach((o, i) => {
+        if (!o.ok || o.value.duplicate) delete outcomes[i];
+      });
+      const half = Math.ceil(reqs.length / 2);
+      const run = (from: number, to: number) =>
+        this.appendIsolated(reqs.slice(from, to), outcomes.slice(from, to)).catch((e: unknown) =>
+          reqs.slice(from, to).map((): BatchOutcome<AppendResult> => ({ ok: false, error: asStorageError(e) })),
+        );
+      const first = await run(0, half);
+      return [...first, ...(await run(half, reqs.length))];
+    }
   }
 
   /** Retried when a concurrent batch won a duplicate race, changed an acted-on message or deadlocked. */
-  private async appendMany(reqs: AppendRequest[]): Promise<BatchOutcome<AppendResult>[]> {
-    const outcomes: BatchOutcome<AppendResult>[] = new Array(reqs.length);
+  private async appendMany(reqs: AppendRequest[], outcomes: BatchOutcome<AppendResult>[]): Promise<BatchOutcome<AppendResult>[]> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await appendBatch(this.db, reqs, { hot: this.hot, pushDelayMs: this.pushDelayMs, outcomes });
@@ -177,7 +199,7 @@ export class SqlMessageStore implements MessageStore {
           });
           continue;
         }
-        throw asStorageError(err);
+        throw err;
       }
     }
   }
