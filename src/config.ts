@@ -21,8 +21,8 @@ const envSchema = z.object({
   /** Connections in each process's main PostgreSQL pool; the hot path adds APPEND_LANES + 3 (docs/scaling.md). @default 10 */
   DATABASE_POOL_MAX: int(1, 1000).default(10),
   /**
-   * Write lanes: append batches in flight at once, each for its own share of the
-   * conversations (storage/append/lanes.ts); each adds a hot-path connection. PGlite: 1.
+   * Write lanes: append batches in flight at once, never two with one conversation
+   * (storage/append/lanes.ts); each adds a hot-path connection. PGlite: 1.
    * @default 2
    */
   APPEND_LANES: int(1, 64).default(2),

@@ -15,9 +15,10 @@ import { DbProbe, runInterleaved, type Contender, type PhaseOptions, type PhaseR
 import { ROOT, startRelayProcess, startTicksProcess, type Target } from "../lib/procs";
 import { ADMIN_URL, benchDatabase, BENCH_ENV } from "../lib/ticks";
 import type { TestDatabase } from "../../test/helpers/database";
+import { STALL_MS } from "../lib/stats";
 
 const o = new Command()
-  .option("--builds <list>", "compiled trees (relative to the repository), each with src/main.js", "dist")
+  .option("--builds <list>", "compiled trees (relative to the repository), each with src/main.js; `dist@NODE_OPTIONS=--max-semi-space-size=64` adds environment to one", "dist")
   .option("--duration <s>", "measured seconds per target and phase", "10")
   .option("--rounds <n>", "alternating rounds", "3")
   .option("--rate <msg/s>", "paced rate (0: skip the paced phase)", "2000")
@@ -58,7 +59,7 @@ function print(title: string, names: string[], results: PhaseResult[], relay: Ph
   line("sends", (r) => r.sends, 0);
   line("errors", (r) => r.errors, 0);
   for (const [i, r] of results.entries()) {
-    for (const s of r.stalls.slice(0, 5)) console.log(`  ${names[i]}: acks ≥ 100 ms ${s.from} → ${s.to}, ${s.sends} sends, worst ${s.worstAckMs} ms`);
+    for (const s of r.stalls.slice(0, Number(process.env.BENCH_STALLS_SHOWN ?? 5))) console.log(`  ${names[i]}: acks ≥ ${STALL_MS} ms ${s.from} → ${s.to}, ${s.sends} sends, worst ${s.worstAckMs} ms`);
   }
 }
 
@@ -68,8 +69,10 @@ async function main(): Promise<void> {
   try {
     relay = await startRelayProcess();
     for (const build of builds) {
+      const [dir, ...vars] = build.split("@");
+      const extra = Object.fromEntries(vars.map((v) => [v.slice(0, v.indexOf("=")), v.slice(v.indexOf("=") + 1)]));
       const db = await benchDatabase();
-      const target = await startTicksProcess({ ...BENCH_ENV, DATABASE_URL: db.url }, undefined, undefined, path.join(ROOT, build, "src/main.js"));
+      const target = await startTicksProcess({ ...BENCH_ENV, DATABASE_URL: db.url, ...extra }, undefined, undefined, path.join(ROOT, dir!, "src/main.js"));
       servers.push({ target, db, probe: await DbProbe.open(ADMIN_URL, db.name) });
     }
     const sides = (suffix: string): Contender[] => [

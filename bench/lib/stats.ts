@@ -23,7 +23,7 @@ export function round(value: number | null | undefined, digits = 2): number | nu
 }
 
 /** An ack this late (from the scheduled or actual send) counts towards a stall episode. */
-export const STALL_MS = 100;
+export const STALL_MS = Number(process.env.BENCH_STALL_MS ?? 100);
 /** Slow sends this close together (by scheduled time) belong to one episode. */
 const STALL_GAP_MS = 250;
 

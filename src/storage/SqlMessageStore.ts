@@ -11,10 +11,8 @@ import type {
   StatusChange,
   SummaryQuery,
 } from "../messaging/ports";
-import { appendBatch } from "./append/appendBatch";
-import { LostDuplicateRace, TargetChanged } from "./append/errors";
-import { conversationKey, isStatementError } from "./append/lanes";
-import { forgetGoneOriginals } from "./append/reads";
+import { appendIsolated } from "./append/appendRetries";
+import { conversationKey } from "./append/lanes";
 import { conversationSummaries, insertGroup } from "./conversationQueries";
 import { backlogPages, departedFrom, historyPage, membersOf, undelivered, visibilityOf, type BacklogRequest } from "./messageReads";
 import type { Visibility } from "../messaging/groupPorts";
@@ -23,7 +21,7 @@ import { markReceipts, type ReceiptRequest } from "./receipts";
 import { rowsOf, toNumber } from "./rows";
 import { SqlPartitions } from "./partitions";
 import { GroupCommit, type BatchOutcome } from "./GroupCommit";
-import { asStorageError, unavailableOnDbError } from "./unavailable";
+import { unavailableOnDbError } from "./unavailable";
 
 export const INSERT_USERS = statement(
   "insert_users",
@@ -40,8 +38,6 @@ const CONNECT_BATCH = 128;
 
 type ConnectRequest = { kind: "user"; userId: string } | ({ kind: "backlog" } & BacklogRequest);
 
-/** Deadlock and serialization failures: the transaction can simply run again. */
-const RETRYABLE_PG_CODES = new Set(["40P01", "40001"]);
 
 
 export type StoreOptions = {
@@ -52,10 +48,10 @@ export type StoreOptions = {
   /** Receipt batches in flight at once. @default 4 */
   maxConcurrentBatches?: number;
   /**
-   * Write lanes (append/lanes.ts): group commits of appends running at once, each with one
-   * batch in flight and a fixed share of the conversations, so one conversation's messages
-   * commit in the order they arrived on this node. APPEND_LANES; docs/benchmarks.md has
-   * how the default was chosen. @default 1
+   * Write lanes (append/lanes.ts): append batches in flight at once, never two with one
+   * conversation's key, so one conversation's messages commit in the order they arrived on
+   * this node; a second opens only under load or beside a stalled one. APPEND_LANES;
+   * docs/benchmarks.md has how the default was chosen. @default 1
    */
   appendLanes?: number;
   onBatch?: (kind: "append" | "delivered" | "read" | "connect", size: number) => void;
@@ -91,7 +87,7 @@ export class SqlMessageStore implements MessageStore {
     this.pushDelayMs = options.pushDelayMs;
     this.partitions = new SqlPartitions(db);
     const batching = { maxBatch: options.maxBatch ?? 256, maxConcurrent: options.maxConcurrentBatches ?? 4 };
-    this.appends = new GroupCommit((reqs: AppendRequest[]) => this.appendIsolated(reqs), {
+    this.appends = new GroupCommit((reqs: AppendRequest[]) => appendIsolated(db, reqs, { hot: this.hot, pushDelayMs: this.pushDelayMs }), {
       ...batching,
       maxConcurrent: Math.max(1, options.appendLanes ?? 1),
       keyOf: conversationKey,
@@ -154,54 +150,6 @@ export class SqlMessageStore implements MessageStore {
 
   append(req: AppendRequest): Promise<AppendResult> {
     return this.appends.submit(req);
-  }
-
-  /**
-   * A batch whose statement fails on its data (a constraint, a trigger: not a lost
-   * connection or a timeout) is split in halves, each run again, in order, until the
-   * requests that fail are alone: they fail, the others of the batch are stored.
-   */
-  private async appendIsolated(reqs: AppendRequest[], committed?: BatchOutcome<AppendResult>[]): Promise<BatchOutcome<AppendResult>[]> {
-    const outcomes: BatchOutcome<AppendResult>[] = committed ?? new Array(reqs.length);
-    try {
-      return await this.appendMany(reqs, outcomes);
-    } catch (err) {
-      if (reqs.length === 1 || !isStatementError(err)) throw asStorageError(err);
-      // Only what an earlier statement of the batch committed stays decided; the rest is judged again.
-      outcomes.forEach((o, i) => {
-        if (!o.ok || o.value.duplicate) delete outcomes[i];
-      });
-      const half = Math.ceil(reqs.length / 2);
-      const run = (from: number, to: number) =>
-        this.appendIsolated(reqs.slice(from, to), outcomes.slice(from, to)).catch((e: unknown) =>
-          reqs.slice(from, to).map((): BatchOutcome<AppendResult> => ({ ok: false, error: asStorageError(e) })),
-        );
-      const first = await run(0, half);
-      return [...first, ...(await run(half, reqs.length))];
-    }
-  }
-
-  /** Retried when a concurrent batch won a duplicate race, changed an acted-on message or deadlocked. */
-  private async appendMany(reqs: AppendRequest[], outcomes: BatchOutcome<AppendResult>[]): Promise<BatchOutcome<AppendResult>[]> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await appendBatch(this.db, reqs, { hot: this.hot, pushDelayMs: this.pushDelayMs, outcomes });
-      } catch (err) {
-        const retryable =
-          err instanceof LostDuplicateRace || err instanceof TargetChanged || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
-        if (retryable && attempt < 5) {
-          // A key whose message went with a hand-dropped partition would lose every race: forget it.
-          // Best effort: if this fails too, the next attempt reports the database's state.
-          if (err instanceof LostDuplicateRace) await forgetGoneOriginals(this.db, reqs).catch(() => {});
-          // Keep only what an earlier statement of the batch committed; the rest is judged again.
-          outcomes.forEach((o, i) => {
-            if (!o.ok || o.value.duplicate) delete outcomes[i];
-          });
-          continue;
-        }
-        throw err;
-      }
-    }
   }
 
   markDelivered(recipient: string, messageIds: string[], at: Date): Promise<StatusChange[]> {
