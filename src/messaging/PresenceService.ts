@@ -45,7 +45,9 @@ export class PresenceService {
     const back = await this.tracker.refresh();
     for (const userId of back) this.notifier.presence({ userId, online: true, lastSeen: null });
     const gone = await this.tracker.reap();
-    for (const userId of gone) await this.wentOffline(userId);
+    // At once, so a crowd (a dead node's users) shares the store's batched write.
+    const failed = (await Promise.allSettled(gone.map((userId) => this.wentOffline(userId)))).find((r) => r.status === "rejected");
+    if (failed) throw failed.reason;
     return back.length + gone.length;
   }
 

@@ -20,6 +20,7 @@ import { runPrepared, statement } from "./prepared";
 import { markReceipts, type ReceiptRequest } from "./receipts";
 import { rowsOf, toNumber } from "./rows";
 import { SqlPartitions } from "./partitions";
+import { writeLastSeen, type LastSeenRequest } from "./lastSeen";
 import { GroupCommit, type BatchOutcome } from "./GroupCommit";
 import { unavailableOnDbError } from "./unavailable";
 
@@ -75,6 +76,8 @@ export class SqlMessageStore implements MessageStore {
   private readonly readReceipts: GroupCommit<ReceiptRequest, StatusChange[]>;
   /** What connects need: users recorded, first backlog pages read (see connectMany). */
   private readonly connects: GroupCommit<ConnectRequest, Message[] | null>;
+  /** Users going offline (lastSeen.ts): a crowd shares one UPDATE. */
+  private readonly lastSeenWrites: GroupCommit<LastSeenRequest, void>;
   private readonly hot: Knex;
   private readonly pushDelayMs: number | undefined;
   private readonly partitions: SqlPartitions;
@@ -104,6 +107,7 @@ export class SqlMessageStore implements MessageStore {
     });
     // One statement at a time: connects arriving while it runs join the next, so a crowd
     // costs few round trips (each one, on a loaded machine, mostly the wake-ups of a query).
+    this.lastSeenWrites = new GroupCommit((reqs: LastSeenRequest[]) => writeLastSeen(db, reqs), { maxBatch: 1024, maxConcurrent: 1 });
     this.connects = new GroupCommit((reqs) => this.connectMany(reqs), {
       maxBatch: CONNECT_BATCH,
       maxConcurrent: 1,
@@ -134,9 +138,7 @@ export class SqlMessageStore implements MessageStore {
   }
 
   setLastSeen(userId: string, at: Date): Promise<void> {
-    return unavailableOnDbError(async () => {
-      await this.db.raw(`UPDATE users SET last_seen = ? WHERE user_id = ?`, [at, userId]);
-    });
+    return this.lastSeenWrites.submit({ userId, at });
   }
 
   lastSeen(userIds: string[]): Promise<Map<string, Date>> {
