@@ -17,6 +17,7 @@ import { createTestDatabase } from "../../test/helpers/database";
 const ROUNDS = Number(process.env.ROUNDS ?? 300);
 const SIZES = (process.env.SIZES ?? "1,11,100").split(",").map(Number);
 const TICK = 100; // USER_HZ
+const PAIRS = Number(process.env.PAIRS ?? 50);
 
 function cpuOf(pids: number[]): { user: number; sys: number } {
   let user = 0, sys = 0;
@@ -40,12 +41,12 @@ async function main(): Promise<void> {
     const store = new SqlMessageStore(db, { hotPath: hot, maxBatch: 256, appendLanes: 1 });
     let n = 0;
     const text = (i: number) => ({
-      kind: "text" as const, id: uuidv7(), from: `u${i % 50}`, clientMsgId: `c${n++}`,
-      target: { to: `v${i % 50}` }, content: "x".repeat(100), createdAt: new Date(),
+      kind: "text" as const, id: uuidv7(), from: `u${i % PAIRS}`, clientMsgId: `c${n++}`,
+      target: { to: `v${i % PAIRS}` }, content: "x".repeat(100), createdAt: new Date(),
       expiresAt: new Date(Date.now() + 30 * 86_400_000),
     });
     // Warm: pairs exist, plans generic.
-    for (let r = 0; r < 20; r++) await Promise.all(Array.from({ length: 50 }, (_, i) => store.append(text(i) as never)));
+    for (let r = 0; r < 20; r++) await Promise.all(Array.from({ length: PAIRS }, (_, i) => store.append(text(i) as never)));
     const backends = async () => (await pg.query(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)).rows.map((r) => r.pid as number);
     for (const size of SIZES) {
       const pids = await backends();
@@ -56,7 +57,7 @@ async function main(): Promise<void> {
         const results = await Promise.all(reqs.map((q) => store.append(q as never)));
         wall += Number(process.hrtime.bigint() - t0) / 1e6;
         const a1 = cpuOf(pids); aUser += a1.user - a0.user; aSys += a1.sys - a0.sys; a0 = a1;
-        await Promise.all(results.map((res, i) => store.markDelivered(`v${i % 50}`, [res.message.id], new Date())));
+        await Promise.all(results.map((res, i) => store.markDelivered(`v${i % PAIRS}`, [res.message.id], new Date())));
         const a2 = cpuOf(pids); dUser += a2.user - a0.user; dSys += a2.sys - a0.sys; a0 = a2;
       }
       const per = (x: number) => (x / ROUNDS).toFixed(3);

@@ -29,7 +29,8 @@ import { ACTED, CHECKS, CREATED, PUSHES, SENT } from "./writeParts";
  *   createDirect has found that row (appendBatch.ts).
  * - lock the batch's existing conversations in id order (concurrent batches cannot
  *   deadlock; the creations come first, in key order), move each seq counter by its number
- *   of messages, number the messages in request order from there (a created
+ *   of messages, number the messages in request order from there, without joining the
+ *   batch to its conversations (a created
  *   conversation's from 1), insert them, then their delivery rows in seq order (so
  *   delivery_id follows seq within a conversation: the backlog's order; a created
  *   conversation's recipient is the row's, its members not being visible to this
@@ -88,19 +89,34 @@ const writeText = (plain: boolean, push: boolean): string => {
      SELECT conversation_id, count(*)::int AS n, max(created_at) FILTER (WHERE kind = 'text') AS text_at
      FROM routed WHERE NOT is_new GROUP BY conversation_id
    ), locked AS (
-     SELECT conversation_id FROM conversations
-     WHERE conversation_id IN (SELECT conversation_id FROM counts)
-     ORDER BY conversation_id FOR UPDATE
+     -- Each count probes its row by key. Two CTEs joined would be a nested loop (hash and
+     -- merge joins are off on these connections): counts × conversations, then batch rows ×
+     -- conversations in numbered, quadratic in a batch spread over many conversations.
+     SELECT c.conversation_id, k.n, k.text_at FROM counts k
+     JOIN conversations c ON c.conversation_id = k.conversation_id
+     ORDER BY c.conversation_id FOR UPDATE OF c
    ), bumped AS (
-     UPDATE conversations c SET last_seq = c.last_seq + counts.n,
-       last_message_at = COALESCE(counts.text_at, c.last_message_at)
-     FROM counts, locked
-     WHERE c.conversation_id = counts.conversation_id AND c.conversation_id = locked.conversation_id
-     RETURNING c.conversation_id, c.last_seq - counts.n AS base
+     UPDATE conversations c SET last_seq = c.last_seq + l.n,
+       last_message_at = COALESCE(l.text_at, c.last_message_at)
+     FROM locked l
+     WHERE c.conversation_id = l.conversation_id
+     RETURNING c.conversation_id, c.last_seq - l.n AS base
    ), numbered AS (
-     SELECT r.*, coalesce(b.base, 0) + row_number() OVER (PARTITION BY r.conversation_id ORDER BY r.ord) AS seq
-     FROM routed r LEFT JOIN bumped b ON b.conversation_id = r.conversation_id
-     WHERE r.is_new OR b.conversation_id IS NOT NULL
+     -- Each row's seq without a join: the batch's rows and the counters' bases in one sort
+     -- by conversation, the base spread over its conversation's rows by a window. A row of
+     -- an existing conversation that was not bumped (gone meanwhile) is left out.
+     SELECT * FROM (
+       SELECT u.*,
+         coalesce(max(u.base) OVER (PARTITION BY u.cid), 0)
+           + count(u.ord) OVER (PARTITION BY u.cid ORDER BY u.ord ROWS UNBOUNDED PRECEDING) AS seq,
+         bool_or(u.base IS NOT NULL) OVER (PARTITION BY u.cid) AS counted
+       FROM (
+         SELECT r.*, r.conversation_id AS cid, NULL::bigint AS base FROM routed r
+         UNION ALL
+         SELECT r.*, b.conversation_id, b.base FROM bumped b LEFT JOIN routed r ON false
+       ) u
+     ) w
+     WHERE w.ord IS NOT NULL AND (w.is_new OR w.counted)
    ), inserted AS (
      INSERT INTO messages (message_id, conversation_id, seq, from_user_id, to_user_id, client_msg_id, content,
        created_at, expires_at, kind, ref_id, media_id, media)
