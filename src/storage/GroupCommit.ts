@@ -23,7 +23,6 @@ type Pending<Q, R> = { request: Q; key: string | null; resolve: (r: R) => void; 
 export class GroupCommit<Q, R> {
   private pending: Pending<Q, R>[] = [];
   private scheduled = false;
-  private running = 0;
   /** Keys of the batches in flight. */
   private readonly busy = new Set<string>();
 
@@ -44,7 +43,7 @@ export class GroupCommit<Q, R> {
       stallMs?: number;
     },
   ) {}
-  /** Start times (performance.now()) of the batches in flight, oldest first. */
+  /** Start times (performance.now()) of the batches in flight, oldest first: their count is how many run. */
   private readonly started: number[] = [];
   private stallTimer: NodeJS.Timeout | null = null;
 
@@ -68,8 +67,8 @@ export class GroupCommit<Q, R> {
 
   /** Whether a batch may start now (see overflowAt); if only time would allow it, calls back then. */
   private mayStart(): boolean {
-    if (this.running >= this.options.maxConcurrent || this.pending.length === 0) return false;
-    if (this.running === 0 || this.pending.length >= (this.options.overflowAt ?? 1)) return true;
+    if (this.started.length >= this.options.maxConcurrent || this.pending.length === 0) return false;
+    if (this.started.length === 0 || this.pending.length >= (this.options.overflowAt ?? 1)) return true;
     const waited = performance.now() - this.started[0]!;
     const stallMs = this.options.stallMs ?? 50;
     if (waited >= stallMs) return true;
@@ -98,7 +97,6 @@ export class GroupCommit<Q, R> {
     const batch = this.take();
     // Nothing runnable (every waiting key is in flight): the batch that frees one reschedules.
     if (batch.length === 0) return;
-    this.running++;
     const startedAt = performance.now();
     this.started.push(startedAt);
     // What this batch left waiting may go beside it (overflowAt), or once it stalls.
@@ -112,7 +110,6 @@ export class GroupCommit<Q, R> {
       failure = err;
     }
     for (const b of batch) if (b.key !== null) this.busy.delete(b.key);
-    this.running--;
     this.started.splice(this.started.indexOf(startedAt), 1);
     // Under light load the next batch goes out before this one's callers are settled:
     // their continuations (acks, live deliveries…) then run while the database already

@@ -39,8 +39,6 @@ const CONNECT_BATCH = 128;
 
 type ConnectRequest = { kind: "user"; userId: string } | ({ kind: "backlog" } & BacklogRequest);
 
-
-
 export type StoreOptions = {
   /** Where the named hot-path statements run (database.ts: createHotPathDatabase). @default the main database */
   hotPath?: Knex;
@@ -105,9 +103,9 @@ export class SqlMessageStore implements MessageStore {
       ...batching,
       onBatch: (n) => options.onBatch?.("read", n),
     });
+    this.lastSeenWrites = new GroupCommit((reqs: LastSeenRequest[]) => writeLastSeen(db, reqs), { maxBatch: 1024, maxConcurrent: 1 });
     // One statement at a time: connects arriving while it runs join the next, so a crowd
     // costs few round trips (each one, on a loaded machine, mostly the wake-ups of a query).
-    this.lastSeenWrites = new GroupCommit((reqs: LastSeenRequest[]) => writeLastSeen(db, reqs), { maxBatch: 1024, maxConcurrent: 1 });
     this.connects = new GroupCommit((reqs) => this.connectMany(reqs), {
       maxBatch: CONNECT_BATCH,
       maxConcurrent: 1,

@@ -1,11 +1,8 @@
 import type { Knex } from "knex";
 import type { BatchOutcome } from "./GroupCommit";
-import { unavailableOnDbError } from "./unavailable";
+import { isRetryablePgError, unavailableOnDbError } from "./unavailable";
 
 export type LastSeenRequest = { userId: string; at: Date };
-
-/** Deadlock and serialization failures: the statement can simply run again. */
-const RETRYABLE = new Set(["40P01", "40001"]);
 
 /**
  * Many users' "last seen" in one UPDATE: a crowd going offline at once (a network cut, a
@@ -33,7 +30,7 @@ export async function writeLastSeen(db: Knex, reqs: LastSeenRequest[]): Promise<
         );
         return;
       } catch (err) {
-        if (attempt >= 3 || !RETRYABLE.has((err as { code?: string }).code ?? "")) throw err;
+        if (attempt >= 3 || !isRetryablePgError(err)) throw err;
       }
     }
   });

@@ -1,14 +1,10 @@
 import type { Knex } from "knex";
 import type { AppendRequest, AppendResult } from "../../messaging/ports";
 import type { BatchOutcome } from "../GroupCommit";
-import { asStorageError } from "../unavailable";
+import { asStorageError, isRetryablePgError, isRowDataPgError } from "../unavailable";
 import { appendBatch, type AppendOptions } from "./appendBatch";
 import { LostDuplicateRace, TargetChanged } from "./errors";
-import { isStatementError } from "./lanes";
 import { forgetGoneOriginals } from "./reads";
-
-/** Deadlock and serialization failures: the transaction can simply run again. */
-const RETRYABLE_PG_CODES = new Set(["40P01", "40001"]);
 
 type Options = Pick<AppendOptions, "hot" | "pushDelayMs">;
 
@@ -29,7 +25,7 @@ export async function appendIsolated(
   try {
     return await appendWithRetries(db, reqs, options, outcomes);
   } catch (err) {
-    if (reqs.length === 1 || !isStatementError(err)) throw asStorageError(err);
+    if (reqs.length === 1 || !isRowDataPgError(err)) throw asStorageError(err);
     keepCommitted(outcomes);
     const half = Math.ceil(reqs.length / 2);
     const run = (from: number, to: number) =>
@@ -53,8 +49,7 @@ async function appendWithRetries(
     try {
       return await appendBatch(db, reqs, { ...options, outcomes });
     } catch (err) {
-      const retryable =
-        err instanceof LostDuplicateRace || err instanceof TargetChanged || RETRYABLE_PG_CODES.has((err as { code?: string }).code ?? "");
+      const retryable = err instanceof LostDuplicateRace || err instanceof TargetChanged || isRetryablePgError(err);
       if (!retryable || attempt >= 5) throw err;
       // A key whose message went with a hand-dropped partition would lose every race: forget it.
       // Best effort: if this fails too, the next attempt reports the database's state.

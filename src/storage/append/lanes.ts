@@ -27,17 +27,3 @@ export const conversationKey = (req: AppendRequest): string =>
     : "to" in req.target
       ? `direct ${directKey(req.from, req.target.to)}`
       : `id ${req.target.conversationId}`;
-
-/**
- * SQLSTATE classes of a statement that failed on the rows it was given (bad data, a
- * constraint, a trigger's refusal), as opposed to the database being unreachable, slow or
- * short of something: only these are worth running again in halves, to find the requests
- * that fail. 09 triggered action, 22 data, 23 integrity, 27 triggered data change, 44
- * check option, P0 PL/pgSQL raise.
- */
-const ROW_ERROR_CLASSES = new Set(["09", "22", "23", "27", "44", "P0"]);
-
-export function isStatementError(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === "string" && code.length === 5 && ROW_ERROR_CLASSES.has(code.slice(0, 2));
-}
