@@ -1,15 +1,14 @@
 import { expect } from "chai";
 import pg, { Client } from "pg";
-import type { Knex } from "knex";
 import type { AppendRequest, AppendResult } from "../src/messaging/ports";
 import { messageIdAt } from "../src/messaging/messageIds";
 import { directKey } from "../src/messaging/routing";
 import type { Message } from "../src/protocol";
 import type { BatchOutcome } from "../src/storage/GroupCommit";
 import { appendBatch } from "../src/storage/append/appendBatch";
-import { createDatabase, createHotPathDatabase, migrateToLatest } from "../src/storage/database";
+import { createDatabase, createHotPathDatabase } from "../src/storage/database";
 import { SqlMessageStore } from "../src/storage/SqlMessageStore";
-import { createTestDatabase, type TestDatabase } from "./helpers/database";
+import { useMigratedDatabase } from "./helpers/migratedDatabase";
 import { uniqueId, waitFor } from "./helpers/device";
 import { expectOk } from "./helpers/replies";
 import { useServerSuite } from "./helpers/serverSuite";
@@ -84,41 +83,24 @@ const isCreateDirect = (s: string) => s.includes("INSERT INTO conversations");
  */
 describe("first contact: one write statement (store)", function () {
   this.timeout(60_000);
-  let db: TestDatabase;
-  let main: Knex;
-  let hot: Knex;
-  let pgc: Client;
+  const t = useMigratedDatabase();
   const log = statementLog();
 
-  before(async () => {
-    db = await createTestDatabase();
-    main = createDatabase({ kind: "postgres", url: db.url } as never);
-    await migrateToLatest(main, "postgres");
-    hot = createHotPathDatabase({ kind: "postgres", url: db.url } as never, main, 1);
-    pgc = new Client({ connectionString: db.url });
-    await pgc.connect();
-    // Connections opened (and set up) before anything is counted.
-    await Promise.all([main.raw("SELECT 1"), hot.raw("SELECT 1")]);
-  });
-  after(async () => {
-    await pgc?.end();
-    await hot?.destroy();
-    await main?.destroy();
-    await db?.drop();
-  });
+  // Connections opened (and set up) before anything is counted.
+  before(() => Promise.all([t.main.raw("SELECT 1"), t.hot.raw("SELECT 1")]));
 
   const conversationOf = async (a: string, b: string) =>
-    (await pgc.query(`SELECT * FROM conversations WHERE direct_key = $1`, [directKey(a, b)])).rows;
+    (await t.pg.query(`SELECT * FROM conversations WHERE direct_key = $1`, [directKey(a, b)])).rows;
 
   for (const push of [false, true]) {
     it(`stores a first message in one statement: one conversation at seq 1, both members, the directory, the delivery row${push ? " and the push" : ""}`, async () => {
       const a = uniqueId("a");
       const b = uniqueId("b");
       if (push) {
-        await pgc.query(`INSERT INTO pushkeys (pushkey, user_id, app_id, registered_at) VALUES ($1, $2, 'app', now())`, [uniqueId("k"), b]);
+        await t.pg.query(`INSERT INTO pushkeys (pushkey, user_id, app_id, registered_at) VALUES ($1, $2, 'app', now())`, [uniqueId("k"), b]);
       }
       const req = text(a, b);
-      const { result, statements } = await log.during(() => appendBatch(main, [req], { hot, pushDelayMs: push ? 5_000 : undefined }));
+      const { result, statements } = await log.during(() => appendBatch(t.main, [req], { hot: t.hot, pushDelayMs: push ? 5_000 : undefined }));
       expect(statements, "one statement").to.deep.equal([push ? "ticks_append_plain_push" : "ticks_append_plain"]);
       const stored = value(result[0]);
       expect(stored.duplicate).to.equal(false);
@@ -134,22 +116,22 @@ describe("first contact: one write statement (store)", function () {
       expect(Number(c.last_seq)).to.equal(1);
       expect(new Date(c.last_message_at).getTime()).to.equal(req.createdAt.getTime());
       expect(new Date(c.created_at).getTime()).to.equal(req.createdAt.getTime());
-      const members = await pgc.query(`SELECT user_id FROM conversation_members WHERE conversation_id = $1 ORDER BY user_id`, [c.conversation_id]);
+      const members = await t.pg.query(`SELECT user_id FROM conversation_members WHERE conversation_id = $1 ORDER BY user_id`, [c.conversation_id]);
       expect(members.rows.map((r) => r.user_id)).to.deep.equal([a, b].sort());
-      const users = await pgc.query(`SELECT user_id FROM users WHERE user_id = ANY($1) ORDER BY user_id`, [[a, b]]);
+      const users = await t.pg.query(`SELECT user_id FROM users WHERE user_id = ANY($1) ORDER BY user_id`, [[a, b]]);
       expect(users.rows.map((r) => r.user_id)).to.deep.equal([a, b].sort());
-      const delivery = await pgc.query(`SELECT recipient_id, status FROM message_delivery WHERE message_id = $1`, [req.id]);
+      const delivery = await t.pg.query(`SELECT recipient_id, status FROM message_delivery WHERE message_id = $1`, [req.id]);
       expect(delivery.rows).to.deep.equal([{ recipient_id: b, status: "sent" }]);
-      const pushes = await pgc.query(`SELECT recipient_id FROM push_outbox WHERE message_id = $1`, [req.id]);
+      const pushes = await t.pg.query(`SELECT recipient_id FROM push_outbox WHERE message_id = $1`, [req.id]);
       expect(pushes.rows).to.deep.equal(push ? [{ recipient_id: b }] : []);
     });
   }
 
   it("answers a batch mixing new pairs, a known pair and a retry of a first contact, in one statement", async () => {
     const [a, c, d, e] = ["a", "c", "d", "e"].map(uniqueId) as [string, string, string, string];
-    const known = value((await appendBatch(main, [text(a, c)], { hot }))[0]).message;
+    const known = value((await appendBatch(t.main, [text(a, c)], { hot: t.hot }))[0]).message;
     const firstToD = text(a, d);
-    const original = value((await appendBatch(main, [firstToD], { hot }))[0]).message;
+    const original = value((await appendBatch(t.main, [firstToD], { hot: t.hot }))[0]).message;
 
     const batch = [
       text(a, e, uniqueId("c"), "e1"),
@@ -159,7 +141,7 @@ describe("first contact: one write statement (store)", function () {
       text(a, e, uniqueId("c"), "e3"),
       text(d, e, uniqueId("c"), "de"),
     ];
-    const { result, statements } = await log.during(() => appendBatch(main, batch, { hot }));
+    const { result, statements } = await log.during(() => appendBatch(t.main, batch, { hot: t.hot }));
     expect(statements).to.deep.equal(["ticks_append_plain"]);
     const [e1, k, retry, e2, e3, de] = result.map(value) as AppendResult[];
 
@@ -180,7 +162,7 @@ describe("first contact: one write statement (store)", function () {
     expect(Number(conversation.last_seq)).to.equal(3);
     expect(conversation.created_by).to.equal(a);
     expect(new Date(conversation.last_message_at).getTime()).to.equal(batch[4]!.createdAt.getTime());
-    const rows = await pgc.query(
+    const rows = await t.pg.query(
       `SELECT m.seq::int AS seq, d.recipient_id FROM messages m JOIN message_delivery d USING (message_id)
        WHERE m.conversation_id = $1 ORDER BY d.delivery_id`,
       [withE],
@@ -191,24 +173,24 @@ describe("first contact: one write statement (store)", function () {
       { seq: 3, recipient_id: e },
     ]);
     expect(await conversationOf(a, d)).to.have.length(1);
-    const stored = await pgc.query(`SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1 AND client_msg_id = $2`, [a, firstToD.clientMsgId]);
+    const stored = await t.pg.query(`SELECT count(*)::int AS n FROM messages WHERE from_user_id = $1 AND client_msg_id = $2`, [a, firstToD.clientMsgId]);
     expect(stored.rows[0].n).to.equal(1);
   });
 
   it("creates the conversation in the full statement too (a batch with an entry), and still checks the entry", async () => {
     const [a, b, f] = ["a", "b", "f"].map(uniqueId) as [string, string, string];
-    const target = value((await appendBatch(main, [text(a, b)], { hot }))[0]).message;
+    const target = value((await appendBatch(t.main, [text(a, b)], { hot: t.hot }))[0]).message;
     const at = new Date();
     const reaction: AppendRequest = {
       kind: "reaction", id: messageIdAt(at), from: b, clientMsgId: uniqueId("r"), refId: target.id, content: "👍", createdAt: at, windowMs: null,
     };
-    const { result, statements } = await log.during(() => appendBatch(main, [text(a, f), reaction], { hot, pushDelayMs: 1_000 }));
+    const { result, statements } = await log.during(() => appendBatch(t.main, [text(a, f), reaction], { hot: t.hot, pushDelayMs: 1_000 }));
     expect(statements.filter(isWrite)).to.deep.equal(["ticks_append_push"]);
     expect(statements.filter(isCreateDirect)).to.deep.equal([]);
     const [first, reacted] = result.map(value) as AppendResult[];
     expect(first!.message.seq).to.equal(1);
     expect(reacted!.message).to.include({ kind: "reaction", conversationId: target.conversationId, seq: 2 });
-    const { rows } = await pgc.query(`SELECT reactions FROM messages WHERE message_id = $1`, [target.id]);
+    const { rows } = await t.pg.query(`SELECT reactions FROM messages WHERE message_id = $1`, [target.id]);
     expect(rows[0].reactions).to.deep.equal({ [b]: "👍" });
     expect(await conversationOf(a, f)).to.have.length(1);
   });
@@ -216,7 +198,7 @@ describe("first contact: one write statement (store)", function () {
   it("falls back to createDirect and a second write when another node creates the pair meanwhile", async () => {
     const a = uniqueId("a");
     const b = uniqueId("b");
-    const other = new Client({ connectionString: db.url });
+    const other = new Client({ connectionString: t.db.url });
     await other.connect();
     try {
       // Another node's creation, not committed yet: this statement's snapshot does not see
@@ -230,9 +212,9 @@ describe("first contact: one write statement (store)", function () {
       await other.query(`INSERT INTO conversation_members (conversation_id, user_id, joined_at) VALUES ($1, $2, now()), ($1, $3, now())`, [
         rows[0].conversation_id, a, b,
       ]);
-      const running = log.during(() => appendBatch(main, [text(a, b)], { hot }));
+      const running = log.during(() => appendBatch(t.main, [text(a, b)], { hot: t.hot }));
       await waitFor(async () => {
-        const w = await pgc.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
+        const w = await t.pg.query(`SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`);
         return w.rowCount! > 0;
       }, "the write waiting on the uncommitted conversation");
       await other.query("COMMIT");
@@ -253,8 +235,8 @@ describe("first contact: one write statement (store)", function () {
 
   it("gives concurrent first contacts of one pair from two stores (two nodes' pools and lanes) one conversation, seq 1..n, each message once", async () => {
     const stores = [0, 1].map(() => {
-      const ownMain = createDatabase({ kind: "postgres", url: db.url } as never);
-      const ownHot = createHotPathDatabase({ kind: "postgres", url: db.url } as never, ownMain, 4);
+      const ownMain = createDatabase({ kind: "postgres", url: t.db.url } as never);
+      const ownHot = createHotPathDatabase({ kind: "postgres", url: t.db.url } as never, ownMain, 4);
       return { store: new SqlMessageStore(ownMain, { hotPath: ownHot, appendLanes: 4 }), close: () => Promise.all([ownHot.destroy(), ownMain.destroy()]) };
     });
     try {
@@ -281,13 +263,13 @@ describe("first contact: one write statement (store)", function () {
           expect(x.message.id).to.equal(y.message.id);
           expect(x.message.conversationId).to.equal(id);
         }
-        const { rows } = await pgc.query(`SELECT seq::int AS seq, client_msg_id FROM messages WHERE conversation_id = $1 ORDER BY seq`, [id]);
+        const { rows } = await t.pg.query(`SELECT seq::int AS seq, client_msg_id FROM messages WHERE conversation_id = $1 ORDER BY seq`, [id]);
         expect(rows.map((r) => r.seq), "gap-free").to.deep.equal(Array.from({ length: 12 }, (_, i) => i + 1));
         expect(new Set(rows.map((r) => r.client_msg_id)).size, "each message once").to.equal(12);
         expect(Number(conversations[0].last_seq)).to.equal(12);
-        const members = await pgc.query(`SELECT user_id FROM conversation_members WHERE conversation_id = $1 ORDER BY user_id`, [id]);
+        const members = await t.pg.query(`SELECT user_id FROM conversation_members WHERE conversation_id = $1 ORDER BY user_id`, [id]);
         expect(members.rows.map((r) => r.user_id)).to.deep.equal([a, b].sort());
-        const delivery = await pgc.query(
+        const delivery = await t.pg.query(
           `SELECT count(*)::int AS n FROM message_delivery d JOIN messages m USING (message_id)
            WHERE m.conversation_id = $1 AND d.recipient_id <> m.from_user_id`,
           [id],

@@ -9,6 +9,20 @@ describe("GroupCommit", () => {
     const done = new Promise<void>((r) => (release = r));
     return { done, release };
   };
+  /** Keyed requests, answered with their own name; the first batch stays in flight until `gate.release()`. */
+  const keyedWithGate = (options: { maxConcurrent: number; overflowAt?: number; stallMs?: number }) => {
+    const gate = deferred();
+    const batches: string[][] = [];
+    const gc = new GroupCommit<Req, string>(
+      async (reqs) => {
+        batches.push(reqs.map((r) => `${r.key}${r.n}`));
+        if (batches.length === 1) await gate.done;
+        return reqs.map((r) => ({ ok: true, value: `${r.key}${r.n}` }));
+      },
+      { maxBatch: 10, keyOf: (r) => r.key, ...options },
+    );
+    return { gate, batches, gc };
+  };
 
   it("puts requests of one tick in one batch and settles each with its own outcome", async () => {
     const batches: number[][] = [];
@@ -25,16 +39,7 @@ describe("GroupCommit", () => {
   });
 
   it("with keyOf, never runs one key in two batches at once, and keeps each key's order", async () => {
-    const gate = deferred();
-    const batches: string[][] = [];
-    const gc = new GroupCommit<Req, string>(
-      async (reqs) => {
-        batches.push(reqs.map((r) => `${r.key}${r.n}`));
-        if (batches.length === 1) await gate.done; // the first batch stays in flight
-        return reqs.map((r) => ({ ok: true, value: `${r.key}${r.n}` }));
-      },
-      { maxBatch: 10, maxConcurrent: 4, keyOf: (r) => r.key },
-    );
+    const { gate, batches, gc } = keyedWithGate({ maxConcurrent: 4 });
     const first = [gc.submit({ key: "a", n: 1 }), gc.submit({ key: "b", n: 1 })];
     await new Promise((r) => setImmediate(r));
     // a and b are in flight: a2 and b2 wait, c1 goes in a second batch at once.
@@ -65,17 +70,9 @@ describe("GroupCommit", () => {
     await Promise.all([a, b]);
     expect(events).to.deep.equal(["flush a", "committed a", "flush b", "committed b", "caller a", "caller b"]);
   });
+
   it("with overflowAt, starts a batch beside a running one only once that many wait; fewer go together after it", async () => {
-    const gate = deferred();
-    const batches: string[][] = [];
-    const gc = new GroupCommit<Req, string>(
-      async (reqs) => {
-        batches.push(reqs.map((r) => `${r.key}${r.n}`));
-        if (batches.length === 1) await gate.done;
-        return reqs.map((r) => ({ ok: true, value: `${r.key}${r.n}` }));
-      },
-      { maxBatch: 10, maxConcurrent: 2, keyOf: (r) => r.key, overflowAt: 3, stallMs: 60_000 },
-    );
+    const { gate, batches, gc } = keyedWithGate({ maxConcurrent: 2, overflowAt: 3, stallMs: 60_000 });
     const first = gc.submit({ key: "a", n: 1 });
     await new Promise((r) => setImmediate(r));
     const two = [gc.submit({ key: "b", n: 1 }), gc.submit({ key: "c", n: 1 })];
@@ -89,16 +86,7 @@ describe("GroupCommit", () => {
   });
 
   it("with overflowAt, lets the next batch start beside one that has run for stallMs", async () => {
-    const gate = deferred();
-    const batches: string[][] = [];
-    const gc = new GroupCommit<Req, string>(
-      async (reqs) => {
-        batches.push(reqs.map((r) => `${r.key}${r.n}`));
-        if (batches.length === 1) await gate.done;
-        return reqs.map((r) => ({ ok: true, value: `${r.key}${r.n}` }));
-      },
-      { maxBatch: 10, maxConcurrent: 2, keyOf: (r) => r.key, overflowAt: 100, stallMs: 40 },
-    );
+    const { gate, batches, gc } = keyedWithGate({ maxConcurrent: 2, overflowAt: 100, stallMs: 40 });
     const stuck = gc.submit({ key: "a", n: 1 });
     await new Promise((r) => setImmediate(r));
     const started = performance.now();

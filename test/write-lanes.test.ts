@@ -1,10 +1,8 @@
 import { expect } from "chai";
-import type { Knex } from "knex";
 import type { AppendRequest, AppendResult } from "../src/messaging/ports";
 import { messageIdAt } from "../src/messaging/messageIds";
-import { createDatabase, createHotPathDatabase, migrateToLatest } from "../src/storage/database";
 import { SqlMessageStore } from "../src/storage/SqlMessageStore";
-import { createTestDatabase, type TestDatabase } from "./helpers/database";
+import { useMigratedDatabase } from "./helpers/migratedDatabase";
 import type { Message } from "../src/protocol";
 import type { Device } from "./helpers/device";
 import { uniqueId } from "./helpers/ids";
@@ -183,22 +181,11 @@ describe("write lanes (APPEND_LANES=4)", function () {
  */
 describe("write lanes in one store (batches of 4, 4 at once)", function () {
   this.timeout(60_000);
-  let db: TestDatabase;
-  let main: Knex;
-  let hot: Knex;
+  const t = useMigratedDatabase(LANES);
   let store: SqlMessageStore;
   let batches: number[];
-  before(async () => {
-    db = await createTestDatabase();
-    main = createDatabase({ kind: "postgres", url: db.url } as never);
-    await migrateToLatest(main, "postgres");
-    hot = createHotPathDatabase({ kind: "postgres", url: db.url } as never, main, LANES);
-    store = new SqlMessageStore(main, { hotPath: hot, appendLanes: LANES, maxBatch: 4, onBatch: (kind, n) => kind === "append" && batches.push(n) });
-  });
-  after(async () => {
-    await hot?.destroy();
-    await main?.destroy();
-    await db?.drop();
+  before(() => {
+    store = new SqlMessageStore(t.main, { hotPath: t.hot, appendLanes: LANES, maxBatch: 4, onBatch: (kind, n) => kind === "append" && batches.push(n) });
   });
 
   const text = (from: string, to: string, clientMsgId: string): AppendRequest => {
@@ -226,7 +213,7 @@ describe("write lanes in one store (batches of 4, 4 at once)", function () {
       }
       expect(batches.length, "many batches").to.be.at.least((MESSAGES * LANES) / 4);
     }
-    const { rows } = await main.raw(`SELECT client_msg_id, count(*)::int AS n FROM messages WHERE from_user_id = ? GROUP BY client_msg_id`, [a]);
+    const { rows } = await t.main.raw(`SELECT client_msg_id, count(*)::int AS n FROM messages WHERE from_user_id = ? GROUP BY client_msg_id`, [a]);
     expect(rows).to.have.length(6 * 8);
     expect(rows.every((r: { n: number }) => r.n === 1), "one stored row per clientMsgId").to.equal(true);
   });
