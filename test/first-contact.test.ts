@@ -127,6 +127,24 @@ describe("first contact: one write statement (store)", function () {
     });
   }
 
+  it("numbers rows of several existing conversations, interleaved in one statement, each from its own last seq in request order", async () => {
+    const [a, x, y, z] = ["a", "x", "y", "z"].map(uniqueId) as [string, string, string, string];
+    // Histories of 1, 3 and 2 messages.
+    for (const [to, n] of [[x, 1], [y, 3], [z, 2]] as const) {
+      for (let i = 0; i < n; i++) await appendBatch(t.main, [text(a, to)], { hot: t.hot });
+    }
+    const batch = [x, y, x, z, y, x].map((to, i) => text(a, to, uniqueId("c"), `m${i}`));
+    const { result, statements } = await log.during(() => appendBatch(t.main, batch, { hot: t.hot }));
+    expect(statements).to.deep.equal(["ticks_append_plain"]);
+    expect(result.map((r) => value(r).message.seq)).to.deep.equal([2, 4, 3, 3, 5, 4]);
+    for (const [to, last] of [[x, 4], [y, 5], [z, 3]] as const) {
+      const [conversation] = await conversationOf(a, to);
+      expect(Number(conversation.last_seq), to).to.equal(last);
+      const { rows } = await t.pg.query(`SELECT seq::int AS seq FROM messages WHERE conversation_id = $1 ORDER BY seq`, [conversation.conversation_id]);
+      expect(rows.map((r) => r.seq), "gap-free").to.deep.equal(Array.from({ length: last }, (_, i) => i + 1));
+    }
+  });
+
   it("answers a batch mixing new pairs, a known pair and a retry of a first contact, in one statement", async () => {
     const [a, c, d, e] = ["a", "c", "d", "e"].map(uniqueId) as [string, string, string, string];
     const known = value((await appendBatch(t.main, [text(a, c)], { hot: t.hot }))[0]).message;
