@@ -11,6 +11,7 @@ import { connectAs, messageItems, useChromium } from "./helpers/browser";
 import { PNG_4X2 } from "./helpers/media";
 import { createTestDatabase, type TestDatabase } from "./helpers/database";
 import { Device, uniqueId, waitFor } from "./helpers/device";
+import { within } from "./helpers/wait";
 import { mintToken, startServer, TEST_SECRET, urlOf } from "./helpers/server";
 
 /** A page of a site on another origin (its own HTTP server) that imports the SDK from Ticks. */
@@ -313,23 +314,33 @@ describe("web chat page in Chromium", function () {
       const dave = uniqueId("dave");
       const a = await signIn(alice);
       const port = server.port;
-      await server.stop();
-      await a.getByText("Offline: reconnecting…").waitFor({ timeout: 15_000 });
-      await sendTo(a, dave, "queued while offline");
-      await messages(a).filter({ hasText: "queued while offline" }).locator('[aria-label="pending"]').waitFor({ timeout: 15_000 });
-      // The page shows 🕓 only once send() resolved, that is once IndexedDB holds the entry.
-      const held = await a.evaluate(`new Promise((resolve) => {
-        const req = indexedDB.open("ticks-outbox-${alice}");
-        req.onsuccess = () => {
-          const get = req.result.transaction("outbox", "readonly").objectStore("outbox").getAll();
-          get.onsuccess = () => { req.result.close(); resolve(get.result.length); };
-        };
-      })`);
-      expect(held).to.equal(1);
-      // The tab closes with the send still pending: it is in IndexedDB, not in memory.
       const context = a.context();
-      await a.close();
-      server = await startServer(db.url, { PORT: String(port) });
+      await within(server.stop(), "stopping the server");
+      // Whatever fails below, the server comes back on its port: the tests after this one use it.
+      try {
+        await a.getByText("Offline: reconnecting…").waitFor({ timeout: 15_000 });
+        await sendTo(a, dave, "queued while offline");
+        await messages(a).filter({ hasText: "queued while offline" }).locator('[aria-label="pending"]').waitFor({ timeout: 15_000 });
+        // The page shows 🕓 only once send() resolved, that is once IndexedDB holds the entry.
+        const held = await within(
+          a.evaluate(`new Promise((resolve, reject) => {
+            const req = indexedDB.open("ticks-outbox-${alice}");
+            req.onerror = () => reject(req.error);
+            req.onblocked = () => reject(new Error("blocked"));
+            req.onsuccess = () => {
+              const get = req.result.transaction("outbox", "readonly").objectStore("outbox").getAll();
+              get.onerror = () => reject(get.error);
+              get.onsuccess = () => { req.result.close(); resolve(get.result.length); };
+            };
+          })`),
+          "reading the page's IndexedDB outbox",
+        );
+        expect(held).to.equal(1);
+        // The tab closes with the send still pending: it is in IndexedDB, not in memory.
+        await within(a.close(), "closing the tab");
+      } finally {
+        server = await startServer(db.url, { PORT: String(port) });
+      }
       const again = await context.newPage();
       await again.goto(`${urlOf(server)}/`);
       await again.getByLabel("User ID", { exact: true }).fill(alice);

@@ -26,3 +26,15 @@ export async function waitFor(
     await sleep(intervalMs);
   }
 }
+
+/**
+ * `work`, or an error naming `what` after `timeoutMs`: for a step with no timeout of its own
+ * (a page.evaluate, a close), so a hang fails the step instead of the whole test's timeout.
+ */
+export function within<T>(work: Promise<T>, what: string, timeoutMs = 15_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not done after ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}
