@@ -8,7 +8,9 @@
  *   node --import tsx bench/investigations/stmtCost.ts   # SIZES=1,11,100 ROUNDS=300 PAIRS=50
  *
  * PAIRS is how many conversations a batch is spread over (PAIRS=200 SIZES=200: one message
- * per conversation, as on a busy server).
+ * per conversation, as on a busy server). PAST_DAYS=30 first creates the day partitions of
+ * the last 30 days, as a server that has run for a month has them, in place of the empty
+ * legacy partition a fresh database has for the past (as the history seed does).
  */
 import { v7 as uuidv7 } from "uuid";
 import type { AppendRequest } from "../../src/messaging/ports";
@@ -16,11 +18,14 @@ import { createDatabase, createHotPathDatabase, migrateToLatest } from "../../sr
 import { SqlMessageStore } from "../../src/storage/SqlMessageStore";
 import { ADMIN_URL, createTestDatabase } from "../../test/helpers/database";
 import { DbProbe } from "../lib/phase";
+import { ensureDayPartitions } from "../lib/seedPartitions";
+import { Client } from "pg";
 import { cpuBetween, cpuSnapshot } from "../lib/procs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 300);
 const SIZES = (process.env.SIZES ?? "1,11,100").split(",").map(Number);
 const PAIRS = Number(process.env.PAIRS ?? 50);
+const PAST_DAYS = Number(process.env.PAST_DAYS ?? 0);
 const DAY = 86_400_000;
 
 async function main(): Promise<void> {
@@ -30,6 +35,16 @@ async function main(): Promise<void> {
   const probe = await DbProbe.open(ADMIN_URL, testDb.name);
   try {
     await migrateToLatest(db, "postgres");
+    if (PAST_DAYS > 0) {
+      const c = new Client({ connectionString: testDb.url });
+      await c.connect();
+      try {
+        const created = await ensureDayPartitions(c, testDb.url, Date.now() - PAST_DAYS * DAY, Date.now());
+        console.log(`${created.length} past day partitions created`);
+      } finally {
+        await c.end();
+      }
+    }
     const store = new SqlMessageStore(db, { hotPath: hot, maxBatch: 256, appendLanes: 1 });
     let n = 0;
     const text = (i: number): AppendRequest => ({
