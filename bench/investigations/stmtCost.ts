@@ -1,26 +1,28 @@
 /**
- * What one hot-path statement costs the database backend in CPU (user + system, from
- * /proc/<pid>/stat of the database's backends), for batches of 1, 11 and 100: the fixed cost
- * of a statement against its cost per message (docs/benchmarks.md, "Lanes that open under
+ * What one hot-path statement costs the database backend in CPU (the backends' run time from
+ * /proc/<pid>/schedstat, in nanoseconds), for batches of 1, 11 and 100: the fixed cost of a
+ * statement against its cost per message (docs/benchmarks.md, "Lanes that open under
  * load"). Each round appends `size` messages (one group commit, one statement), then marks
- * them delivered (one statement). Clock ticks are 10 ms: use enough rounds.
+ * them delivered (one statement).
  *
  *   node --import tsx bench/investigations/stmtCost.ts   # SIZES=1,11,100 ROUNDS=300 PAIRS=50
  *
  * PAIRS is how many conversations a batch is spread over (PAIRS=200 SIZES=200: one message
- * per conversation, as on a busy server). PAST_DAYS=30 first creates the day partitions of
- * the last 30 days, as a server that has run for a month has them, in place of the empty
- * legacy partition a fresh database has for the past (as the history seed does).
+ * per conversation, as on a busy server). PAST_DAYS=30 adds a second database that first
+ * gets the day partitions of the last 30 days, as a server that has run for a month has
+ * them (in place of the empty legacy partition a fresh database has for the past, as the
+ * history seed does); the two databases take turns round by round, so both columns see the
+ * same machine (docs/benchmarks.md, "A slow day, and where issue 23 stops").
  */
+import { readFileSync } from "node:fs";
+import { Client } from "pg";
 import { v7 as uuidv7 } from "uuid";
 import type { AppendRequest } from "../../src/messaging/ports";
-import { createDatabase, createHotPathDatabase, migrateToLatest } from "../../src/storage/database";
+import { createDatabase, createHotPathDatabase, migrateToLatest, type Database } from "../../src/storage/database";
 import { SqlMessageStore } from "../../src/storage/SqlMessageStore";
-import { ADMIN_URL, createTestDatabase } from "../../test/helpers/database";
+import { ADMIN_URL, createTestDatabase, type TestDatabase } from "../../test/helpers/database";
 import { DbProbe } from "../lib/phase";
 import { ensureDayPartitions } from "../lib/seedPartitions";
-import { Client } from "pg";
-import { cpuBetween, cpuSnapshot } from "../lib/procs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 300);
 const SIZES = (process.env.SIZES ?? "1,11,100").split(",").map(Number);
@@ -28,24 +30,52 @@ const PAIRS = Number(process.env.PAIRS ?? 50);
 const PAST_DAYS = Number(process.env.PAST_DAYS ?? 0);
 const DAY = 86_400_000;
 
-async function main(): Promise<void> {
+type Side = { name: string; testDb: TestDatabase; db: Database; hot: Database; probe: DbProbe; store: SqlMessageStore };
+
+/** CPU time, in ms, the processes have run so far (a process gone meanwhile counts 0). */
+function cpuMs(pids: number[]): number {
+  let ns = 0;
+  for (const pid of pids) {
+    try {
+      ns += Number(readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[0]);
+    } catch {
+      // exited
+    }
+  }
+  return ns / 1e6;
+}
+
+async function openSide(name: string, pastDays: number): Promise<Side> {
   const testDb = await createTestDatabase();
   const db = createDatabase({ kind: "postgres", url: testDb.url });
   const hot = createHotPathDatabase({ kind: "postgres", url: testDb.url }, db, 1);
-  const probe = await DbProbe.open(ADMIN_URL, testDb.name);
-  try {
-    await migrateToLatest(db, "postgres");
-    if (PAST_DAYS > 0) {
-      const c = new Client({ connectionString: testDb.url });
-      await c.connect();
-      try {
-        const created = await ensureDayPartitions(c, testDb.url, Date.now() - PAST_DAYS * DAY, Date.now());
-        console.log(`${created.length} past day partitions created`);
-      } finally {
-        await c.end();
-      }
+  await migrateToLatest(db, "postgres");
+  if (pastDays > 0) {
+    const c = new Client({ connectionString: testDb.url });
+    await c.connect();
+    try {
+      const created = await ensureDayPartitions(c, testDb.url, Date.now() - pastDays * DAY, Date.now());
+      console.log(`${name}: ${created.length} past day partitions created`);
+    } finally {
+      await c.end();
     }
-    const store = new SqlMessageStore(db, { hotPath: hot, maxBatch: 256, appendLanes: 1 });
+  }
+  const store = new SqlMessageStore(db, { hotPath: hot, maxBatch: 256, appendLanes: 1 });
+  return { name, testDb, db, hot, probe: await DbProbe.open(ADMIN_URL, testDb.name), store };
+}
+
+async function closeSide(side: Side): Promise<void> {
+  await side.probe.close();
+  await side.hot.destroy();
+  await side.db.destroy();
+  await side.testDb.drop();
+}
+
+async function main(): Promise<void> {
+  const sides: Side[] = [];
+  try {
+    sides.push(await openSide("fresh", 0));
+    if (PAST_DAYS > 0) sides.push(await openSide(`${PAST_DAYS} past days`, PAST_DAYS));
     let n = 0;
     const text = (i: number): AppendRequest => ({
       kind: "text",
@@ -59,30 +89,31 @@ async function main(): Promise<void> {
       media: null,
     });
     // Warm: every pair exists, every plan is the generic one.
-    for (let r = 0; r < 20; r++) await Promise.all(Array.from({ length: PAIRS }, (_, i) => store.append(text(i))));
+    for (const { store } of sides) {
+      for (let r = 0; r < 20; r++) await Promise.all(Array.from({ length: PAIRS }, (_, i) => store.append(text(i))));
+    }
     for (const size of SIZES) {
-      const pids = await probe.pids();
-      let appendMs = 0;
-      let deliveredMs = 0;
-      let wallMs = 0;
+      const totals = sides.map(() => ({ append: 0, delivered: 0, wall: 0 }));
+      const pids = await Promise.all(sides.map((s) => s.probe.pids()));
       for (let r = 0; r < ROUNDS; r++) {
-        const before = cpuSnapshot(pids);
-        const t0 = performance.now();
-        const results = await Promise.all(Array.from({ length: size }, (_, i) => store.append(text(i))));
-        wallMs += performance.now() - t0;
-        const appended = cpuSnapshot(pids);
-        await Promise.all(results.map((res, i) => store.markDelivered(`v${i % PAIRS}`, [res.message.id], new Date())));
-        appendMs += cpuBetween(before, appended);
-        deliveredMs += cpuBetween(appended, cpuSnapshot(pids));
+        for (const [k, { store }] of sides.entries()) {
+          const t0 = performance.now();
+          const c0 = cpuMs(pids[k]!);
+          const results = await Promise.all(Array.from({ length: size }, (_, i) => store.append(text(i))));
+          const c1 = cpuMs(pids[k]!);
+          totals[k]!.wall += performance.now() - t0;
+          await Promise.all(results.map((res, i) => store.markDelivered(`v${i % PAIRS}`, [res.message.id], new Date())));
+          totals[k]!.append += c1 - c0;
+          totals[k]!.delivered += cpuMs(pids[k]!) - c1;
+        }
       }
       const per = (ms: number) => (ms / ROUNDS).toFixed(3);
-      console.log(`batch ${size}: append ${per(appendMs)} ms CPU/stmt, delivered ${per(deliveredMs)} ms CPU/stmt; append wall ${per(wallMs)} ms`);
+      for (const [k, t] of totals.entries()) {
+        console.log(`${sides[k]!.name}, batch ${size}: append ${per(t.append)} ms CPU/stmt, delivered ${per(t.delivered)} ms CPU/stmt; append wall ${per(t.wall)} ms`);
+      }
     }
   } finally {
-    await probe.close();
-    await hot.destroy();
-    await db.destroy();
-    await testDb.drop();
+    for (const side of sides) await closeSide(side);
   }
 }
 

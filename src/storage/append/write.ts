@@ -2,13 +2,16 @@ import type { Knex } from "knex";
 import { v7 as uuidv7 } from "uuid";
 import type { Message } from "../../protocol";
 import type { AppendResult } from "../../messaging/ports";
-import { runPrepared } from "../prepared";
-import { toMessage, toNumber } from "../rows";
+import { runPrepared, statement } from "../prepared";
+import { MESSAGE_COLUMNS, toMessage, toNumber, type MessageRow } from "../rows";
 import type { BatchOutcome } from "../GroupCommit";
 import type { BatchRow, TargetPlan } from "./batchPlan";
 import { LostDuplicateRace, TargetChanged } from "./errors";
-import { UNIQUE_VIOLATION } from "../unavailable";
+import { asStorageError, UNIQUE_VIOLATION } from "../unavailable";
 import { plainValues, WRITE, WRITE_PLAIN, WRITE_PLAIN_PUSH, WRITE_PUSH, writeValues, type WriteRow } from "./writeStatement";
+
+/** Stored messages by id: the originals of a batch's retries. */
+const READ_ORIGINALS = statement("read_originals", `SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE m.message_id = ANY($1::uuid[])`);
 
 /**
  * Runs the write statement for `rows` (and the entries' `plans`), fills their outcomes;
@@ -37,19 +40,18 @@ export async function write(
   }
   const stored = new Map<string, { seq: number; conversationId: string; recipients: string[] }>();
   const recipients: WriteRow[] = [];
+  const retries: { row: BatchRow; originalId: string }[] = [];
   for (const r of result) {
-    if (r.ord !== null) {
-      // A retry of a message stored earlier: the original answers it.
-      const row = rows[toNumber(r.ord) - 1]!;
-      outcomes[row.index] = { ok: true, value: { duplicate: true, message: toMessage(r.original!) } };
-    } else if (r.seq !== null) {
+    if (r.ord !== null) retries.push({ row: rows[toNumber(r.ord) - 1]!, originalId: r.message_id });
+    else if (r.seq !== null) {
       stored.set(r.message_id, { seq: toNumber(r.seq), conversationId: r.conversation_id!, recipients: [] });
     } else recipients.push(r);
   }
   for (const r of recipients) stored.get(r.message_id)!.recipients.push(r.recipient!);
+  const retried = new Set(retries.map((r) => r.row));
   const unrouted: BatchRow[] = [];
   for (const row of rows) {
-    if (!row.accept || outcomes[row.index]) continue;
+    if (!row.accept || outcomes[row.index] || retried.has(row)) continue;
     const s = stored.get(row.req.id);
     if (s) {
       outcomes[row.index] = {
@@ -62,6 +64,11 @@ export async function write(
       throw new TargetChanged();
     } else unrouted.push(row);
   }
+  // A retry of a message stored earlier: the original answers it. A retry whose key
+  // outlived its message (a partition dropped by hand): the rest of the batch is committed
+  // with its outcomes set; the batch runs again (appendRetries.ts), which forgets such keys
+  // first, so the retry is stored anew, as after expiry.
+  if ((await answerRetries(db, retries, outcomes)) > 0) throw new LostDuplicateRace();
   return unrouted;
 }
 
@@ -102,6 +109,34 @@ export async function createDirect(db: Knex, rows: BatchRow[]): Promise<void> {
       missing.map((m) => m.to),
     ],
   );
+}
+
+/**
+ * Answers each retry with its original, read by id after the write; returns how many have
+ * none any more. The batch's new messages are committed by then: if the read fails, only
+ * the retries fail (UNAVAILABLE; their senders send again).
+ */
+async function answerRetries(
+  db: Knex,
+  retries: { row: BatchRow; originalId: string }[],
+  outcomes: BatchOutcome<AppendResult>[],
+): Promise<number> {
+  if (retries.length === 0) return 0;
+  let originals: Map<string, MessageRow>;
+  try {
+    const found = await runPrepared<MessageRow>(db, READ_ORIGINALS, [retries.map((r) => r.originalId)]);
+    originals = new Map(found.map((m) => [m.message_id, m]));
+  } catch (err) {
+    for (const { row } of retries) outcomes[row.index] = { ok: false, error: asStorageError(err) };
+    return 0;
+  }
+  let gone = 0;
+  for (const { row, originalId } of retries) {
+    const original = originals.get(originalId);
+    if (original) outcomes[row.index] = { ok: true, value: { duplicate: true, message: toMessage(original) } };
+    else gone++;
+  }
+  return gone;
 }
 
 function messageOf(row: BatchRow, seq: number, conversationId: string): Message {
