@@ -145,7 +145,7 @@ describe("first contact: one write statement (store)", function () {
     }
   });
 
-  it("answers a batch mixing new pairs, a known pair and a retry of a first contact: one write, then the retry's original read by id", async () => {
+  it("answers a batch mixing new pairs, a known pair and a retry of a first contact: one write, then the retry's original read by its key", async () => {
     const [a, c, d, e] = ["a", "c", "d", "e"].map(uniqueId) as [string, string, string, string];
     const known = value((await appendBatch(t.main, [text(a, c)], { hot: t.hot }))[0]).message;
     const firstToD = text(a, d);
@@ -162,7 +162,7 @@ describe("first contact: one write statement (store)", function () {
     const { result, statements } = await log.during(() => appendBatch(t.main, batch, { hot: t.hot }));
     // The write reaches only the retry's idempotency key: a join to messages would set up a
     // scan of every day partition in every execution. A batch without retries is the write alone.
-    expect(statements).to.deep.equal(["ticks_append_plain", "ticks_read_originals"]);
+    expect(statements).to.deep.equal(["ticks_append_plain", "ticks_find_stored"]);
     const [e1, k, retry, e2, e3, de] = result.map(value) as AppendResult[];
 
     const withE = e1!.message.conversationId;

@@ -22,7 +22,7 @@ const value = (o: BatchOutcome<AppendResult> | undefined): AppendResult => {
 
 /**
  * The write statement finds a retry by its idempotency key alone and the original is read
- * by id afterwards (src/storage/append/write.ts), when the batch's new messages are
+ * by that key afterwards (src/storage/append/write.ts), when the batch's new messages are
  * committed already: what happens to them when that read finds nothing, or fails.
  */
 describe("retries answered after the write (store)", function () {
@@ -54,12 +54,12 @@ describe("retries answered after the write (store)", function () {
     const [a, b] = ["a", "b"].map(uniqueId) as [string, string];
     const earlier = value((await appendIsolated(t.main, [text(a, b, uniqueId("c"), "earlier")], options()))[0]).message;
     const batch = [text(a, b, uniqueId("c"), "new"), text(a, b, earlier.clientMsgId, "retry")];
-    // The database answers the write and then refuses the read by id (a connection lost
+    // The database answers the write and then refuses the read of the originals (a connection lost
     // between the two): the one failure a real server cannot be told to make on cue.
     const query = pg.Client.prototype.query;
     pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
       const q = args[0] as { name?: string } | string;
-      if (typeof q === "object" && q.name === "ticks_read_originals") return Promise.reject(new Error("Connection terminated unexpectedly"));
+      if (typeof q === "object" && q.name === "ticks_find_stored") return Promise.reject(new Error("Connection terminated unexpectedly"));
       return (query as (...a: unknown[]) => unknown).apply(this, args);
     } as typeof query;
     let outcomes: BatchOutcome<AppendResult>[];

@@ -9,7 +9,7 @@ import { createDirect, write } from "./write";
 /**
  * Stores a batch of messages and entries (edits, deletes, reactions). A batch of direct
  * messages is ONE statement (its own transaction): it finds retries already stored (whose
- * originals are then read by id, a second statement only for a batch that holds one),
+ * originals are then read by their key, a second statement only for a batch that holds one),
  * finds each direct conversation by its key, hands out seq, inserts the messages and
  * their delivery rows, and commits. Per conversation, the row lock taken on
  * `conversations` hands out a contiguous seq range in request order, gap-free: any

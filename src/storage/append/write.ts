@@ -2,16 +2,14 @@ import type { Knex } from "knex";
 import { v7 as uuidv7 } from "uuid";
 import type { Message } from "../../protocol";
 import type { AppendResult } from "../../messaging/ports";
-import { runPrepared, statement } from "../prepared";
-import { MESSAGE_COLUMNS, toMessage, toNumber, type MessageRow } from "../rows";
+import { runPrepared } from "../prepared";
+import { toMessage, toNumber } from "../rows";
 import type { BatchOutcome } from "../GroupCommit";
-import type { BatchRow, TargetPlan } from "./batchPlan";
+import { senderKey, type BatchRow, type TargetPlan } from "./batchPlan";
 import { LostDuplicateRace, TargetChanged } from "./errors";
+import { findStored } from "./reads";
 import { asStorageError, UNIQUE_VIOLATION } from "../unavailable";
 import { plainValues, WRITE, WRITE_PLAIN, WRITE_PLAIN_PUSH, WRITE_PUSH, writeValues, type WriteRow } from "./writeStatement";
-
-/** Stored messages by id: the originals of a batch's retries. */
-const READ_ORIGINALS = statement("read_originals", `SELECT ${MESSAGE_COLUMNS} FROM messages m WHERE m.message_id = ANY($1::uuid[])`);
 
 /**
  * Runs the write statement for `rows` (and the entries' `plans`), fills their outcomes;
@@ -40,15 +38,15 @@ export async function write(
   }
   const stored = new Map<string, { seq: number; conversationId: string; recipients: string[] }>();
   const recipients: WriteRow[] = [];
-  const retries: { row: BatchRow; originalId: string }[] = [];
+  const retries: BatchRow[] = [];
   for (const r of result) {
-    if (r.ord !== null) retries.push({ row: rows[toNumber(r.ord) - 1]!, originalId: r.message_id });
+    if (r.ord !== null) retries.push(rows[toNumber(r.ord) - 1]!);
     else if (r.seq !== null) {
       stored.set(r.message_id, { seq: toNumber(r.seq), conversationId: r.conversation_id!, recipients: [] });
     } else recipients.push(r);
   }
   for (const r of recipients) stored.get(r.message_id)!.recipients.push(r.recipient!);
-  const retried = new Set(retries.map((r) => r.row));
+  const retried = new Set(retries);
   const unrouted: BatchRow[] = [];
   for (const row of rows) {
     if (!row.accept || outcomes[row.index] || retried.has(row)) continue;
@@ -112,27 +110,23 @@ export async function createDirect(db: Knex, rows: BatchRow[]): Promise<void> {
 }
 
 /**
- * Answers each retry with its original, read by id after the write; returns how many have
- * none any more. The batch's new messages are committed by then: if the read fails, only
- * the retries fail (UNAVAILABLE; their senders send again).
+ * Answers each retry with its original, found by its (sender, clientMsgId) key after the
+ * write; returns how many have none any more. The batch's new messages are committed by
+ * then: if the read fails, only the retries fail (UNAVAILABLE; their senders send again).
  */
-async function answerRetries(
-  db: Knex,
-  retries: { row: BatchRow; originalId: string }[],
-  outcomes: BatchOutcome<AppendResult>[],
-): Promise<number> {
+async function answerRetries(db: Knex, retries: BatchRow[], outcomes: BatchOutcome<AppendResult>[]): Promise<number> {
   if (retries.length === 0) return 0;
-  let originals: Map<string, MessageRow>;
+  let found;
   try {
-    const found = await runPrepared<MessageRow>(db, READ_ORIGINALS, [retries.map((r) => r.originalId)]);
-    originals = new Map(found.map((m) => [m.message_id, m]));
+    found = await findStored(db, retries.map((row) => row.req));
   } catch (err) {
-    for (const { row } of retries) outcomes[row.index] = { ok: false, error: asStorageError(err) };
+    for (const row of retries) outcomes[row.index] = { ok: false, error: asStorageError(err) };
     return 0;
   }
+  const originals = new Map(found.map((m) => [senderKey({ from: m.from_user_id, clientMsgId: m.client_msg_id }), m]));
   let gone = 0;
-  for (const { row, originalId } of retries) {
-    const original = originals.get(originalId);
+  for (const row of retries) {
+    const original = originals.get(senderKey(row.req));
     if (original) outcomes[row.index] = { ok: true, value: { duplicate: true, message: toMessage(original) } };
     else gone++;
   }

@@ -10,7 +10,7 @@ import { ACTED, CHECKS, CREATED, PUSHES, SENT } from "./writeParts";
  *   reads saw.
  * - `stored`: retries of messages stored earlier, one probe of message_idempotency's key
  *   per request; they are not written again, and the caller answers them with the
- *   original, which it reads then (write.ts). Not joined here: a join reaches `messages`
+ *   original, which it reads then by the same key (write.ts, reads.ts: findStored). Not joined here: a join reaches `messages`
  *   by a key known only row by row, so every execution would set up a scan of every day
  *   partition, about 0.015 ms each (docs/benchmarks.md, "A slow day"), for the rare retry.
  * - `current`/`unchanged`: locks the acted-on messages and checks that none changed or went
@@ -42,7 +42,7 @@ import { ACTED, CHECKS, CREATED, PUSHES, SENT } from "./writeParts";
  * - `acted`: the targets' new state (content, editedAt, reactions; a delete empties them
  *   and drops the media);
  *   `erased`: a delete empties the content of the entries already stored for its message.
- * Returns the stored originals' ids (with `ord`, the request's position), each new message's
+ * Returns the retries (by `ord`, the request's position), each new message's
  * conversation and seq, and each of its delivery rows' recipient. A unique violation (a
  * concurrent retry stored the same clientMsgId first) undoes the whole statement, seq
  * included.
@@ -71,7 +71,7 @@ const writeText = (plain: boolean, push: boolean): string => {
        WITH ORDINALITY AS v(id, sender, recipient, given_id, direct_key, client_msg_id, content, created_at, expires_at,
          accept, kind, new_id${plain ? "" : ", ref_id, media"}, ord)
    ), stored AS (
-     SELECT v.ord, k.message_id FROM v
+     SELECT v.ord FROM v
      JOIN message_idempotency k ON k.from_user_id = v.sender AND k.client_msg_id = v.client_msg_id
    )${plain ? "" : CHECKS}, found AS (
      SELECT v.*, coalesce(v.given_id, d.conversation_id) AS found_id
@@ -140,7 +140,7 @@ const writeText = (plain: boolean, push: boolean): string => {
      ORDER BY conversation_id, seq, recipient_id
      RETURNING message_id, recipient_id
    )${plain ? "" : ACTED}${push ? PUSHES.replace("$delay", delay) : ""}
-   SELECT s.ord, s.message_id, NULL::uuid AS conversation_id, NULL::bigint AS seq, NULL::text AS recipient
+   SELECT s.ord, NULL::uuid AS message_id, NULL::uuid AS conversation_id, NULL::bigint AS seq, NULL::text AS recipient
    FROM stored s
    UNION ALL
    SELECT NULL, message_id, conversation_id, seq, NULL FROM inserted
@@ -154,9 +154,10 @@ export const WRITE_PUSH = statement("append_push", writeText(false, true));
 export const WRITE_PLAIN = statement("append_plain", writeText(true, false));
 export const WRITE_PLAIN_PUSH = statement("append_plain_push", writeText(true, true));
 
-/** One of: a stored original's id (`ord` set), a new message (`seq` set), or one of its recipients. */
+/** One of: a retry (`ord` set), a new message (`seq` set), or one of its recipients. */
 export type WriteRow = {
   ord: string | number | null;
+  /** Null on a retry's row. */
   message_id: string;
   conversation_id: string | null;
   seq: string | number | null;
