@@ -4,37 +4,15 @@ import type { AppendRequest, AppendResult } from "../src/messaging/ports";
 import { messageIdAt } from "../src/messaging/messageIds";
 import { directKey } from "../src/messaging/routing";
 import type { Message } from "../src/protocol";
-import type { BatchOutcome } from "../src/storage/GroupCommit";
 import { appendBatch } from "../src/storage/append/appendBatch";
 import { createDatabase, createHotPathDatabase } from "../src/storage/database";
 import { SqlMessageStore } from "../src/storage/SqlMessageStore";
 import { useMigratedDatabase } from "./helpers/migratedDatabase";
+import { okValue as value, textRequest as text } from "./helpers/appendRequests";
 import { uniqueId, waitFor } from "./helpers/device";
 import { expectOk } from "./helpers/replies";
 import { useServerSuite } from "./helpers/serverSuite";
 import { useTwoNodesOnPostgres } from "./helpers/twoNodesOnPostgres";
-
-const DAY = 86_400_000;
-
-const text = (from: string, to: string, clientMsgId = uniqueId("c"), content = "hi"): AppendRequest => {
-  const createdAt = new Date();
-  return {
-    kind: "text",
-    id: messageIdAt(createdAt),
-    from,
-    clientMsgId,
-    target: { to },
-    content,
-    createdAt,
-    expiresAt: new Date(createdAt.getTime() + DAY),
-    media: null,
-  };
-};
-
-const value = (o: BatchOutcome<AppendResult> | undefined): AppendResult => {
-  if (!o?.ok) throw new Error(`not ok: ${String(o && !o.ok ? o.error : o)}`);
-  return o.value;
-};
 
 /**
  * Every statement this process sends to PostgreSQL through `pg` while `counting` (Knex's

@@ -1,24 +1,12 @@
 import { expect } from "chai";
 import pg from "pg";
-import type { AppendRequest, AppendResult } from "../src/messaging/ports";
-import { messageIdAt } from "../src/messaging/messageIds";
+import type { AppendResult } from "../src/messaging/ports";
 import { StorageUnavailableError } from "../src/protocol";
 import type { BatchOutcome } from "../src/storage/GroupCommit";
 import { appendIsolated } from "../src/storage/append/appendRetries";
 import { uniqueId } from "./helpers/ids";
 import { useMigratedDatabase } from "./helpers/migratedDatabase";
-
-const DAY = 86_400_000;
-
-const text = (from: string, to: string, clientMsgId = uniqueId("c"), content = "hi"): AppendRequest => {
-  const createdAt = new Date();
-  return { kind: "text", id: messageIdAt(createdAt), from, clientMsgId, target: { to }, content, createdAt, expiresAt: new Date(createdAt.getTime() + DAY), media: null };
-};
-
-const value = (o: BatchOutcome<AppendResult> | undefined): AppendResult => {
-  if (!o?.ok) throw new Error(`not ok: ${String(o && !o.ok ? o.error : o)}`);
-  return o.value;
-};
+import { okValue as value, textRequest as text } from "./helpers/appendRequests";
 
 /**
  * The write statement finds a retry by its idempotency key alone and the original is read

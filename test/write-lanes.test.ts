@@ -1,8 +1,8 @@
 import { expect } from "chai";
-import type { AppendRequest, AppendResult } from "../src/messaging/ports";
-import { messageIdAt } from "../src/messaging/messageIds";
+import type { AppendResult } from "../src/messaging/ports";
 import { SqlMessageStore } from "../src/storage/SqlMessageStore";
 import { useMigratedDatabase } from "./helpers/migratedDatabase";
+import { textRequest } from "./helpers/appendRequests";
 import type { Message } from "../src/protocol";
 import type { Device } from "./helpers/device";
 import { uniqueId } from "./helpers/ids";
@@ -188,10 +188,7 @@ describe("write lanes in one store (batches of 4, 4 at once)", function () {
     store = new SqlMessageStore(t.main, { hotPath: t.hot, appendLanes: LANES, maxBatch: 4, onBatch: (kind, n) => kind === "append" && batches.push(n) });
   });
 
-  const text = (from: string, to: string, clientMsgId: string): AppendRequest => {
-    const createdAt = new Date();
-    return { kind: "text", id: messageIdAt(createdAt), from, clientMsgId, target: { to }, content: "x", createdAt, expiresAt: new Date(createdAt.getTime() + 86_400_000), media: null };
-  };
+  const text = (from: string, to: string, clientMsgId: string) => textRequest(from, to, clientMsgId, "x");
 
   it("stores each (sender, clientMsgId) once when its copies go to four conversations in batches running at once", async () => {
     const a = uniqueId("a");
