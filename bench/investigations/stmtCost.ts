@@ -1,6 +1,6 @@
 /**
- * What one hot-path statement costs the database backend in CPU (the backends' run time from
- * /proc/<pid>/schedstat, in nanoseconds), for batches of 1, 11 and 100: the fixed cost of a
+ * What one hot-path statement costs the database backend in CPU (the backends' run time in
+ * nanoseconds: bench/lib/procs.ts, singleThreadCpuMs), for batches of 1, 11 and 100: the fixed cost of a
  * statement against its cost per message (docs/benchmarks.md, "Lanes that open under
  * load"). Each round appends `size` messages (one group commit, one statement), then marks
  * them delivered (one statement).
@@ -14,7 +14,6 @@
  * history seed does); the two databases take turns round by round, so both columns see the
  * same machine (docs/benchmarks.md, "A slow day, and where issue 23 stops").
  */
-import { readFileSync } from "node:fs";
 import { Client } from "pg";
 import { v7 as uuidv7 } from "uuid";
 import type { AppendRequest } from "../../src/messaging/ports";
@@ -23,6 +22,7 @@ import { SqlMessageStore } from "../../src/storage/SqlMessageStore";
 import { ADMIN_URL, createTestDatabase, type TestDatabase } from "../../test/helpers/database";
 import { DbProbe } from "../lib/phase";
 import { ensureDayPartitions } from "../lib/seedPartitions";
+import { cpuBetween, cpuSnapshot, singleThreadCpuMs } from "../lib/procs";
 
 const ROUNDS = Number(process.env.ROUNDS ?? 300);
 const SIZES = (process.env.SIZES ?? "1,11,100").split(",").map(Number);
@@ -31,19 +31,6 @@ const PAST_DAYS = Number(process.env.PAST_DAYS ?? 0);
 const DAY = 86_400_000;
 
 type Side = { name: string; testDb: TestDatabase; db: Database; hot: Database; probe: DbProbe; store: SqlMessageStore };
-
-/** CPU time, in ms, the processes have run so far (a process gone meanwhile counts 0). */
-function cpuMs(pids: number[]): number {
-  let ns = 0;
-  for (const pid of pids) {
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/schedstat`, "utf8").split(" ")[0]);
-    } catch {
-      // exited
-    }
-  }
-  return ns / 1e6;
-}
 
 async function openSide(name: string, pastDays: number): Promise<Side> {
   const testDb = await createTestDatabase();
@@ -98,13 +85,13 @@ async function main(): Promise<void> {
       for (let r = 0; r < ROUNDS; r++) {
         for (const [k, { store }] of sides.entries()) {
           const t0 = performance.now();
-          const c0 = cpuMs(pids[k]!);
+          const before = cpuSnapshot(pids[k]!, singleThreadCpuMs);
           const results = await Promise.all(Array.from({ length: size }, (_, i) => store.append(text(i))));
-          const c1 = cpuMs(pids[k]!);
+          const appended = cpuSnapshot(pids[k]!, singleThreadCpuMs);
           totals[k]!.wall += performance.now() - t0;
           await Promise.all(results.map((res, i) => store.markDelivered(`v${i % PAIRS}`, [res.message.id], new Date())));
-          totals[k]!.append += c1 - c0;
-          totals[k]!.delivered += cpuMs(pids[k]!) - c1;
+          totals[k]!.append += cpuBetween(before, appended);
+          totals[k]!.delivered += cpuBetween(appended, cpuSnapshot(pids[k]!, singleThreadCpuMs));
         }
       }
       const per = (ms: number) => (ms / ROUNDS).toFixed(3);
