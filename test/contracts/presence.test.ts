@@ -27,12 +27,18 @@ type Implementation = ContractImplementation<
   }
 >;
 
-/** The PresenceService of one node, with a recorded notifier and an in-memory last-seen store. */
-function serviceOn(tracker: PresenceTracker) {
+/**
+ * The PresenceService of one node, with a recorded notifier and an in-memory last-seen
+ * store, which refuses the users in `refuse` (a database error).
+ */
+function serviceOn(tracker: PresenceTracker, refuse: string[] = []) {
   const reported: Presence[] = [];
   const lastSeen = new Map<string, Date>();
   const store = {
-    setLastSeen: async (userId: string, at: Date) => void lastSeen.set(userId, at),
+    setLastSeen: async (userId: string, at: Date) => {
+      if (refuse.includes(userId)) throw new Error("database unavailable");
+      lastSeen.set(userId, at);
+    },
     lastSeen: async (ids: string[]) => new Map(ids.filter((id) => lastSeen.has(id)).map((id) => [id, lastSeen.get(id)!])),
   };
   const service = new PresenceService(tracker, store, { presence: (p) => reported.push(p) }, systemClock, createLogger("silent"), HEARTBEAT_MS);
@@ -142,6 +148,20 @@ function presenceContract(impl: Implementation): void {
         expect(survivor.of(user).map((p) => p.online)).to.deep.equal([false]);
         expect(survivor.lastSeen.has(user), "last seen stored").to.equal(true);
         expect(await dead.online([user])).to.have.property("size", 0);
+      });
+
+      it("a dead node's users are all reaped and reported offline; one whose last seen cannot be stored keeps none from the others", async () => {
+        const cluster = impl.cluster();
+        const dead = cluster.node();
+        const users = Array.from({ length: 20 }, () => uniqueId("p"));
+        const refused = users[3]!;
+        const survivor = serviceOn(cluster.node(), [refused]);
+        started.push(survivor.service);
+        for (const [i, user] of users.entries()) await dead.connected(user, `c${i}`);
+        survivor.service.start();
+        await waitFor(() => users.every((u) => survivor.of(u).length > 0), "every user of the dead node reported offline", 5000);
+        for (const user of users) expect(survivor.of(user).map((p) => p.online), user).to.deep.equal([false]);
+        expect(users.filter((u) => !survivor.lastSeen.has(u)), "stored for all but the refused one").to.deep.equal([refused]);
       });
 
       it("a node that stalled past the TTL brings its reaped users back with its next heartbeat", async () => {
